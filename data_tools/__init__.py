@@ -1,0 +1,1 @@
+"""Corpus -> memory-mapped token ids with whole-word boundaries (no paddle import)."""

@@ -1,0 +1,1 @@
+"""RoFormer pretraining with whole-word masking and sentence-order prediction, in Paddle."""
