@@ -1,0 +1,189 @@
+"""Kernels behind the RoFormer math: a plain path (the CPU default, the reference) and fast paths.
+
+Every function here computes exactly what its plain counterpart computes; the fast paths only change how.
+Selection is by *kernel set* name, not by model config, so a checkpoint never depends on the hardware:
+
+  - ``"plain"``: matmul/softmax attention, rotary from strided halves, Linear + GELU. Works everywhere.
+  - ``"sdpa"``:  attention through ``paddle.nn.functional.scaled_dot_product_attention`` (Paddle picks the
+    backend: flash / memory-efficient / math). Also runs on CPU fp32 (math backend), so it is tested here.
+  - ``"flash"``: sdpa restricted to the flash-attention backend, plus the fused rotary kernel
+    (``fused_rotary_position_embedding``) and the fused bias+GELU kernel (``fused_bias_act``). GPU, fp16/bf16.
+  - ``"auto"`` (default): ``"flash"``'s kernels when the tensors are on a GPU in fp16/bf16 and the kernels exist
+    in this Paddle build (sdpa keeps its own backend choice), else ``"plain"``.
+
+The default comes from the environment variable ``ERNIE_STYLE_KERNELS`` (read when a model is built) and can be
+changed on a built model with ``RoFormerModel.set_attention_impl(name)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+KERNEL_SETS = ("auto", "plain", "sdpa", "flash")
+ENV_VAR = "ERNIE_STYLE_KERNELS"
+
+# Additive attention bias for padded keys. -1e4 (not -inf) keeps fp16 finite and is what PaddleNLP uses;
+# exp(-1e4) underflows to exactly 0 in fp32, so it is the same as -inf for every row with a real key.
+MASK_VALUE = -1e4
+
+
+def default_kernel_set() -> str:
+    """The kernel set named by ``$ERNIE_STYLE_KERNELS`` (``"auto"`` when unset)."""
+    name = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    return check_kernel_set(name, where=f"${ENV_VAR}")
+
+
+def check_kernel_set(name: str, where: str = "kernel set") -> str:
+    if name not in KERNEL_SETS:
+        raise ValueError(f"{where}: unknown kernel set {name!r}; expected one of {', '.join(KERNEL_SETS)}")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_available(op_name: str) -> bool:
+    """Whether a fused Paddle kernel is registered for the current device (probed once on tiny inputs)."""
+    if not paddle.is_compiled_with_cuda():
+        return False
+    try:
+        import paddle.incubate.nn.functional as IF
+
+        x = paddle.ones([1, 2, 1, 2], dtype="float16")
+        if op_name == "fused_rotary_position_embedding":
+            IF.fused_rotary_position_embedding(x, None, None, sin=x, cos=x, use_neox_rotary_style=True)
+        elif op_name == "fused_bias_act":
+            IF.fused_bias_act(x.reshape([2, 2]), paddle.ones([2], dtype="float16"), act_method="gelu")
+        else:
+            return False
+        return True
+    except Exception:  # any failure means "not usable here"; the plain path is always correct
+        return False
+
+
+def resolve(kernel_set: str, x: paddle.Tensor) -> tuple[str, bool, bool]:
+    """(attention, fused_rotary, fused_bias_gelu) for tensor ``x``.
+
+    attention is ``"plain"``, ``"sdpa"`` or ``"flash"``.
+    """
+    if kernel_set == "plain":
+        return "plain", False, False
+    if kernel_set == "sdpa":
+        return "sdpa", False, False
+    if kernel_set == "flash":
+        return "flash", True, True
+    on_gpu = not x.place.is_cpu_place()
+    half = x.dtype in (paddle.float16, paddle.bfloat16)
+    if on_gpu and half:
+        return (
+            "sdpa",
+            _kernel_available("fused_rotary_position_embedding"),
+            _kernel_available("fused_bias_act"),
+        )
+    return "plain", False, False
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rotary position embedding (RoFormer: interleaved pairs x[..., 0::2], x[..., 1::2])
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def rotary_table(head_dim: int, max_positions: int) -> tuple[np.ndarray, np.ndarray]:
+    """sin, cos tables ``[max_positions, head_dim // 2]`` (float32).
+
+    theta_j = 10000^(-2j/head_dim); angle(p, j) = p * theta_j. The angles are computed in float64 and rounded
+    once, so large positions are as exact as float32 allows (PaddleNLP forms p * theta in float32, which differs
+    by up to ~3e-5 at p ~ 500; Hugging Face uses float64 like this).
+    """
+    assert head_dim % 2 == 0
+    inv_freq = 1.0 / (10000.0 ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    angles = np.arange(max_positions, dtype=np.float64)[:, None] * inv_freq[None, :]
+    return np.sin(angles).astype(np.float32), np.cos(angles).astype(np.float32)
+
+
+def apply_rotary(x: paddle.Tensor, sin: paddle.Tensor, cos: paddle.Tensor) -> paddle.Tensor:
+    """Rotate interleaved pairs of ``x`` [B, L, nH, D] by the angles ``sin``/``cos`` [L, D/2] (plain path)."""
+    b, l, nh, d = x.shape
+    pairs = x.reshape([b, l, nh, d // 2, 2])
+    x1, x2 = pairs[..., 0], pairs[..., 1]  # (B, L, nH, D/2) each
+    sin = sin.unsqueeze(1).astype(x.dtype)  # (L, 1, D/2)
+    cos = cos.unsqueeze(1).astype(x.dtype)
+    return paddle.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).reshape([b, l, nh, d])
+
+
+def apply_rotary_fused(q, k, v, sin, cos):
+    """Fused-kernel rotary on q, k (and v when not None), all [B, L, nH, D].
+
+    Paddle's flag is named the other way round from the usual convention: ``use_neox_rotary_style=True`` rotates
+    *every two* adjacent numbers (the interleaved RoFormer/GPT-J form), ``False`` rotates halves (LLaMA/NeoX).
+    The kernel wants one angle per element, so each pair's angle is repeated: [s0, s0, s1, s1, ...].
+    """
+    import paddle.incubate.nn.functional as IF
+
+    l, half = sin.shape
+    sin4 = paddle.repeat_interleave(sin, 2, axis=-1).reshape([1, l, 1, 2 * half]).astype(q.dtype)
+    cos4 = paddle.repeat_interleave(cos, 2, axis=-1).reshape([1, l, 1, 2 * half]).astype(q.dtype)
+    return IF.fused_rotary_position_embedding(q, k, v, sin=sin4, cos=cos4, use_neox_rotary_style=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def attention(q, k, v, bias, dropout_p: float, training: bool, impl: str) -> paddle.Tensor:
+    """softmax(q k^T / sqrt(D) + bias) v.
+
+    q, k, v: [B, L, nH, D]; bias: additive [B, 1, 1, L] (0 keep, MASK_VALUE drop), same dtype as q.
+    Returns [B, L, nH, D].
+    """
+    if impl == "plain":
+        return _attention_plain(q, k, v, bias, dropout_p, training)
+    p = dropout_p if training else 0.0
+    if impl == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, training=training)
+    assert impl == "flash", impl
+    from paddle.nn.functional.flash_attention import SDPBackend, sdpa_kernel
+
+    l = q.shape[1]
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.expand([bias.shape[0], 1, l, l]), dropout_p=p, training=training
+        )
+
+
+def _attention_plain(q, k, v, bias, dropout_p, training):
+    d = q.shape[-1]
+    q = q.transpose([0, 2, 1, 3]) * (d**-0.5)  # (B, nH, L, D)
+    k = k.transpose([0, 2, 1, 3])
+    v = v.transpose([0, 2, 1, 3])
+    scores = paddle.matmul(q, k, transpose_y=True) + bias  # (B, nH, L, L)
+    probs = F.softmax(scores, axis=-1)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, dropout_p, training=training, mode="upscale_in_train")
+    return paddle.matmul(probs, v).transpose([0, 2, 1, 3])  # (B, L, nH, D)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Feed-forward activation
+# ----------------------------------------------------------------------------------------------------------------
+
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x, approximate=False),  # exact erf GELU, as BERT/RoFormer
+    "gelu_new": lambda x: F.gelu(x, approximate=True),
+    "relu": F.relu,
+    "tanh": paddle.tanh,
+}
+
+
+def linear_act(x: paddle.Tensor, linear: paddle.nn.Linear, act: str, fused: bool) -> paddle.Tensor:
+    """act(x @ W + b). The fused path (GPU) adds the bias and applies GELU in one kernel."""
+    if fused and act == "gelu":
+        import paddle.incubate.nn.functional as IF
+
+        y = paddle.matmul(x, linear.weight)
+        return IF.fused_bias_act(y.reshape([-1, y.shape[-1]]), linear.bias, act_method="gelu").reshape(y.shape)
+    return ACTIVATIONS[act](linear(x))
