@@ -1,0 +1,298 @@
+"""Sample index for sentence-pair pretraining: which sentences form each training sample.
+
+``build_samples_mapping`` returns rows ``(first sentence, end sentence exclusive, target
+length)``; the heavy loop is C++ (``data_tools/csrc/helpers.cpp``, GIL released).
+``get_samples_mapping`` caches the result as ``.npy`` keyed by the index content and every
+parameter, built exactly once when several ranks or processes ask at the same time.
+
+How samples are cut (Megatron-LM / PaddleNLP ``build_mapping``, see helpers.cpp for the
+differences): per epoch, documents are walked in order; a document with fewer than
+``min_num_sent`` sentences is skipped and counted; sentences are accumulated until their
+tokens reach the sample's target length, and the sample is cut there if it has at least
+``min_num_sent`` sentences and at least ``min_num_sent`` remain in the document; the
+document's end always closes a sample.  So every sample has >= ``min_num_sent`` sentences,
+a long document gives several samples, and a sample may exceed its target (a sentence
+longer than the target, or the document's end) -- the dataset truncates.  The target is
+``max_seq_len`` minus the special tokens (3 for ``[CLS] A [SEP] B [SEP]``, 2 without the
+binary head), or with probability ``short_seq_prob`` uniform in ``[2, that]``.
+
+Order: each epoch is generated and shuffled with generators seeded from ``(seed, epoch)``;
+epochs are concatenated and truncated at ``max_num_samples``.  Growing ``max_num_samples``
+or ``num_epochs`` keeps the first rows as they were, so an extended run sees the same data
+in the same order.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _helpers
+
+logger = logging.getLogger(__name__)
+
+# Bump when the algorithm's output changes: old cache files are then not reused.
+ALGORITHM_VERSION = 1
+_OUT_DTYPES = {np.dtype(np.int64): _helpers.build_samples_mapping_int64,
+               np.dtype(np.uint32): _helpers.build_samples_mapping_uint32}
+
+
+def _check_int(name: str, value, minimum: int, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"{name}={value!r}: expected {expected}")
+    return int(value)
+
+
+def _special_tokens(binary_head: bool) -> int:
+    return 3 if binary_head else 2
+
+
+def build_samples_mapping(
+    doc_idx,
+    sizes,
+    *,
+    num_epochs: Optional[int],
+    max_num_samples: Optional[int],
+    max_seq_len: int,
+    short_seq_prob: float,
+    seed: int,
+    min_num_sent: Optional[int] = None,
+    binary_head: bool = True,
+    return_stats: bool = False,
+    dtype=np.int64,
+):
+    """Rows ``(first sentence, end sentence exclusive, target length)``, shape ``[N, 3]``.
+
+    ``doc_idx``: the documents to use, as a slice of the dataset's ``doc_idx``
+    (documents ``d .. e-1`` are ``doc_idx[d:e+1]``); ``sizes``: the full per-sentence token
+    counts (row values index it).  ``num_epochs=None`` adds epochs until ``max_num_samples``
+    is reached; ``max_num_samples=None`` keeps every sample of ``num_epochs`` epochs.
+    ``min_num_sent`` defaults to 2 with the binary (SOP) head and 1 without; with 1,
+    single-sentence documents give MLM-only samples.  ``dtype`` is int64, or uint32 to halve
+    the memory (PaddleNLP's choice) when every sentence index fits.
+
+    With ``return_stats`` also returns a dict: ``docs``, ``docs_used``,
+    ``docs_skipped_short``, ``empty_docs``, ``single_sentence_docs``, ``long_sentences``
+    (longer than the maximal target), ``long_docs`` (used documents longer than it, split
+    into several samples), ``samples_per_epoch`` (full epochs), ``epochs`` (the last may
+    be partial), ``num_samples``, ``last_epoch_partial``.
+
+    Raises ``ValueError`` for bad arguments and when no document qualifies.
+    """
+    if num_epochs is None and max_num_samples is None:
+        raise ValueError("num_epochs=None and max_num_samples=None: give at least one of them")
+    num_epochs = _check_int("num_epochs", num_epochs, 1, allow_none=True)
+    max_num_samples = _check_int("max_num_samples", max_num_samples, 1, allow_none=True)
+    max_seq_len = _check_int("max_seq_len", max_seq_len, _special_tokens(binary_head) + 2)
+    if min_num_sent is None:
+        min_num_sent = 2 if binary_head else 1
+    min_num_sent = _check_int("min_num_sent", min_num_sent, 1)
+    seed = _check_int("seed", seed, 0)
+    if seed >= 1 << 64:
+        raise ValueError(f"seed={seed}: expected an integer < 2**64")
+    try:
+        short_seq_prob = float(short_seq_prob)
+    except (TypeError, ValueError):
+        raise ValueError(f"short_seq_prob={short_seq_prob!r}: expected a probability in [0, 1]") from None
+    if not 0.0 <= short_seq_prob <= 1.0:
+        raise ValueError(f"short_seq_prob={short_seq_prob!r}: expected a probability in [0, 1]")
+    dtype = np.dtype(dtype)
+    if dtype not in _OUT_DTYPES:
+        raise ValueError(f"dtype={dtype}: expected int64 or uint32")
+    # No copies for the usual memmap inputs (int64 doc_idx, int32 sizes, contiguous).
+    doc_idx = np.ascontiguousarray(doc_idx, dtype=np.int64)
+    sizes = np.ascontiguousarray(sizes, dtype=np.int32)
+    if doc_idx.ndim != 1 or doc_idx.size == 0:
+        raise ValueError(f"doc_idx: expected a 1-D array of n_docs + 1 sentence indices, got shape {doc_idx.shape}")
+    if sizes.ndim != 1:
+        raise ValueError(f"sizes: expected a 1-D array of per-sentence token counts, got shape {sizes.shape}")
+    rows, stats = _OUT_DTYPES[dtype](
+        doc_idx,
+        sizes,
+        -1 if num_epochs is None else num_epochs,
+        -1 if max_num_samples is None else max_num_samples,
+        max_seq_len - _special_tokens(binary_head),
+        short_seq_prob,
+        seed,
+        min_num_sent,
+    )
+    return (rows, stats) if return_stats else rows
+
+
+# ----------------------------------------------------------------------------- cache
+
+def idx_content_hash(prefix: str) -> str:
+    """sha256 of ``PREFIX.idx``: taken from ``PREFIX.meta.json`` when it records the index's
+    sha256 and size and the size matches the file, else streamed from the file itself."""
+    path = prefix + ".idx"
+    size = os.path.getsize(path)
+    recorded = _meta_idx_checksum(prefix + ".meta.json")
+    if recorded is not None and recorded[1] == size:
+        return recorded[0]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _meta_idx_checksum(meta_path: str) -> Optional[Tuple[str, int]]:
+    """(sha256, size) of the ``.idx`` as recorded in meta.json, if both are there unambiguously.
+
+    Any layout is accepted where the checksum's key path mentions ``idx`` and ``sha256``
+    (e.g. ``{"sha256": {"idx": ...}}`` or ``{"files": {"x.idx": {"sha256": ..., "bytes": N}}}``)
+    and the size's key path mentions ``idx`` and ``size`` or ``bytes``.
+    """
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    shas, sizes = set(), set()
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, path + (str(k).lower(),))
+        elif any("idx" in p for p in path):
+            joined = "/".join(path)
+            if isinstance(node, str) and _HEX64.match(node.lower()) and "sha256" in joined:
+                shas.add(node.lower())
+            elif isinstance(node, int) and not isinstance(node, bool) and ("size" in joined or "bytes" in joined):
+                sizes.add(node)
+
+    walk(meta, ())
+    if len(shas) == 1 and len(sizes) == 1:
+        return shas.pop(), sizes.pop()
+    return None
+
+
+def _atomic_write(path: str, write) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _load_cached(npy_path: str, json_path: str, key: str, n_sentences: int):
+    """The cached mapping and its stats, or None when missing, stale or damaged."""
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            info = json.load(f)
+        if info.get("key") != key:
+            return None
+        rows = np.load(npy_path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    stats = info.get("stats", {})
+    if rows.dtype != np.dtype(info.get("dtype")) or rows.shape != (stats.get("num_samples"), 3):
+        return None
+    # spot check both ends: rows are sentence spans within the index
+    for part in (rows[:1024], rows[-1024:]):
+        part = np.asarray(part, dtype=np.int64)
+        if part.size and not ((part[:, 0] >= 0).all() and (part[:, 0] < part[:, 1]).all()
+                              and (part[:, 1] <= n_sentences).all() and (part[:, 2] >= 2).all()):
+            return None
+    return rows, stats
+
+
+def get_samples_mapping(
+    indexed_dataset_or_prefix,
+    doc_range: Sequence[int],
+    *,
+    name: str,
+    num_epochs: Optional[int],
+    max_num_samples: Optional[int],
+    max_seq_len: int,
+    short_seq_prob: float,
+    seed: int,
+    min_num_sent: Optional[int] = None,
+    binary_head: bool = True,
+    cache_dir: Optional[str] = None,
+    return_stats: bool = False,
+    dtype=np.int64,
+):
+    """``build_samples_mapping`` for documents ``doc_range = (start, end)`` (end exclusive) of a
+    dataset, cached as ``{cache_dir}/{basename}_{name}_{key}.npy`` (+ ``.json`` with the stats).
+
+    ``cache_dir`` defaults to the directory of the data prefix.  The key is a sha256 over the
+    ``.idx`` content (see ``idx_content_hash``), the document range and every parameter, so a
+    rebuilt dataset or a changed setting never reuses a stale index.  The first process to
+    need a missing cache builds it under an exclusive ``fcntl`` lock and writes it atomically;
+    the others block on the lock (no polling) and then load it.  A cache file that fails to
+    load or its consistency checks is rebuilt.  Loaded mappings are read-only memmaps.
+    With ``return_stats`` the stats dict also has ``cache_path`` and ``cache_hit``.
+    """
+    from .indexed_dataset import MMapIndexedDataset
+
+    ds = indexed_dataset_or_prefix
+    if isinstance(ds, (str, os.PathLike)):
+        ds = MMapIndexedDataset(os.fspath(ds))
+    try:
+        start, end = (int(x) for x in doc_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"doc_range={doc_range!r}: expected (start, end) document indices") from None
+    if not 0 <= start <= end <= ds.n_docs:
+        raise ValueError(f"doc_range={doc_range!r}: expected 0 <= start <= end <= {ds.n_docs} (documents in {ds.prefix})")
+    if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"name={name!r}: expected a non-empty file-name-safe label such as 'train'")
+    params = dict(
+        algorithm=ALGORITHM_VERSION, doc_range=[start, end], num_epochs=num_epochs, max_num_samples=max_num_samples,
+        max_seq_len=max_seq_len, short_seq_prob=float(short_seq_prob), seed=seed, min_num_sent=min_num_sent,
+        binary_head=bool(binary_head), dtype=np.dtype(dtype).name,
+    )
+
+    def build():
+        return build_samples_mapping(
+            ds.doc_idx[start:end + 1], ds.sizes, num_epochs=num_epochs, max_num_samples=max_num_samples,
+            max_seq_len=max_seq_len, short_seq_prob=short_seq_prob, seed=seed, min_num_sent=min_num_sent,
+            binary_head=binary_head, return_stats=True, dtype=dtype,
+        )
+
+    params["idx_sha256"] = idx_content_hash(ds.prefix)
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+    cache_dir = cache_dir if cache_dir is not None else os.path.dirname(os.path.abspath(ds.prefix))
+    os.makedirs(cache_dir, exist_ok=True)
+    stem = os.path.join(cache_dir, f"{os.path.basename(ds.prefix)}_{name}_samples_{key[:16]}")
+    npy_path, json_path = stem + ".npy", stem + ".json"
+
+    hit = _load_cached(npy_path, json_path, key, len(ds.sizes))
+    cache_hit = hit is not None
+    if hit is None:
+        with open(stem + ".lock", "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # blocks until the builder is done
+            try:
+                hit = _load_cached(npy_path, json_path, key, len(ds.sizes))
+                cache_hit = hit is not None
+                if hit is None:
+                    logger.info("building sample index %s (%s documents %d..%d)", npy_path, ds.prefix, start, end)
+                    hit = build()
+                    info = {"key": key, "params": params, "dtype": hit[0].dtype.name, "stats": hit[1]}
+                    # json first: the .npy appearing is what makes the entry complete
+                    _atomic_write(json_path, lambda f: f.write(json.dumps(info, indent=1).encode()))
+                    _atomic_write(npy_path, lambda f: np.save(f, hit[0], allow_pickle=False))
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    rows, stats = hit
+    if not return_stats:
+        return rows
+    return rows, dict(stats, cache_path=npy_path, cache_hit=cache_hit)
