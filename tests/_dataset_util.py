@@ -1,0 +1,76 @@
+"""Small synthetic ``data_tools`` datasets and plain reference code for the dataset tests."""
+import os
+
+import numpy as np
+
+from data_tools.indexed_dataset import MMapIndexedDatasetBuilder
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_vocab(path: str, n_plain: int = 300) -> str:
+    """BERT-style vocab: the five specials first, then ``n_plain`` CJK characters."""
+    with open(path, "w", encoding="utf-8") as f:
+        for tok in SPECIALS + [chr(0x4E00 + k) for k in range(n_plain)]:
+            f.write(tok + "\n")
+    return path
+
+
+def synthetic_prefix(path_prefix: str, *, n_docs: int = 200, vocab_size: int = 305, seed: int = 0,
+                     single_sentence_every: int = 7, unk_rate: float = 0.0) -> str:
+    """Documents of 1-8 sentences of random words (1-4 tokens each) with word-start flags.
+
+    Every ``single_sentence_every``-th document has one sentence; ``unk_rate`` sprinkles
+    [UNK] (id 1) into the text to check specials inside the corpus are never masked.
+    """
+    rng = np.random.default_rng(seed)
+    builder = MMapIndexedDatasetBuilder(path_prefix, np.uint16, with_wwm=True)
+    for d in range(n_docs):
+        n_sent = 1 if d % single_sentence_every == 0 else int(rng.integers(2, 9))
+        ids, flags, lengths = [], [], []
+        for _ in range(n_sent):
+            n_words = int(rng.integers(3, 30))
+            word_lens = rng.integers(1, 5, size=n_words)
+            sent_len = int(word_lens.sum())
+            tok = rng.integers(len(SPECIALS), vocab_size, size=sent_len)
+            if unk_rate:
+                tok[rng.random(sent_len) < unk_rate] = 1
+            f = np.zeros(sent_len, np.uint8)
+            f[np.cumsum(word_lens) - word_lens] = 1
+            ids.append(tok)
+            flags.append(f)
+            lengths.append(sent_len)
+        builder.add_document(np.concatenate(ids), lengths, np.concatenate(flags))
+    builder.finalize()
+    return path_prefix
+
+
+def simulate_truncation(la: int, lb: int, target: int):
+    """Megatron's truncate_segments, literally: trim the longer (B on ties) one token at a time."""
+    while la + lb > target:
+        if la > lb:
+            la -= 1
+        else:
+            lb -= 1
+    return la, lb
+
+
+def find_segment(span: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Offsets where ``seg`` occurs contiguously inside ``span``."""
+    if len(seg) > len(span):
+        return np.zeros(0, np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(span, len(seg))
+    return np.flatnonzero((windows == seg).all(axis=1))
+
+
+def split_sample(sample, cls_id: int, sep_id: int):
+    """[(start, end)] positions of the text segments of ``[CLS] A [SEP] (B [SEP])``."""
+    ids = sample["input_ids"].copy()
+    ids[sample["masked_positions"]] = sample["masked_labels"]
+    assert ids[0] == cls_id and ids[-1] == sep_id
+    seps = np.flatnonzero(sample["token_type_ids"][1:] != sample["token_type_ids"][:-1])
+    if len(seps) == 0:
+        return ids, [(1, len(ids) - 1)]
+    first_sep = int(seps[0])  # last position with token type 0
+    assert ids[first_sep] == sep_id
+    return ids, [(1, first_sep), (first_sep + 1, len(ids) - 1)]

@@ -1,0 +1,353 @@
+"""ernie_style.dataset: WWM + SOP samples, splits, blending, collation.  Budget: < 60 s."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import _dataset_util as du
+from data_tools.indexed_dataset import MMapIndexedDataset
+from ernie_style.dataset import (
+    BlendedDataset,
+    Collator,
+    PretrainingDataset,
+    _truncated_lengths,
+    blending_indices,
+    build_datasets,
+    split_boundaries,
+)
+
+CLS, SEP, MASK, PAD, UNK = 2, 3, 4, 0, 1  # ids in du.write_vocab
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synth")
+    vocab = du.write_vocab(str(d / "vocab.txt"))
+    prefix = du.synthetic_prefix(str(d / "synth"), n_docs=300, unk_rate=0.01)
+    return prefix, vocab
+
+
+def _ds(prefix, vocab, **kw):
+    args = dict(split="train", splits="1,0,0", num_samples=400, max_seq_len=128, seed=7)
+    args.update(kw)
+    return PretrainingDataset(prefix, vocab, **args)
+
+
+def _specials(vocab):
+    with open(vocab, encoding="utf-8") as f:
+        toks = [line.rstrip("\n") for line in f]
+    return {toks.index(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}, toks
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_split_boundaries_match_paddlenlp():
+    from paddlenlp.data.causal_dataset import get_train_valid_test_split_ as reference
+
+    for s in ["949,50,1", "98,2,0", "1,1,1", "7/2/1", "1", "3,1", "0.8,0.1,0.1"]:
+        for n in [0, 1, 2, 3, 7, 10, 99, 100, 601, 12345]:
+            assert split_boundaries(s, n) == reference(s, n), (s, n)
+
+
+@pytest.mark.parametrize("bad", ["", "a,b", "0,0,0", "-1,2,1", "1,2,3,4"])
+def test_bad_splits_are_clear_errors(bad):
+    with pytest.raises(ValueError, match="splits="):
+        split_boundaries(bad, 10)
+
+
+def test_truncation_lengths_match_literal_simulation():
+    for la in range(1, 25):
+        for lb in range(1, 25):
+            for target in range(2, 50):
+                assert _truncated_lengths([la, lb], target) == list(du.simulate_truncation(la, lb, target))
+    assert _truncated_lengths([30], 10) == [10]
+
+
+def test_blending_matches_megatron_helper():
+    from tool_helpers import helpers
+
+    for weights in ([0.5, 0.5], [0.7, 0.2, 0.1], [0.001, 0.999], [1 / 3, 1 / 3, 1 / 3]):
+        n = 5000
+        ref_d = np.zeros(n, np.uint8)
+        ref_s = np.zeros(n, np.int64)
+        helpers.build_blending_indices(ref_d, ref_s, np.array(weights, np.float64), len(weights), n, False)
+        d, s = blending_indices(weights, n)
+        np.testing.assert_array_equal(d, ref_d)
+        np.testing.assert_array_equal(s, ref_s)
+        shares = np.bincount(d, minlength=len(weights)) / n
+        np.testing.assert_allclose(shares, weights, atol=2 / n)
+
+
+# ----------------------------------------------------------------------------- samples
+
+
+def test_structure_truncation_and_token_types(synth):
+    prefix, vocab = synth
+    ds = _ds(prefix, vocab)
+    data = MMapIndexedDataset(prefix)
+    n_pairs = 0
+    for i in range(len(ds)):
+        s = ds[i]
+        first, end, target = (int(v) for v in ds.samples_mapping[i])
+        ids, segs = du.split_sample(s, CLS, SEP)
+        assert s["input_ids"].dtype == np.int64 and s["masked_positions"].dtype == np.int64
+        assert len(ids) <= 128
+        span_total = int(data.sizes[first:end].sum())
+        body = sum(e - b for b, e in segs)
+        assert body == min(span_total, target), (i, body, span_total, target)  # truncation keeps the target
+        tt = s["token_type_ids"]
+        if len(segs) == 2:
+            n_pairs += 1
+            assert int(s["sop_label"]) in (0, 1)
+            a_end = segs[0][1]
+            assert (tt[: a_end + 1] == 0).all() and (tt[a_end + 1:] == 1).all()
+            assert all(e > b for b, e in segs)
+        else:
+            assert int(s["sop_label"]) == -100 and (tt == 0).all()
+            assert end - first == 1  # one segment only when the span has one sentence
+        # the tokens are the corpus tokens of the span, in order inside each segment
+        span = np.asarray(data.tokens[data.offsets[first]:data.offsets[first] + span_total], np.int64)
+        for b, e in segs:
+            assert len(du.find_segment(span, ids[b:e])) >= 1
+    assert n_pairs > len(ds) // 2
+
+
+def test_single_sentence_docs_and_no_binary_head(synth):
+    prefix, vocab = synth
+    data = MMapIndexedDataset(prefix)
+    ds = _ds(prefix, vocab)
+    single = [i for i in range(len(ds)) if ds.samples_mapping[i][1] - ds.samples_mapping[i][0] == 1]
+    assert single, "single-sentence documents must be used"
+    docs_of_one = {int(data.doc_idx[d]) for d in range(data.n_docs) if data.doc_idx[d + 1] - data.doc_idx[d] == 1}
+    assert docs_of_one & {int(ds.samples_mapping[i][0]) for i in single}
+    for i in single:
+        assert int(ds[i]["sop_label"]) == -100
+    flat = _ds(prefix, vocab, binary_head=False)
+    for i in range(100):
+        s = flat[i]
+        assert int(s["sop_label"]) == -100 and (s["token_type_ids"] == 0).all()
+        assert (s["input_ids"] == SEP).sum() == 1 and s["input_ids"][-1] == SEP
+
+
+def _check_masking(ds, data, n, specials):
+    """Counts for the statistics; asserts integrity, specials and positions on every sample."""
+    special_ids = np.array(sorted(specials))
+    stats = dict(body=0, masked=0, mask=0, random=0, same=0, sop=[], words=0, ambiguous=0)
+    for i in range(n):
+        s = ds[i]
+        pos, labels, out = s["masked_positions"], s["masked_labels"], s["input_ids"]
+        assert (np.diff(pos) > 0).all(), "masked_positions sorted and unique"
+        ids, segs = du.split_sample(s, CLS, SEP)
+        assert not np.isin(labels, special_ids).any(), "a special token was masked"
+        assert not np.isin(ids[pos], [CLS, SEP]).any()
+        replaced = out[pos]
+        is_mask = replaced == MASK
+        is_same = replaced == labels
+        is_random = ~is_mask & ~is_same
+        assert not np.isin(replaced[is_random], special_ids).any(), "random replacement is a special id"
+        stats["mask"] += int(is_mask.sum())
+        stats["same"] += int(is_same.sum())
+        stats["random"] += int(is_random.sum())
+        stats["masked"] += len(pos)
+        body_ids = np.concatenate([ids[b:e] for b, e in segs])
+        n_body = int((~np.isin(body_ids, special_ids)).sum())
+        stats["body"] += n_body
+        assert len(pos) <= max(1, round(n_body * ds.masked_lm_prob))
+        if len(segs) == 2:
+            stats["sop"].append(int(s["sop_label"]))
+        # whole-word integrity against the corpus flags
+        first, end, _ = (int(v) for v in ds.samples_mapping[i])
+        start = int(data.offsets[first])
+        sizes = np.asarray(data.sizes[first:end], np.int64)
+        span = np.asarray(data.tokens[start:start + sizes.sum()], np.int64)
+        span_flags = np.array(data.wwm[start:start + sizes.sum()], bool)
+        span_flags[np.cumsum(sizes) - sizes] = True
+        masked = np.zeros(len(ids), bool)
+        masked[pos] = True
+        for b, e in segs:
+            where = du.find_segment(span, ids[b:e])
+            if len(where) != 1:
+                stats["ambiguous"] += 1
+                continue
+            flags = span_flags[where[0]:where[0] + e - b].copy()
+            flags[0] = True
+            seg_special = np.isin(ids[b:e], special_ids)
+            flags[1:] |= seg_special[:-1]
+            word_id = np.cumsum(flags)
+            seg_masked = masked[b:e]
+            for w in np.unique(word_id[seg_masked]):
+                in_word = (word_id == w) & ~seg_special
+                stats["words"] += 1
+                assert seg_masked[in_word].all(), f"sample {i}: word masked partially"
+    return stats
+
+
+def _assert_statistics(stats):
+    assert stats["ambiguous"] < 0.01 * stats["words"] + 5
+    rate = stats["masked"] / stats["body"]
+    assert abs(rate - 0.15) <= 0.01, rate
+    for key, share in (("mask", 0.8), ("random", 0.1), ("same", 0.1)):
+        assert abs(stats[key] / stats["masked"] - share) <= 0.02, (key, stats[key] / stats["masked"])
+    sop = np.array(stats["sop"])
+    assert len(sop) > 1000 and abs(sop.mean() - 0.5) <= 0.02, (len(sop), sop.mean())
+
+
+def test_masking_statistics_synthetic(synth):
+    prefix, vocab = synth
+    ds = _ds(prefix, vocab, num_samples=3000, max_seq_len=64)
+    specials, _ = _specials(vocab)
+    stats = _check_masking(ds, MMapIndexedDataset(prefix), len(ds), specials)
+    _assert_statistics(stats)
+
+
+def test_masking_statistics_sample_corpus(sample_data):
+    ds = PretrainingDataset(sample_data.prefix, sample_data.vocab, splits="1,0,0", num_samples=4000,
+                            max_seq_len=128, seed=11)
+    specials = set(int(i) for i in np.flatnonzero(ds.specials.is_special))
+    global CLS, SEP, MASK
+    saved = CLS, SEP, MASK
+    CLS, SEP, MASK = ds.specials.cls_id, ds.specials.sep_id, ds.specials.mask_id
+    try:
+        stats = _check_masking(ds, MMapIndexedDataset(sample_data.prefix), len(ds), specials)
+    finally:
+        CLS, SEP, MASK = saved
+    _assert_statistics(stats)
+    assert stats["words"] > 10000
+
+
+def test_longer_ngrams_are_masked(synth):
+    """max_ngrams=1 masks single words; the default also masks runs of adjacent words."""
+    prefix, vocab = synth
+
+    def runs(ds):
+        longest = 0
+        for i in range(200):
+            pos = ds[i]["masked_positions"]
+            breaks = np.concatenate([[-1], np.flatnonzero(np.diff(pos) != 1), [len(pos) - 1]])
+            longest = max(longest, int(np.diff(breaks).max()))
+        return longest
+
+    assert runs(_ds(prefix, vocab, max_ngrams=3)) > runs(_ds(prefix, vocab, max_ngrams=1))
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+def test_determinism_two_objects_and_pickle(synth):
+    prefix, vocab = synth
+    ds1, ds2 = _ds(prefix, vocab), _ds(prefix, vocab)
+    for i in [0, 5, 399, 17, 5]:
+        _same(ds1[i], ds2[i])
+    blob = pickle.dumps(ds1)
+    assert len(blob) < 2000, "the dataset must pickle only its arguments"
+    ds3 = pickle.loads(blob)
+    for i in [3, 200]:
+        _same(ds1[i], ds3[i])
+    other = _ds(prefix, vocab, seed=8)
+    assert any(not np.array_equal(ds1[i]["input_ids"], other[i]["input_ids"]) for i in range(10))
+
+
+def test_dataloader_workers_do_not_change_samples(synth):
+    import paddle
+
+    prefix, vocab = synth
+    ds = _ds(prefix, vocab, num_samples=48)
+    collate = Collator(PAD)
+
+    def run(workers):
+        loader = paddle.io.DataLoader(ds, batch_size=8, shuffle=False, num_workers=workers, collate_fn=collate)
+        return [{k: np.asarray(v) for k, v in batch.items()} for batch in loader]
+
+    serial, parallel = run(0), run(2)
+    assert len(serial) == len(parallel) == 6
+    for a, b in zip(serial, parallel):
+        for k in ("input_ids", "token_type_ids", "attention_mask", "masked_positions", "masked_labels", "sop_labels"):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    direct = collate([ds[i] for i in range(8)])
+    np.testing.assert_array_equal(serial[0]["input_ids"], direct["input_ids"])
+
+
+# ----------------------------------------------------------------------------- splits and blending
+
+
+def test_splits_partition_documents(synth):
+    prefix, vocab = synth
+    data = MMapIndexedDataset(prefix)
+    bounds = split_boundaries("8,1,1", data.n_docs)
+    train, valid, test = build_datasets(prefix, vocab, splits="8,1,1", num_samples=(200, 50, 30), max_seq_len=64)
+    assert train.doc_range == (bounds[0], bounds[1]) and valid.doc_range == (bounds[1], bounds[2])
+    assert test.doc_range == (bounds[2], bounds[3]) and bounds[3] == data.n_docs
+    for ds in (train, valid, test):
+        lo, hi = (int(data.doc_idx[d]) for d in ds.doc_range)
+        m = ds.samples_mapping
+        assert (m[:, 0] >= lo).all() and (m[:, 1] <= hi).all(), ds.split
+        assert len(ds) == {"train": 200, "valid": 50, "test": 30}[ds.split]
+    assert build_datasets(prefix, vocab, splits="8,1,1", num_samples=(20, 0, 0), max_seq_len=64)[1:] == (None, None)
+
+
+def test_empty_and_tiny_split_messages(synth):
+    prefix, vocab = synth
+    with pytest.raises(ValueError, match=r"split 'test'.*300/0/0 of 300 documents.*no documents"):
+        _ds(prefix, vocab, split="test", splits="1000,1,0")
+    with pytest.warns(UserWarning, match=r"split 'valid'.*only 3 documents"):
+        _ds(prefix, vocab, split="valid", splits="97,1,0", num_samples=10)
+
+
+def test_blended_dataset_ratios_and_determinism(synth, tmp_path):
+    prefix, vocab = synth
+    other = du.synthetic_prefix(str(tmp_path / "other"), n_docs=100, seed=5)
+    train, valid, _ = build_datasets([(prefix, 3.0), (other, 1.0)], vocab, splits="9,1,0",
+                                     num_samples=(400, 40, 0), max_seq_len=64)
+    assert isinstance(train, BlendedDataset) and len(train) == 400 and len(valid) == 40
+    shares = np.bincount(train.dataset_index, minlength=2) / len(train)
+    np.testing.assert_allclose(shares, [0.75, 0.25], atol=0.005)
+    # member d's k-th pick is that member's sample k
+    for idx in [0, 1, 2, 3, 199, 399]:
+        d, k = int(train.dataset_index[idx]), int(train.dataset_sample_index[idx])
+        _same(train[idx], train.datasets[d][k])
+    again = pickle.loads(pickle.dumps(train))
+    for idx in [10, 311]:
+        _same(train[idx], again[idx])
+    with pytest.raises(ValueError, match="weights"):
+        BlendedDataset([train.datasets[0]], [1.0, 2.0], 10)
+
+
+# ----------------------------------------------------------------------------- collation
+
+
+def test_collator_flattening_vs_numpy_reference(synth):
+    prefix, vocab = synth
+    ds = _ds(prefix, vocab)
+    samples = [ds[i] for i in range(13)]
+    batch = Collator(PAD)(samples)
+    lengths = [len(s["input_ids"]) for s in samples]
+    seq = batch["input_ids"].shape[1]
+    assert seq % 8 == 0 and max(lengths) <= seq < max(lengths) + 8
+    assert all(batch[k].dtype == np.int64 for k in ("input_ids", "token_type_ids", "attention_mask",
+                                                    "masked_positions", "masked_labels", "sop_labels"))
+    np.testing.assert_array_equal(batch["attention_mask"].sum(1), lengths)
+    assert batch["num_tokens"] == sum(lengths)
+    assert batch["padding_fraction"] == pytest.approx(1 - sum(lengths) / (13 * seq))
+    # reference: row/col pairs through np.ravel_multi_index, then gather from the flat batch
+    rows = np.concatenate([np.full(len(s["masked_positions"]), r) for r, s in enumerate(samples)])
+    cols = np.concatenate([s["masked_positions"] for s in samples])
+    np.testing.assert_array_equal(batch["masked_positions"], np.ravel_multi_index((rows, cols), (13, seq)))
+    np.testing.assert_array_equal(batch["input_ids"].reshape(-1)[batch["masked_positions"]],
+                                  np.concatenate([s["input_ids"][s["masked_positions"]] for s in samples]))
+    np.testing.assert_array_equal(batch["masked_labels"], np.concatenate([s["masked_labels"] for s in samples]))
+    np.testing.assert_array_equal(batch["sop_labels"], [int(s["sop_label"]) for s in samples])
+    for r, s in enumerate(samples):
+        assert (batch["input_ids"][r, lengths[r]:] == PAD).all()
+        np.testing.assert_array_equal(batch["token_type_ids"][r, :lengths[r]], s["token_type_ids"])
+    full = Collator(PAD, pad_to_max_length=True, max_seq_len=128)(samples)
+    assert full["input_ids"].shape == (13, 128)
+    np.testing.assert_array_equal(full["input_ids"].reshape(-1)[full["masked_positions"]],
+                                  batch["input_ids"].reshape(-1)[batch["masked_positions"]])
