@@ -1,0 +1,207 @@
+"""Our checkpoint directory, read and written with numpy + json only (no Paddle).
+
+Layout (trainer checkpoints and ``RoFormerForPretraining.save_pretrained``):
+  model_config.json      RoFormerConfig.to_dict()
+  model_state.pdparams   paddle.save of the state dict (see export/pdparams.py)
+  vocab.txt              one token per line
+  tokenizer_config.json  {"do_lower_case": true|false}
+  checksums.json         {filename: sha256}, trainer checkpoints only; verified when present
+Output directories are built under a temporary name beside the target and renamed into
+place at the end, so a failure never leaves a directory that looks complete.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from export.errors import ExportError
+from export.pdparams import load_pdparams
+from export.safetensors_io import bf16_bits_to_float32
+from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, check_ours
+
+CONFIG_FILE = "model_config.json"
+STATE_FILE = "model_state.pdparams"
+VOCAB_FILE = "vocab.txt"
+TOKENIZER_FILE = "tokenizer_config.json"
+CHECKSUMS_FILE = "checksums.json"
+
+# RoFormerConfig.to_dict() fields the converters need, with the type each must have.
+CONFIG_FIELDS = {
+    "vocab_size": int, "embedding_size": int, "hidden_size": int, "num_hidden_layers": int,
+    "num_attention_heads": int, "intermediate_size": int, "hidden_act": str,
+    "hidden_dropout_prob": float, "attention_probs_dropout_prob": float,
+    "max_position_embeddings": int, "type_vocab_size": int, "initializer_range": float,
+    "layer_norm_eps": float, "pad_token_id": int, "rotary_value": bool,
+}
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@dataclass
+class Checkpoint:
+    path: str
+    config: dict        # the CONFIG_FIELDS of model_config.json
+    state: dict         # {our name: ndarray}, decoder weight untied copies removed
+    vocab: list         # tokens in id order
+    do_lower_case: bool
+
+
+def sha256_file(path, chunk=1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        raise ExportError(f"{path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{path}: not valid JSON ({e})") from None
+
+
+def validate_config(cfg, path) -> dict:
+    """The CONFIG_FIELDS of ``cfg`` checked for presence and type; ExportError names the field."""
+    if not isinstance(cfg, dict):
+        raise ExportError(f"{path}: expected a JSON object")
+    mt = cfg.get("model_type")
+    if mt is not None and mt != "roformer":
+        raise ExportError(f"{path}: model_type is {mt!r}, expected 'roformer'")
+    out = {}
+    for name, typ in CONFIG_FIELDS.items():
+        if name not in cfg:
+            raise ExportError(f"{path}: field {name!r} missing")
+        v = cfg[name]
+        ok = isinstance(v, bool) if typ is bool else (isinstance(v, (int, float)) and not isinstance(v, bool) if typ is float
+                                                       else isinstance(v, typ) and not isinstance(v, bool))
+        if not ok:
+            raise ExportError(f"{path}: field {name!r} is {v!r}, expected {typ.__name__}")
+        out[name] = float(v) if typ is float else v
+    if out["hidden_size"] % out["num_attention_heads"]:
+        raise ExportError(f"{path}: hidden_size {out['hidden_size']} is not a multiple of num_attention_heads "
+                          f"{out['num_attention_heads']}")
+    return out
+
+
+def read_vocab(path) -> list:
+    if not os.path.isfile(path):
+        raise ExportError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        vocab = [line.rstrip("\n").rstrip("\r") for line in f]
+    if vocab and vocab[-1] == "":
+        vocab.pop()
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise ExportError(f"{path}: special token(s) {missing} not in the vocabulary")
+    return vocab
+
+
+def verify_checksums(ckpt_dir) -> None:
+    """Compare every file listed in checksums.json (if present) with its sha256."""
+    path = os.path.join(ckpt_dir, CHECKSUMS_FILE)
+    if not os.path.exists(path):
+        return
+    sums = _read_json(path)
+    if not isinstance(sums, dict):
+        raise ExportError(f"{path}: expected a JSON object {{filename: sha256}}")
+    for name, want in sums.items():
+        f = os.path.join(ckpt_dir, name)
+        if not os.path.isfile(f):
+            raise ExportError(f"{f}: listed in {CHECKSUMS_FILE} but missing")
+        got = sha256_file(f)
+        if got != want:
+            raise ExportError(f"{f}: checksum mismatch (sha256 {got[:12]}…, {CHECKSUMS_FILE} says {str(want)[:12]}…): "
+                              "file is truncated or modified")
+
+
+def read_checkpoint(ckpt_dir) -> Checkpoint:
+    """Load and validate one of our checkpoint directories; ExportError names the file at fault."""
+    ckpt_dir = os.fspath(ckpt_dir)
+    if not os.path.isdir(ckpt_dir):
+        raise ExportError(f"{ckpt_dir}: not a directory")
+    verify_checksums(ckpt_dir)
+    cfg_path = os.path.join(ckpt_dir, CONFIG_FILE)
+    config = validate_config(_read_json(cfg_path), cfg_path)
+    vocab = read_vocab(os.path.join(ckpt_dir, VOCAB_FILE))
+    tok_path = os.path.join(ckpt_dir, TOKENIZER_FILE)
+    do_lower_case = True
+    if os.path.exists(tok_path):
+        tok = _read_json(tok_path)
+        do_lower_case = tok.get("do_lower_case", True) if isinstance(tok, dict) else True
+        if not isinstance(do_lower_case, bool):
+            raise ExportError(f"{tok_path}: do_lower_case is {do_lower_case!r}, expected true or false")
+    state_path = os.path.join(ckpt_dir, STATE_FILE)
+    state = load_pdparams(state_path)
+    state = _untie_check(state, state_path)
+    state = _widen(state, state_path)
+    check_ours(state, config, state_path)
+    if len(vocab) != config["vocab_size"]:
+        raise ExportError(f"{os.path.join(ckpt_dir, VOCAB_FILE)}: {len(vocab)} tokens, model_config vocab_size is "
+                          f"{config['vocab_size']}")
+    return Checkpoint(ckpt_dir, config, state, vocab, do_lower_case)
+
+
+def _untie_check(state, path):
+    """Drop a stored copy of the tied decoder weight (PaddleNLP layout) after checking it is tied."""
+    dec = state.pop(PADDLENLP_DECODER_WEIGHT, None)
+    emb = state.get("roformer.embeddings.word_embeddings.weight")
+    if dec is not None and emb is not None and (dec.shape != emb.shape or not (dec == emb).all()):
+        raise ExportError(f"{path}: {PADDLENLP_DECODER_WEIGHT} differs from the word embeddings; an untied MLM "
+                          "decoder cannot be represented in RoFormerForMaskedLM")
+    return state
+
+
+def _widen(state, path):
+    """float32 arrays; bfloat16 (uint16 bits) and float16 widened exactly."""
+    out = {}
+    for name, a in state.items():
+        if a.dtype == np.uint16:
+            a = bf16_bits_to_float32(a)
+        elif a.dtype in (np.float16, np.float64):
+            a = a.astype(np.float32)
+        elif a.dtype != np.float32:
+            raise ExportError(f"{path}: {name} has dtype {a.dtype}, expected a floating point parameter")
+        out[name] = a
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out_dir, overwrite=False):
+    """Yield a temp dir beside ``out_dir``; on success rename it to ``out_dir``, on failure remove it."""
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if os.path.exists(out_dir) and not overwrite:
+        if not os.path.isdir(out_dir) or os.listdir(out_dir):
+            raise ExportError(f"{out_dir}: output exists and is not empty (choose a new directory)")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp-", dir=parent)
+    try:
+        yield tmp
+        for name in os.listdir(tmp):
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir) if overwrite else os.rmdir(out_dir)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False, sort_keys=True)
+        f.write("\n")
+
+
+def write_vocab(path, vocab):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in vocab))

@@ -1,0 +1,100 @@
+"""Export one of our checkpoints to a Hugging Face ``RoFormerForMaskedLM`` directory.
+
+    python -m export.to_pytorch CKPT_DIR OUT_DIR [--dtype float32|float16|bfloat16] [--verify]
+
+Writes config.json, model.safetensors, pretraining_heads.safetensors (pooler + SOP head),
+vocab.txt, tokenizer_config.json (BertTokenizer: our models are character-level) and
+special_tokens_map.json. Needs numpy only; ``--verify`` also needs torch + transformers and
+Paddle, and compares MLM logits of both models (see export/verify.py). See docs/export.md.
+"""
+import argparse
+import os
+
+from export.checkpoint_dir import (
+    CONFIG_FIELDS, Checkpoint, atomic_output_dir, read_checkpoint, write_json, write_vocab,
+)
+from export.errors import ExportError, run_cli
+from export.safetensors_io import DTYPES, write_safetensors
+from export.state_dict_adapter import ROTARY_KEY, SIDE_FILE, ours_to_hf, sinusoidal_table
+
+# Paddle activation name -> transformers ACT2FN name computing the same function.
+# (Paddle "gelu" and transformers "gelu" are both the exact erf form.)
+HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}
+SPECIAL_TOKENS_MAP = {
+    "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+}
+
+
+def hf_config(config: dict, dtype: str) -> dict:
+    act = config["hidden_act"]
+    if act not in HF_ACTIVATIONS:
+        raise ExportError(f"model_config.json: hidden_act {act!r} has no exact transformers equivalent "
+                          f"(supported: {sorted(HF_ACTIVATIONS)})")
+    out = {k: config[k] for k in CONFIG_FIELDS}
+    out.update(
+        architectures=["RoFormerForMaskedLM"],
+        model_type="roformer",
+        hidden_act=HF_ACTIVATIONS[act],
+        tie_word_embeddings=True,
+        is_decoder=False,
+        tokenizer_class="BertTokenizer",
+        torch_dtype=dtype,
+    )
+    return out
+
+
+def tokenizer_config(ckpt: Checkpoint) -> dict:
+    return {
+        # Character-level BERT WordPiece: AutoTokenizer would otherwise pick RoFormerTokenizer (jieba words).
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": ckpt.do_lower_case,
+        "tokenize_chinese_chars": True,
+        "strip_accents": None,
+        "model_max_length": ckpt.config["max_position_embeddings"],
+        **SPECIAL_TOKENS_MAP,
+    }
+
+
+def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
+    """Write the Hugging Face files for ``ckpt`` into the (existing, empty) directory ``out``."""
+    cfg = ckpt.config
+    main, side = ours_to_hf(ckpt.state)
+    main[ROTARY_KEY] = sinusoidal_table(cfg["max_position_embeddings"], cfg["hidden_size"] // cfg["num_attention_heads"])
+    write_json(os.path.join(out, "config.json"), hf_config(cfg, dtype))
+    write_safetensors(os.path.join(out, "model.safetensors"), main, dtype, metadata={"format": "pt"})
+    write_safetensors(os.path.join(out, SIDE_FILE), side, dtype, metadata={
+        "format": "pt",
+        "contents": "pooler and sentence-order-prediction head, not part of RoFormerForMaskedLM; see docs/export.md",
+    })
+    write_vocab(os.path.join(out, "vocab.txt"), ckpt.vocab)
+    write_json(os.path.join(out, "tokenizer_config.json"), tokenizer_config(ckpt))
+    write_json(os.path.join(out, "special_tokens_map.json"), SPECIAL_TOKENS_MAP)
+
+
+def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) -> None:
+    """Convert ``ckpt_dir`` to a Hugging Face dir at ``out_dir`` (created atomically)."""
+    if dtype not in DTYPES:
+        raise ExportError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    ckpt = read_checkpoint(ckpt_dir)
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        write_hf_dir(ckpt, tmp, dtype)
+        if verify:
+            from export.verify import verify_hf_export
+
+            verify_hf_export(ckpt, tmp, dtype)
+    print(f"exported {ckpt_dir} -> {out_dir} ({dtype})")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m export.to_pytorch", description=__doc__.split("\n\n")[0])
+    ap.add_argument("ckpt_dir", help="our checkpoint directory (model_config.json, model_state.pdparams, vocab.txt)")
+    ap.add_argument("out_dir", help="new Hugging Face directory to create")
+    ap.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype of the written weights")
+    ap.add_argument("--verify", action="store_true", help="compare MLM logits with the Paddle model after export")
+    ap.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    args = ap.parse_args(argv)
+    return run_cli(export, args.ckpt_dir, args.out_dir, args.dtype, args.verify, args.overwrite)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

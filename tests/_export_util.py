@@ -1,0 +1,109 @@
+"""Tiny RoFormer checkpoints for the export tests, written the way our trainer writes them.
+
+The Paddle model used is PaddleNLP's RoFormerForMaskedLM (same parameter names as ours for
+roformer.* and cls.predictions.*; its tied ``cls.predictions.decoder_weight`` is dropped as
+our checkpoints do) plus random ``cls.seq_relationship`` SOP weights.
+"""
+import json
+import os
+
+import numpy as np
+
+CHARS = list("的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长知民样现分将外但身些与高意进把法此实回二理美点月明其种声全工己话儿者向情部正名定女问力机给等几很业最间新什打便位因重被走电四第门相次东政海口使教西再平真听世气信北少关并内加化由却代军产入先山五太水万市眼体别处总才场师书比住员九笑性通目华报立马命张活难神数件安表原车白应路期叫死常提感金何更反合放做系计或司利受光王果亲界及今京务制解各任至清物台象记边共风战干接它许八特觉望直服毛林题建南度统色字请交爱让认算论百吃义科怎元社术结六功指思非流每青管夫连远资队跟带花快条院变联言权往展该领传近留红治决周保达办运武半候七必城父强步完革深区即求品士转量空甚众技轻程告江语英基派满式李息写呢识极令黄德收脸钱党倒未持取设始版双历越史商千片容研像找友孩站广改议形委早房音火际则首单据导影失拿网香似斯专石若兵弟谁校读志飞观争究包组造落视济喜离虽坐集编宝谈府拉黑且随格尽剑讲布杀微怕母调局根曾准团段终乐切级克精哪官示冷域读")
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VOCAB = SPECIAL + sorted(set(CHARS)) + list("abcdefghijklmnopqrstuvwxyz0123456789,.!?") + ["##s", "##ing", "the", "pad"]
+
+
+def tiny_config(**overrides) -> dict:
+    cfg = dict(
+        vocab_size=len(VOCAB), embedding_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        max_position_embeddings=64, type_vocab_size=2, initializer_range=0.02, layer_norm_eps=1e-12,
+        pad_token_id=0, rotary_value=False,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def random_state(config: dict, seed: int = 0) -> dict:
+    """Our state dict with O(0.1) random values everywhere (LayerNorm weights around 1), float32.
+
+    Non-trivial LayerNorms and biases make a swapped or untransposed tensor visible in logits.
+    """
+    from export.state_dict_adapter import expected_ours
+
+    rng = np.random.default_rng(seed)
+    state = {}
+    for name, shape in expected_ours(config).items():
+        a = rng.normal(0.0, 0.1, size=shape)
+        if ("norm" in name) and name.endswith(".weight"):
+            a += 1.0
+        state[name] = a.astype(np.float32)
+    return state
+
+
+def paddle_model(config: dict, state: dict):
+    """PaddleNLP RoFormerForMaskedLM (eval mode) holding ``state`` (our names)."""
+    from paddlenlp.transformers import RoFormerConfig, RoFormerForMaskedLM
+
+    model = RoFormerForMaskedLM(RoFormerConfig(**config))
+    params = {k: v for k, v in state.items() if not k.startswith("cls.seq_relationship")}
+    params["cls.predictions.decoder_weight"] = state["roformer.embeddings.word_embeddings.weight"]
+    missing, unexpected = model.set_state_dict(params)
+    assert not missing and not unexpected, (missing, unexpected)
+    model.eval()
+    return model
+
+
+def train_steps(config: dict, state: dict, steps: int = 3, seed: int = 0) -> dict:
+    """``state`` after ``steps`` AdamW steps of MLM + SOP loss on random batches (paddle)."""
+    import paddle
+
+    paddle.seed(seed)
+    rng = np.random.default_rng(seed)
+    model = paddle_model(config, state)
+    model.train()
+    sop_w = paddle.create_parameter(list(state["cls.seq_relationship.weight"].shape), "float32")
+    sop_b = paddle.create_parameter(list(state["cls.seq_relationship.bias"].shape), "float32")
+    sop_w.set_value(state["cls.seq_relationship.weight"])
+    sop_b.set_value(state["cls.seq_relationship.bias"])
+    opt = paddle.optimizer.AdamW(learning_rate=1e-2, parameters=model.parameters() + [sop_w, sop_b], weight_decay=0.01)
+    T, V = 16, config["vocab_size"]
+    for _ in range(steps):
+        ids = paddle.to_tensor(rng.integers(5, V, size=(4, T)))
+        labels = paddle.to_tensor(rng.integers(5, V, size=(4, T)))
+        sop_labels = paddle.to_tensor(rng.integers(0, 2, size=(4,)))
+        logits = model(input_ids=ids)
+        seq, pooled = model.roformer(input_ids=ids)
+        sop_logits = paddle.matmul(pooled, sop_w) + sop_b
+        loss = paddle.nn.functional.cross_entropy(logits.reshape([-1, V]), labels.reshape([-1, 1])).mean()
+        loss = loss + paddle.nn.functional.cross_entropy(sop_logits, sop_labels.reshape([-1, 1])).mean()
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+    out = {k: v.numpy() for k, v in model.state_dict().items() if k != "cls.predictions.decoder_weight"}
+    out["cls.seq_relationship.weight"] = sop_w.numpy()
+    out["cls.seq_relationship.bias"] = sop_b.numpy()
+    return out
+
+
+def write_checkpoint(path, config: dict, state: dict, do_lower_case=True, checksums=False, vocab=None) -> str:
+    """Write our checkpoint dir format (numpy + pickle, no paddle needed)."""
+    from export.checkpoint_dir import sha256_file
+    from export.pdparams import save_pdparams
+
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "model_config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    save_pdparams(os.path.join(path, "model_state.pdparams"), state)
+    vocab = VOCAB if vocab is None else vocab
+    assert len(vocab) == config["vocab_size"]
+    with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in vocab))
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": do_lower_case}, f)
+    if checksums:
+        names = ["model_config.json", "model_state.pdparams", "vocab.txt", "tokenizer_config.json"]
+        with open(os.path.join(path, "checksums.json"), "w") as f:
+            json.dump({n: sha256_file(os.path.join(path, n)) for n in names}, f)
+    return str(path)
