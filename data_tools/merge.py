@@ -1,0 +1,127 @@
+"""Concatenate preprocessed datasets into one: ``python -m data_tools.merge --inputs P1 P2 ... --output-prefix P``.
+
+Only datasets that tokenised alike may be merged: same vocab (sha256), id dtype, lowercasing,
+segmenter (name, version, dictionary and user dictionary).  Anything else is refused with one
+line naming the first mismatching input.  Data is streamed through
+``indexed_dataset.concat_datasets`` (atomic), then the merged ``P.meta.json`` is written.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import List
+
+from data_tools import indexed_dataset as ixd
+from data_tools.io_utils import (
+    META_FORMAT,
+    UserError,
+    check_output_prefix,
+    describe_os_error,
+    meta_path,
+    read_meta,
+    remove_quietly,
+    run_cli,
+    sha256_file,
+    write_json_atomic,
+)
+from data_tools.preprocess import MAX_LOCATIONS
+
+# (label, getter) of every setting that must agree between merged datasets
+_MUST_MATCH = [
+    ("vocab sha256", lambda m: m["vocab"]["sha256"]),
+    ("dtype", lambda m: m["dtype"]),
+    ("lowercasing", lambda m: m["tokenizer"]["do_lower_case"]),
+    ("segmenter", lambda m: (m["segmenter"]["name"], m["segmenter"]["version"], m["segmenter"]["dict_sha256"])),
+    ("user dictionary", lambda m: m["segmenter"].get("user_dict_sha256")),
+    ("wwm encoding", lambda m: m["wwm_encoding"]),
+]
+
+
+def _check_files(prefix: str, meta: dict) -> None:
+    for ext, f in meta["files"].items():
+        path = prefix + ext
+        if not os.path.exists(path):
+            raise UserError(f"{path}: missing (listed in {meta_path(prefix)})")
+        if os.path.getsize(path) != f["bytes"]:
+            raise UserError(f"{path}: {os.path.getsize(path)} bytes, meta.json says {f['bytes']} (damaged?)")
+
+
+def merge(inputs: List[str], output_prefix: str) -> dict:
+    t0 = time.time()
+    if len(inputs) < 1:
+        raise UserError("--inputs: expected at least one prefix")
+    if os.path.abspath(output_prefix) in {os.path.abspath(p) for p in inputs}:
+        raise UserError(f"--output-prefix {output_prefix}: must differ from every input")
+    metas = [read_meta(p) for p in inputs]
+    for p, m in zip(inputs, metas):
+        _check_files(p, m)
+    for label, get in _MUST_MATCH:
+        ref = get(metas[0])
+        for p, m in zip(inputs[1:], metas[1:]):
+            if get(m) != ref:
+                raise UserError(f"{p}: {label} {get(m)!r} differs from {inputs[0]}'s {ref!r}; "
+                                f"only datasets preprocessed alike can be merged")
+    check_output_prefix(output_prefix)
+    remove_quietly([meta_path(output_prefix)])
+    try:
+        ixd.concat_datasets(inputs, output_prefix, with_wwm=True)
+    except OSError as e:
+        raise UserError(describe_os_error(e, f"writing {output_prefix}") + "; nothing was written") from None
+    counts = {k: sum(int(m["counts"].get(k, 0)) for m in metas)
+              for k in ("docs_in", "docs_out", "sentences", "tokens", "input_bytes")}
+    skipped, skipped_first, repaired, repaired_first = {}, {}, {}, {}
+    for m in metas:
+        for counts_d, first_d, key in ((skipped, skipped_first, "skipped"), (repaired, repaired_first, "repaired")):
+            for reason, n in m.get(key, {}).items():
+                counts_d[reason] = counts_d.get(reason, 0) + n
+                first = first_d.setdefault(reason, [])
+                first.extend(m.get(key + "_first", {}).get(reason, [])[: MAX_LOCATIONS - len(first)])
+    assert counts["docs_out"] + sum(skipped.values()) == counts["docs_in"], "merged accounting broken"
+    files = {ext: {"path": os.path.abspath(output_prefix + ext), "bytes": os.path.getsize(output_prefix + ext),
+                   "sha256": sha256_file(output_prefix + ext)} for ext in (".bin", ".idx", ".wwm")}
+    first = metas[0]
+    meta = {
+        "format": META_FORMAT,
+        "created_by": "data_tools.merge",
+        "vocab": first["vocab"],
+        "tokenizer": first["tokenizer"],
+        "segmenter": first["segmenter"],
+        "settings": first.get("settings", {}),
+        "dtype": first["dtype"],
+        "wwm_encoding": first["wwm_encoding"],
+        "inputs": [i for m in metas for i in m.get("inputs", [])],
+        "merged_from": [{"prefix": os.path.abspath(p), "counts": m["counts"]} for p, m in zip(inputs, metas)],
+        "counts": counts,
+        "skipped": dict(sorted(skipped.items())),
+        "skipped_first": dict(sorted(skipped_first.items())),
+        "repaired": dict(sorted(repaired.items())),
+        "repaired_first": dict(sorted(repaired_first.items())),
+        "files": files,
+        "run": {"elapsed_s": round(time.time() - t0, 3)},
+    }
+    write_json_atomic(meta_path(output_prefix), meta)
+    return meta
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m data_tools.merge", description=__doc__.split("\n\n")[0])
+    p.add_argument("--inputs", nargs="+", required=True, metavar="PREFIX", help="preprocessed dataset prefixes")
+    p.add_argument("--output-prefix", required=True, help="writes PREFIX.bin/.idx/.wwm/.meta.json")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    def body() -> int:
+        meta = merge(args.inputs, args.output_prefix)
+        if not args.quiet:
+            c = meta["counts"]
+            print(f"merged {len(args.inputs)} datasets into {args.output_prefix}: {c['docs_out']:,} docs, "
+                  f"{c['sentences']:,} sentences, {c['tokens']:,} tokens")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
