@@ -1,0 +1,373 @@
+"""The pretraining config: one typed tree of dataclasses, loaded from YAML, with dotted overrides.
+
+    cfg = load_config("configs/roformer_tiny_demo.yaml", ["train.max_steps=50", "amp.enable=false"])
+
+Sections: ``model`` (:class:`ernie_style.modeling.RoFormerConfig`), ``data``, ``train``, ``optim``,
+``amp``, ``dist``.  An override is ``key.path=value`` with the value parsed as YAML
+(``data.prefixes=[/data/a,/data/b]``).  Every user mistake is a :class:`ConfigError` (a ``ValueError``)
+whose message names the key, the value and what was expected; unknown keys suggest the closest
+valid one.
+
+Batch sizes: ``train.global_batch_size = micro_batch_size x data_parallel_size x accumulation``.
+The accumulation is derived (:meth:`PretrainConfig.accumulation_steps`) once the number of ranks is
+known; ``global_batch_size: 0`` means "no accumulation".
+
+``model.vocab_size`` is taken from ``data.vocab_file`` when the YAML does not give it.  A larger
+``vocab_size`` than the file (rows padded for speed) is allowed; a smaller one is an error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import yaml
+
+from ernie_style.modeling import RoFormerConfig
+
+SECTIONS = ("model", "data", "train", "optim", "amp", "dist")
+
+
+class ConfigError(ValueError):
+    """A user mistake in the config file or an override."""
+
+
+def _check(cond: bool, name: str, value: Any, expected: str) -> None:
+    if not cond:
+        raise ConfigError(f"{name}={value!r}: expected {expected}")
+
+
+@dataclass
+class DataConfig:
+    # Megatron style: [prefix, ...] or [weight, prefix, weight, prefix, ...] for blending.
+    prefixes: List[str] = field(default_factory=list)
+    vocab_file: str = ""
+    do_lower_case: bool = True
+    split: str = "949,50,1"
+    max_seq_len: int = 512
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    binary_head: bool = True
+    num_workers: int = 2
+
+    def __post_init__(self):
+        parts = str(self.split).split(",")
+        ok = all(p.strip().replace(".", "", 1).isdigit() for p in parts) and 1 <= len(parts) <= 3
+        _check(ok and sum(float(p) for p in parts) > 0, "data.split", self.split,
+               'up to 3 non-negative comma-separated weights such as "949,50,1"')
+        _check(self.max_seq_len >= 8, "data.max_seq_len", self.max_seq_len, "an integer >= 8")
+        _check(0.0 < self.masked_lm_prob < 1.0, "data.masked_lm_prob", self.masked_lm_prob, "a number in (0, 1)")
+        _check(0.0 <= self.short_seq_prob <= 1.0, "data.short_seq_prob", self.short_seq_prob, "a number in [0, 1]")
+        _check(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer >= 0")
+
+    def split_weights(self) -> List[float]:
+        w = [float(p) for p in str(self.split).split(",")]
+        return w + [0.0] * (3 - len(w))
+
+    def prefixes_and_weights(self) -> List[tuple]:
+        """[(prefix, weight), ...] from ``prefixes`` (plain list or alternating weight, prefix)."""
+        items = list(self.prefixes)
+        if len(items) >= 2 and len(items) % 2 == 0 and _is_number(items[0]):
+            pairs = [(str(items[i + 1]), float(items[i])) for i in range(0, len(items), 2)]
+        else:
+            pairs = [(str(p), 1.0) for p in items]
+        for prefix, weight in pairs:
+            _check(weight > 0, "data.prefixes", self.prefixes, f"positive blend weights (got {weight} for {prefix})")
+        return pairs
+
+
+def _is_number(x) -> bool:
+    try:
+        float(x)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "output"
+    micro_batch_size: int = 8
+    global_batch_size: int = 0  # 0 = micro_batch_size x data-parallel size (no accumulation)
+    max_steps: int = 1000
+    logging_steps: int = 10
+    eval_steps: int = 500
+    eval_iters: int = 10
+    test_iters: int = 0  # 0 = eval_iters
+    save_steps: int = 1000
+    keep_checkpoints: int = 3
+    seed: int = 1234
+    resume: str = "auto"  # auto | none | PATH (a checkpoint dir, or a plain model dir: weights only)
+    recompute: bool = False
+    device: str = "auto"  # auto | cpu | gpu
+
+    def __post_init__(self):
+        for name in ("micro_batch_size", "max_steps", "logging_steps", "eval_steps", "save_steps", "keep_checkpoints"):
+            _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), "an integer >= 1")
+        for name in ("global_batch_size", "eval_iters", "test_iters"):
+            _check(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "an integer >= 0")
+        _check(bool(self.output_dir), "train.output_dir", self.output_dir, "a directory path")
+        _check(bool(self.resume), "train.resume", self.resume, "auto, none or a path")
+        _check(self.device in ("auto", "cpu", "gpu"), "train.device", self.device, "auto, cpu or gpu")
+
+
+@dataclass
+class OptimConfig:
+    max_lr: float = 1e-4
+    min_lr: float = 1e-5
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # of decay_steps; used when warmup_steps is 0
+    decay_steps: int = 100000
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # global norm; 0 = off
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+
+    def __post_init__(self):
+        _check(self.max_lr > 0, "optim.max_lr", self.max_lr, "a number > 0")
+        _check(0 <= self.min_lr <= self.max_lr, "optim.min_lr", self.min_lr, f"a number in [0, max_lr={self.max_lr}]")
+        _check(self.decay_steps >= 1, "optim.decay_steps", self.decay_steps, "an integer >= 1")
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "an integer >= 0")
+        _check(0.0 <= self.warmup_ratio < 1.0, "optim.warmup_ratio", self.warmup_ratio, "a number in [0, 1)")
+        _check(not (self.warmup_steps and self.warmup_ratio), "optim.warmup_ratio", self.warmup_ratio,
+               "0 when optim.warmup_steps is given (set one of them)")
+        _check(self.resolved_warmup_steps() <= self.decay_steps, "optim.warmup_steps", self.warmup_steps,
+               f"at most optim.decay_steps={self.decay_steps}")
+        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
+        _check(self.grad_clip >= 0, "optim.grad_clip", self.grad_clip, "a number >= 0 (0 = off)")
+        _check(0 <= self.adam_beta1 < 1, "optim.adam_beta1", self.adam_beta1, "a number in [0, 1)")
+        _check(0 <= self.adam_beta2 < 1, "optim.adam_beta2", self.adam_beta2, "a number in [0, 1)")
+        _check(self.adam_epsilon > 0, "optim.adam_epsilon", self.adam_epsilon, "a number > 0")
+
+    def resolved_warmup_steps(self) -> int:
+        return self.warmup_steps or int(round(self.warmup_ratio * self.decay_steps))
+
+
+@dataclass
+class AmpConfig:
+    enable: bool = False
+    dtype: str = "float16"  # float16 | bfloat16
+    level: str = "O1"  # O1 | O2
+    init_loss_scaling: float = 32768.0
+    incr_every_n_steps: int = 1000
+    decr_every_n_nan_or_inf: int = 2
+    custom_white_list: List[str] = field(default_factory=list)
+    custom_black_list: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        _check(self.dtype in ("float16", "bfloat16"), "amp.dtype", self.dtype, "float16 or bfloat16")
+        _check(self.level in ("O1", "O2"), "amp.level", self.level, "O1 or O2")
+        _check(self.init_loss_scaling > 0, "amp.init_loss_scaling", self.init_loss_scaling, "a number > 0")
+        _check(self.incr_every_n_steps >= 1, "amp.incr_every_n_steps", self.incr_every_n_steps, "an integer >= 1")
+        _check(self.decr_every_n_nan_or_inf >= 1, "amp.decr_every_n_nan_or_inf", self.decr_every_n_nan_or_inf,
+               "an integer >= 1")
+
+
+@dataclass
+class DistConfig:
+    sharding_stage: int = 0  # 0 = plain data parallel; 1 = optimizer states; 2 = + gradients
+
+    def __post_init__(self):
+        _check(self.sharding_stage in (0, 1, 2), "dist.sharding_stage", self.sharding_stage, "0, 1 or 2")
+
+
+@dataclass
+class PretrainConfig:
+    model: RoFormerConfig  # vocab_size filled from data.vocab_file when not given
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    amp: AmpConfig = field(default_factory=AmpConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+    def __post_init__(self):
+        _check(self.data.max_seq_len <= self.model.max_position_embeddings, "data.max_seq_len",
+               self.data.max_seq_len, f"at most model.max_position_embeddings={self.model.max_position_embeddings}")
+
+    def to_dict(self) -> dict:
+        out = {}
+        for name in SECTIONS:
+            section = getattr(self, name)
+            out[name] = section.to_dict() if hasattr(section, "to_dict") else dataclasses.asdict(section)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def accumulation_steps(self, dp_degree: int) -> int:
+        """global_batch_size / (micro_batch_size x dp_degree); a non-integer ratio is a ConfigError."""
+        per_step = self.train.micro_batch_size * dp_degree
+        gbs = self.train.global_batch_size or per_step
+        if gbs % per_step:
+            raise ConfigError(
+                f"train.global_batch_size={gbs}: expected a multiple of train.micro_batch_size "
+                f"({self.train.micro_batch_size}) x data-parallel size ({dp_degree}) = {per_step}")
+        return gbs // per_step
+
+    def global_batch_size(self, dp_degree: int) -> int:
+        return self.train.global_batch_size or self.train.micro_batch_size * dp_degree
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value, tp, name: str):
+    """Check ``value`` against the annotation ``tp``; return it (ints widened to float, etc.)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return _coerce(value, a, name)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{name}={value!r}: expected {' or '.join(_type_name(a) for a in args)}")
+    if origin in (list, List, tuple):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # a single item where a list is expected
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}={value!r}: expected a list")
+        item_tp = args[0] if args else Any
+        return [_coerce(v, item_tp, f"{name}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # e.g. a path or a split written as a bare number
+    elif dataclasses.is_dataclass(tp):
+        return _build(tp, value, name + ".")
+    else:
+        return value
+    raise ConfigError(f"{name}={value!r}: expected {_type_name(tp)}, got {type(value).__name__}")
+
+
+def _build(cls, raw, where: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where.rstrip('.') or 'config'}={raw!r}: expected a mapping of keys")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(_unknown_key(where + str(key), [where + n for n in names]))
+        kwargs[key] = _coerce(value, hints.get(key, Any), where + key)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where.rstrip('.')}: {e}") from None
+
+
+def _unknown_key(key: str, valid: List[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys here: {', '.join(valid)}"
+    return f"unknown config key {key!r}{hint}"
+
+
+def all_keys() -> List[str]:
+    """Every valid dotted key (used for suggestions)."""
+    keys = []
+    for name, f in zip(SECTIONS, [PretrainConfig.__dataclass_fields__[s] for s in SECTIONS]):
+        tp = typing.get_type_hints(PretrainConfig)[name]
+        keys += [f"{name}.{g.name}" for g in dataclasses.fields(tp) if g.init]
+    return keys
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set ``key.path=value`` (value parsed as YAML) in the raw nested dict."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key.path=value, e.g. train.max_steps=100")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if key.startswith("--"):
+        key = key[2:]
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+    parts = key.split(".")
+    if len(parts) != 2 or parts[0] not in SECTIONS:
+        if parts[0] not in SECTIONS:
+            raise ConfigError(_unknown_key(key, all_keys()))
+        raise ConfigError(f"override {item!r}: expected section.key=value with section in {', '.join(SECTIONS)}")
+    section = raw.setdefault(parts[0], {})
+    if section is None:
+        section = raw[parts[0]] = {}
+    section[parts[1]] = value
+
+
+def count_vocab(vocab_file: str) -> int:
+    """Number of entries of a BERT-style vocab.txt (one token per line; id = line number)."""
+    with open(vocab_file, encoding="utf-8") as f:
+        return sum(1 for _ in f)
+
+
+def config_from_dict(raw: dict) -> PretrainConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, got {type(raw).__name__}")
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(_unknown_key(str(key), list(SECTIONS)))
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    data = raw.get("data") or {}
+    model = raw.setdefault("model", {}) or {}
+    if isinstance(model, dict) and "vocab_size" not in model and isinstance(data, dict):
+        vocab = data.get("vocab_file")
+        if not isinstance(vocab, str) or not os.path.isfile(vocab):
+            raise ConfigError(f"model.vocab_size is not given and data.vocab_file={vocab!r} is not a readable file "
+                              "(expected the vocab.txt the data was tokenized with, or an explicit model.vocab_size)")
+        model["vocab_size"] = count_vocab(vocab)
+        raw["model"] = model
+    return _build(PretrainConfig, raw, "")
+
+
+def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> PretrainConfig:
+    """Read a YAML file (or nothing, when path is None), apply ``key.path=value`` overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"--config {path!r}: file not found")
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    for item in overrides or []:
+        apply_override(raw, item)
+    return config_from_dict(raw)

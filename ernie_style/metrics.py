@@ -1,0 +1,139 @@
+"""Training/eval logging: the ernie-1.0 log line (stdout + ``train.log``) and VisualDL scalars, rank 0 only.
+
+Every value handed to :class:`TrainLogger` is already reduced over the accumulation steps and all
+ranks; the logger averages it over the logging window.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Dict, Optional
+
+# Kept byte-for-byte for the tools that parse ernie-1.0 logs; our extra fields follow it.
+LOG_LINE = ("global step {step}, loss: {loss:.9f}, lm_loss: {lm_loss:.6f}, sop_loss: {sop_loss:.6f}, "
+            "speed: {speed:.2f} steps/s, ips: {ips:.2f} seqs/s, learning rate: {lr:.5e}, "
+            "loss_scaling: {loss_scaling:.1f}, num_good_steps: {num_good_steps}, num_bad_steps: {num_bad_steps}")
+EXTRA = (", mlm_acc: {mlm_acc:.6f}, sop_acc: {sop_acc:.6f}, grad_norm: {grad_norm:.6f}, "
+         "tokens/s: {tokens_per_s:.1f}, padding: {padding:.2f}%")
+
+
+class TextLog:
+    """print() to stdout and append to ``output_dir/train.log`` (rank 0); other ranks stay quiet."""
+
+    def __init__(self, output_dir: Optional[str], is_main: bool):
+        self.is_main = is_main
+        self.file = None
+        if is_main and output_dir:
+            os.makedirs(output_dir, exist_ok=True)
+            self.file = open(os.path.join(output_dir, "train.log"), "a", encoding="utf-8")
+
+    def __call__(self, msg: str) -> None:
+        if not self.is_main:
+            return
+        print(msg, flush=True)
+        if self.file is not None:
+            self.file.write(msg + "\n")
+            self.file.flush()
+
+    def error(self, msg: str) -> None:
+        """Errors are shown by every rank (on stderr) so a failing rank is never silent."""
+        print(msg, file=sys.stderr, flush=True)
+        if self.file is not None:
+            self.file.write(msg + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class VisualDL:
+    """A ``visualdl.LogWriter`` at ``output_dir/visualdl`` on rank 0 (a no-op elsewhere)."""
+
+    def __init__(self, output_dir: str, is_main: bool):
+        self.writer = None
+        if is_main:
+            from visualdl import LogWriter
+
+            self.writer = LogWriter(logdir=os.path.join(output_dir, "visualdl"))
+
+    def scalars(self, prefix: str, values: Dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(tag=f"{prefix}/{k}", value=float(v), step=step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag=tag, text_string=text, step=step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class TrainLogger:
+    """Averages per-step (globally reduced) statistics over ``logging_steps`` and emits the log line."""
+
+    KEYS = ("loss", "lm_loss", "sop_loss", "grad_norm")
+
+    def __init__(self, logging_steps: int, text: TextLog, vdl: VisualDL):
+        self.logging_steps = logging_steps
+        self.text = text
+        self.vdl = vdl
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums = {k: 0.0 for k in self.KEYS}
+        self.counts = {"mlm_correct": 0.0, "mlm_total": 0.0, "sop_correct": 0.0, "sop_total": 0.0,
+                       "tokens": 0.0, "slots": 0.0, "seqs": 0.0}
+        self.steps = 0
+        self.t0 = time.perf_counter()
+
+    def update(self, stats: Dict[str, float]) -> None:
+        for k in self.KEYS:
+            self.sums[k] += stats[k]
+        for k in self.counts:
+            self.counts[k] += stats[k]
+        self.steps += 1
+
+    def maybe_log(self, step: int, lr: float, amp_stats: Dict[str, float]) -> Optional[str]:
+        if step % self.logging_steps or not self.steps:
+            return None
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        n = self.steps
+        c = self.counts
+        values = {
+            "loss": self.sums["loss"] / n,
+            "lm_loss": self.sums["lm_loss"] / n,
+            "sop_loss": self.sums["sop_loss"] / n,
+            "grad_norm": self.sums["grad_norm"] / n,
+            "mlm_acc": c["mlm_correct"] / max(c["mlm_total"], 1.0),
+            "sop_acc": c["sop_correct"] / max(c["sop_total"], 1.0),
+            "speed": n / dt,
+            "ips": c["seqs"] / dt,
+            "tokens_per_s": c["tokens"] / dt,
+            "padding": 100.0 * (1.0 - c["tokens"] / max(c["slots"], 1.0)),
+            "lr": lr,
+        }
+        line = LOG_LINE.format(step=step, num_good_steps=int(amp_stats["num_good_steps"]),
+                               num_bad_steps=int(amp_stats["num_bad_steps"]),
+                               loss_scaling=amp_stats["loss_scaling"], **values)
+        line += EXTRA.format(**values)
+        self.text(line)
+        self.vdl.scalars("train", {
+            "loss": values["loss"], "lm_loss": values["lm_loss"], "sop_loss": values["sop_loss"],
+            "mlm_acc": values["mlm_acc"], "sop_acc": values["sop_acc"], "learning_rate": lr,
+            "grad_norm": values["grad_norm"], "ips": values["ips"], "tokens_per_s": values["tokens_per_s"],
+        }, step)
+        self.vdl.scalars("amp", {k: amp_stats[k] for k in ("loss_scaling", "num_good_steps", "num_bad_steps",
+                                                          "skipped_steps")}, step)
+        self.vdl.flush()
+        self._reset()
+        return line

@@ -1,0 +1,60 @@
+"""Entry point: ``python -m ernie_style.run_pretrain --config FILE [section.key=value ...]``.
+
+Runs as a single process, or as one rank of ``paddle.distributed.launch`` (see ``run_pretrain.sh``).
+User mistakes (config, missing data, sizes that do not divide) print one ``error:`` line and exit 2
+before any training.  ``--check`` only validates; ``--print-output-dir`` prints ``train.output_dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m ernie_style.run_pretrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
+    parser.add_argument("--check", action="store_true", help="validate config and inputs, then exit")
+    parser.add_argument("--print-output-dir", action="store_true", help="print train.output_dir and exit")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, the value parsed as YAML")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parse(argv)
+    from ernie_style.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    if args.print_output_dir:
+        print(os.path.abspath(cfg.train.output_dir))
+        return 0
+    from ernie_style.checkpoint import CheckpointError
+    from ernie_style.trainer import Trainer, check_inputs
+
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    try:
+        check_inputs(cfg, world)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    if args.check:
+        return 0
+    from ernie_style.parallelize import init_distributed
+
+    try:
+        info = init_distributed(cfg)
+        trainer = Trainer(cfg, info)
+    except (ConfigError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
