@@ -1,0 +1,132 @@
+"""Forward+backward step time: ernie_style RoFormerForPretraining vs what a PaddleNLP user writes.
+
+ours:      RoFormerForPretraining with the gathered MLM head (15% of the positions masked) + SOP head,
+           loss from ernie_style.modeling.pretraining_loss.
+reference: paddlenlp.transformers.RoFormerForMaskedLM computing logits at every position (labels -100 elsewhere)
+           + nn.Linear(hidden, 2) SOP classifier on the pooled output, cross-entropy for both.
+
+Both models hold the same weights, run in training mode (dropout on) in the same process, and their steps are
+interleaved so machine load hits both alike. Prints the median of --steps timed steps after --warmup steps, and
+the ratio reference / ours (> 1 means ours is faster).
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_model.py                # tiny and base (seq 512)
+    .venv/bin/python benchmarks/bench_model.py --configs tiny --steps 20
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining, load_state_dict_checked, pretraining_loss
+
+VOCAB = 21128  # the Chinese BERT/ERNIE character vocab used by roformer_base_wwm_cluecorpussmall
+CONFIGS = {
+    # name: (model kwargs, batch, seq_len)
+    "tiny": (dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512), 8, 128),
+    "base": (dict(), 2, 512),  # RoFormer-base: 12 x 768, 12 heads, FFN 3072
+}
+
+
+def make_batch(batch, seq, rng, mask_prob=0.15):
+    ids = rng.integers(5, VOCAB, size=(batch, seq))
+    ids[:, 0] = 1  # [CLS]
+    types = np.zeros_like(ids)
+    types[:, seq // 2 :] = 1
+    n_mask = max(1, int(round(batch * seq * mask_prob)))
+    flat = np.sort(rng.choice(np.arange(batch * seq), size=n_mask, replace=False))
+    labels = ids.reshape(-1)[flat].copy()
+    full_labels = np.full(batch * seq, -100)
+    full_labels[flat] = labels
+    sop = rng.integers(0, 2, size=batch)
+    t = paddle.to_tensor
+    return dict(ids=t(ids), types=t(types), positions=t(flat), labels=t(labels),
+                full_labels=t(full_labels.reshape(batch, seq)), sop=t(sop))  # fmt: skip
+
+
+def build(kw):
+    import paddlenlp.transformers as pnlp
+
+    cfg = RoFormerConfig(vocab_size=VOCAB, **kw)
+    pcfg = pnlp.RoFormerConfig(vocab_size=VOCAB, embedding_size=cfg.embedding_size, **kw)
+    paddle.seed(0)
+    ref = pnlp.RoFormerForMaskedLM(pcfg)
+    ref_sop = nn.Linear(cfg.hidden_size, 2)
+    ours = RoFormerForPretraining(cfg)
+    load_state_dict_checked(ours, ref.state_dict(), allow_missing_heads=True)
+    ref.train()
+    ours.train()
+    return ours, ref, ref_sop
+
+
+def step_ours(model, b):
+    mlm, sop = model(b["ids"], b["types"], masked_positions=b["positions"])
+    loss = pretraining_loss(mlm, sop, b["labels"], b["sop"])[0]
+    loss.backward()
+    model.clear_gradients()
+    return float(loss)
+
+
+def step_ref(model, sop_head, b):
+    seq_out, pooled = model.roformer(b["ids"], token_type_ids=b["types"])[:2]
+    logits = model.cls(seq_out)  # (B, L, V): every position
+    lm = F.cross_entropy(logits.reshape([-1, VOCAB]), b["full_labels"].reshape([-1, 1]), ignore_index=-100)
+    loss = lm + F.cross_entropy(sop_head(pooled), b["sop"].unsqueeze(-1))
+    loss.backward()
+    model.clear_gradients()
+    sop_head.clear_gradients()
+    return float(loss)
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run(name, steps, warmup, impls):
+    kw, batch, seq = CONFIGS[name]
+    ours, ref, ref_sop = build(kw)
+    b = make_batch(batch, seq, np.random.default_rng(0))
+    runners = {"paddlenlp_full_head": lambda: step_ref(ref, ref_sop, b)}
+    for impl in impls:
+        runners[f"ours_{impl}"] = (lambda impl=impl: (ours.set_attention_impl(impl), step_ours(ours, b)))
+    times = {k: [] for k in runners}
+    for i in range(warmup + steps):
+        for key, fn in runners.items():  # interleaved: load drifts hit every variant alike
+            dt = timed(fn)
+            if i >= warmup:
+                times[key].append(dt)
+    ref_med = statistics.median(times["paddlenlp_full_head"])
+    print(f"\n[{name}] batch={batch} seq={seq} vocab={VOCAB} hidden={ours.config.hidden_size} "
+          f"layers={ours.config.num_hidden_layers} masked={b['positions'].shape[0]} "
+          f"steps={steps} warmup={warmup} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")  # fmt: skip
+    for key, ts in times.items():
+        med = statistics.median(ts)
+        print(f"  {key:22s} median {med * 1e3:9.1f} ms/step  (min {min(ts) * 1e3:9.1f})  "
+              f"ratio paddlenlp/this = {ref_med / med:5.2f}")  # fmt: skip
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="tiny,base", help="comma list of: " + ", ".join(CONFIGS))
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default: tiny 10, base 3)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--impls", default="plain,sdpa", help="our kernel sets to time (see ernie_style.ops)")
+    args = ap.parse_args()
+    paddle.set_device("gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() else "cpu")
+    print(f"device={paddle.get_device()} paddle={paddle.__version__}")
+    for name in args.configs.split(","):
+        if name not in CONFIGS:
+            raise SystemExit(f"--configs: unknown config {name!r}; expected one of {', '.join(CONFIGS)}")
+        steps = args.steps or (10 if name == "tiny" else 3)
+        run(name, steps, args.warmup, args.impls.split(","))
+
+
+if __name__ == "__main__":
+    main()
