@@ -1,0 +1,487 @@
+// BERT BasicTokenizer + WordPiece on UTF-8, and the document encoder (sentence
+// splitting, whole-word flags) used by data_tools.preprocess.
+//
+// Unicode properties come from Python (data_tools/tokenizer.py builds them from
+// `unicodedata` once per process): one flag byte per code point plus the
+// replacement text of every code point whose lowercase/NFD/accent-stripped form
+// differs from itself.  Words containing a "complex" code point (combining
+// marks, conjoining jamo: anything whose result depends on its neighbours under
+// NFC/NFD) are handed back to a Python callback that runs the reference
+// algorithm, so the fast path never has to approximate.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+constexpr uint32_t kNumCodePoints = 0x110000;
+constexpr uint32_t kDirectTable = 0x30000;  // covers every BERT CJK range
+constexpr int kMaxWordChars = 100;           // BERT's max_input_chars_per_word
+
+enum Flag : uint8_t {
+    kRemove = 1,      // NUL, U+FFFD, Unicode category C* except \t \n \r
+    kSpace = 2,       // \t \n \r space and Zs
+    kPunct = 4,       // split point (BERT punctuation; + symbols for PaddleNLP)
+    kCjk = 8,         // BERT CJK ranges: own token
+    kComplex = 16,    // word goes to the Python reference path
+    kMapped = 32,     // replaced by its mapping text
+};
+
+bool is_terminal(uint32_t c) {
+    // 。！？!?；…
+    return c == 0x3002 || c == 0xFF01 || c == 0xFF1F || c == 0x21 || c == 0x3F || c == 0xFF1B ||
+           c == 0x2026;
+}
+
+bool is_closer(uint32_t c) {
+    // ” ’ 」 』 ） ) 】 》 " ' 〕 〉 ］ ] ｝ }
+    return c == 0x201D || c == 0x2019 || c == 0x300D || c == 0x300F || c == 0xFF09 || c == 0x29 ||
+           c == 0x3011 || c == 0x300B || c == 0x22 || c == 0x27 || c == 0x3015 || c == 0x3009 ||
+           c == 0xFF3D || c == 0x5D || c == 0xFF5D || c == 0x7D;
+}
+
+bool is_clause(uint32_t c) {
+    // ，、：;, (plus the full-width colon/comma variants)
+    return c == 0xFF0C || c == 0x3001 || c == 0xFF1A || c == 0x3B || c == 0x2C || c == 0x3A;
+}
+
+bool is_newline(uint32_t c) {
+    return c == 0x0A || c == 0x0D || c == 0x2028 || c == 0x2029 || c == 0x85;
+}
+
+// Decodes one code point at s[i]; invalid bytes decode to U+FFFD (removed later).
+inline uint32_t decode_utf8(const unsigned char* s, size_t n, size_t& i) {
+    unsigned char b = s[i];
+    if (b < 0x80) {
+        ++i;
+        return b;
+    }
+    int len;
+    uint32_t cp;
+    if ((b & 0xE0) == 0xC0) {
+        len = 2;
+        cp = b & 0x1F;
+    } else if ((b & 0xF0) == 0xE0) {
+        len = 3;
+        cp = b & 0x0F;
+    } else if ((b & 0xF8) == 0xF0) {
+        len = 4;
+        cp = b & 0x07;
+    } else {
+        ++i;
+        return 0xFFFD;
+    }
+    if (i + len > n) {
+        ++i;
+        return 0xFFFD;
+    }
+    for (int k = 1; k < len; ++k) {
+        unsigned char c = s[i + k];
+        if ((c & 0xC0) != 0x80) {
+            ++i;
+            return 0xFFFD;
+        }
+        cp = (cp << 6) | (c & 0x3F);
+    }
+    i += len;
+    return cp < kNumCodePoints ? cp : 0xFFFD;
+}
+
+inline void append_utf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+        out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+        out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+        out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+}
+
+struct Token {
+    int32_t id;
+    int32_t offset;  // code-point offset in the original text of the piece's first char
+    bool continuation;
+    bool clause;  // a single clause-punctuation char (preferred cut point)
+};
+
+class Tokenizer {
+public:
+    Tokenizer(const std::vector<std::string>& vocab, int32_t unk_id, py::array_t<uint8_t> flags,
+              const std::vector<uint32_t>& map_cps, const std::vector<std::string>& map_texts,
+              py::function fallback)
+        : tokens_(vocab), unk_id_(unk_id), fallback_(std::move(fallback)) {
+        auto f = flags.unchecked<1>();
+        if (f.shape(0) != kNumCodePoints) throw std::invalid_argument("flags must have 0x110000 entries");
+        if (map_cps.size() != map_texts.size()) throw std::invalid_argument("map_cps/map_texts differ in length");
+        if (unk_id < 0 || static_cast<size_t>(unk_id) >= vocab.size()) throw std::invalid_argument("unk_id out of range");
+        flags_.assign(f.data(0), f.data(0) + kNumCodePoints);
+        for (size_t k = 0; k < map_cps.size(); ++k) {
+            std::vector<uint32_t> cps;
+            const auto* s = reinterpret_cast<const unsigned char*>(map_texts[k].data());
+            size_t i = 0;
+            while (i < map_texts[k].size()) cps.push_back(decode_utf8(s, map_texts[k].size(), i));
+            mapping_.emplace(map_cps[k], std::move(cps));
+        }
+        // string_views point into tokens_, which is never resized after this.
+        index_.reserve(tokens_.size() * 2);
+        first_id_.assign(kDirectTable, -1);
+        cont_id_.assign(kDirectTable, -1);
+        for (size_t id = 0; id < tokens_.size(); ++id) {
+            const std::string& t = tokens_[id];
+            index_[std::string_view(t)] = static_cast<int32_t>(id);  // last occurrence wins, as in transformers
+            if (t.size() > max_token_bytes_) max_token_bytes_ = t.size();
+            bool cont = t.size() > 2 && t[0] == '#' && t[1] == '#';
+            std::string_view body = cont ? std::string_view(t).substr(2) : std::string_view(t);
+            size_t i = 0;
+            const auto* s = reinterpret_cast<const unsigned char*>(body.data());
+            uint32_t cp = decode_utf8(s, body.size(), i);
+            if (i == body.size() && !body.empty() && cp < kDirectTable) {
+                (cont ? cont_id_[cp] : first_id_[cp]) = static_cast<int32_t>(id);
+            }
+        }
+    }
+
+    // Tokens of `text` (UTF-8), no [CLS]/[SEP].
+    py::array_t<int32_t> encode(py::bytes text) {
+        std::string_view sv = view(text);
+        std::vector<int32_t> ids;
+        ids.reserve(sv.size() / 2 + 8);
+        run(sv, [&](const Token& t) { ids.push_back(t.id); }, nullptr);
+        py::array_t<int32_t> out(static_cast<py::ssize_t>(ids.size()));
+        std::copy(ids.begin(), ids.end(), out.mutable_data());
+        return out;
+    }
+
+    // The document encoder: ids, word-start flags, sentence lengths, counts.
+    py::tuple encode_document(py::bytes text, py::object word_starts_obj, int64_t max_sentence_tokens) {
+        if (max_sentence_tokens < 1) throw std::invalid_argument("max_sentence_tokens must be >= 1");
+        std::string_view sv = view(text);
+        const int32_t* ws = nullptr;
+        size_t n_ws = 0;
+        py::array_t<int32_t, py::array::c_style | py::array::forcecast> ws_arr;
+        if (!word_starts_obj.is_none()) {
+            ws_arr = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(word_starts_obj);
+            if (!ws_arr || ws_arr.ndim() != 1) throw std::invalid_argument("word_starts must be a 1-D int array");
+            ws = ws_arr.data();
+            n_ws = static_cast<size_t>(ws_arr.shape(0));
+        }
+        std::vector<int32_t> ids;
+        std::vector<uint8_t> wwm, clause;
+        std::vector<int64_t> sent_starts;
+        ids.reserve(sv.size() / 2 + 8);
+        wwm.reserve(sv.size() / 2 + 8);
+        clause.reserve(sv.size() / 2 + 8);
+        std::vector<int32_t> breaks;
+        size_t bi = 0, wi = 0;
+        Counts counts;
+        run(
+            sv,
+            [&](const Token& t) {
+                bool cut = ids.empty();
+                while (bi < breaks.size() && t.offset >= breaks[bi]) {
+                    cut = true;
+                    ++bi;
+                }
+                if (cut) sent_starts.push_back(static_cast<int64_t>(ids.size()));
+                uint8_t start = 0;
+                if (!t.continuation) {
+                    if (ws == nullptr) {
+                        start = 1;
+                    } else {
+                        while (wi < n_ws && ws[wi] < t.offset) ++wi;
+                        start = (wi < n_ws && ws[wi] == t.offset) ? 1 : 0;
+                    }
+                }
+                ids.push_back(t.id);
+                wwm.push_back(start);
+                clause.push_back(t.clause ? 1 : 0);
+            },
+            &breaks, &counts);
+        if (ws != nullptr) {
+            for (size_t k = 1; k < n_ws; ++k)
+                if (ws[k] <= ws[k - 1]) throw std::invalid_argument("word_starts must be strictly increasing");
+        }
+        // Sentence lengths, long sentences cut at clause punctuation / word starts.
+        std::vector<int32_t> lengths;
+        sent_starts.push_back(static_cast<int64_t>(ids.size()));
+        const int64_t m = max_sentence_tokens;
+        for (size_t s = 0; s + 1 < sent_starts.size(); ++s) {
+            int64_t a = sent_starts[s], b = sent_starts[s + 1];
+            while (b - a > m) {
+                int64_t cut = -1;
+                for (int64_t j = a + m; j > a; --j)  // cut after clause punctuation at j-1
+                    if (clause[j - 1]) { cut = j; break; }
+                if (cut < 0)
+                    for (int64_t j = a + m; j > a; --j)  // cut before a word start
+                        if (wwm[j]) { cut = j; break; }
+                if (cut < 0) cut = a + m;
+                lengths.push_back(static_cast<int32_t>(cut - a));
+                a = cut;
+            }
+            if (b > a) lengths.push_back(static_cast<int32_t>(b - a));
+        }
+        return py::make_tuple(to_array(ids), to_array(wwm), to_array(lengths), counts.cjk, counts.chars);
+    }
+
+    size_t vocab_size() const { return tokens_.size(); }
+
+private:
+    static std::string_view view(const py::bytes& b) {
+        char* data = nullptr;
+        Py_ssize_t len = 0;
+        if (PyBytes_AsStringAndSize(b.ptr(), &data, &len) != 0) throw py::error_already_set();
+        return std::string_view(data, static_cast<size_t>(len));
+    }
+
+    struct Counts {
+        int64_t cjk = 0;
+        int64_t chars = 0;
+    };
+
+    template <typename T>
+    static py::array_t<T> to_array(const std::vector<T>& v) {
+        py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+        if (!v.empty()) std::copy(v.begin(), v.end(), out.mutable_data());
+        return out;
+    }
+
+    int32_t lookup(std::string_view piece, bool cont) {
+        if (cont) {
+            scratch_.assign("##");
+            scratch_.append(piece.data(), piece.size());
+            auto it = index_.find(std::string_view(scratch_));
+            return it == index_.end() ? -1 : it->second;
+        }
+        auto it = index_.find(piece);
+        return it == index_.end() ? -1 : it->second;
+    }
+
+    // WordPiece on one piece: UTF-8 bytes `p`, code-point byte positions `pos` (size n+1).
+    template <typename Emit>
+    void wordpiece(std::string_view p, const std::vector<uint32_t>& cps, const std::vector<size_t>& pos,
+                   int32_t offset, Emit& emit) {
+        const size_t n = cps.size();
+        if (n == 0) return;
+        bool clause = n == 1 && is_clause(cps[0]);
+        if (n > static_cast<size_t>(kMaxWordChars)) {
+            emit(Token{unk_id_, offset, false, false});
+            return;
+        }
+        if (n == 1 && cps[0] < kDirectTable) {
+            int32_t id = first_id_[cps[0]];
+            emit(Token{id < 0 ? unk_id_ : id, offset, false, clause});
+            return;
+        }
+        pieces_.clear();
+        size_t start = 0;
+        while (start < n) {
+            size_t end = n;
+            while (end > start && pos[end] - pos[start] + (start > 0 ? 2 : 0) > max_token_bytes_) --end;
+            int32_t found = -1;
+            for (; end > start; --end) {
+                if (end == start + 1 && cps[start] < kDirectTable) {
+                    found = start > 0 ? cont_id_[cps[start]] : first_id_[cps[start]];
+                } else {
+                    found = lookup(p.substr(pos[start], pos[end] - pos[start]), start > 0);
+                }
+                if (found >= 0) break;
+            }
+            if (found < 0) {
+                emit(Token{unk_id_, offset, false, false});
+                return;
+            }
+            pieces_.push_back(found);
+            start = end;
+        }
+        for (size_t k = 0; k < pieces_.size(); ++k) emit(Token{pieces_[k], offset, k > 0, clause});
+    }
+
+    // One whitespace-delimited word (already cleaned, no CJK): map, split at punctuation, WordPiece.
+    template <typename Emit>
+    void flush_word(Emit& emit) {
+        if (word_cps_.empty()) return;
+        if (word_complex_) {
+            flush_complex(emit);
+        } else {
+            piece_.clear();
+            piece_cps_.clear();
+            piece_pos_.clear();
+            int32_t piece_off = 0;
+            auto end_piece = [&]() {
+                if (piece_cps_.empty()) return;
+                piece_pos_.push_back(piece_.size());
+                wordpiece(piece_, piece_cps_, piece_pos_, piece_off, emit);
+                piece_.clear();
+                piece_cps_.clear();
+                piece_pos_.clear();
+            };
+            auto add = [&](uint32_t c, int32_t off) {
+                if (flags_[c] & kPunct) {
+                    end_piece();
+                    piece_off = off;
+                    piece_pos_.push_back(0);
+                    piece_cps_.push_back(c);
+                    append_utf8(piece_, c);
+                    end_piece();
+                    return;
+                }
+                if (piece_cps_.empty()) piece_off = off;
+                piece_pos_.push_back(piece_.size());
+                piece_cps_.push_back(c);
+                append_utf8(piece_, c);
+            };
+            for (size_t k = 0; k < word_cps_.size(); ++k) {
+                uint32_t c = word_cps_[k];
+                if (flags_[c] & kMapped) {
+                    for (uint32_t m : mapping_.at(c)) add(m, word_offs_[k]);
+                } else {
+                    add(c, word_offs_[k]);
+                }
+            }
+            end_piece();
+        }
+        word_cps_.clear();
+        word_offs_.clear();
+        word_complex_ = false;
+    }
+
+    template <typename Emit>
+    void flush_complex(Emit& emit) {
+        std::string w;
+        for (uint32_t c : word_cps_) append_utf8(w, c);
+        py::object res = fallback_(py::str(w.data(), w.size()));
+        auto tup = res.cast<py::tuple>();
+        auto texts = tup[0].cast<std::vector<std::string>>();
+        auto rel = tup[1].cast<std::vector<int64_t>>();
+        if (texts.size() != rel.size()) throw std::runtime_error("tokenizer fallback returned mismatched lists");
+        std::vector<uint32_t> cps;
+        std::vector<size_t> pos;
+        for (size_t k = 0; k < texts.size(); ++k) {
+            cps.clear();
+            pos.clear();
+            const auto* s = reinterpret_cast<const unsigned char*>(texts[k].data());
+            size_t i = 0;
+            while (i < texts[k].size()) {
+                pos.push_back(i);
+                cps.push_back(decode_utf8(s, texts[k].size(), i));
+            }
+            pos.push_back(texts[k].size());
+            int64_t r = rel[k];
+            if (r < 0 || static_cast<size_t>(r) >= word_offs_.size()) r = 0;
+            wordpiece(texts[k], cps, pos, word_offs_[static_cast<size_t>(r)], emit);
+        }
+    }
+
+    // Scans the text once: cleaning, CJK split, word collection, sentence breaks.
+    template <typename Emit>
+    void run(std::string_view text, Emit emit, std::vector<int32_t>* breaks, Counts* counts = nullptr) {
+        const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+        const size_t n = text.size();
+        if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
+        size_t i = 0;
+        int32_t off = 0;
+        bool after_terminal = false;
+        int64_t cjk = 0;
+        word_cps_.clear();
+        word_offs_.clear();
+        word_complex_ = false;
+        for (; i < n; ++off) {
+            uint32_t c = decode_utf8(s, n, i);
+            uint8_t f = flags_[c];
+            if (breaks != nullptr && !(f & kRemove)) {
+                if (is_newline(c)) {
+                    breaks->push_back(off);
+                    after_terminal = false;
+                } else if (after_terminal && !is_terminal(c) && !is_closer(c)) {
+                    breaks->push_back(off);
+                    after_terminal = false;
+                }
+                if (is_terminal(c)) after_terminal = true;
+            }
+            if (f & (kRemove | kSpace | kCjk)) {
+                if (f & kRemove) continue;
+                flush_word(emit);
+                if (f & kCjk) {
+                    ++cjk;
+                    if (f & kMapped) {
+                        const auto& m = mapping_.at(c);
+                        std::string p;
+                        std::vector<size_t> pos;
+                        for (uint32_t x : m) {
+                            pos.push_back(p.size());
+                            append_utf8(p, x);
+                        }
+                        pos.push_back(p.size());
+                        wordpiece(p, m, pos, off, emit);
+                    } else {
+                        int32_t id = c < kDirectTable ? first_id_[c] : lookup_single(c);
+                        emit(Token{id < 0 ? unk_id_ : id, off, false, false});
+                    }
+                }
+                continue;
+            }
+            word_cps_.push_back(c);
+            word_offs_.push_back(off);
+            if (f & kComplex) word_complex_ = true;
+        }
+        flush_word(emit);
+        if (counts != nullptr) {
+            counts->cjk = cjk;
+            counts->chars = off;
+        }
+    }
+
+    int32_t lookup_single(uint32_t c) {
+        std::string p;
+        append_utf8(p, c);
+        return lookup(p, false);
+    }
+
+    std::vector<std::string> tokens_;
+    int32_t unk_id_;
+    py::function fallback_;
+    std::vector<uint8_t> flags_;
+    std::unordered_map<uint32_t, std::vector<uint32_t>> mapping_;
+    std::unordered_map<std::string_view, int32_t> index_;
+    std::vector<int32_t> first_id_, cont_id_;
+    size_t max_token_bytes_ = 0;
+    // scratch buffers reused across calls
+    std::string scratch_, piece_;
+    std::vector<uint32_t> word_cps_, piece_cps_;
+    std::vector<int32_t> word_offs_;
+    std::vector<size_t> piece_pos_;
+    std::vector<int32_t> pieces_;
+    bool word_complex_ = false;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_text_core, m) {
+    m.doc() = "BERT tokenizer + document encoder fast path (see data_tools/tokenizer.py)";
+    py::class_<Tokenizer>(m, "Tokenizer")
+        .def(py::init<const std::vector<std::string>&, int32_t, py::array_t<uint8_t>,
+                      const std::vector<uint32_t>&, const std::vector<std::string>&, py::function>(),
+             py::arg("vocab"), py::arg("unk_id"), py::arg("flags"), py::arg("map_cps"), py::arg("map_texts"),
+             py::arg("fallback"))
+        .def("encode", &Tokenizer::encode, py::arg("text"))
+        .def("encode_document", &Tokenizer::encode_document, py::arg("text"), py::arg("word_starts"),
+             py::arg("max_sentence_tokens"))
+        .def_property_readonly("vocab_size", &Tokenizer::vocab_size);
+}

@@ -1,0 +1,294 @@
+"""BERT/ERNIE tokenizer (BasicTokenizer + WordPiece) with a C++ fast path, and the document encoder.
+
+The ids are those of ``transformers.BertTokenizer(vocab_file)`` (the original BERT algorithm):
+per-character lowercasing, control-character removal, whitespace normalisation, every CJK
+character its own token, NFC, lowercasing + accent stripping (NFD, drop ``Mn``), punctuation
+split, greedy longest-match-first WordPiece with ``##`` and ``[UNK]`` for unknown words and
+words over 100 characters.  Text is always plain text: a literal ``[MASK]`` in a document is
+tokenized as ``[`` ``mask`` ``]`` (transformers' ``split_special_tokens=True``), never as the
+special id, so corpus text cannot inject control tokens.
+
+``flavor="paddlenlp"`` reproduces ``paddlenlp.transformers.BertTokenizer`` instead, which differs
+in two ways: it also splits at Unicode symbols (``S*``, e.g. emoji, ``+``, ``¥``) and it skips NFC.
+
+How it is fast: one flag byte per code point and the replacement text of the characters that
+lowercasing/normalisation changes are computed once per process from :mod:`unicodedata` and handed
+to ``data_tools._text_core``, which works on UTF-8 directly.  Words holding a character whose
+result depends on its neighbours (combining marks, conjoining jamo) go back to
+:func:`_reference_word`, a plain-Python transcription of the reference steps, so nothing is
+approximated.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_tools import _text_core
+
+REQUIRED_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+FLAVORS = ("transformers", "paddlenlp")
+MAX_WORD_CHARS = 100
+
+# Flag bits shared with csrc/text_core.cpp.
+_REMOVE, _SPACE, _PUNCT, _CJK, _COMPLEX, _MAPPED = 1, 2, 4, 8, 16, 32
+
+# BERT's "CJK Unified Ideographs" ranges (tokenization_bert._is_chinese_char).
+CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+# Extra characters PaddleNLP's _is_symbol treats as symbols.
+_PADDLE_SYMBOLS = (0x00AD, 0x00B2, 0x00BA, 0x3007, 0x00B5, 0x00D8, 0x014B, 0x01B1)
+# Conjoining jamo that NFC composes with the preceding syllable.
+_JAMO_SECOND = ((0x1161, 0x1175), (0x11A8, 0x11C2))
+
+
+class VocabError(ValueError):
+    """A vocab.txt that cannot be used (unreadable, not UTF-8, missing a required special token)."""
+
+
+def is_cjk(cp: int) -> bool:
+    return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
+
+
+def load_vocab(path) -> dict[str, int]:
+    """token -> id from a BERT vocab.txt (one token per line; a repeated token keeps its last id,
+    as in transformers).  Raises VocabError naming the file and the reason."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except FileNotFoundError:
+        raise VocabError(f"{path}: vocab file not found") from None
+    except UnicodeDecodeError as e:
+        raise VocabError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise VocabError(f"{path}: cannot read vocab ({e.strerror})") from None
+    vocab = {tok.rstrip("\n"): i for i, tok in enumerate(lines)}
+    for special in REQUIRED_SPECIALS:
+        if special not in vocab:
+            raise VocabError(f"{path}: required special token {special} is missing")
+    return vocab
+
+
+def _strip_accents(text: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
+
+
+def _map_char(ch: str, lower: bool, flavor: str) -> str:
+    """What the reference pipeline turns one (non-CJK-neighbour-dependent) character into."""
+    if lower:
+        ch = ch.lower()  # PreTrainedTokenizer.tokenize lowercases char by char first
+    if flavor == "transformers":
+        ch = unicodedata.normalize("NFC", ch)
+    if lower:
+        ch = _strip_accents(ch.lower())
+    return ch
+
+
+@functools.lru_cache(maxsize=None)
+def _tables(lower: bool, flavor: str):
+    """(flags uint8[0x110000], mapped code points, their replacement texts) for one setting."""
+    cat_flag = {}
+    for cat in ("Cc", "Cf", "Cs", "Co", "Cn"):
+        cat_flag[cat] = _REMOVE
+    cat_flag["Zs"] = _SPACE
+    for cat in ("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po"):
+        cat_flag[cat] = _PUNCT
+    if flavor == "paddlenlp":
+        for cat in ("Sm", "Sc", "Sk", "So"):
+            cat_flag[cat] = _PUNCT
+    for cat in ("Mn", "Mc", "Me"):
+        cat_flag[cat] = _COMPLEX
+    get = cat_flag.get
+    category = unicodedata.category
+    flags = np.frombuffer(bytes(bytearray(get(category(chr(c)), 0) for c in range(0x110000))), np.uint8).copy()
+    for c in (9, 10, 13, 32):
+        flags[c] = _SPACE
+    flags[0] = flags[0xFFFD] = _REMOVE
+    for c in list(range(33, 48)) + list(range(58, 65)) + list(range(91, 97)) + list(range(123, 127)):
+        flags[c] = _PUNCT
+    for c in range(0x110000):  # str.split() also splits at Zl/Zp and the like
+        if not flags[c] & (_REMOVE | _SPACE) and chr(c).isspace():
+            flags[c] = _SPACE
+    if flavor == "paddlenlp":
+        for c in _PADDLE_SYMBOLS:
+            if not flags[c] & _REMOVE:
+                flags[c] = _PUNCT
+    for lo, hi in CJK_RANGES:
+        flags[lo : hi + 1] |= _CJK
+    if flavor == "transformers":
+        for lo, hi in _JAMO_SECOND:
+            flags[lo : hi + 1] |= _COMPLEX
+    map_cps, map_texts = [], []
+    # Unified ideographs are neither cased nor decomposable: skip them to save time.
+    skip = np.zeros(0x110000, bool)
+    for lo, hi in ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2CEAF)):
+        skip[lo : hi + 1] = True
+    todo = np.nonzero(((flags & (_REMOVE | _SPACE)) == 0) & ~skip)[0]
+    for c in todo.tolist():
+        ch = chr(c)
+        m = _map_char(ch, lower, flavor)
+        if m != ch:
+            flags[c] |= _MAPPED
+            map_cps.append(c)
+            map_texts.append(m)
+    return flags, map_cps, map_texts
+
+
+def _split_on_punc(text: str, flavor: str):
+    """(piece, index of its first char) pairs, punctuation chars standing alone."""
+    out, start = [], None
+    for i, ch in enumerate(text):
+        if _is_punct(ch, flavor):
+            if start is not None:
+                out.append((text[start:i], start))
+                start = None
+            out.append((ch, i))
+        elif start is None:
+            start = i
+    if start is not None:
+        out.append((text[start:], start))
+    return out
+
+
+def _is_punct(ch: str, flavor: str) -> bool:
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    cat = unicodedata.category(ch)
+    if cat.startswith("P"):
+        return True
+    return flavor == "paddlenlp" and (cat.startswith("S") or cp in _PADDLE_SYMBOLS)
+
+
+def _reference_word(word: str, lower: bool, flavor: str):
+    """The reference steps for one cleaned, whitespace-free, CJK-free word.
+
+    Returns (pieces, index in `word` of each piece's first char); the indices carry the word
+    boundaries and are exact whenever per-character processing reproduces the whole-word
+    result (else the word's first char is used)."""
+    t = "".join(ch.lower() for ch in word) if lower else word
+    if flavor == "transformers":
+        t = unicodedata.normalize("NFC", t)
+    if lower:
+        t = _strip_accents(t.lower())
+    per_char = [_map_char(ch, lower, flavor) for ch in word]
+    owner = None
+    if "".join(per_char) == t:
+        owner = [k for k, m in enumerate(per_char) for _ in m]
+    pieces = _split_on_punc(t, flavor)
+    texts = [p for p, _ in pieces]
+    rel = [owner[i] if owner is not None else 0 for _, i in pieces]
+    return texts, rel
+
+
+def _utf8(text: str) -> bytes:
+    # surrogatepass: lone surrogates (category Cs) reach C++ as code points and are removed there.
+    return text.encode("utf-8", "surrogatepass")
+
+
+class BertTokenizer:
+    """BERT BasicTokenizer + WordPiece over a vocab.txt; ids as transformers.BertTokenizer."""
+
+    def __init__(self, vocab_file, do_lower_case: bool = True, flavor: str = "transformers"):
+        if flavor not in FLAVORS:
+            raise ValueError(f"flavor={flavor!r}: expected one of {', '.join(FLAVORS)}")
+        self.vocab_file = os.fspath(vocab_file)
+        self.do_lower_case = bool(do_lower_case)
+        self.flavor = flavor
+        self.vocab = load_vocab(self.vocab_file)
+        with open(self.vocab_file, "rb") as f:
+            self.vocab_sha256 = hashlib.sha256(f.read()).hexdigest()
+        with open(self.vocab_file, encoding="utf-8") as f:
+            tokens = [t.rstrip("\n") for t in f.readlines()]
+        self.ids_to_tokens = tokens
+        self.vocab_size = len(tokens)
+        self.pad_id = self.vocab["[PAD]"]
+        self.unk_id = self.vocab["[UNK]"]
+        self.cls_id = self.vocab["[CLS]"]
+        self.sep_id = self.vocab["[SEP]"]
+        self.mask_id = self.vocab["[MASK]"]
+        self.special_ids = np.array(
+            sorted(i for t, i in self.vocab.items() if len(t) > 2 and t[0] == "[" and t[-1] == "]"), np.int32
+        )
+        flags, map_cps, map_texts = _tables(self.do_lower_case, flavor)
+        lower = self.do_lower_case
+
+        def fallback(word):
+            return _reference_word(word, lower, flavor)
+
+        self._core = _text_core.Tokenizer(tokens, self.unk_id, flags, map_cps, map_texts, fallback)
+
+    def __getstate__(self):
+        return {"vocab_file": self.vocab_file, "do_lower_case": self.do_lower_case, "flavor": self.flavor}
+
+    def __setstate__(self, state):
+        self.__init__(state["vocab_file"], state["do_lower_case"], state["flavor"])
+
+    def __repr__(self):
+        return (
+            f"BertTokenizer({self.vocab_file!r}, do_lower_case={self.do_lower_case}, "
+            f"vocab_size={self.vocab_size}, flavor={self.flavor!r})"
+        )
+
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids (int32) of `text`, without [CLS]/[SEP]."""
+        return self._core.encode(_utf8(text))
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.convert_ids_to_tokens(self.encode(text))
+
+    def convert_ids_to_tokens(self, ids) -> list[str]:
+        itt = self.ids_to_tokens
+        return [itt[int(i)] for i in ids]
+
+    def decode(self, ids) -> str:
+        """Tokens joined by spaces with ``##`` continuations merged (no detokenization rules)."""
+        return " ".join(self.convert_ids_to_tokens(ids)).replace(" ##", "").strip()
+
+
+@dataclass(frozen=True)
+class EncodedDocument:
+    ids: np.ndarray  # int32 [T]
+    wwm: np.ndarray  # uint8 [T], 1 = token starts a whole word
+    sentence_lengths: np.ndarray  # int32 [S], sums to T
+    n_cjk_chars: int
+    n_chars: int
+
+
+class DocumentEncoder:
+    """Text of one document -> token ids, whole-word flags and sentence lengths.
+
+    Sentences end after a run of ``。！？!?；…`` (closing quotes/brackets that follow stay with it)
+    and at newlines; a sentence longer than `max_sentence_tokens` is cut after clause punctuation
+    (``，、：;,``), else before a word start, else at the limit.  Sentences without tokens vanish,
+    so a document without tokens has no sentences.  Word starts come from `segmenter`, run once over
+    the whole text; a token starts a word iff it is not a ``##`` continuation and its first
+    character's offset in the original text is a word start."""
+
+    def __init__(self, tokenizer: BertTokenizer, segmenter, max_sentence_tokens: int = 510):
+        if int(max_sentence_tokens) < 1:
+            raise ValueError(f"max_sentence_tokens={max_sentence_tokens}: expected an integer >= 1")
+        self.tokenizer = tokenizer
+        self.segmenter = segmenter
+        self.max_sentence_tokens = int(max_sentence_tokens)
+        self._use_starts = getattr(segmenter, "name", None) != "none"
+
+    def encode(self, text: str) -> EncodedDocument:
+        starts = self.segmenter.word_starts(text) if self._use_starts else None
+        ids, wwm, lengths, n_cjk, n_chars = self.tokenizer._core.encode_document(
+            _utf8(text), starts, self.max_sentence_tokens
+        )
+        return EncodedDocument(ids, wwm, lengths, int(n_cjk), int(n_chars))
