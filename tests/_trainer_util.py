@@ -59,7 +59,7 @@ def launch(nproc: int, config: str, overrides: list, log_dir: str, env=None, tim
     """Run ernie_style.run_pretrain through the real paddle.distributed.launch on CPU."""
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc), "--log_dir", log_dir,
            *extra_launch, sys.executable, "-m", "ernie_style.run_pretrain", "--config", config, *overrides]
-    e = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    e = dict(os.environ, OMP_NUM_THREADS="1")
     e.update(env or {})
     return subprocess.run(cmd, cwd=REPO, env=e, capture_output=True, text=True, timeout=timeout)
 

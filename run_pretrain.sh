@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Launch RoFormer WWM+SOP pretraining.
+#
+#   ./run_pretrain.sh CONFIG [section.key=value ...]
+#
+# GPUs present (nvidia-smi / paddle sees CUDA devices): one process per GPU in ${GPUS:-0,1,2,3}.
+# No GPU: ${NPROC:-2} CPU processes (gloo).
+# Several machines: run the same command on every machine with IPS=host1,host2 (this machine's address
+# among them), or NNODES=N MASTER=host:port (one launcher per machine, the same MASTER everywhere).
+# Per-rank logs go to OUTPUT/log where OUTPUT = train.output_dir of the config + overrides.
+# Example, the reference recipe on 4 GPUs:
+#   GPUS=0,1,2,3 ./run_pretrain.sh configs/roformer_base_wwm_cluecorpussmall.yaml \
+#       data.prefixes=[/data/clue/clue_corpus] data.vocab_file=/data/clue/vocab.txt
+set -euo pipefail
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 CONFIG [section.key=value ...]" >&2
+    exit 2
+fi
+CONFIG="$1"
+shift
+PYTHON="${PYTHON:-python}"
+
+# Validate config, data and batch sizes once, before any process starts (exit 2 with one message).
+"$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --check "$@" || exit $?
+OUTPUT="$("$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --print-output-dir "$@")"
+mkdir -p "$OUTPUT/log"
+
+LAUNCH=("$PYTHON" -m paddle.distributed.launch --log_dir "$OUTPUT/log")
+if [ -n "${IPS:-}" ]; then
+    LAUNCH+=(--ips "$IPS")
+elif [ -n "${NNODES:-}" ]; then
+    LAUNCH+=(--nnodes "$NNODES")
+    [ -n "${MASTER:-}" ] && LAUNCH+=(--master "$MASTER")
+fi
+
+has_gpu() {
+    command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && return 0
+    "$PYTHON" -c "import paddle,sys; sys.exit(0 if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else 1)" 2>/dev/null
+}
+
+if has_gpu; then
+    LAUNCH+=(--gpus "${GPUS:-0,1,2,3}")
+else
+    LAUNCH+=(--nproc_per_node "${NPROC:-2}")
+fi
+
+# paddle.distributed.launch runs a *.py path with python, anything else as an executable: hand it the
+# interpreter and `-m ernie_style.run_pretrain` so the installed package (not a file path) is used.
+exec "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m ernie_style.run_pretrain --config "$CONFIG" "$@"
