@@ -289,7 +289,8 @@ def _build(cls, raw, where: str):
     except ConfigError:
         raise
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where.rstrip('.')}: {e}") from None
+        msg = str(e).replace(f"{cls.__name__}.", where)  # e.g. "RoFormerConfig.x=..." -> "model.x=..."
+        raise ConfigError(msg if msg != str(e) else f"{where.rstrip('.')}: {e}") from None
 
 
 def _unknown_key(key: str, valid: List[str]) -> str:

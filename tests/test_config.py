@@ -1,0 +1,148 @@
+"""Config tree: YAML + dotted overrides, suggestions for unknown keys, typed errors, batch-size arithmetic."""
+import glob
+import os
+
+import pytest
+
+from ernie_style.config import ConfigError, load_config
+from ernie_style.modeling import RoFormerConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml")))
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory):
+    p = tmp_path_factory.mktemp("cfg") / "vocab.txt"
+    p.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(0x4E00 + i) for i in range(95)]) + "\n")
+    return str(p)
+
+
+def test_there_are_configs():
+    names = {os.path.basename(c) for c in CONFIGS}
+    assert {"roformer_base_wwm_cluecorpussmall.yaml", "roformer_tiny_demo.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_every_shipped_config_loads(path, vocab):
+    cfg = load_config(path, [f"data.vocab_file={vocab}"])
+    assert isinstance(cfg.model, RoFormerConfig)
+    assert cfg.model.vocab_size == 100  # from the vocab file
+    assert cfg.data.max_seq_len <= cfg.model.max_position_embeddings
+    assert "model:" in cfg.to_yaml() and "optim:" in cfg.to_yaml()
+
+
+def test_reference_recipe_numbers(vocab):
+    cfg = load_config(os.path.join(REPO, "configs", "roformer_base_wwm_cluecorpussmall.yaml"),
+                      [f"data.vocab_file={vocab}"])
+    m = cfg.model
+    assert (m.hidden_size, m.num_hidden_layers, m.num_attention_heads, m.intermediate_size) == (768, 12, 12, 3072)
+    assert cfg.data.max_seq_len == 512 and cfg.data.binary_head
+    assert cfg.train.micro_batch_size == 64 and cfg.global_batch_size(4) == 256 and cfg.accumulation_steps(4) == 1
+    assert cfg.accumulation_steps(2) == 2
+    o = cfg.optim
+    assert (o.max_lr, o.min_lr, o.weight_decay, o.grad_clip) == (1e-4, 1e-5, 0.01, 1.0)
+    assert cfg.train.max_steps >= 170000 and o.resolved_warmup_steps() > 0
+    a = cfg.amp
+    assert a.enable and a.dtype == "float16" and a.level == "O1" and a.init_loss_scaling == 32768.0
+
+
+def test_tiny_demo_trains_on_two_processes(vocab):
+    cfg = load_config(os.path.join(REPO, "configs", "roformer_tiny_demo.yaml"), [f"data.vocab_file={vocab}"])
+    assert cfg.accumulation_steps(2) == 1 and cfg.model.num_hidden_layers <= 4 and cfg.model.hidden_size <= 128
+
+
+def test_overrides_are_yaml(vocab):
+    cfg = load_config(None, [f"data.vocab_file={vocab}", "data.prefixes=[/data/a,/data/b]", "amp.enable=false",
+                             "optim.max_lr=3e-4", "train.max_steps=7", "data.split=98,1,1",
+                             "amp.custom_white_list=[softmax]", "model.hidden_size=64", "model.num_attention_heads=4"])
+    assert cfg.data.prefixes == ["/data/a", "/data/b"]
+    assert cfg.amp.enable is False and cfg.optim.max_lr == 3e-4 and cfg.train.max_steps == 7
+    assert cfg.data.split_weights() == [98.0, 1.0, 1.0]
+    assert cfg.amp.custom_white_list == ["softmax"] and cfg.model.hidden_size == 64
+    assert cfg.data.prefixes_and_weights() == [("/data/a", 1.0), ("/data/b", 1.0)]
+    cfg = load_config(None, [f"data.vocab_file={vocab}", "data.prefixes=[0.3,/data/a,0.7,/data/b]"])
+    assert cfg.data.prefixes_and_weights() == [("/data/a", 0.3), ("/data/b", 0.7)]
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.max_step=5", "did you mean 'train.max_steps'"),
+    ("optim.warmup_step=5", "did you mean 'optim.warmup_steps'"),
+    ("trian.max_steps=5", "did you mean 'train.max_steps'"),
+    ("model.hidden_sise=5", "did you mean 'model.hidden_size'"),
+])
+def test_unknown_keys_suggest_the_closest(override, needle, vocab):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(None, [f"data.vocab_file={vocab}", override])
+
+
+def test_unknown_key_in_yaml(tmp_path, vocab):
+    p = tmp_path / "c.yaml"
+    p.write_text(f"data:\n  vocab_file: {vocab}\n  max_seq_length: 128\n")
+    with pytest.raises(ConfigError, match="'data.max_seq_length'.*did you mean 'data.max_seq_len'"):
+        load_config(str(p))
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.max_steps=ten", r"train.max_steps='ten': expected int"),
+    ("amp.enable=maybe", r"amp.enable='maybe': expected bool"),
+    ("optim.max_lr=[1]", r"optim.max_lr=\[1\]: expected float"),
+    ("data.prefixes={a: 1}", r"data.prefixes=\{'a': 1\}: expected a list"),
+    ("train.micro_batch_size=2.5", r"train.micro_batch_size=2.5: expected int"),
+])
+def test_wrong_types_name_field_value_and_type(override, needle, vocab):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(None, [f"data.vocab_file={vocab}", override])
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("amp.level=O3", "amp.level='O3': expected O1 or O2"),
+    ("amp.dtype=float8", "amp.dtype='float8'"),
+    ("optim.min_lr=1.0", "optim.min_lr=1.0: expected a number in"),
+    ("train.micro_batch_size=0", "train.micro_batch_size=0"),
+    ("dist.sharding_stage=3", "dist.sharding_stage=3"),
+    ("data.split=a,b", "data.split='a,b'"),
+    ("data.max_seq_len=4096", "data.max_seq_len=4096: expected at most model.max_position_embeddings"),
+    ("model.num_hidden_layers=0", "model.num_hidden_layers=0: expected a positive integer"),
+])
+def test_invalid_values_are_value_errors_naming_the_field(override, needle, vocab):
+    with pytest.raises(ValueError) as e:
+        load_config(None, [f"data.vocab_file={vocab}", override])
+    assert needle in str(e.value)
+
+
+def test_yaml11_exponent_without_dot_is_a_float(tmp_path, vocab):
+    p = tmp_path / "c.yaml"
+    p.write_text(f"data:\n  vocab_file: {vocab}\noptim:\n  max_lr: 1e-4\n  min_lr: 1e-5\n")
+    cfg = load_config(str(p))
+    assert cfg.optim.max_lr == 1e-4 and cfg.optim.min_lr == 1e-5
+
+
+def test_warmup_steps_or_ratio(vocab):
+    cfg = load_config(None, [f"data.vocab_file={vocab}", "optim.warmup_ratio=0.1", "optim.decay_steps=500"])
+    assert cfg.optim.resolved_warmup_steps() == 50
+    with pytest.raises(ConfigError, match="optim.warmup_ratio"):
+        load_config(None, [f"data.vocab_file={vocab}", "optim.warmup_ratio=0.1", "optim.warmup_steps=5"])
+
+
+def test_accumulation_is_derived_and_checked(vocab):
+    cfg = load_config(None, [f"data.vocab_file={vocab}", "train.micro_batch_size=4", "train.global_batch_size=32"])
+    assert cfg.accumulation_steps(1) == 8 and cfg.accumulation_steps(2) == 4 and cfg.accumulation_steps(8) == 1
+    with pytest.raises(ConfigError, match=r"train.global_batch_size=32: expected a multiple of .*\(4\) x "
+                                          r"data-parallel size \(3\) = 12"):
+        cfg.accumulation_steps(3)
+    cfg = load_config(None, [f"data.vocab_file={vocab}", "train.micro_batch_size=4"])
+    assert cfg.accumulation_steps(3) == 1 and cfg.global_batch_size(3) == 12
+
+
+def test_vocab_size_from_file_or_given(vocab):
+    assert load_config(None, [f"data.vocab_file={vocab}", "model.vocab_size=128"]).model.vocab_size == 128
+    with pytest.raises(ConfigError, match="model.vocab_size is not given and data.vocab_file='/nope/vocab.txt'"):
+        load_config(None, ["data.vocab_file=/nope/vocab.txt"])
+
+
+def test_bad_override_syntax_and_missing_file():
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(None, ["train.max_steps"])
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config("/nope/config.yaml")
