@@ -316,6 +316,8 @@ def test_uint32_output_and_memmap_input(tmp_path):
     b = build_samples_mapping(doc_idx, sizes, dtype=np.uint32, **kw)
     assert b.dtype == np.uint32
     np.testing.assert_array_equal(a, b.astype(np.int64))
+    part = build_samples_mapping(doc_idx, sizes, **dict(kw, max_num_samples=len(a) - 7), dtype=np.uint32)
+    np.testing.assert_array_equal(part, b[:len(a) - 7])
     prefix = str(tmp_path / "d")
     _write_dataset(prefix, doc_idx, sizes)
     ds = MMapIndexedDataset(prefix)

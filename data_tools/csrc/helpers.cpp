@@ -141,12 +141,14 @@ void walk_epoch(const int64_t* docs, int64_t n_docs, const int32_t* sizes, int64
     }
 }
 
-template <typename T>
-void shuffle_rows(T* rows, int64_t n, const Params& p, uint64_t epoch) {
+// Fisher-Yates over n records of W values each (rows: W = 3; an index permutation: W = 1).
+// Both forms draw the same numbers, so shuffling the identity gives the permutation of the rows.
+template <int W, typename T>
+void shuffle_records(T* data, int64_t n, const Params& p, uint64_t epoch) {
     std::mt19937_64 rng(stream_seed(p.seed, epoch, 1));
     for (int64_t i = n - 1; i > 0; --i) {
         const int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
-        for (int k = 0; k < 3; ++k) std::swap(rows[3 * i + k], rows[3 * j + k]);
+        for (int k = 0; k < W; ++k) std::swap(data[W * i + k], data[W * j + k]);
     }
 }
 
@@ -162,7 +164,47 @@ void fill_epoch(T* rows, int64_t count, const int64_t* docs, int64_t n_docs, con
         ++i;
     });
     if (i != count) throw std::runtime_error("internal error: epoch sample count changed between passes");
-    shuffle_rows(rows, count, p, epoch);
+    shuffle_records<3>(rows, count, p, epoch);
+}
+
+// The first k rows of what fill_epoch would write, without holding the whole epoch: shuffle
+// an index permutation (4 bytes per sample instead of a row), invert it in place, then walk
+// the epoch and keep the rows whose shuffled position is < k.
+template <typename T>
+void fill_epoch_prefix(T* rows, int64_t k, int64_t count, const int64_t* docs, int64_t n_docs, const int32_t* sizes,
+                       int64_t n_sizes, const Params& p, uint64_t epoch) {
+    constexpr uint32_t kMark = 0x80000000u;
+    if (count >= static_cast<int64_t>(kMark)) {  // too many for 31-bit positions: hold the epoch
+        std::vector<T> tmp(static_cast<size_t>(3 * count));
+        fill_epoch(tmp.data(), count, docs, n_docs, sizes, n_sizes, p, epoch);
+        std::memcpy(rows, tmp.data(), sizeof(T) * 3 * k);
+        return;
+    }
+    std::vector<uint32_t> pos(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) pos[i] = static_cast<uint32_t>(i);
+    shuffle_records<1>(pos.data(), count, p, epoch);  // pos[position] = sample
+    for (int64_t i = 0; i < count; ++i) {              // invert cycle by cycle: pos[sample] = position
+        if (pos[i] & kMark) continue;
+        uint32_t prev = static_cast<uint32_t>(i);
+        uint32_t cur = pos[i];
+        while (true) {
+            const uint32_t next = pos[cur];
+            pos[cur] = prev | kMark;
+            if (cur == static_cast<uint32_t>(i)) break;
+            prev = cur;
+            cur = next;
+        }
+    }
+    int64_t sample = 0;
+    walk_epoch<false>(docs, n_docs, sizes, n_sizes, p, epoch, nullptr, [&](int64_t a, int64_t b, int64_t t) {
+        const int64_t at = pos[sample++] & ~kMark;
+        if (at < k) {
+            rows[3 * at] = static_cast<T>(a);
+            rows[3 * at + 1] = static_cast<T>(b);
+            rows[3 * at + 2] = static_cast<T>(t);
+        }
+    });
+    if (sample != count) throw std::runtime_error("internal error: epoch sample count changed between passes");
 }
 
 std::string no_document_message(const Stats& st, const Params& p) {
@@ -230,10 +272,8 @@ py::tuple build(py::array_t<int64_t, py::array::c_style | py::array::forcecast> 
             if (offset + c <= n_out) {
                 fill_epoch(rows + 3 * offset, c, docs, n_docs, sizes, n_sizes, p, e);
                 offset += c;
-            } else {  // last epoch, only partly used: build it whole so its order is the same
-                std::vector<T> tmp(static_cast<size_t>(3 * c));
-                fill_epoch(tmp.data(), c, docs, n_docs, sizes, n_sizes, p, e);
-                std::memcpy(rows + 3 * offset, tmp.data(), sizeof(T) * 3 * (n_out - offset));
+            } else {  // the last epoch, partly used: the same rows a whole epoch would start with
+                fill_epoch_prefix(rows + 3 * offset, n_out - offset, c, docs, n_docs, sizes, n_sizes, p, e);
                 offset = n_out;
             }
         }
