@@ -249,6 +249,37 @@ class Checkpointer:
 
 
 # ----------------------------------------------------------------------------------------------
+# Optimizer state keyed by structured parameter names
+#
+# Paddle keys optimizer state by the auto-generated ``param.name`` ("linear_3.w_0_moment1_0"), which depends
+# on how many layers the process created before.  On disk we key by the structured name
+# ("roformer.encoder.layers.0.linear1.weight/moment1_0") so a checkpoint loads into any process.
+
+
+def _rename(state, mapping: dict, sep_in: str, sep_out: str):
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict) and key == "master_weights":
+            out[key] = {mapping.get(k, k): v for k, v in value.items()}
+            continue
+        new = key
+        for src in sorted((m for m in mapping if key.startswith(m + sep_in)), key=len, reverse=True)[:1]:
+            new = mapping[src] + sep_out + key[len(src) + len(sep_in):]
+        out[new] = value
+    return out
+
+
+def optimizer_state_to_structured(state: dict, model) -> dict:
+    mapping = {p.name: n for n, p in model.named_parameters()}
+    return _rename(state, mapping, "_", "/")
+
+
+def optimizer_state_from_structured(state: dict, model) -> dict:
+    mapping = {n: p.name for n, p in model.named_parameters()}
+    return _rename(state, mapping, "/", "_")
+
+
+# ----------------------------------------------------------------------------------------------
 # Reading
 
 

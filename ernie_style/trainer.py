@@ -170,7 +170,8 @@ class Trainer:
 
     def _load_checkpoint(self, path: str) -> None:
         state = ckpt.load_trainer_state(path)
-        self.optimizer.set_state_dict(paddle.load(ckpt.optimizer_file(path, self.info.rank)))
+        opt_state = paddle.load(ckpt.optimizer_file(path, self.info.rank))
+        self.optimizer.set_state_dict(ckpt.optimizer_state_from_structured(opt_state, self.inner))
         self.scheduler.set_state_dict(state["lr_scheduler"])
         self.amp.load_state_dict(state["amp"])
         self.step = int(state["step"])
@@ -300,7 +301,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
         }
         self.checkpointer.save(
-            self.step, model_state=self.inner.state_dict(), optimizer_state=self.optimizer.state_dict(),
+            self.step, model_state=self.inner.state_dict(), optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
             trainer_state=state, model_config=self.cfg.model.to_dict(), vocab_file=self.cfg.data.vocab_file,
             do_lower_case=self.cfg.data.do_lower_case, sharded_optimizer=self.sharded_optimizer)
 
