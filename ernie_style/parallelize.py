@@ -15,6 +15,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import paddle
 import paddle.distributed as dist
 from paddle.distributed import fleet
@@ -157,14 +158,11 @@ class Amp:
         return {"scaler": state, "skipped_steps": self.skipped_steps}
 
     def load_state_dict(self, state: dict) -> None:
-        scaler_state = state.get("scaler") or {}
-        if scaler_state:
-            import numpy as np
-
-            scaler_state = dict(scaler_state)
+        scaler_state = dict(state.get("scaler") or {})
+        if scaler_state:  # empty when saved by a disabled scaler (CPU, bf16, AMP off)
             if "scale" in scaler_state:
                 scaler_state["scale"] = np.asarray(scaler_state["scale"], dtype="float32")
-        self.scaler.load_state_dict(scaler_state)
+            self.scaler.load_state_dict(scaler_state)
         self.skipped_steps = int(state.get("skipped_steps", 0))
 
 

@@ -1,0 +1,95 @@
+"""Draw training curves from the VisualDL records of a run.
+
+    python -m ernie_style.plot OUTPUT_DIR --out curves.png
+
+Reads every ``OUTPUT_DIR/visualdl/vdlrecords.*`` file (a resumed run adds one per start; later files win
+for a step written twice) and plots losses, accuracies and the learning rate.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from typing import Dict, List, Tuple
+
+
+def read_scalars(output_dir: str) -> Dict[str, List[Tuple[int, float]]]:
+    """{tag: [(step, value), ...] sorted by step} from the VisualDL records under ``output_dir/visualdl``."""
+    from visualdl import LogReader
+
+    files = sorted(glob.glob(os.path.join(output_dir, "visualdl", "vdlrecords.*")), key=os.path.getmtime)
+    merged: Dict[str, Dict[int, float]] = {}
+    for path in files:
+        reader = LogReader(file_path=path)
+        for tag in reader.get_tags().get("scalar", []):
+            for rec in reader.get_data("scalar", tag):
+                merged.setdefault(tag, {})[int(rec.id)] = float(rec.value)
+    return {tag: sorted(points.items()) for tag, points in merged.items()}
+
+
+def read_texts(output_dir: str) -> Dict[str, List[str]]:
+    from visualdl import LogReader
+
+    out: Dict[str, List[str]] = {}
+    for path in sorted(glob.glob(os.path.join(output_dir, "visualdl", "vdlrecords.*"))):
+        reader = LogReader(file_path=path)
+        for tag in reader.get_tags().get("text", []):
+            out.setdefault(tag, []).extend(rec.text for rec in reader.get_data("text", tag))
+    return out
+
+
+PANELS = [
+    ("loss", ["train/loss", "train/lm_loss", "train/sop_loss", "eval/loss", "eval/lm_loss", "eval/sop_loss"]),
+    ("accuracy", ["train/mlm_acc", "train/sop_acc", "eval/mlm_acc", "eval/sop_acc"]),
+    ("learning rate", ["train/learning_rate"]),
+]
+
+
+def plot(output_dir: str, out: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scalars = read_scalars(output_dir)
+    if not scalars:
+        raise FileNotFoundError(f"{output_dir}: no VisualDL scalar records under {os.path.join(output_dir, 'visualdl')}")
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 4.2))
+    for ax, (title, tags) in zip(axes, PANELS):
+        for tag in tags:
+            if tag in scalars:
+                steps, values = zip(*scalars[tag])
+                ax.plot(steps, values, marker="o" if tag.startswith("eval/") else None, markersize=3, label=tag)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = out + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ernie_style.plot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_dir", help="train.output_dir of a run")
+    parser.add_argument("--out", default=None, help="PNG path (default OUTPUT_DIR/curves.png)")
+    args = parser.parse_args(argv)
+    out = args.out or os.path.join(args.output_dir, "curves.png")
+    try:
+        plot(args.output_dir, out)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"curves written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
