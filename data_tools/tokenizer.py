@@ -271,6 +271,9 @@ class EncodedDocument:
 class DocumentEncoder:
     """Text of one document -> token ids, whole-word flags and sentence lengths.
 
+    `segmenter` has ``.name`` and ``.word_starts(text)`` (sorted code-point offsets), and optionally
+    ``.words(text)`` (the words, concatenating to `text`), which is used instead when present.
+
     Sentences end after a run of ``。！？!?；…`` (closing quotes/brackets that follow stay with it)
     and at newlines; a sentence longer than `max_sentence_tokens` is cut after clause punctuation
     (``，、：;,``), else before a word start, else at the limit.  Sentences without tokens vanish,
@@ -284,10 +287,14 @@ class DocumentEncoder:
         self.tokenizer = tokenizer
         self.segmenter = segmenter
         self.max_sentence_tokens = int(max_sentence_tokens)
-        self._use_starts = getattr(segmenter, "name", None) != "none"
+        # A word list (segmenter.words) is turned into offsets in C++, cheaper than numpy per document.
+        if getattr(segmenter, "name", None) == "none":
+            self._starts = None
+        else:
+            self._starts = getattr(segmenter, "words", None) or segmenter.word_starts
 
     def encode(self, text: str) -> EncodedDocument:
-        starts = self.segmenter.word_starts(text) if self._use_starts else None
+        starts = self._starts(text) if self._starts is not None else None
         ids, wwm, lengths, n_cjk, n_chars = self.tokenizer._core.encode_document(
             _utf8(text), starts, self.max_sentence_tokens
         )

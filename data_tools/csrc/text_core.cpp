@@ -176,7 +176,25 @@ public:
         const int32_t* ws = nullptr;
         size_t n_ws = 0;
         py::array_t<int32_t, py::array::c_style | py::array::forcecast> ws_arr;
-        if (!word_starts_obj.is_none()) {
+        std::vector<int32_t> ws_from_words;
+        int64_t words_total = -1;
+        if (PyList_Check(word_starts_obj.ptr())) {
+            // A segmenter's word list: starts are the running sums of the word lengths (code points).
+            PyObject* lst = word_starts_obj.ptr();
+            const Py_ssize_t nw = PyList_GET_SIZE(lst);
+            ws_from_words.reserve(static_cast<size_t>(nw));
+            int64_t pos = 0;
+            for (Py_ssize_t k = 0; k < nw; ++k) {
+                PyObject* w = PyList_GET_ITEM(lst, k);
+                if (!PyUnicode_Check(w)) throw std::invalid_argument("word list must hold str");
+                const Py_ssize_t len = PyUnicode_GET_LENGTH(w);
+                if (len > 0) ws_from_words.push_back(static_cast<int32_t>(pos));
+                pos += len;
+            }
+            words_total = pos;
+            ws = ws_from_words.data();
+            n_ws = ws_from_words.size();
+        } else if (!word_starts_obj.is_none()) {
             ws_arr = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(word_starts_obj);
             if (!ws_arr || ws_arr.ndim() != 1) throw std::invalid_argument("word_starts must be a 1-D int array");
             ws = ws_arr.data();
@@ -214,6 +232,9 @@ public:
                 clause.push_back(t.clause ? 1 : 0);
             },
             &breaks, &counts);
+        if (words_total >= 0 && words_total != counts.chars)
+            throw std::runtime_error("segmenter words cover " + std::to_string(words_total) + " of " +
+                                     std::to_string(counts.chars) + " characters");
         if (ws != nullptr) {
             for (size_t k = 1; k < n_ws; ++k)
                 if (ws[k] <= ws[k - 1]) throw std::invalid_argument("word_starts must be strictly increasing");
