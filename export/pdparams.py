@@ -37,14 +37,18 @@ _ALLOWED_GLOBALS = {
 }
 
 
+class _Refused(pickle.UnpicklingError):
+    """A global or persistent id outside the allow-list."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused global {module}.{name} (only numpy arrays and plain containers are allowed)")
+        raise _Refused(f"refused global {module}.{name} (only numpy arrays and plain containers are allowed)")
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused persistent id (only numpy arrays and plain containers are allowed)")
+        raise _Refused("refused persistent id (only numpy arrays and plain containers are allowed)")
 
 
 def _plain_array(name, value, path):
@@ -66,9 +70,9 @@ def load_pdparams(path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _RestrictedUnpickler(f).load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise ExportError(f"{path}: not loaded: {e}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as e:
         raise ExportError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict):
         raise ExportError(f"{path}: holds a {type(obj).__name__}, expected a state dict (dict of arrays)")
@@ -88,7 +92,8 @@ def save_pdparams(path, state: dict) -> None:
     Arrays must be numpy (any layout; transposed views are written in C order); bfloat16
     weights go in as uint16 bit patterns (Paddle's convention).
     """
-    obj = dict(state)
+    # Plain ndarray views: a memmap subclass would pickle as numpy.memmap, which loaders refuse.
+    obj = {name: a.view(np.ndarray) for name, a in state.items()}
     obj[STRUCTURED_KEY] = {name: name for name in state}
     with open(path, "wb") as f:
         p = pickle.Pickler(f, protocol=4)

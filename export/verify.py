@@ -1,9 +1,9 @@
 """Numeric proof of an export: MLM logits of the Paddle model vs the exported model.
 
-Optional by design: the converters run with numpy alone. Verification imports Paddle (and our
-``ernie_style.modeling``, or PaddleNLP's RoFormer as the reference implementation until it is
-available), torch and transformers inside functions; when one is missing it prints
-``verification skipped: <x> not importable`` and returns None.
+Optional by design: the converters run with numpy alone. Verification imports Paddle and our
+``ernie_style.modeling`` (the model the checkpoint came from), torch and transformers inside
+functions; when one is missing it prints ``verification skipped: <x> not importable`` and
+returns None.
 
 The probe batch has padding (attention_mask passed), two segments, and one row as long as
 ``max_position_embeddings``; logits are compared at every non-padded position.
@@ -51,30 +51,28 @@ def hf_mlm_logits(hf_dir, batch) -> np.ndarray:
     return out.logits.float().numpy()
 
 
-def paddle_mlm_logits(config: dict, state: dict, batch) -> np.ndarray:
-    """[B, T, V] float32 MLM logits of the Paddle model with ``config`` and our ``state`` dict."""
-    import paddle
-    from paddlenlp.transformers import RoFormerConfig, RoFormerForMaskedLM
+def paddle_model(config: dict, state: dict):
+    """Our ``RoFormerForPretraining`` (eval mode) with ``config`` and our ``state`` dict."""
+    from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining, load_state_dict_checked
 
-    from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT
-
-    model = RoFormerForMaskedLM(RoFormerConfig(**config))
+    model = RoFormerForPretraining(RoFormerConfig.from_dict(config))
+    load_state_dict_checked(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
     model.eval()
-    params = {k: v for k, v in state.items() if not k.startswith(("cls.seq_relationship", "roformer.pooler"))}
-    params[PADDLENLP_DECODER_WEIGHT] = state["roformer.embeddings.word_embeddings.weight"]
-    params["roformer.pooler.dense.weight"] = state.get("roformer.pooler.dense.weight", model.roformer.pooler.dense.weight)
-    params["roformer.pooler.dense.bias"] = state.get("roformer.pooler.dense.bias", model.roformer.pooler.dense.bias)
-    missing, unexpected = model.set_state_dict({k: np.ascontiguousarray(v) for k, v in params.items()})
-    assert not missing and not unexpected, (missing, unexpected)
+    return model
+
+
+def paddle_mlm_logits(config: dict, state: dict, batch) -> np.ndarray:
+    """[B, T, V] float32 MLM logits of our Paddle model with ``config`` and ``state``."""
+    import paddle
+
+    model = paddle_model(config, state)
     with paddle.no_grad():
-        logits = model(
-            input_ids=paddle.to_tensor(batch["input_ids"]),
+        mlm_logits, _ = model(
+            paddle.to_tensor(batch["input_ids"]),
             token_type_ids=paddle.to_tensor(batch["token_type_ids"]),
             attention_mask=paddle.to_tensor(batch["attention_mask"]),
         )
-    if isinstance(logits, (tuple, list)):
-        logits = logits[0]
-    return logits.astype("float32").numpy()
+    return mlm_logits.astype("float32").numpy()
 
 
 def max_abs_diff(a, b, mask) -> float:

@@ -1,8 +1,7 @@
 """Tiny RoFormer checkpoints for the export tests, written the way our trainer writes them.
 
-The Paddle model used is PaddleNLP's RoFormerForMaskedLM (same parameter names as ours for
-roformer.* and cls.predictions.*; its tied ``cls.predictions.decoder_weight`` is dropped as
-our checkpoints do) plus random ``cls.seq_relationship`` SOP weights.
+States are our RoFormerForPretraining's (PaddleNLP parameter names, decoder tied to the word
+embeddings and not stored). PaddleNLP's RoFormerForMaskedLM serves as an independent reference.
 """
 import json
 import os
@@ -42,8 +41,8 @@ def random_state(config: dict, seed: int = 0) -> dict:
     return state
 
 
-def paddle_model(config: dict, state: dict):
-    """PaddleNLP RoFormerForMaskedLM (eval mode) holding ``state`` (our names)."""
+def paddlenlp_model(config: dict, state: dict):
+    """PaddleNLP's RoFormerForMaskedLM (eval mode) holding ``state`` (our names): an independent reference."""
     from paddlenlp.transformers import RoFormerConfig, RoFormerForMaskedLM
 
     model = RoFormerForMaskedLM(RoFormerConfig(**config))
@@ -55,36 +54,30 @@ def paddle_model(config: dict, state: dict):
     return model
 
 
-def train_steps(config: dict, state: dict, steps: int = 3, seed: int = 0) -> dict:
-    """``state`` after ``steps`` AdamW steps of MLM + SOP loss on random batches (paddle)."""
+def train_steps(config: dict, state: dict, steps: int = 3, seed: int = 0):
+    """Our RoFormerForPretraining after ``steps`` AdamW steps of MLM + SOP loss on random batches."""
     import paddle
+    import paddle.nn.functional as F
+
+    from export.verify import paddle_model
 
     paddle.seed(seed)
     rng = np.random.default_rng(seed)
     model = paddle_model(config, state)
     model.train()
-    sop_w = paddle.create_parameter(list(state["cls.seq_relationship.weight"].shape), "float32")
-    sop_b = paddle.create_parameter(list(state["cls.seq_relationship.bias"].shape), "float32")
-    sop_w.set_value(state["cls.seq_relationship.weight"])
-    sop_b.set_value(state["cls.seq_relationship.bias"])
-    opt = paddle.optimizer.AdamW(learning_rate=1e-2, parameters=model.parameters() + [sop_w, sop_b], weight_decay=0.01)
-    T, V = 16, config["vocab_size"]
+    opt = paddle.optimizer.AdamW(learning_rate=1e-2, parameters=model.parameters(), weight_decay=0.01)
+    B, T, V = 4, 16, config["vocab_size"]
     for _ in range(steps):
-        ids = paddle.to_tensor(rng.integers(5, V, size=(4, T)))
-        labels = paddle.to_tensor(rng.integers(5, V, size=(4, T)))
-        sop_labels = paddle.to_tensor(rng.integers(0, 2, size=(4,)))
-        logits = model(input_ids=ids)
-        seq, pooled = model.roformer(input_ids=ids)
-        sop_logits = paddle.matmul(pooled, sop_w) + sop_b
-        loss = paddle.nn.functional.cross_entropy(logits.reshape([-1, V]), labels.reshape([-1, 1])).mean()
-        loss = loss + paddle.nn.functional.cross_entropy(sop_logits, sop_labels.reshape([-1, 1])).mean()
+        ids = paddle.to_tensor(rng.integers(5, V, size=(B, T)))
+        labels = paddle.to_tensor(rng.integers(5, V, size=(B * T, 1)))
+        sop_labels = paddle.to_tensor(rng.integers(0, 2, size=(B, 1)))
+        mlm_logits, sop_logits = model(ids)
+        loss = F.cross_entropy(mlm_logits.reshape([-1, V]), labels).mean() + F.cross_entropy(sop_logits, sop_labels).mean()
         loss.backward()
         opt.step()
         opt.clear_grad()
-    out = {k: v.numpy() for k, v in model.state_dict().items() if k != "cls.predictions.decoder_weight"}
-    out["cls.seq_relationship.weight"] = sop_w.numpy()
-    out["cls.seq_relationship.bias"] = sop_b.numpy()
-    return out
+    model.eval()
+    return model
 
 
 def write_checkpoint(path, config: dict, state: dict, do_lower_case=True, checksums=False, vocab=None) -> str:

@@ -1,0 +1,56 @@
+"""Export one of our checkpoints as a directory PaddleNLP 2.8's RoFormerForMaskedLM loads.
+
+    python -m export.to_paddlenlp CKPT_DIR OUT_DIR
+
+Writes config.json (PaddleNLP's RoFormerConfig with architectures [RoFormerForMaskedLM]),
+model_state.pdparams (our names plus ``cls.predictions.decoder_weight``, PaddleNLP's name for
+the decoder tied to the word embeddings), vocab.txt, tokenizer_config.json (BertTokenizer) and
+the SOP head in sop_head.pdparams (PaddleNLP's MaskedLM has no place for it). No Paddle needed.
+"""
+import argparse
+import os
+
+from export.checkpoint_dir import CONFIG_FIELDS, atomic_output_dir, read_checkpoint, write_json, write_vocab
+from export.errors import run_cli
+from export.pdparams import save_pdparams
+from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT
+
+SOP_FILE = "sop_head.pdparams"
+
+
+def paddlenlp_state(state: dict) -> tuple:
+    """(state for PaddleNLP RoFormerForMaskedLM, SOP head state)."""
+    main = {k: v for k, v in state.items() if not k.startswith("cls.seq_relationship.")}
+    main[PADDLENLP_DECODER_WEIGHT] = state["roformer.embeddings.word_embeddings.weight"]
+    sop = {k: v for k, v in state.items() if k.startswith("cls.seq_relationship.")}
+    return main, sop
+
+
+def export(ckpt_dir, out_dir, overwrite=False) -> None:
+    ckpt = read_checkpoint(ckpt_dir)
+    cfg = {k: ckpt.config[k] for k in CONFIG_FIELDS}
+    cfg.update(architectures=["RoFormerForMaskedLM"], model_type="roformer", pool_act="tanh")
+    main, sop = paddlenlp_state(ckpt.state)
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        write_json(os.path.join(tmp, "config.json"), cfg)
+        save_pdparams(os.path.join(tmp, "model_state.pdparams"), main)
+        save_pdparams(os.path.join(tmp, SOP_FILE), sop)
+        write_vocab(os.path.join(tmp, "vocab.txt"), ckpt.vocab)
+        write_json(os.path.join(tmp, "tokenizer_config.json"), {
+            "tokenizer_class": "BertTokenizer", "do_lower_case": ckpt.do_lower_case,
+            "model_max_length": ckpt.config["max_position_embeddings"],
+        })
+    print(f"exported {ckpt_dir} -> {out_dir} (PaddleNLP RoFormerForMaskedLM)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m export.to_paddlenlp", description=__doc__.split("\n\n")[0])
+    ap.add_argument("ckpt_dir", help="our checkpoint directory")
+    ap.add_argument("out_dir", help="new PaddleNLP model directory to create")
+    ap.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    args = ap.parse_args(argv)
+    return run_cli(export, args.ckpt_dir, args.out_dir, args.overwrite)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
