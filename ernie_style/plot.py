@@ -35,7 +35,7 @@ def read_texts(output_dir: str) -> Dict[str, List[str]]:
     for path in sorted(glob.glob(os.path.join(output_dir, "visualdl", "vdlrecords.*"))):
         reader = LogReader(file_path=path)
         for tag in reader.get_tags().get("text", []):
-            out.setdefault(tag, []).extend(rec.text for rec in reader.get_data("text", tag))
+            out.setdefault(tag, []).extend(rec.text.encoded_text_string for rec in reader.get_data("text", tag))
     return out
 
 

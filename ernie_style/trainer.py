@@ -262,6 +262,7 @@ class Trainer:
         if ds is None or iters == 0:
             return None
         mb, w, r = self.cfg.train.micro_batch_size, self.info.world_size, self.info.rank
+        assert iters * mb * w <= len(ds), (iters, mb, w, len(ds))
         self.inner.eval()
         sums = [0.0] * 6  # lm_sum, n_mlm, sop_sum, n_sop, mlm_correct, sop_correct
         with paddle.no_grad():

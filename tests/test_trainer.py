@@ -1,0 +1,296 @@
+"""Single-process trainer tests (in-process, tiny model): accumulation, resume, AMP wiring, logging, failures.
+
+Multi-process runs through the real launcher are in test_launch.py.
+"""
+import json
+import math
+import os
+import re
+
+import numpy as np
+import paddle
+import pytest
+
+import _trainer_util as U
+from ernie_style import checkpoint as ckpt
+from ernie_style import run_pretrain
+from ernie_style.config import load_config
+from ernie_style.parallelize import Amp, DistInfo, WarmupLinearDecay, build_optimizer, decay_param_names
+from ernie_style.trainer import GlobalBatchSampler
+
+CONFIG = os.path.join(U.REPO, "configs", "roformer_tiny_demo.yaml")
+LINE_RE = re.compile(
+    r"^global step (\d+), loss: (-?\d+\.\d{9}), lm_loss: \d+\.\d{6}, sop_loss: \d+\.\d{6}, speed: \d+\.\d{2} steps/s, "
+    r"ips: \d+\.\d{2} seqs/s, learning rate: \d\.\d{5}e[-+]\d\d, loss_scaling: \d+\.\d, num_good_steps: \d+, "
+    r"num_bad_steps: \d+, mlm_acc: \d\.\d{6}, sop_acc: \d\.\d{6}, grad_norm: \d+\.\d{6}, tokens/s: \d+\.\d, "
+    r"padding: \d+\.\d{2}%$")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return U.make_data(str(tmp_path_factory.mktemp("trainer_data")))
+
+
+def run(data, out, **extra):
+    prefix, vocab = data
+    return run_pretrain.main(["--config", CONFIG, *U.tiny_overrides(prefix, vocab, str(out), **extra)])
+
+
+def weights(out, step):
+    return paddle.load(os.path.join(str(out), "checkpoints", ckpt.step_dir_name(step), "model_state.pdparams"))
+
+
+def assert_same_weights(a, b, tol=1e-5):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=0, atol=tol, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def ref_run(data, tmp_path_factory):
+    """1 process x micro 8 x accumulation 1, 3 steps (dropout off), checkpoint at the end."""
+    out = tmp_path_factory.mktemp("ref")
+    assert run(data, out, **{"train.eval_steps": 2}) == 0
+    return out
+
+
+def test_accumulation_gives_the_same_weights(data, ref_run, tmp_path):
+    assert run(data, tmp_path, **{"train.micro_batch_size": 2}) == 0  # 1 x 2 x 4
+    a, b = weights(ref_run, 3), weights(tmp_path, 3)
+    assert_same_weights(a, b)
+    # ... and training did move the weights (the comparison is not vacuous)
+    fresh = paddle.load(os.path.join(str(ref_run), "checkpoints", "step_00000003", "model_state.pdparams"))
+    assert any(float(abs(v).sum()) > 0 for v in fresh.values())
+    la, lb = U.log_losses(os.path.join(ref_run, "train.log")), U.log_losses(os.path.join(tmp_path, "train.log"))
+    for step in (1, 2, 3):
+        assert abs(float(la[step].split()[1]) - float(lb[step].split()[1])) < 1e-6
+
+
+def test_log_lines_visualdl_and_plot(ref_run, tmp_path):
+    from ernie_style.plot import main as plot_main
+    from ernie_style.plot import read_scalars, read_texts
+
+    lines = [ln.rstrip("\n") for ln in open(os.path.join(ref_run, "train.log"), encoding="utf-8")]
+    steps = [ln for ln in lines if ln.startswith("global step")]
+    assert len(steps) == 3 and all(LINE_RE.match(ln) for ln in steps), steps
+    assert any(ln.startswith("eval at step 2: loss:") for ln in lines)
+    assert any(ln.startswith("test at step 3: loss:") for ln in lines)
+    scalars = read_scalars(str(ref_run))
+    for tag in ("train/loss", "train/lm_loss", "train/sop_loss", "train/mlm_acc", "train/sop_acc",
+                "train/learning_rate", "train/grad_norm", "train/ips", "amp/loss_scaling", "amp/num_good_steps",
+                "amp/num_bad_steps", "eval/loss", "eval/mlm_acc", "eval/sop_acc", "test/loss"):
+        assert tag in scalars, tag
+    logged = [float(LINE_RE.match(ln).group(2)) for ln in steps]
+    np.testing.assert_allclose([v for _, v in scalars["train/loss"]], logged, rtol=1e-6)
+    assert [s for s, _ in scalars["train/learning_rate"]] == [1, 2, 3]
+    assert "micro_batch_size: 8" in read_texts(str(ref_run))["config"][0]
+    png = tmp_path / "curves.png"
+    assert plot_main([str(ref_run), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_contents(ref_run):
+    d = os.path.join(ref_run, "checkpoints", "latest")
+    ckpt.verify(d)
+    state = json.load(open(os.path.join(d, "trainer_state.json")))
+    assert state["step"] == 3 and state["consumed_samples"] == 24 and state["global_batch_size"] == 8
+    assert state["config"]["train"]["micro_batch_size"] == 8 and "lr_scheduler" in state and "amp" in state
+    model_cfg = json.load(open(os.path.join(d, "model_config.json")))
+    assert model_cfg["hidden_size"] == 32 and model_cfg["vocab_size"] == 125
+    keys = set(paddle.load(os.path.join(d, "model_state.pdparams")))
+    assert "roformer.encoder.layers.1.self_attn.q_proj.weight" in keys and "cls.seq_relationship.weight" in keys
+    opt = paddle.load(os.path.join(d, "optimizer.pdopt"))
+    assert any(k.startswith("roformer.encoder.layers.0.linear1.weight/") for k in opt)  # structured names
+
+
+def test_recompute_gives_the_same_losses(data, ref_run, tmp_path):
+    assert run(data, tmp_path, **{"train.recompute": True}) == 0
+    assert "recompute: 2 encoder layers" in open(os.path.join(tmp_path, "train.log")).read()
+    assert_same_weights(weights(ref_run, 3), weights(tmp_path, 3), tol=1e-6)
+
+
+def test_resume_extends_max_steps_exactly_with_dropout(data, tmp_path):
+    drop = {"model.hidden_dropout_prob": 0.1, "model.attention_probs_dropout_prob": 0.1, "train.save_steps": 3}
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run(data, straight, **drop, **{"train.max_steps": 6}) == 0
+    assert run(data, resumed, **drop, **{"train.max_steps": 3}) == 0
+    assert run(data, resumed, **drop, **{"train.max_steps": 6, "train.resume": "auto"}) == 0
+    a = U.log_losses(os.path.join(straight, "train.log"))
+    b = U.log_losses(os.path.join(resumed, "train.log"))
+    assert [a[s] for s in (4, 5, 6)] == [b[s] for s in (4, 5, 6)]
+    assert_same_weights(weights(straight, 6), weights(resumed, 6), tol=0)
+    log = open(os.path.join(resumed, "train.log")).read()
+    assert "resume: from " in log and "step_00000003" in log
+
+    # A damaged newest checkpoint is refused; auto falls back to the previous one and reaches the same state.
+    target = os.path.join(resumed, "checkpoints", "step_00000006", "model_state.pdparams")
+    os.truncate(target, os.path.getsize(target) - 7)
+    assert run(data, resumed, **drop, **{"train.max_steps": 6, "train.resume": "auto", "train.keep_checkpoints": 5}) == 0
+    log = open(os.path.join(resumed, "train.log")).read()
+    assert "refusing checkpoint" in log and "step_00000006" in log and "is damaged" in log
+    assert_same_weights(weights(straight, 6), weights(resumed, 6), tol=0)
+
+
+def test_resume_from_plain_model_dir_loads_weights_only(data, ref_run, tmp_path):
+    from ernie_style.modeling import RoFormerForPretraining
+    from ernie_style.trainer import Trainer
+
+    src = os.path.join(ref_run, "checkpoints", "step_00000003")
+    model_dir = tmp_path / "plain"
+    model_dir.mkdir()
+    for name in ("model_config.json", "model_state.pdparams"):
+        (model_dir / name).write_bytes(open(os.path.join(src, name), "rb").read())
+    prefix, vocab = data
+    cfg = load_config(CONFIG, U.tiny_overrides(prefix, vocab, str(tmp_path / "out"), **{"train.resume": str(model_dir)}))
+    trainer = Trainer(cfg, DistInfo(0, 1, 0, "cpu"))
+    assert trainer.step == 0
+    assert_same_weights(trainer.inner.state_dict(), paddle.load(os.path.join(src, "model_state.pdparams")), tol=0)
+    assert "initialised weights from model dir" in open(tmp_path / "out" / "train.log").read()
+    assert isinstance(trainer.inner, RoFormerForPretraining)
+    # eval uses the same batches every time: identical numbers for an unchanged model
+    assert trainer.evaluate(trainer.valid_ds, 1, "eval") == trainer.evaluate(trainer.valid_ds, 1, "eval")
+
+
+def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
+    calls = {"auto_cast": [], "decorate": [], "scaler": [], "load": []}
+    real_auto_cast, real_decorate, real_scaler = paddle.amp.auto_cast, paddle.amp.decorate, paddle.amp.GradScaler
+
+    def auto_cast(**kw):
+        calls["auto_cast"].append(kw)
+        return real_auto_cast(**kw)
+
+    def decorate(**kw):
+        calls["decorate"].append(kw)
+        return real_decorate(**kw)
+
+    class SpyScaler(real_scaler):
+        def __init__(self, **kw):
+            calls["scaler"].append(kw)
+            super().__init__(**kw)
+
+        def state_dict(self):  # Paddle disables the scaler on CPU; pretend it has state to check the round trip
+            return {"scale": np.array([1024.0], np.float32), "incr_count": 3, "decr_count": 1}
+
+        def load_state_dict(self, state):
+            calls["load"].append(state)
+
+    monkeypatch.setattr(paddle.amp, "auto_cast", auto_cast)
+    monkeypatch.setattr(paddle.amp, "decorate", decorate)
+    monkeypatch.setattr(paddle.amp, "GradScaler", SpyScaler)
+    amp = {"amp.enable": True, "amp.level": "O2", "amp.dtype": "float16", "amp.init_loss_scaling": 4096,
+           "amp.custom_white_list": "[softmax]", "amp.custom_black_list": "[reduce_sum]", "train.max_steps": 2}
+    assert run(data, tmp_path, **amp) == 0
+    assert calls["decorate"] and calls["decorate"][0]["level"] == "O2" and calls["decorate"][0]["dtype"] == "float16"
+    assert calls["decorate"][0]["master_weight"] is True
+    ac = calls["auto_cast"][0]
+    assert (ac["enable"], ac["level"], ac["dtype"]) == (True, "O2", "float16")
+    assert ac["custom_white_list"] == ["softmax"] and ac["custom_black_list"] == ["reduce_sum"]
+    assert len(calls["auto_cast"]) >= 2  # every micro-step goes through it
+    assert calls["scaler"][0]["enable"] is True and calls["scaler"][0]["init_loss_scaling"] == 4096.0
+    log = open(os.path.join(tmp_path, "train.log")).read()
+    assert log.count("no-ops there") == 1  # said once
+    state = json.load(open(os.path.join(tmp_path, "checkpoints", "latest", "trainer_state.json")))
+    assert state["amp"]["scaler"] == {"scale": [1024.0], "incr_count": 3, "decr_count": 1}
+    assert run(data, tmp_path, **{**amp, "train.resume": "auto", "train.max_steps": 3}) == 0
+    assert calls["load"] and calls["load"][-1]["incr_count"] == 3 and float(calls["load"][-1]["scale"][0]) == 1024.0
+
+
+def test_amp_stats_count_skipped_steps():
+    class FakeScaler:
+        _cache_found_inf = True
+
+        def is_enable(self):
+            return True
+
+        def step(self, opt):
+            pass
+
+        def update(self):
+            pass
+
+    amp = Amp(load_config(None, ["model.vocab_size=10"]).amp, "gpu", log=lambda m: None)
+    amp.scaler = FakeScaler()
+    assert amp.step(None) is False and amp.skipped_steps == 1
+
+
+def test_lr_schedule_matches_reference():
+    cfg = load_config(None, ["model.vocab_size=10", "optim.max_lr=1e-3", "optim.min_lr=1e-4",
+                             "optim.warmup_steps=10", "optim.decay_steps=100"]).optim
+
+    def reference(n):
+        if n <= 10:
+            return 1e-3 * n / 10
+        if n >= 100:
+            return 1e-4
+        return 1e-3 + (1e-4 - 1e-3) * (n - 10) / 90
+
+    sched = WarmupLinearDecay(cfg)
+    for n in range(1, 130):
+        assert math.isclose(sched(), reference(n), rel_tol=1e-12), n  # LR of the n-th update
+        sched.step()
+    assert math.isclose(WarmupLinearDecay(cfg).lr_at(55), reference(55))
+
+
+def test_weight_decay_skips_bias_and_norm():
+    from ernie_style.modeling import RoFormerForPretraining
+
+    cfg = load_config(None, ["model.vocab_size=40", "model.hidden_size=16", "model.num_hidden_layers=1",
+                             "model.num_attention_heads=2", "model.intermediate_size=32", "optim.weight_decay=0.5",
+                             "optim.max_lr=0.1", "optim.warmup_steps=0", "optim.grad_clip=0"])
+    model = RoFormerForPretraining(cfg.model)
+    by_name = dict(model.named_parameters())
+    decayed = {n for n, p in by_name.items() if p.name in decay_param_names(model)}
+    assert "roformer.encoder.layers.0.linear1.weight" in decayed and "cls.seq_relationship.weight" in decayed
+    for n in by_name:
+        assert (n in decayed) != ("bias" in n or "norm" in n), n
+    # numerically: with zero gradients AdamW only decays, p <- p * (1 - lr * wd), on the decayed set only
+    before = {n: p.numpy().copy() for n, p in by_name.items()}
+    opt = build_optimizer(model, cfg.optim, WarmupLinearDecay(cfg.optim))
+    for p in model.parameters():
+        p.grad = paddle.zeros_like(p)
+    opt.step()
+    for n, p in by_name.items():
+        factor = 1 - 0.1 * 0.5 if n in decayed else 1.0
+        np.testing.assert_allclose(p.numpy(), before[n] * factor, rtol=1e-6, atol=1e-7, err_msg=n)
+
+
+def test_batch_sampler_order_is_independent_of_ranks():
+    single = [i for b in GlobalBatchSampler(2, 5, 16, 2, 0, 1) for i in b]
+    assert single == list(range(32, 80))
+    two = [list(GlobalBatchSampler(2, 5, 16, 4, r, 2)) for r in range(2)]
+    merged = []
+    for g in range(3):  # rank 0's micro-batches then rank 1's, per global batch
+        merged += [i for b in two[0][2 * g:2 * g + 2] for i in b] + [i for b in two[1][2 * g:2 * g + 2] for i in b]
+    assert merged == single and len(GlobalBatchSampler(2, 5, 16, 4, 1, 2)) == 6
+
+
+@pytest.mark.parametrize("override, needle", [
+    ({"data.prefixes": "[/nope/corpus]"}, "/nope/corpus.idx not found"),
+    ({"model.vocab_size": 100}, "model.vocab_size=100: smaller than the 125 entries"),
+    ({"train.global_batch_size": 12}, "train.global_batch_size=12: expected a multiple of"),
+    ({"train.resume": "/nope/ckpt"}, "train.resume='/nope/ckpt'"),
+])
+def test_user_errors_exit_2_with_one_line(data, tmp_path, capsys, override, needle):
+    assert run(data, tmp_path, **override) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch, capsys):
+    import ernie_style.trainer as trainer_mod
+
+    real = trainer_mod.pretraining_loss
+    n = {"calls": 0}
+
+    def exploding(*args):
+        n["calls"] += 1
+        loss, lm, sop = real(*args)
+        return (loss, lm * float("nan"), sop) if n["calls"] > 2 else (loss, lm, sop)
+
+    monkeypatch.setattr(trainer_mod, "pretraining_loss", exploding)
+    assert run(data, tmp_path, **{"train.save_steps": 1, "train.max_steps": 5}) == 1
+    assert "non-finite loss nan at step 3" in capsys.readouterr().err
+    root = tmp_path / "checkpoints"
+    assert os.readlink(root / "latest") == "step_00000002"
+    assert sorted(n for n in os.listdir(root) if n.startswith("step_")) == ["step_00000001", "step_00000002"]
