@@ -143,16 +143,18 @@ def attention(q, k, v, bias, dropout_p: float, training: bool, impl: str) -> pad
     if impl == "plain":
         return _attention_plain(q, k, v, bias, dropout_p, training)
     p = dropout_p if training else 0.0
+    if not q.place.is_cpu_place():
+        # GPU kernels (flash / memory-efficient) are given the full [B, 1, Lq, Lk] mask rather than relying on
+        # them to broadcast over the query axis.
+        l = q.shape[1]
+        bias = bias.expand([bias.shape[0], 1, l, l])
     if impl == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, training=training)
     assert impl == "flash", impl
     from paddle.nn.functional.flash_attention import SDPBackend, sdpa_kernel
 
-    l = q.shape[1]
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.expand([bias.shape[0], 1, l, l]), dropout_p=p, training=training
-        )
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, training=training)
 
 
 def _attention_plain(q, k, v, bias, dropout_p, training):
