@@ -43,6 +43,7 @@ import collections
 import glob
 import gzip
 import json
+import logging
 import multiprocessing as mp
 import os
 import re
@@ -78,6 +79,7 @@ DEFAULT_SHARD_MB = 64.0
 MAX_LOCATIONS = 5  # first input locations kept per skip reason
 
 _READ_CHUNK = 1 << 20  # bytes per bounded readline
+_GIANT_BYTES = 1 << 20  # documents larger than this are encoded in pieces
 _PIECE_CHARS = 1 << 18  # characters per piece of a giant document (~0.75 MB of Chinese)
 _BATCH_BYTES = 1 << 19  # input bytes per batch sent to a worker
 _BATCH_DOCS = 2048
@@ -236,8 +238,9 @@ def _prepare(raw: bytes, is_json: bool, json_key: str) -> Tuple[Optional[str], O
     return text, None, notes
 
 
-def split_pieces(text: str, piece_chars: int = _PIECE_CHARS) -> List[str]:
+def split_pieces(text: str, piece_chars: Optional[int] = None) -> List[str]:
     """Cut a giant document into pieces of at most ``piece_chars``, preferably just after a sentence end."""
+    piece_chars = piece_chars or _PIECE_CHARS
     pieces = []
     start = 0
     while len(text) - start > piece_chars:
@@ -274,13 +277,12 @@ def _count_chars(text: str) -> int:
 class _Worker:
     """Per-process encoder; ``run`` turns a batch of items into flat arrays plus per-item facts."""
 
-    def __init__(self, settings: Settings):
-        from data_tools.segment import make_segmenter
+    def __init__(self, settings: Settings, tok=None, seg=None):
         from data_tools.tokenizer import BertTokenizer, DocumentEncoder
 
         self.settings = settings
-        tok = BertTokenizer(settings.vocab, do_lower_case=settings.do_lower_case)
-        seg = make_segmenter(settings.segmenter, user_dict=settings.user_dict)
+        tok = tok or BertTokenizer(settings.vocab, do_lower_case=settings.do_lower_case)
+        seg = seg or _segmenter(settings.segmenter, settings.user_dict)
         self.encoder = DocumentEncoder(tok, seg, max_sentence_tokens=settings.max_sentence_tokens)
         self.dtype = np.dtype(settings.dtype)
 
@@ -313,11 +315,36 @@ class _Worker:
 
 
 _STATE: Optional[_Worker] = None
+_SEGMENTERS: Dict[tuple, object] = {}  # loading jieba's dictionary takes ~1 s: once per process
+
+
+def _segmenter(name: str, user_dict: Optional[str]):
+    from data_tools.segment import make_segmenter
+
+    key = (name, user_dict, sha256_file(user_dict) if user_dict else None)
+    if key not in _SEGMENTERS:
+        if name == "jieba":
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)  # no "Building prefix dict..." chatter on stderr
+        _SEGMENTERS[key] = make_segmenter(name, user_dict=user_dict)
+    return _SEGMENTERS[key]
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the main process dies (e.g. ``kill -9``)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
 
 
 def _init_worker(settings: Settings) -> None:
     global _STATE
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _die_with_parent()
     _STATE = _Worker(settings)
 
 
@@ -336,10 +363,10 @@ class _Ready:
 class _Executor:
     """``workers == 1`` runs in-process; otherwise a fork pool, each worker building its encoder once."""
 
-    def __init__(self, settings: Settings, workers: int):
+    def __init__(self, settings: Settings, workers: int, tok, seg):
         self.pool = None
         if workers == 1:
-            self.local = _Worker(settings)
+            self.local = _Worker(settings, tok, seg)
         else:
             self.pool = mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(settings,))
         self.max_inflight = 2 * workers + 1
@@ -544,7 +571,6 @@ def _validate(args) -> Tuple[List[dict], object, object, Settings]:
         raise UserError(f"--vocab {args.vocab}: no such file")
     if args.user_dict and not os.path.isfile(args.user_dict):
         raise UserError(f"--user-dict {args.user_dict}: no such file")
-    from data_tools.segment import make_segmenter
     from data_tools.tokenizer import BertTokenizer, VocabError
 
     try:
@@ -552,7 +578,7 @@ def _validate(args) -> Tuple[List[dict], object, object, Settings]:
     except VocabError as e:
         raise UserError(f"--vocab {args.vocab}: {e}") from None
     try:
-        seg = make_segmenter(args.segmenter, user_dict=args.user_dict)
+        seg = _segmenter(args.segmenter, os.path.abspath(args.user_dict) if args.user_dict else None)
     except (ValueError, ImportError) as e:
         raise UserError(f"--segmenter {args.segmenter}: {e}") from None
     check_output_prefix(args.output_prefix)
@@ -637,7 +663,7 @@ class _Run:
             loc = (rec.file, rec.line)
             if rec.raw is None:
                 descs.append((_SKIP, loc, rec.nbytes, rec.skip))
-            elif len(rec.raw) > _READ_CHUNK:
+            elif len(rec.raw) > _GIANT_BYTES:
                 flush()
                 self._giant(rec, executor, queue, progress)
             else:
@@ -758,7 +784,7 @@ def preprocess(args) -> dict:
     total = None if any(p.endswith(".gz") for p in args.input) else sum(i["bytes"] for i in inputs)
     progress = _Progress(total, done_bytes, args.quiet)
     run = _Run(args, settings, store, list(args.input))
-    executor = _Executor(settings, args.workers)
+    executor = _Executor(settings, args.workers, tok, seg)
     ok = False
     try:
         run.run(executor, progress)

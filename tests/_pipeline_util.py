@@ -48,6 +48,13 @@ def run_cli(module: str, *args: str, timeout: float = 120):
                           timeout=timeout, env=env, cwd=REPO)
 
 
+def sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def read_bytes(prefix: str):
     out = {}
     for ext in (".bin", ".idx", ".wwm"):

@@ -1,0 +1,331 @@
+"""data_tools.preprocess: format read back by PaddleNLP, ids vs transformers, worker-count invariance,
+kill -9 resume, bad-input accounting, input formats, one-line errors, ENOSPC cleanup.
+
+Budget: ~40 s on an idle 2-core machine (most of it the kill -9 run and importing paddlenlp).
+"""
+import errno
+import glob
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import _pipeline_util as U
+from data_tools import indexed_dataset as ixd
+from data_tools import preprocess
+
+DOCS = U.sample_docs(60)
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory):
+    extra = ["Hello WORLD naïve café 12345 the quick brown fox 中国人民银行 北京大学"]
+    return U.write_vocab(str(tmp_path_factory.mktemp("vocab") / "vocab.txt"), U.sample_docs() + extra)
+
+
+def _run(inputs, vocab, prefix, *extra):
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    return preprocess.main(["--input", *inputs, "--vocab", vocab, "--output-prefix", str(prefix), "--quiet", *extra])
+
+
+def _meta(prefix):
+    with open(str(prefix) + ".meta.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _outputs_left(directory):
+    return sorted(p for p in os.listdir(directory) if not p.endswith((".txt", ".jsonl", ".gz", ".dict")))
+
+
+def test_readback_by_paddlenlp_and_ids_match_transformers(tmp_path, vocab):
+    from paddlenlp.data.indexed_dataset import MMapIndexedDataset as PaddleReader
+    from transformers import BertTokenizer as HFBertTokenizer
+
+    corpus = U.write_lines(str(tmp_path / "c.txt"), DOCS)
+    prefix = tmp_path / "out"
+    assert _run(corpus, vocab, prefix, "--segmenter", "jieba") == 0
+    hf = HFBertTokenizer(vocab, do_lower_case=True)
+    ours = ixd.MMapIndexedDataset(str(prefix))
+    theirs = PaddleReader(str(prefix))
+    assert len(theirs) == len(ours) and list(theirs.doc_idx) == list(ours.doc_idx)
+    assert ours.n_docs == len(DOCS)
+    with open(vocab, encoding="utf-8") as f:
+        itos = [t.rstrip("\n") for t in f]
+    for d, text in enumerate(DOCS):
+        first, last = int(ours.doc_idx[d]), int(ours.doc_idx[d + 1])
+        got = np.concatenate([np.asarray(theirs[s]) for s in range(first, last)]).tolist()
+        want = hf.convert_tokens_to_ids(hf.tokenize(text))
+        assert got == want, f"doc {d}"
+        _, wwm, _ = ours.document(d)
+        assert wwm[0] == 1
+        assert not any(wwm[i] for i, t in enumerate(got) if itos[t].startswith("##")), "## continuation starts a word"
+    meta = _meta(prefix)
+    c = meta["counts"]
+    assert (c["docs_in"], c["docs_out"], c["sentences"], c["tokens"]) == (
+        len(DOCS), len(DOCS), len(ours), ours.n_tokens)
+    assert meta["dtype"] == "uint16" and meta["wwm_encoding"] == "uint8"
+    assert meta["segmenter"]["name"] == "jieba" and meta["tokenizer"] == {"do_lower_case": True}
+    for ext in (".bin", ".idx", ".wwm"):
+        assert meta["files"][ext]["sha256"] == U.sha256(str(prefix) + ext)
+    assert not os.path.exists(str(prefix) + ".shards")
+
+
+def _small_pieces(monkeypatch):
+    # scale the giant-document path down (1 MB -> 40 KB documents, 256k -> 4k-char pieces) to keep tests fast;
+    # forked workers inherit the patched module
+    monkeypatch.setattr(preprocess, "_GIANT_BYTES", 40_000)
+    monkeypatch.setattr(preprocess, "_PIECE_CHARS", 4_000)
+
+
+def test_worker_count_invariance_with_shards_and_giant_doc(tmp_path, vocab, monkeypatch):
+    # a "giant" document goes through the piece path (cut, encoded in parallel, reassembled)
+    _small_pieces(monkeypatch)
+    giant = "".join(U.sample_docs()[:200])
+    docs = DOCS[:20] + [giant] + DOCS[20:]
+    corpus = U.write_lines(str(tmp_path / "c.txt"), docs)
+    a, b = tmp_path / "w1", tmp_path / "w2"
+    assert _run(corpus, vocab, a, "--segmenter", "jieba", "--workers", "1", "--shard-size-mb", "0.004") == 0
+    assert _run(corpus, vocab, b, "--segmenter", "jieba", "--workers", "2", "--shard-size-mb", "0.004") == 0
+    assert U.read_bytes(str(a)) == U.read_bytes(str(b))
+    assert _meta(a)["run"]["shards"] > 3
+    ds = ixd.MMapIndexedDataset(str(a))
+    assert ds.n_docs == len(docs)
+    # the giant document is one document whose ids equal its own tokenization in one piece
+    from data_tools.segment import make_segmenter
+    from data_tools.tokenizer import BertTokenizer, DocumentEncoder
+
+    assert len(giant.encode()) > 2 * preprocess._GIANT_BYTES
+    enc = DocumentEncoder(BertTokenizer(vocab), make_segmenter("jieba")).encode(giant)
+    ids, wwm, _ = ds.document(20)
+    assert np.array_equal(np.asarray(ids), enc.ids) and np.array_equal(np.asarray(wwm), enc.wwm)
+
+
+def test_split_pieces_prefers_sentence_ends():
+    text = "甲乙丙。" * 10 + "丁" * 50
+    pieces = preprocess.split_pieces(text, piece_chars=16)
+    assert "".join(pieces) == text
+    assert all(len(p) <= 16 for p in pieces)
+    assert all(p.endswith("。") for p in pieces[:-5])
+
+
+def test_kill9_resume_is_byte_identical(tmp_path, vocab):
+    docs = U.sample_docs()
+    rng = np.random.default_rng(0)
+    corpus = str(tmp_path / "big.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+        for _ in range(12):  # ~3.5 MB
+            for i in rng.permutation(len(docs)):
+                f.write(docs[i] + "\n")
+    common = ["--input", corpus, "--vocab", vocab, "--segmenter", "jieba", "--shard-size-mb", "0.1", "--quiet"]
+    ref = str(tmp_path / "ref")
+    assert _run(corpus, vocab, ref, "--segmenter", "jieba") == 0
+
+    out = str(tmp_path / "out")
+    manifest = out + ".shards/manifest.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "data_tools.preprocess", *common, "--output-prefix", out, "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=env, cwd=U.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    shards = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with open(manifest, encoding="utf-8") as f:
+                shards = len(json.load(f)["shards"])
+        except (OSError, ValueError):
+            shards = 0
+        if shards >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make the corpus bigger"
+    proc.send_signal(signal.SIGKILL)  # the main process only, as `kill -9 PID` would
+    proc.wait()
+    assert shards >= 2
+    assert not os.path.exists(out + ".idx") and not os.path.exists(out + ".meta.json")
+
+    # different settings are refused, with one line, and the committed shards survive
+    r = subprocess.run(cmd + ["--min-doc-chars", "3"], env=env, cwd=U.REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "different settings" in r.stderr and "min_doc_chars" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+    r = subprocess.run(cmd[:-2] + ["--workers", "1"], env=env, cwd=U.REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert U.read_bytes(out) == U.read_bytes(ref)
+    meta = _meta(out)
+    assert meta["run"]["resumed"] is True
+    assert meta["counts"] == _meta(ref)["counts"]
+    assert not os.path.exists(out + ".shards")
+    assert not glob.glob(out + "*.tmp.*")
+
+
+BAD_TXT = [
+    (b"\xe4\xb8\xad\xe5\x9b\xbd\xe4\xba\xba\xe6\xb0\x91\xe9\x93\xb6\xe8\xa1\x8c\xe5\x9c\xa8\xe5\x8c\x97\xe4\xba\xac\xe3\x80\x82", None),
+    (b"", "empty"),
+    (b"   \t ", "empty"),
+    ("北京大学的学生".encode() + b"\xff\xfe" + "在图书馆里读书。".encode(), "repaired:invalid_utf8"),
+    ("中国人民银行\x00在北京\x07开会。".encode(), "repaired:control_chars"),
+    ("你好。".encode(), "too_short"),
+    (b"The quick brown fox jumps over the lazy dog again and again.", "non_chinese"),
+    ("\x00\x01\x02\x03".encode(), "no_tokens"),
+]
+
+
+def test_bad_input_accounting_txt(tmp_path, vocab, monkeypatch):
+    _small_pieces(monkeypatch)
+    corpus = tmp_path / "bad.txt"
+    lines = [b for b, _ in BAD_TXT]
+    giant = ("中国人民银行在北京。" * 120000).encode()  # 3.6 MB > --max-doc-mb 2: skipped, never held whole
+    big = ("北京大学的学生在图书馆里读书。" * 3000).encode()  # 135 KB: kept, via the piece path
+    lines += [giant, big, DOCS[0].encode()]
+    corpus.write_bytes(b"\n".join(lines) + b"\n")
+    prefix = tmp_path / "out"
+    assert _run(str(corpus), vocab, prefix, "--max-doc-mb", "2", "--workers", "2") == 0
+    meta = _meta(prefix)
+    sk = meta["skipped"]
+    name = str(corpus)
+    assert sk["empty"] == 2 and meta["skipped_first"]["empty"] == [f"{name}:2", f"{name}:3"]
+    assert sk["too_short"] == 1 and meta["skipped_first"]["too_short"] == [f"{name}:6"]
+    assert sk["non_chinese"] == 1 and meta["skipped_first"]["non_chinese"] == [f"{name}:7"]
+    assert sk["giant_document"] == 1 and meta["skipped_first"]["giant_document"] == [f"{name}:9"]
+    # line 8 holds only control characters: nothing is left of it after tokenization
+    assert sk["no_tokens"] == 1 and meta["skipped_first"]["no_tokens"] == [f"{name}:8"]
+    assert meta["repaired"]["invalid_utf8"] == 1 and meta["repaired_first"]["invalid_utf8"] == [f"{name}:4"]
+    assert meta["repaired"]["control_chars"] == 2  # lines 5 and 8
+    c = meta["counts"]
+    assert c["docs_in"] == len(lines) == 11
+    assert c["docs_out"] + sum(sk.values()) == c["docs_in"]
+    assert c["docs_out"] == 5
+    ds = ixd.MMapIndexedDataset(str(prefix))
+    assert ds.n_docs == 5
+    ids, _, _ = ds.document(3)  # the 1.35 MB document, reassembled from pieces
+    assert len(ids) == 15 * 3000
+
+
+def test_bad_input_accounting_jsonl_gz(tmp_path, vocab):
+    rows = [
+        json.dumps({"text": DOCS[0]}, ensure_ascii=False),
+        "{not json",
+        json.dumps({"body": DOCS[1]}, ensure_ascii=False),
+        json.dumps({"text": 42}),
+        json.dumps(["a", "list"]),
+        "",
+        json.dumps({"text": DOCS[2], "id": 7}, ensure_ascii=False),
+    ]
+    path = tmp_path / "bad.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("\n".join(rows) + "\n")
+    prefix = tmp_path / "out"
+    assert _run(str(path), vocab, prefix) == 0
+    meta = _meta(prefix)
+    assert meta["skipped"] == {"malformed_json": 1, "missing_key": 2, "non_string_value": 1, "empty": 1}
+    assert meta["skipped_first"]["missing_key"] == [f"{path}:3", f"{path}:5"]
+    assert meta["counts"]["docs_in"] == 7 and meta["counts"]["docs_out"] == 2
+
+
+def test_input_formats_agree(tmp_path, vocab):
+    docs = DOCS[:15]
+    txt = U.write_lines(str(tmp_path / "a.txt"), docs)
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt", encoding="utf-8") as f:
+        for i, d in enumerate(docs):
+            f.write(json.dumps({"id": i, "content": d}, ensure_ascii=False) + "\n")
+    # blank-separated: one sentence per line, blank lines (several, sometimes) between documents
+    import re
+
+    with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("\n\n")
+        for d in docs:
+            sents = [s for s in re.findall(r"[^。！？]*[。！？]+|[^。！？]+$", d) if s]
+            f.write("\n".join(sents) + "\n\n\n")
+    p1, p2, p3 = tmp_path / "t", tmp_path / "j", tmp_path / "b"
+    assert _run(txt, vocab, p1) == 0
+    assert _run(str(tmp_path / "a.jsonl.gz"), vocab, p2, "--json-key", "content") == 0
+    assert _run(str(tmp_path / "b.txt.gz"), vocab, p3, "--doc-separator", "blank") == 0
+    assert U.read_bytes(str(p1)) == U.read_bytes(str(p2))
+    d1, d3 = ixd.MMapIndexedDataset(str(p1)), ixd.MMapIndexedDataset(str(p3))
+    assert d3.n_docs == len(docs)
+    for d in range(len(docs)):
+        assert np.array_equal(d1.document(d)[0], d3.document(d)[0])
+    assert _meta(p3)["skipped"] == {}
+
+
+def _one_line_error(capsys, rc):
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_one_line_errors_leave_nothing(tmp_path, vocab, capsys):
+    corpus = U.write_lines(str(tmp_path / "c.txt"), DOCS[:5])
+    out = tmp_path / "o"
+    out.mkdir()
+    prefix = str(out / "p")
+    err = _one_line_error(capsys, _run(str(tmp_path / "nope.txt"), vocab, prefix))
+    assert "nope.txt" in err and "no such file" in err
+    bad_vocab = str(tmp_path / "bad_vocab.txt")
+    with open(vocab, encoding="utf-8") as f, open(bad_vocab, "w", encoding="utf-8") as g:
+        g.write("".join(line for line in f if line.strip() != "[MASK]"))
+    err = _one_line_error(capsys, _run(corpus, bad_vocab, prefix))
+    assert "[MASK]" in err and "--vocab" in err
+    err = _one_line_error(capsys, _run(corpus, vocab, str(tmp_path / "missing_dir" / "p")))
+    assert "does not exist" in err
+    err = _one_line_error(capsys, _run(corpus, vocab, "/proc/self/p"))
+    assert "cannot write" in err
+    err = _one_line_error(capsys, _run(corpus, vocab, prefix, "--workers", "0"))
+    assert "--workers" in err
+    assert os.listdir(out) == []
+    # a whole file of nothing usable is an error, not an empty dataset that looks complete
+    empty = U.write_lines(str(tmp_path / "e.txt"), ["", "hi"])
+    err = _one_line_error(capsys, _run(empty, vocab, prefix))
+    assert "no document kept" in err
+    assert os.listdir(out) == []
+
+
+def test_cli_error_has_no_traceback(tmp_path, vocab):
+    r = U.run_cli("data_tools.preprocess", "--input", str(tmp_path / "missing.jsonl"), "--vocab", vocab,
+                  "--output-prefix", str(tmp_path / "p"))
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: ") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["shard", "final"])
+def test_disk_full_cleans_up(tmp_path, vocab, capsys, monkeypatch, where):
+    corpus = U.write_lines(str(tmp_path / "c.txt"), DOCS)
+    out = tmp_path / "o"
+    out.mkdir()
+    prefix = str(out / "p")
+    real_add = ixd.MMapIndexedDatasetBuilder.add_document
+    real_finalize = ixd.MMapIndexedDatasetBuilder.finalize
+    calls = {"n": 0}
+
+    def full_add(self, *a, **k):
+        calls["n"] += 1
+        if where == "shard" and calls["n"] > 30:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.prefix + ".bin")
+        return real_add(self, *a, **k)
+
+    def full_finalize(self):
+        if where == "final" and not self.prefix.endswith(tuple(f"shard_{i:05d}" for i in range(100))):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.prefix + ".idx")
+        return real_finalize(self)
+
+    monkeypatch.setattr(ixd.MMapIndexedDatasetBuilder, "add_document", full_add)
+    monkeypatch.setattr(ixd.MMapIndexedDatasetBuilder, "finalize", full_finalize)
+    err = _one_line_error(capsys, _run(corpus, vocab, prefix, "--shard-size-mb", "0.01"))
+    assert "no space left on device" in err
+    left = os.listdir(out)
+    assert not [p for p in left if p.startswith("p.") and p != "p.shards"], left  # no final output, no temp
+    if "p.shards" in left:  # committed shards are kept for a resume, nothing uncommitted
+        shard_files = os.listdir(out / "p.shards")
+        assert all(".tmp." not in f for f in shard_files), shard_files
+    # with space again, the same command finishes and equals a clean run
+    monkeypatch.undo()
+    assert _run(corpus, vocab, prefix, "--shard-size-mb", "0.01") == 0
+    clean = str(tmp_path / "clean")
+    assert _run(corpus, vocab, clean) == 0
+    assert U.read_bytes(prefix) == U.read_bytes(clean)
