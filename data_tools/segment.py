@@ -80,17 +80,17 @@ class JiebaSegmenter:
     def __init__(self, user_dict=None):
         import jieba
 
+        raw, entries = _read_user_dict(user_dict) if user_dict is not None else (None, [])
         self.version = jieba.__version__
         self._tk = jieba.Tokenizer()
         self._tk.initialize()
         h = hashlib.sha256()
         with self._tk.get_dict_file() as f:
             h.update(f.read())
-        if user_dict is not None:
-            raw, entries = _read_user_dict(user_dict)
+        if raw is not None:
             h.update(b"\0user\0" + raw)
-            for word, freq, tag in entries:
-                self._tk.add_word(word, freq, tag)
+        for word, freq, tag in entries:
+            self._tk.add_word(word, freq, tag)
         self.dict_sha256 = h.hexdigest()
 
     def words(self, text: str) -> list[str]:
