@@ -156,6 +156,14 @@ def test_parity_factorized_rotary_value_and_verify_flag(tmp_path, capsys):
     assert "verify: max |logits(paddle) - logits(transformers)|" in capsys.readouterr().out
     diff, _ = _hf_logits_vs_paddle(cfg, state, hf)
     assert diff <= 1e-5
+    # cased vocabulary: the exported tokenizer keeps case and accents as ours does
+    from data_tools.tokenizer import BertTokenizer
+    from transformers import AutoTokenizer
+
+    ours = BertTokenizer(os.path.join(ckpt, "vocab.txt"), do_lower_case=False)
+    theirs = AutoTokenizer.from_pretrained(hf)
+    for text in ["The thing 是 pad", "Ａbc thé 中国"]:
+        assert theirs(text, add_special_tokens=False)["input_ids"] == ours.encode(text).tolist(), text
 
 
 def test_parity_model_trained_three_steps(tmp_path):
