@@ -45,9 +45,16 @@ def init_distributed(cfg: PretrainConfig) -> DistInfo:
     local_rank = int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("PADDLE_RANK_IN_NODE", "0")))
     paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}" if device == "gpu" else "cpu")
     world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    if cfg.dist.sharding_stage == 2 and device != "gpu":
+        raise ValueError("dist.sharding_stage=2: Paddle's group_sharded_parallel runs only on GPU/XPU "
+                         "(expected 0 or 1 on CPU)")
     if world > 1:
+        # Stage 1 = fleet's DygraphShardingOptimizer over all ranks (optimizer states split, gradients reduced
+        # at the optimizer step); stage 0/2 = a plain data-parallel group (stage 2 wraps it below).
+        stage1 = cfg.dist.sharding_stage == 1
         strategy = fleet.DistributedStrategy()
-        strategy.hybrid_configs = {"dp_degree": world, "mp_degree": 1, "pp_degree": 1, "sharding_degree": 1}
+        strategy.hybrid_configs = {"dp_degree": 1 if stage1 else world, "mp_degree": 1, "pp_degree": 1,
+                                   "sharding_degree": world if stage1 else 1}
         fleet.init(is_collective=True, strategy=strategy)
     return DistInfo(rank=dist.get_rank() if world > 1 else 0, world_size=world, local_rank=local_rank, device=device)
 
@@ -246,11 +253,14 @@ def wrap_model(model, optimizer, amp: Amp, cfg: PretrainConfig, info: DistInfo):
         dp_model = fleet.distributed_model(model)
         optimizer = fleet.distributed_optimizer(optimizer)
         return dp_model, optimizer, dp_model.no_sync
+    if stage == 1:
+        # Gradients are reduced inside the optimizer step, so accumulation needs no no_sync.
+        sharded = fleet.distributed_model(model)
+        optimizer = fleet.distributed_optimizer(optimizer)
+        return sharded, optimizer, contextlib.nullcontext
     from paddle.distributed.sharding import group_sharded_parallel
 
-    level = {1: "os", 2: "os_g"}[stage]
-    sharded_model, optimizer, scaler = group_sharded_parallel(model, optimizer, level=level, scaler=amp.scaler)
+    sharded_model, optimizer, scaler = group_sharded_parallel(model, optimizer, level="os_g", scaler=amp.scaler)
     amp.scaler = scaler
-    # Group sharding reduces gradients inside its own hooks; accumulate locally is not offered, so every
-    # micro-step communicates (correct, just slower with accumulation).
+    # Stage 2 reduces gradient shards in backward hooks; every micro-step communicates (correct, slower).
     return sharded_model, optimizer, contextlib.nullcontext

@@ -50,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         info = init_distributed(cfg)
         trainer = Trainer(cfg, info)
-    except (ConfigError, CheckpointError) as e:
+    except (ValueError, CheckpointError) as e:  # ConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     return trainer.train()

@@ -68,6 +68,10 @@ def pad_id_of(vocab_file: str) -> int:
 def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
     """Everything a user can get wrong about files and sizes, as one ConfigError, before any training."""
     cfg.accumulation_steps(world_size)
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if cfg.dist.sharding_stage == 2 and (not has_gpu or cfg.train.device == "cpu"):
+        raise ConfigError("dist.sharding_stage=2: Paddle's group_sharded_parallel runs only on GPU/XPU "
+                          "(expected 0 or 1 on CPU)")
     vocab = cfg.data.vocab_file
     if not vocab or not os.path.isfile(vocab):
         raise ConfigError(f"data.vocab_file={vocab!r}: file not found (expected the vocab.txt used to tokenize the data)")

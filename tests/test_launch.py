@@ -1,0 +1,162 @@
+"""Multi-process runs through the real ``paddle.distributed.launch`` on CPU (gloo).
+
+One launched job per property: 2 ranks == 1 rank (weights), the same through run_pretrain.sh, as a 2-node
+job, with sharding stage 1; exact resume after kill -9 of the whole job; a dying rank fails the job promptly.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import paddle
+import pytest
+
+import _trainer_util as U
+from ernie_style import run_pretrain
+
+CONFIG = os.path.join(U.REPO, "configs", "roformer_tiny_demo.yaml")
+SCRIPT = os.path.join(U.REPO, "run_pretrain.sh")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return U.make_data(str(tmp_path_factory.mktemp("launch_data")))
+
+
+def final_weights(out, step=3):
+    return paddle.load(os.path.join(str(out), "checkpoints", f"step_{step:08d}", "model_state.pdparams"))
+
+
+def assert_close(a, b, tol=1e-5):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=0, atol=tol, err_msg=k)
+
+
+def _env(**kw):
+    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable)
+    e.update(kw)
+    return e
+
+
+def _details(proc_or_out):
+    out = str(proc_or_out)
+    logs = []
+    for d, _, files in os.walk(out):
+        logs += [os.path.join(d, f) for f in files if f.startswith("workerlog")]
+    return "\n".join(open(p, errors="replace").read()[-3000:] for p in logs)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """1 process x micro 8 x accumulation 1, 3 steps, dropout off (in-process)."""
+    out = tmp_path_factory.mktemp("ref1")
+    assert run_pretrain.main(["--config", CONFIG, *U.tiny_overrides(*data, str(out))]) == 0
+    return final_weights(out)
+
+
+def test_two_processes_through_run_pretrain_sh(data, reference, tmp_path):
+    out = tmp_path / "out"
+    over = U.tiny_overrides(*data, str(out), **{"train.micro_batch_size": 4})
+    p = subprocess.run(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, env=_env(NPROC="2"), capture_output=True,
+                       text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:] + _details(out)
+    assert sorted(f for f in os.listdir(out / "log") if f.startswith("workerlog")) == ["workerlog.0", "workerlog.1"]
+    log = open(out / "train.log").read()
+    assert "trainer: 2 rank(s) on cpu, micro batch 4, accumulation 1, global batch 8" in log
+    assert sorted(U.log_losses(out / "train.log")) == [1, 2, 3]  # rank 0 only logs
+    ckpt_files = os.listdir(out / "checkpoints" / "latest")
+    assert {"rng_state.rank0.pkl", "rng_state.rank1.pkl", "optimizer.pdopt"} <= set(ckpt_files)
+    assert_close(final_weights(out), reference)
+
+
+def test_sharding_stage1_matches(data, reference, tmp_path):
+    out = tmp_path / "out"
+    over = U.tiny_overrides(*data, str(out), **{"train.micro_batch_size": 2, "train.global_batch_size": 8,
+                                                "dist.sharding_stage": 1})
+    p = U.launch(2, CONFIG, over, str(tmp_path / "log"))
+    assert p.returncode == 0, p.stdout[-2000:] + _details(tmp_path)
+    files = set(os.listdir(out / "checkpoints" / "latest"))
+    assert {"optimizer.rank0.pdopt", "optimizer.rank1.pdopt"} <= files  # optimizer states are sharded
+    assert_close(final_weights(out), reference)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_launchers_as_a_two_node_job(data, reference, tmp_path):
+    out = tmp_path / "out"
+    over = U.tiny_overrides(*data, str(out), **{"train.micro_batch_size": 4})
+    master = f"127.0.0.1:{_free_port()}"
+    procs = []
+    for node in range(2):
+        cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master", master,
+               "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{node}"),
+               sys.executable, "-m", "ernie_style.run_pretrain", "--config", CONFIG, *over]
+        procs.append(subprocess.Popen(cmd, cwd=U.REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs) + _details(tmp_path)
+    assert "2 rank(s)" in open(out / "train.log").read()
+    assert_close(final_weights(out), reference)
+
+
+def test_exact_resume_after_kill_9_of_the_whole_job(data, tmp_path):
+    drop = {"model.hidden_dropout_prob": 0.1, "model.attention_probs_dropout_prob": 0.1, "train.max_steps": 20,
+            "train.save_steps": 10, "train.micro_batch_size": 4, "train.resume": "auto"}
+    straight = tmp_path / "straight"
+    p = U.launch(2, CONFIG, U.tiny_overrides(*data, str(straight), **drop), str(tmp_path / "log_s"))
+    assert p.returncode == 0, p.stdout[-2000:] + _details(tmp_path / "log_s")
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+           str(tmp_path / "log_k"), sys.executable, "-m", "ernie_style.run_pretrain", "--config", CONFIG,
+           *U.tiny_overrides(*data, str(killed), **drop)]
+    job = subprocess.Popen(cmd, cwd=U.REPO, env=_env(ERNIE_DEBUG_HANG_AFTER="10"), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    latest = killed / "checkpoints" / "latest"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (os.path.islink(latest) and os.readlink(latest) == "step_00000010"):
+        assert job.poll() is None, _details(tmp_path / "log_k")
+        time.sleep(0.5)
+    assert os.path.islink(latest), _details(tmp_path / "log_k")
+    os.killpg(job.pid, signal.SIGKILL)  # the launcher and both ranks, no chance to clean up
+    job.wait(timeout=30)
+    assert max(U.log_losses(killed / "train.log")) == 10
+
+    p = U.launch(2, CONFIG, U.tiny_overrides(*data, str(killed), **drop), str(tmp_path / "log_r"))
+    assert p.returncode == 0, p.stdout[-2000:] + _details(tmp_path / "log_r")
+    a, b = U.log_losses(straight / "train.log"), U.log_losses(killed / "train.log")
+    assert "resume: from " in open(killed / "train.log").read()
+    for step in range(11, 21):
+        assert a[step] == b[step], (step, a[step], b[step])  # "loss: x.xxxxxxxxx", 9 decimals
+    assert_close(final_weights(straight, 20), final_weights(killed, 20), tol=0)
+
+
+def test_a_dying_rank_fails_the_job_promptly(data, tmp_path):
+    over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"train.micro_batch_size": 4, "train.max_steps": 10000})
+    t0 = time.time()
+    p = U.launch(2, CONFIG, over, str(tmp_path / "log"), env={"ERNIE_DEBUG_EXIT_AT": "1:2"}, timeout=180)
+    elapsed = time.time() - t0
+    assert p.returncode != 0
+    assert elapsed < 120, elapsed
+    assert max(U.log_losses(tmp_path / "out" / "train.log")) < 100
+
+
+def test_user_errors_stop_before_launch(data, tmp_path):
+    over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"data.prefixes": "[/nope/corpus]"})
+    p = subprocess.run(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, env=_env(NPROC="2"), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2
+    assert "error: data.prefixes: /nope/corpus.idx not found" in p.stderr and "Traceback" not in p.stderr
+    assert not os.path.exists(tmp_path / "out" / "log")  # no launcher was started
+    over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"dist.sharding_stage": 2})
+    p = subprocess.run(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, env=_env(NPROC="2"), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2 and "dist.sharding_stage=2" in p.stderr
