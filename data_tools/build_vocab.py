@@ -29,7 +29,7 @@ import re
 import sys
 
 from data_tools.io_utils import UserError, run_cli
-from data_tools.tokenizer import CJK_RANGES, REQUIRED_SPECIALS
+from data_tools.tokenizer import CJK_RANGES, REQUIRED_SPECIALS, _is_punct
 
 _CJK_RE = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES) + "]")
 FULLWIDTH_PUNCT = "，。！？；：、“”‘’（）【】《》「」『』〈〉〔〕…—–·～￥％＃＆＊＋－／＜＝＞＠＼＾＿｀｜"
@@ -106,36 +106,41 @@ def build_vocab(files, output, max_size=None, min_freq=1, json_key="text") -> di
     if not os.path.isdir(out_dir):
         raise UserError(f"--output {output}: directory {out_dir} does not exist")
 
+    # Pass 1: CJK character counts and the alphabet of everything else.
     cjk_counts: collections.Counter = collections.Counter()
+    other_chars: collections.Counter = collections.Counter()
     skipped: collections.Counter = collections.Counter()
     n_docs = n_chars = 0
+    for doc in iter_documents(files, json_key, skipped):
+        n_docs += 1
+        n_chars += len(doc)
+        cjk = _CJK_RE.findall(doc)
+        if cjk:
+            cjk_counts.update(cjk)
+            doc = _CJK_RE.sub(" ", doc)
+        other_chars.update(doc)
+    if n_docs == 0:
+        raise UserError(f"--input {' '.join(files)}: no documents found")
 
-    def latin_parts():
-        # Feed the WordPiece trainer the corpus without its CJK characters (they are handled above).
-        nonlocal n_docs, n_chars
-        for doc in iter_documents(files, json_key, skipped):
-            n_docs += 1
-            n_chars += len(doc)
-            cjk = _CJK_RE.findall(doc)
-            if cjk:
-                cjk_counts.update(cjk)
-                doc = _CJK_RE.sub(" ", doc)
-            yield doc
-
+    # Pass 2: WordPiece pieces for the non-CJK text.
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The trainer numbers "##x" forms in hash-map order, and merge ties are broken by those numbers;
+    # registering every "##x" up front (sorted) makes the training deterministic.
+    alphabet = sorted({n for c in other_chars for n in tok.normalizer.normalize_str(c) if n.strip()})
+    fixed_ids = specials + ["##" + c for c in alphabet if not _is_punct(c, "transformers")]
     wp_budget = 30000 if max_size is None else max(max_size - fixed, 0)
     trainer = trainers.WordPieceTrainer(
-        vocab_size=len(specials) + wp_budget,
+        vocab_size=len(fixed_ids) + len(alphabet) + wp_budget,
         min_frequency=min_freq,
-        special_tokens=specials,
+        special_tokens=fixed_ids,
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    tok.train_from_iterator(latin_parts(), trainer=trainer)
-    if n_docs == 0:
-        raise UserError(f"--input {' '.join(files)}: no documents found")
+    tok.train_from_iterator(
+        (_CJK_RE.sub(" ", doc) for doc in iter_documents(files, json_key, collections.Counter())), trainer=trainer
+    )
 
     cjk = sorted((c for c, n in cjk_counts.items() if n >= min_freq), key=lambda c: (-cjk_counts[c], ord(c)))
     if max_size is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import os
 
 import numpy as np
@@ -80,6 +81,7 @@ class JiebaSegmenter:
     def __init__(self, user_dict=None):
         import jieba
 
+        jieba.setLogLevel(logging.WARNING)  # no "Building prefix dict" chatter on stderr
         raw, entries = _read_user_dict(user_dict) if user_dict is not None else (None, [])
         self.version = jieba.__version__
         self._tk = jieba.Tokenizer()
