@@ -1,6 +1,6 @@
 """Import a Hugging Face RoFormer checkpoint as one of our checkpoint directories.
 
-    python -m export.from_pytorch HF_DIR OUT_DIR
+    python -m export.from_pytorch HF_DIR OUT_DIR [--verify]
 
 Reads config.json and model.safetensors (or a sharded model.safetensors.index.json, or
 pytorch_model.bin via ``torch.load(weights_only=True)``), plus our pretraining_heads.safetensors
@@ -134,11 +134,14 @@ def hf_state_to_ours(tensors: dict, cfg: dict, where: str) -> tuple:
             ours[name] = (rng.normal(0.0, cfg["initializer_range"], size=shape) if name.endswith("weight")
                           else np.zeros(shape)).astype(np.float32)
             notes.append(f"initialised {name} (not in the source)")
+    if not any(k.startswith("cls.predictions.") for k in ours):
+        raise ExportError(f"{where}: no MLM head (cls.predictions.*): a bare RoFormerModel checkpoint; "
+                          "export the RoFormerForMaskedLM weights instead")
     check_ours(ours, cfg, where)
     return ours, notes
 
 
-def import_hf(hf_dir, out_dir, overwrite=False) -> None:
+def import_hf(hf_dir, out_dir, overwrite=False, verify=False) -> None:
     hf_dir = os.fspath(hf_dir)
     if not os.path.isdir(hf_dir):
         raise ExportError(f"{hf_dir}: not a directory")
@@ -178,6 +181,10 @@ def import_hf(hf_dir, out_dir, overwrite=False) -> None:
         write_json(os.path.join(tmp, TOKENIZER_FILE), {"do_lower_case": do_lower_case})
         names = [CONFIG_FILE, STATE_FILE, VOCAB_FILE, TOKENIZER_FILE]
         write_json(os.path.join(tmp, CHECKSUMS_FILE), {n: sha256_file(os.path.join(tmp, n)) for n in names})
+        if verify:
+            from export.verify import verify_hf_import
+
+            verify_hf_import(hf_dir, cfg, state)
     for note in notes:
         print(f"note: {note}")
     print(f"imported {hf_dir} -> {out_dir}")
@@ -188,8 +195,9 @@ def main(argv=None) -> int:
     ap.add_argument("hf_dir", help="Hugging Face RoFormer directory (config.json + weights + vocab.txt)")
     ap.add_argument("out_dir", help="new checkpoint directory to create")
     ap.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    ap.add_argument("--verify", action="store_true", help="compare MLM logits of both models after import")
     args = ap.parse_args(argv)
-    return run_cli(import_hf, args.hf_dir, args.out_dir, args.overwrite)
+    return run_cli(import_hf, args.hf_dir, args.out_dir, args.overwrite, args.verify)
 
 
 if __name__ == "__main__":

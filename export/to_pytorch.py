@@ -38,7 +38,7 @@ def hf_config(config: dict, dtype: str) -> dict:
         tie_word_embeddings=True,
         is_decoder=False,
         tokenizer_class="BertTokenizer",
-        torch_dtype=dtype,
+        dtype=dtype,  # transformers >= 4.56 and 5.x read `dtype` (older: `torch_dtype`, now deprecated)
     )
     return out
 

@@ -45,7 +45,8 @@ def hf_mlm_logits(hf_dir, batch) -> np.ndarray:
     import torch
     from transformers import RoFormerForMaskedLM
 
-    model = RoFormerForMaskedLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    # .float() rather than a dtype argument: its name differs across 4.5x/5.x (torch_dtype/dtype).
+    model = RoFormerForMaskedLM.from_pretrained(hf_dir).float().eval()
     with torch.no_grad():
         out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
     return out.logits.float().numpy()
@@ -78,6 +79,25 @@ def paddle_mlm_logits(config: dict, state: dict, batch) -> np.ndarray:
 def max_abs_diff(a, b, mask) -> float:
     valid = mask.astype(bool)
     return float(np.max(np.abs(a[valid] - b[valid])))
+
+
+def verify_hf_import(hf_dir, config: dict, state: dict):
+    """Compare transformers on ``hf_dir`` with our Paddle model on the imported ``state``.
+
+    Prints and returns the max difference (None when a framework is missing); raises
+    ExportError above the float32 tolerance (imported weights are the source's values exactly).
+    """
+    for mod in ("paddle", "torch", "transformers"):
+        if not _importable(mod):
+            print(f"verification skipped: {mod} not importable")
+            return None
+    batch = probe_batch(config)
+    diff = max_abs_diff(paddle_mlm_logits(config, state, batch), hf_mlm_logits(hf_dir, batch), batch["attention_mask"])
+    tol = TOLERANCE["float32"]
+    print(f"verify: max |logits(transformers) - logits(paddle)| = {diff:.3e} (tolerance {tol:g})")
+    if not diff <= tol:
+        raise ExportError(f"{hf_dir}: verification failed: logits differ by {diff:.3e} > {tol:g}")
+    return diff
 
 
 def verify_hf_export(ckpt, hf_dir, dtype="float32"):

@@ -267,8 +267,9 @@ def test_from_transformers_checkpoints(tmp_path, capsys, safe, pooler):
     model, d, cfg = _hf_native(tmp_path, "hf", safe=safe, pooler=pooler)
     assert os.path.exists(d / ("model.safetensors" if safe else "pytorch_model.bin"))
     out = tmp_path / "ours"
-    assert from_pytorch.main([str(d), str(out)]) == 0
+    assert from_pytorch.main([str(d), str(out), "--verify"]) == 0
     notes = capsys.readouterr().out
+    assert "verify: max |logits(transformers) - logits(paddle)|" in notes
     assert ("initialised roformer.pooler.dense.weight" in notes) != pooler
     assert "initialised cls.seq_relationship.weight" in notes
     ck = read_checkpoint(out)
@@ -419,6 +420,19 @@ def test_bad_checkpoint_clear_error_exit_2_no_output(tiny, tmp_path, capsys, bre
     assert sorted(os.listdir(tmp_path)) == ["bad"]  # no output, no temp dir left behind
 
 
+def test_malicious_pytorch_bin_is_refused(tiny, tmp_path, capsys):
+    _, _, _, hf, _ = tiny
+    d = _copy_dir(hf, tmp_path / "hfbin")
+    os.remove(d / "model.safetensors")
+    marker = tmp_path / "pwned"
+    with open(d / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"roformer.embeddings.word_embeddings.weight": _Evil(marker)}, f, protocol=2)
+    assert from_pytorch.main([str(d), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pytorch_model.bin: cannot be loaded safely" in err and "Traceback" not in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
 def test_bad_hf_dirs(tiny, tmp_path, capsys):
     _, _, _, hf, _ = tiny
     wrong = _copy_dir(hf, tmp_path / "wrong")
@@ -439,6 +453,18 @@ def test_bad_hf_dirs(tiny, tmp_path, capsys):
         assert err.startswith("error: ") and expected in err and "Traceback" not in err, err
         assert not (tmp_path / "out").exists()
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+def test_bare_roformer_model_is_refused_clearly(tmp_path, capsys):
+    from transformers import RoFormerModel
+
+    d = tmp_path / "base"
+    RoFormerModel(HFConfig(**U.tiny_config())).save_pretrained(d)
+    with open(d / "vocab.txt", "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in U.VOCAB))
+    assert from_pytorch.main([str(d), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no MLM head (cls.predictions.*)" in err and "Traceback" not in err
 
 
 def test_existing_output_is_not_clobbered(tiny, tmp_path, capsys):
