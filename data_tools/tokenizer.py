@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from data_tools import _text_core
 REQUIRED_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 FLAVORS = ("transformers", "paddlenlp")
 MAX_WORD_CHARS = 100
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 # Flag bits shared with csrc/text_core.cpp.
 _REMOVE, _SPACE, _PUNCT, _CJK, _COMPLEX, _MAPPED = 1, 2, 4, 8, 16, 32
@@ -294,7 +296,10 @@ class DocumentEncoder:
             self._starts = getattr(segmenter, "words", None) or segmenter.word_starts
 
     def encode(self, text: str) -> EncodedDocument:
-        starts = self._starts(text) if self._starts is not None else None
+        try:
+            starts = self._starts(text) if self._starts is not None else None
+        except UnicodeEncodeError:  # lone surrogates (Rust segmenters refuse them): same length, same offsets
+            starts = self._starts(_SURROGATES.sub("\ufffd", text))
         ids, wwm, lengths, n_cjk, n_chars = self.tokenizer._core.encode_document(
             _utf8(text), starts, self.max_sentence_tokens
         )

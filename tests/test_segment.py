@@ -144,3 +144,10 @@ def test_errors(tmp_path):
     bad.write_text("北京 10 n extra\n", encoding="utf-8")
     with pytest.raises(SegmenterError, match=r"bad\.txt:1: expected 'word \[freq\] \[tag\]'"):
         make_segmenter("jieba", user_dict=str(bad))
+
+
+def test_lone_surrogates_keep_offsets(tok, jieba_seg):
+    text = "中国\ud800人民"
+    for seg in (jieba_seg, make_segmenter("rjieba")):
+        doc = DocumentEncoder(tok, seg).encode(text)
+        assert doc.n_chars == 5 and doc.ids.size == 4 and doc.wwm.tolist() == [1, 0, 1, 0]

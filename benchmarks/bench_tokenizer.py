@@ -1,0 +1,101 @@
+"""Tokenizer and document-encoder throughput (MB/s of UTF-8 input, one core).
+
+    python benchmarks/bench_tokenizer.py [CORPUS] [--vocab vocab.txt] [--repeat 5]
+
+CORPUS is one document per line (default: the embedded sample corpus); without --vocab a vocab is
+built from it with data_tools.build_vocab.  Prints the median of --repeat runs for:
+
+- ours (data_tools BertTokenizer.encode) vs HF ``tokenizers`` BertWordPieceTokenizer (Rust) vs
+  transformers' slow BertTokenizer (Python, measured on a slice);
+- DocumentEncoder with segmenter none / rjieba / jieba vs the segmenters alone
+  (jieba.lcut and rjieba.cut): the word-boundary overhead on top of segmentation.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("RAYON_NUM_THREADS", "1")  # one core for the Rust tokenizer too
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _median_mbps(fn, docs, nbytes, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for d in docs:
+            fn(d)
+        times.append(time.perf_counter() - t0)
+    return nbytes / 1e6 / statistics.median(times)
+
+
+def main(argv=None) -> int:
+    from data_tools.build_vocab import build_vocab
+    from data_tools.segment import make_segmenter
+    from data_tools.tokenizer import BertTokenizer, DocumentEncoder
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    default_corpus = os.path.join(here, "..", "data_tools", "sample_data", "sample_corpus.txt")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("corpus", nargs="?", default=default_corpus)
+    p.add_argument("--vocab")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--slow-docs", type=int, default=100, help="documents for transformers' slow tokenizer")
+    args = p.parse_args(argv)
+
+    with open(args.corpus, encoding="utf-8") as f:
+        docs = [line.rstrip("\n") for line in f if line.strip()]
+    nbytes = sum(len(d.encode("utf-8")) for d in docs)
+    tmp = tempfile.TemporaryDirectory()
+    vocab = args.vocab or os.path.join(tmp.name, "vocab.txt")
+    if not args.vocab:
+        build_vocab([args.corpus], vocab)
+    print(f"corpus {args.corpus}: {len(docs)} docs, {nbytes / 1e6:.2f} MB; vocab {vocab}; median of {args.repeat}")
+    print("(figures taken on a shared machine: compare the ratios, not the absolute MB/s)")
+
+    tok = BertTokenizer(vocab)
+    rows = []
+    ours = _median_mbps(tok.encode, docs, nbytes, args.repeat)
+    rows.append(("ours BertTokenizer.encode", ours, 1.0))
+    try:
+        from tokenizers import BertWordPieceTokenizer
+
+        hf_fast = BertWordPieceTokenizer(vocab, lowercase=True)
+        fast = _median_mbps(lambda d: hf_fast.encode(d, add_special_tokens=False), docs, nbytes, args.repeat)
+        rows.append(("HF tokenizers BertWordPieceTokenizer", fast, fast / ours))
+    except ImportError:
+        pass
+    from transformers import BertTokenizer as SlowBertTokenizer
+
+    slow_tok = SlowBertTokenizer(vocab)
+    sub = docs[: args.slow_docs]
+    sub_bytes = sum(len(d.encode("utf-8")) for d in sub)
+    slow = _median_mbps(lambda d: slow_tok.convert_tokens_to_ids(slow_tok.tokenize(d)), sub, sub_bytes, 1)
+    rows.append((f"transformers slow BertTokenizer ({len(sub)} docs)", slow, slow / ours))
+    print(f"\n{'tokenizer':48s} {'MB/s':>8s} {'x ours':>8s}")
+    for name, mbps, ratio in rows:
+        print(f"{name:48s} {mbps:8.2f} {ratio:8.3f}")
+
+    print(f"\n{'document encoder':48s} {'MB/s':>8s} {'vs segmenter alone':>20s}")
+    enc_none = DocumentEncoder(tok, make_segmenter("none"))
+    print(f"{'DocumentEncoder none':48s} {_median_mbps(enc_none.encode, docs, nbytes, args.repeat):8.2f}")
+    for name in ("rjieba", "jieba"):
+        try:
+            seg = make_segmenter(name)
+        except ValueError as e:
+            print(f"{name}: unavailable ({e})")
+            continue
+        repeat = args.repeat if name == "rjieba" else max(1, args.repeat // 2)
+        alone = _median_mbps(seg.words, docs, nbytes, repeat)
+        enc = DocumentEncoder(tok, seg)
+        full = _median_mbps(enc.encode, docs, nbytes, repeat)
+        ref = "jieba.lcut" if name == "jieba" else "rjieba.cut"
+        print(f"{ref + ' alone':48s} {alone:8.2f}")
+        print(f"{'DocumentEncoder ' + name:48s} {full:8.2f} {full / alone:19.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
