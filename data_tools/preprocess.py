@@ -286,32 +286,65 @@ class _Worker:
         self.encoder = DocumentEncoder(tok, seg, max_sentence_tokens=settings.max_sentence_tokens)
         self.dtype = np.dtype(settings.dtype)
 
-    def run(self, items: List[Tuple[int, object]]):
-        """Returns (ids, wwm, sentence_lengths, facts); facts[i] = (skip, n_tok, n_sent, notes, n_chars, n_cjk)."""
-        ids, wwm, lens, facts = [], [], [], []
+    def run(self, items: List[Tuple[int, object]]) -> "BatchResult":
+        """Encode a batch; the arrays hold the kept documents only, back to back."""
+        ids, wwm, lens, doc_sents, events = [], [], [], [], []
         s = self.settings
-        for kind, payload in items:
+        piece = None
+        for i, (kind, payload) in enumerate(items):
             notes = 0
-            if kind in (_TEXT, _JSON):
+            if kind == _PIECE:
+                text = payload
+            else:
                 text, skip, notes = _prepare(payload, kind == _JSON, s.json_key)
                 if skip is not None:
-                    facts.append((skip, 0, 0, notes, 0, 0))
+                    events.append((i, skip, notes))
                     continue
-            else:
-                text = payload
             enc = self.encoder.encode(text)
-            n_chars = _count_chars(text)
-            n_tok, n_sent = int(enc.ids.size), int(enc.sentence_lengths.size)
-            skip = _judge(s, n_tok, n_chars, int(enc.n_cjk_chars)) if kind in (_TEXT, _JSON) else None
-            if skip is None and n_tok:
-                ids.append(enc.ids.astype(self.dtype, copy=False))
+            n_chars, n_cjk = _count_chars(text), int(enc.n_cjk_chars)
+            if kind == _PIECE:
+                piece = (n_chars, n_cjk)
+                skip = None
+            else:
+                skip = _judge(s, int(enc.ids.size), n_chars, n_cjk)
+            if skip is not None or notes:
+                events.append((i, skip, notes))
+            if skip is None and enc.ids.size:
+                ids.append(enc.ids)
                 wwm.append(enc.wwm)
                 lens.append(enc.sentence_lengths)
-            else:
-                n_tok = n_sent = 0
-            facts.append((skip, n_tok, n_sent, notes, n_chars, int(enc.n_cjk_chars)))
-        cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
-        return cat(ids, self.dtype), cat(wwm, np.uint8), cat(lens, np.int32), facts
+                doc_sents.append(enc.sentence_lengths.size)
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt, copy=False) if xs else np.zeros(0, dt))
+        return BatchResult(cat(ids, self.dtype), cat(wwm, np.uint8), cat(lens, np.int32),
+                           np.asarray(doc_sents, dtype=np.int64), events, piece)
+
+
+@dataclass
+class BatchResult:
+    ids: np.ndarray  # (T,) output dtype, kept documents back to back
+    wwm: np.ndarray  # (T,) uint8
+    sentence_lengths: np.ndarray  # (S,) int32
+    doc_sentences: np.ndarray  # (D_kept,) int64 sentences per kept document
+    events: List[Tuple[int, Optional[str], int]]  # (item index, skip reason or None, repair-note bits)
+    piece: Optional[Tuple[int, int]]  # (non-whitespace chars, CJK chars) when the batch is one piece
+
+
+class _Builder(ixd.MMapIndexedDatasetBuilder):
+    """The shared builder plus a whole-batch append (one write per file instead of four per document)."""
+
+    def add_documents(self, ids: np.ndarray, sentence_lengths: np.ndarray, doc_sentences: np.ndarray,
+                      wwm: np.ndarray) -> None:
+        if doc_sentences.size == 0:
+            return
+        assert ids.size == wwm.size == int(sentence_lengths.sum()) and int(doc_sentences.sum()) == sentence_lengths.size
+        assert (sentence_lengths > 0).all() and (doc_sentences > 0).all(), "empty document or sentence"
+        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
+        self._wwm.write(wwm.astype(np.uint8, copy=False).tobytes())
+        self._sizes.write(sentence_lengths.astype(np.int32, copy=False).tobytes())
+        self._docs.write((np.cumsum(doc_sentences, dtype=np.int64) + self.n_sentences).tobytes())
+        self.n_sentences += int(sentence_lengths.size)
+        self.n_tokens += int(ids.size)
+        self.n_docs += int(doc_sentences.size)
 
 
 _STATE: Optional[_Worker] = None
@@ -342,10 +375,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _init_worker(settings: Settings) -> None:
+def _init_worker(settings: Settings, tok, seg) -> None:
+    """Runs once in each forked worker; the tokenizer and segmenter come over with the fork, so
+    nothing is loaded twice (building them costs seconds, see ``_segmenter``)."""
     global _STATE
     _die_with_parent()
-    _STATE = _Worker(settings)
+    _STATE = _Worker(settings, tok, seg)
 
 
 def _run_batch(items):
@@ -368,7 +403,8 @@ class _Executor:
         if workers == 1:
             self.local = _Worker(settings, tok, seg)
         else:
-            self.pool = mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(settings,))
+            self.pool = mp.get_context("fork").Pool(workers, initializer=_init_worker,
+                                                    initargs=(settings, tok, seg))
         self.max_inflight = 2 * workers + 1
 
     def submit(self, items):
@@ -634,7 +670,7 @@ class _Run:
         self.giant: Optional[dict] = None  # pieces of a giant document being reassembled
 
     def _new_builder(self) -> None:
-        self.builder = ixd.MMapIndexedDatasetBuilder(
+        self.builder = _Builder(
             self.store.shard_prefix(len(self.store.shards)), np.dtype(self.settings.dtype), with_wwm=True)
         self.acct = Accounting()
 
@@ -710,56 +746,60 @@ class _Run:
             self._new_builder()
             return
         _, future, descs = entry
-        result = future.get()
-        ids = wwm = lens = facts = None
-        if result is not None:
-            ids, wwm, lens, facts = result
-        tok_off = sent_off = fact_i = 0
-        nbytes = ndocs = 0
+        res: Optional[BatchResult] = future.get()
         acct = self.acct
-        for desc in descs:
-            kind, (fi, line) = desc[0], desc[1]
-            nbytes += desc[2]
-            if kind == _SKIP:
-                acct.docs_in += 1
-                ndocs += 1
-                acct.skip(desc[3], self.loc(fi, line))
-                if len(desc) > 4:
-                    acct.repair(desc[4], self.loc(fi, line))
-                continue
-            skip, n_tok, n_sent, notes, n_chars, n_cjk = facts[fact_i]
-            fact_i += 1
-            doc_ids, doc_wwm = ids[tok_off:tok_off + n_tok], wwm[tok_off:tok_off + n_tok]
-            doc_lens = lens[sent_off:sent_off + n_sent]
-            tok_off += n_tok
-            sent_off += n_sent
-            if kind in (_PIECE, _PIECE_LAST):
-                g = self.giant or {"ids": [], "wwm": [], "lens": [], "chars": 0, "cjk": 0}
-                self.giant = g
-                g["ids"].append(doc_ids)
-                g["wwm"].append(doc_wwm)
-                g["lens"].append(doc_lens)
-                g["chars"] += n_chars
-                g["cjk"] += n_cjk
-                if kind == _PIECE:
-                    continue
-                self.giant = None
-                notes = desc[4]
-                doc_ids, doc_wwm, doc_lens = (np.concatenate(g[k]) for k in ("ids", "wwm", "lens"))
-                skip = _judge(self.settings, int(doc_ids.size), g["chars"], g["cjk"])
-            acct.docs_in += 1
-            ndocs += 1
-            if notes:
-                acct.repair(notes, self.loc(fi, line))
-            if skip is not None:
-                acct.skip(skip, self.loc(fi, line))
-                continue
-            self.builder.add_document(doc_ids, doc_lens, doc_wwm)
-            acct.docs_out += 1
-            acct.sentences += int(doc_lens.size)
-            acct.tokens += int(doc_ids.size)
+        nbytes = sum(d[2] for d in descs)
         acct.input_bytes += nbytes
-        progress.update(nbytes, ndocs)
+        if descs[0][0] in (_PIECE, _PIECE_LAST):
+            self._piece(descs[0], res)
+            progress.update(nbytes, 1 if descs[0][0] == _PIECE_LAST else 0)
+            return
+        acct.docs_in += len(descs)
+        # skips and repairs, in input order: read-time skips from descs, the rest from the worker
+        notes = [(k, d[3], d[4] if len(d) > 4 else 0) for k, d in enumerate(descs) if d[0] == _SKIP]
+        if res is not None and res.events:
+            item_desc = [k for k, d in enumerate(descs) if d[0] != _SKIP]
+            notes += [(item_desc[i], skip, bits) for i, skip, bits in res.events]
+            notes.sort(key=lambda n: n[0])
+        for k, skip, bits in notes:
+            loc = self.loc(*descs[k][1])
+            if bits:
+                acct.repair(bits, loc)
+            if skip is not None:
+                acct.skip(skip, loc)
+        if res is not None and res.doc_sentences.size:
+            self.builder.add_documents(res.ids, res.sentence_lengths, res.doc_sentences, res.wwm)
+            acct.docs_out += int(res.doc_sentences.size)
+            acct.sentences += int(res.sentence_lengths.size)
+            acct.tokens += int(res.ids.size)
+        progress.update(nbytes, len(descs))
+
+    def _piece(self, desc, res: BatchResult) -> None:
+        """Collect the pieces of a giant document; on the last one judge and write it as one document."""
+        g = self.giant or {"ids": [], "wwm": [], "lens": [], "chars": 0, "cjk": 0}
+        self.giant = g
+        g["ids"].append(res.ids)
+        g["wwm"].append(res.wwm)
+        g["lens"].append(res.sentence_lengths)
+        g["chars"] += res.piece[0]
+        g["cjk"] += res.piece[1]
+        if desc[0] == _PIECE:
+            return
+        self.giant = None
+        ids, wwm, lens = (np.concatenate(g[k]) for k in ("ids", "wwm", "lens"))
+        acct = self.acct
+        acct.docs_in += 1
+        loc = self.loc(*desc[1])
+        if desc[4]:
+            acct.repair(desc[4], loc)
+        skip = _judge(self.settings, int(ids.size), g["chars"], g["cjk"])
+        if skip is not None:
+            acct.skip(skip, loc)
+            return
+        self.builder.add_documents(ids, lens, np.array([lens.size], np.int64), wwm)
+        acct.docs_out += 1
+        acct.sentences += int(lens.size)
+        acct.tokens += int(ids.size)
 
     def abort(self) -> None:
         if self.builder is not None:
