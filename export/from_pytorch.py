@@ -72,6 +72,9 @@ def _read_bin(path) -> dict:
         raise ExportError(f"{path}: cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if not isinstance(sd, dict):
         raise ExportError(f"{path}: holds a {type(sd).__name__}, expected a state dict")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ExportError(f"{path}: entry {bad[0]!r} is not a tensor")
     return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in sd.items()}
 
 

@@ -48,10 +48,7 @@ def _encode(a: np.ndarray, dtype: str):
         return float32_to_bf16_bits(a), "BF16"
     if dtype == "float16":
         return np.ascontiguousarray(a, dtype=np.float16), "F16"
-    a = np.ascontiguousarray(a)
-    if a.dtype not in _NP_TO_ST:
-        raise ExportError(f"cannot write a {a.dtype} tensor to safetensors")
-    return a, _NP_TO_ST[a.dtype]
+    return np.ascontiguousarray(a, dtype=np.float32), "F32"
 
 
 def write_safetensors(path, tensors: dict, dtype: str = "float32", metadata=None) -> None:
