@@ -13,6 +13,7 @@ import hashlib
 import importlib.metadata
 import logging
 import os
+import re
 
 import numpy as np
 
@@ -31,6 +32,39 @@ def _starts_from_words(words, text: str) -> np.ndarray:
     starts = np.zeros(len(words), np.int64)
     np.cumsum(lens[:-1], out=starts[1:])
     return starts[lens > 0].astype(np.int32)
+
+
+# jieba (and jieba-rs) cut each run of Han/Latin/digit characters (their re_han) independently, so
+# a text split right after one of these punctuation characters segments exactly as the whole text.
+_SAFE_CUT = re.compile("[。！？；，、：\n]")
+CHUNK_CHARS = 1 << 18
+
+
+def _chunks(text: str, limit: int):
+    """(offset, piece) covering `text`, cut after a punctuation char near every `limit` chars so
+    that a giant document is segmented piece by piece (bounded memory), with the same result."""
+    start, n = 0, len(text)
+    while n - start > limit:
+        cut = -1
+        for m in _SAFE_CUT.finditer(text, start + limit // 2, start + limit):
+            cut = m.end()
+        if cut < 0:  # no safe cut in the window: look further
+            m = _SAFE_CUT.search(text, start + limit)
+            if m is None:
+                break
+            cut = m.end()
+        if cut >= n:
+            break
+        yield start, text[start:cut]
+        start = cut
+    yield start, text[start:]
+
+
+def _chunked_starts(words, text: str, limit: int = CHUNK_CHARS) -> np.ndarray:
+    if len(text) <= limit:
+        return _starts_from_words(words(text), text)
+    parts = [_starts_from_words(words(piece), piece) + off for off, piece in _chunks(text, limit)]
+    return np.concatenate(parts).astype(np.int32)
 
 
 def _read_user_dict(path):
@@ -99,7 +133,7 @@ class JiebaSegmenter:
         return self._tk.lcut(text, HMM=True)
 
     def word_starts(self, text: str) -> np.ndarray:
-        return _starts_from_words(self._tk.lcut(text, HMM=True), text)
+        return _chunked_starts(self.words, text)
 
 
 class RJiebaSegmenter:
@@ -126,7 +160,7 @@ class RJiebaSegmenter:
         return self._jb.cut(text)
 
     def word_starts(self, text: str) -> np.ndarray:
-        return _starts_from_words(self._jb.cut(text), text)
+        return _chunked_starts(self.words, text)
 
 
 def make_segmenter(name: str = "jieba", user_dict=None):

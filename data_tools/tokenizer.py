@@ -34,6 +34,7 @@ from data_tools import _text_core
 REQUIRED_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 FLAVORS = ("transformers", "paddlenlp")
 MAX_WORD_CHARS = 100
+LONG_DOCUMENT_CHARS = 1 << 16
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 # Flag bits shared with csrc/text_core.cpp.
@@ -290,16 +291,23 @@ class DocumentEncoder:
         self.segmenter = segmenter
         self.max_sentence_tokens = int(max_sentence_tokens)
         # A word list (segmenter.words) is turned into offsets in C++, cheaper than numpy per document.
+        # Long documents use word_starts, which segments piece by piece (bounded memory).
         if getattr(segmenter, "name", None) == "none":
-            self._starts = None
+            self._words = self._starts = None
         else:
-            self._starts = getattr(segmenter, "words", None) or segmenter.word_starts
+            self._starts = segmenter.word_starts
+            self._words = getattr(segmenter, "words", None) or self._starts
+
+    def _segment(self, text: str):
+        if self._starts is None:
+            return None
+        return self._words(text) if len(text) <= LONG_DOCUMENT_CHARS else self._starts(text)
 
     def encode(self, text: str) -> EncodedDocument:
         try:
-            starts = self._starts(text) if self._starts is not None else None
+            starts = self._segment(text)
         except UnicodeEncodeError:  # lone surrogates (Rust segmenters refuse them): same length, same offsets
-            starts = self._starts(_SURROGATES.sub("\ufffd", text))
+            starts = self._segment(_SURROGATES.sub("\ufffd", text))
         ids, wwm, lengths, n_cjk, n_chars = self.tokenizer._core.encode_document(
             _utf8(text), starts, self.max_sentence_tokens
         )

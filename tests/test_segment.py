@@ -151,3 +151,21 @@ def test_lone_surrogates_keep_offsets(tok, jieba_seg):
     for seg in (jieba_seg, make_segmenter("rjieba")):
         doc = DocumentEncoder(tok, seg).encode(text)
         assert doc.n_chars == 5 and doc.ids.size == 4 and doc.wwm.tolist() == [1, 0, 1, 0]
+
+
+def test_long_documents_segment_in_pieces(tok, jieba_seg, sample_corpus, monkeypatch):
+    import data_tools.segment as S
+    import data_tools.tokenizer as T
+
+    text = "\n".join(open(sample_corpus, encoding="utf-8").read().splitlines()[:30])
+    for seg in (jieba_seg, make_segmenter("rjieba")):
+        whole = S._starts_from_words(seg.words(text), text)
+        pieces = list(S._chunks(text, 500))
+        assert len(pieces) >= 8 and "".join(p for _, p in pieces) == text
+        np.testing.assert_array_equal(S._chunked_starts(seg.words, text, 500), whole)
+        ref = DocumentEncoder(tok, seg).encode(text)
+        monkeypatch.setattr(T, "LONG_DOCUMENT_CHARS", 100)
+        monkeypatch.setattr(S, "CHUNK_CHARS", 500)
+        got = DocumentEncoder(tok, seg).encode(text)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(got.wwm, ref.wwm)
