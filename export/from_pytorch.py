@@ -33,7 +33,8 @@ HF_DEFAULTS = {
     "max_position_embeddings": 1536, "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
     "pad_token_id": 0, "rotary_value": False,
 }
-PADDLE_ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}
+PADDLE_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "relu": "relu",
+                      "tanh": "tanh"}  # transformers name -> ours (same function)
 HEADS = ("roformer.pooler.dense.", "cls.seq_relationship.")
 
 

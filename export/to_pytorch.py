@@ -17,18 +17,18 @@ from export.errors import ExportError, run_cli
 from export.safetensors_io import DTYPES, write_safetensors
 from export.state_dict_adapter import ROTARY_KEY, SIDE_FILE, ours_to_hf, sinusoidal_table
 
-# Paddle activation name -> transformers ACT2FN name computing the same function.
-# (Paddle "gelu" and transformers "gelu" are both the exact erf form.)
-HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}
+# Our activation name (ernie_style.ops.ACTIVATIONS) -> transformers ACT2FN name of the same function:
+# "gelu" is the exact erf form in both; "gelu_new" the tanh approximation in both.
+HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh"}
 SPECIAL_TOKENS_MAP = {
     "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
 }
 
 
-def hf_config(config: dict, dtype: str) -> dict:
+def hf_config(config: dict, dtype: str, where: str = "model_config.json") -> dict:
     act = config["hidden_act"]
     if act not in HF_ACTIVATIONS:
-        raise ExportError(f"model_config.json: hidden_act {act!r} has no exact transformers equivalent "
+        raise ExportError(f"{where}: hidden_act {act!r} has no exact transformers equivalent "
                           f"(supported: {sorted(HF_ACTIVATIONS)})")
     out = {k: config[k] for k in CONFIG_FIELDS}
     out.update(
@@ -60,7 +60,7 @@ def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
     cfg = ckpt.config
     main, side = ours_to_hf(ckpt.state)
     main[ROTARY_KEY] = sinusoidal_table(cfg["max_position_embeddings"], cfg["hidden_size"] // cfg["num_attention_heads"])
-    write_json(os.path.join(out, "config.json"), hf_config(cfg, dtype))
+    write_json(os.path.join(out, "config.json"), hf_config(cfg, dtype, os.path.join(ckpt.path, "model_config.json")))
     write_safetensors(os.path.join(out, "model.safetensors"), main, dtype, metadata={"format": "pt"})
     write_safetensors(os.path.join(out, SIDE_FILE), side, dtype, metadata={
         "format": "pt",

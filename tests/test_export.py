@@ -149,7 +149,8 @@ def test_parity_tiny_random(tiny):
 
 
 def test_parity_factorized_rotary_value_and_verify_flag(tmp_path, capsys):
-    cfg = U.tiny_config(embedding_size=16, rotary_value=True, num_hidden_layers=3, max_position_embeddings=96)
+    cfg = U.tiny_config(embedding_size=16, rotary_value=True, num_hidden_layers=3, max_position_embeddings=96,
+                        hidden_act="gelu_new")
     state = U.random_state(cfg, seed=7)
     ckpt = U.write_checkpoint(tmp_path / "ckpt", cfg, state, do_lower_case=False)
     hf = _export(ckpt, tmp_path / "hf", "--verify")
@@ -303,6 +304,13 @@ def test_to_paddlenlp_logits_equal_ours(tiny, tmp_path):
                     attention_mask=paddle.to_tensor(batch["attention_mask"]))
     got = (got[0] if isinstance(got, (tuple, list)) else got).numpy()
     assert max_abs_diff(paddle_mlm_logits(cfg, state, batch), got, batch["attention_mask"]) <= 1e-5
+    from data_tools.tokenizer import BertTokenizer
+    from paddlenlp.transformers import AutoTokenizer as PaddleAutoTokenizer
+
+    ours = BertTokenizer(os.path.join(ckpt, "vocab.txt"), do_lower_case=True, flavor="paddlenlp")
+    theirs = PaddleAutoTokenizer.from_pretrained(str(out))
+    text = "我是中国人 The thing 是 PAD 2024年!"
+    assert theirs(text)["input_ids"] == [ours.cls_id, *ours.encode(text).tolist(), ours.sep_id]
     sop = load_pdparams(out / to_paddlenlp.SOP_FILE)
     np.testing.assert_array_equal(sop["cls.seq_relationship.weight"], state["cls.seq_relationship.weight"])
 
@@ -465,6 +473,15 @@ def test_bare_roformer_model_is_refused_clearly(tmp_path, capsys):
     assert from_pytorch.main([str(d), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no MLM head (cls.predictions.*)" in err and "Traceback" not in err
+
+
+def test_activation_without_transformers_equivalent(tiny, tmp_path, capsys):
+    cfg = U.tiny_config(hidden_act="swiglu")
+    ckpt = U.write_checkpoint(tmp_path / "ckpt", cfg, U.random_state(cfg))
+    assert to_pytorch.main([ckpt, str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "model_config.json: hidden_act 'swiglu' has no exact transformers equivalent" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_existing_output_is_not_clobbered(tiny, tmp_path, capsys):
