@@ -114,15 +114,16 @@ def _tables(lower: bool, flavor: str):
             cat_flag[cat] = _PUNCT
     for cat in ("Mn", "Mc", "Me"):
         cat_flag[cat] = _COMPLEX
-    get = cat_flag.get
-    category = unicodedata.category
-    flags = np.frombuffer(bytes(bytearray(get(category(chr(c)), 0) for c in range(0x110000))), np.uint8).copy()
+    all_cats = "Lu Ll Lt Lm Lo Mn Mc Me Nd Nl No Pc Pd Ps Pe Pi Pf Po Sm Sc Sk So Zs Zl Zp Cc Cf Cs Co Cn".split()
+    cat_flag = {cat: cat_flag.get(cat, 0) for cat in all_cats}
+    cats = map(unicodedata.category, map(chr, range(0x110000)))
+    flags = np.frombuffer(bytearray(map(cat_flag.__getitem__, cats)), np.uint8).copy()
     for c in (9, 10, 13, 32):
         flags[c] = _SPACE
     flags[0] = flags[0xFFFD] = _REMOVE
     for c in list(range(33, 48)) + list(range(58, 65)) + list(range(91, 97)) + list(range(123, 127)):
         flags[c] = _PUNCT
-    for c in range(0x110000):  # str.split() also splits at Zl/Zp and the like
+    for c in range(0x3001):  # str.split() also splits at Zl/Zp and the like (all below U+3001)
         if not flags[c] & (_REMOVE | _SPACE) and chr(c).isspace():
             flags[c] = _SPACE
     if flavor == "paddlenlp":
