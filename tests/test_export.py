@@ -528,3 +528,29 @@ def test_expected_names_match_our_model():
         model = RoFormerForPretraining(RoFormerConfig.from_dict(cfg))
         got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         assert got == expected_ours(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- with the trainer
+
+
+def test_trainer_checkpoint_exports_and_imported_model_resumes(tmp_path, capsys):
+    """A real 3-step trainer checkpoint (via `latest`) -> HF with --verify -> back -> train.resume=PATH."""
+    import _trainer_util as T
+    from ernie_style import run_pretrain
+
+    config = os.path.join(T.REPO, "configs", "roformer_tiny_demo.yaml")
+    prefix, vocab = T.make_data(str(tmp_path / "data"), n_docs=60)
+    assert run_pretrain.main(["--config", config, *T.tiny_overrides(prefix, vocab, str(tmp_path / "run"))]) == 0
+    latest = str(tmp_path / "run" / "checkpoints" / "latest")
+    hf = _export(latest, tmp_path / "hf", "--verify")
+    assert "verify: max |logits(paddle) - logits(transformers)|" in capsys.readouterr().out
+    back = tmp_path / "back"
+    assert from_pytorch.main([hf, str(back)]) == 0
+    trained = read_checkpoint(latest).state
+    imported = read_checkpoint(back).state
+    assert all(np.array_equal(trained[k], imported[k]) for k in trained)
+    out = tmp_path / "resumed"
+    overrides = T.tiny_overrides(prefix, vocab, str(out), **{"train.resume": str(back), "train.max_steps": 1})
+    assert run_pretrain.main(["--config", config, *overrides]) == 0
+    with open(out / "train.log", encoding="utf-8") as f:
+        assert f"resume: initialised weights from model dir {back}" in f.read()
