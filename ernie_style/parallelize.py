@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,24 @@ def init_distributed(cfg: PretrainConfig) -> DistInfo:
                                    "sharding_degree": world if stage1 else 1}
         fleet.init(is_collective=True, strategy=strategy)
     return DistInfo(rank=dist.get_rank() if world > 1 else 0, world_size=world, local_rank=local_rank, device=device)
+
+
+def die_with_launcher() -> None:
+    """Under paddle.distributed.launch, ask Linux to SIGKILL this rank when the launcher dies.
+
+    The launcher starts every rank in its own session, so killing the launcher (kill -9, OOM killer) would
+    otherwise leave ranks hanging in a collective, holding their devices.
+    """
+    if "PADDLE_TRAINERS_NUM" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() == 1:  # the launcher died before prctl took effect
+        os._exit(1)
 
 
 def barrier(info: DistInfo) -> None:

@@ -45,7 +45,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if args.check:
         return 0
-    from ernie_style.parallelize import init_distributed
+    from ernie_style.parallelize import die_with_launcher, init_distributed
+
+    die_with_launcher()
 
     try:
         info = init_distributed(cfg)

@@ -110,6 +110,59 @@ def _debug_env(name: str) -> Optional[List[int]]:
     return [int(x) for x in v.split(":")] if v else None
 
 
+class TrainStep:
+    """One optimizer step over the micro-batches of a global batch (this rank's share); returns global stats."""
+
+    def __init__(self, model, inner, optimizer, scheduler, amp: Amp, no_sync, info: DistInfo, global_batch: int):
+        self.model, self.inner, self.optimizer, self.scheduler = model, inner, optimizer, scheduler
+        self.amp, self.no_sync, self.info, self.gbs = amp, no_sync, info, global_batch
+
+    def __call__(self, micro_batches: List[Dict]) -> Dict[str, float]:
+        w = self.info.world_size
+        counts = [0.0, 0.0]
+        for mb in micro_batches:
+            counts[0] += float((mb["masked_labels"] != IGNORE_INDEX).sum())
+            counts[1] += float((mb["sop_labels"] != IGNORE_INDEX).sum())
+        n_mlm, n_sop = all_reduce_sum(counts, self.info)
+        lm_sum = sop_sum = mlm_correct = sop_correct = 0.0
+        tokens = slots = 0.0
+        for k, mb in enumerate(micro_batches):
+            sync_ctx = self.no_sync() if k < len(micro_batches) - 1 else contextlib.nullcontext()
+            m_k = float((mb["masked_labels"] != IGNORE_INDEX).sum())
+            s_k = float((mb["sop_labels"] != IGNORE_INDEX).sum())
+            t = {key: paddle.to_tensor(mb[key]) for key in TENSOR_KEYS}
+            with sync_ctx:
+                with self.amp.autocast():
+                    mlm_logits, sop_logits = self.model(
+                        t["input_ids"], t["token_type_ids"], t["attention_mask"], t["masked_positions"])
+                _, lm_loss, sop_loss = pretraining_loss(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
+                # Weighted so the sum over micro-batches and ranks is the global-batch mean (see module doc).
+                weighted = lm_loss * (m_k * w / max(n_mlm, 1.0))
+                if n_sop > 0:
+                    weighted = weighted + sop_loss * (s_k * w / n_sop)
+                self.amp.scale(weighted).backward()
+            with paddle.no_grad():
+                m = pretraining_metrics(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
+            lm_sum += float(lm_loss) * m_k
+            sop_sum += float(sop_loss) * s_k
+            mlm_correct += float(m["mlm_correct"])
+            sop_correct += float(m["sop_correct"])
+            tokens += float(mb["num_tokens"])
+            slots += float(np.prod(mb["input_ids"].shape))
+        self.amp.unscale_(self.optimizer)
+        grad_norm = global_grad_norm(self.inner.parameters())
+        self.amp.step(self.optimizer)
+        self.scheduler.step()
+        self.optimizer.clear_grad()
+        lm_sum, sop_sum, mlm_correct, sop_correct, tokens, slots = all_reduce_sum(
+            [lm_sum, sop_sum, mlm_correct, sop_correct, tokens, slots], self.info)
+        lm = lm_sum / max(n_mlm, 1.0)
+        sop = sop_sum / n_sop if n_sop > 0 else 0.0
+        return {"loss": lm + sop, "lm_loss": lm, "sop_loss": sop, "grad_norm": grad_norm,
+                "mlm_correct": mlm_correct, "mlm_total": n_mlm, "sop_correct": sop_correct, "sop_total": n_sop,
+                "tokens": tokens, "slots": slots, "seqs": float(self.gbs)}
+
+
 class Trainer:
     def __init__(self, cfg: PretrainConfig, info: DistInfo):
         self.cfg, self.info = cfg, info
@@ -141,6 +194,8 @@ class Trainer:
         self.inner = self.model
         self.ddp_model, self.optimizer, self.no_sync = wrap_model(self.model, optimizer, self.amp, cfg, info)
         self.sharded_optimizer = info.world_size > 1 and cfg.dist.sharding_stage > 0
+        self.train_step = TrainStep(self.ddp_model, self.inner, self.optimizer, self.scheduler, self.amp,
+                                    self.no_sync, info, self.gbs)
         if resume_dir:
             self._load_checkpoint(resume_dir)
         # Per-rank dropout streams, set after the shared init (restored states win on resume).
@@ -211,53 +266,6 @@ class Trainer:
                 num_workers=d.num_workers, return_list=True)
         else:  # the same batches, built in the training process
             self.train_loader = _SyncLoader(self.train_ds, self.collator, sampler)
-
-    # -- one optimizer step ---------------------------------------------------------------------------------
-
-    def train_step(self, micro_batches: List[Dict]) -> Dict[str, float]:
-        w = self.info.world_size
-        counts = [0.0, 0.0]
-        for mb in micro_batches:
-            counts[0] += float((mb["masked_labels"] != IGNORE_INDEX).sum())
-            counts[1] += float((mb["sop_labels"] != IGNORE_INDEX).sum())
-        n_mlm, n_sop = all_reduce_sum(counts, self.info)
-        lm_sum = sop_sum = mlm_correct = sop_correct = 0.0
-        tokens = slots = 0.0
-        for k, mb in enumerate(micro_batches):
-            sync_ctx = self.no_sync() if k < len(micro_batches) - 1 else contextlib.nullcontext()
-            m_k = float((mb["masked_labels"] != IGNORE_INDEX).sum())
-            s_k = float((mb["sop_labels"] != IGNORE_INDEX).sum())
-            t = {key: paddle.to_tensor(mb[key]) for key in TENSOR_KEYS}
-            with sync_ctx:
-                with self.amp.autocast():
-                    mlm_logits, sop_logits = self.ddp_model(
-                        t["input_ids"], t["token_type_ids"], t["attention_mask"], t["masked_positions"])
-                _, lm_loss, sop_loss = pretraining_loss(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
-                # Weighted so the sum over micro-batches and ranks is the global-batch mean (see module doc).
-                weighted = lm_loss * (m_k * w / max(n_mlm, 1.0))
-                if n_sop > 0:
-                    weighted = weighted + sop_loss * (s_k * w / n_sop)
-                self.amp.scale(weighted).backward()
-            with paddle.no_grad():
-                m = pretraining_metrics(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
-            lm_sum += float(lm_loss) * m_k
-            sop_sum += float(sop_loss) * s_k
-            mlm_correct += float(m["mlm_correct"])
-            sop_correct += float(m["sop_correct"])
-            tokens += float(mb["num_tokens"])
-            slots += float(np.prod(mb["input_ids"].shape))
-        self.amp.unscale_(self.optimizer)
-        grad_norm = global_grad_norm(self.inner.parameters())
-        self.amp.step(self.optimizer)
-        self.scheduler.step()
-        self.optimizer.clear_grad()
-        lm_sum, sop_sum, mlm_correct, sop_correct, tokens, slots = all_reduce_sum(
-            [lm_sum, sop_sum, mlm_correct, sop_correct, tokens, slots], self.info)
-        lm = lm_sum / max(n_mlm, 1.0)
-        sop = sop_sum / n_sop if n_sop > 0 else 0.0
-        return {"loss": lm + sop, "lm_loss": lm, "sop_loss": sop, "grad_norm": grad_norm,
-                "mlm_correct": mlm_correct, "mlm_total": n_mlm, "sop_correct": sop_correct, "sop_total": n_sop,
-                "tokens": tokens, "slots": slots, "seqs": float(self.gbs)}
 
     # -- eval -----------------------------------------------------------------------------------------------
 

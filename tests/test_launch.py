@@ -126,8 +126,14 @@ def test_exact_resume_after_kill_9_of_the_whole_job(data, tmp_path):
         assert job.poll() is None, _details(tmp_path / "log_k")
         time.sleep(0.5)
     assert os.path.islink(latest), _details(tmp_path / "log_k")
-    os.killpg(job.pid, signal.SIGKILL)  # the launcher and both ranks, no chance to clean up
+    # The launcher puts each rank in its own session: kill every process group of the job at once.
+    procs = _descendants(job.pid)
+    assert len(procs) >= 2, procs
+    for pgid in {os.getpgid(p) for p in procs if _alive(p)} | {job.pid}:
+        os.killpg(pgid, signal.SIGKILL)
     job.wait(timeout=30)
+    time.sleep(0.5)
+    assert not [p for p in procs if _alive(p)]
     assert max(U.log_losses(killed / "train.log")) == 10
 
     p = U.launch(2, CONFIG, U.tiny_overrides(*data, str(killed), **drop), str(tmp_path / "log_r"))
@@ -137,6 +143,28 @@ def test_exact_resume_after_kill_9_of_the_whole_job(data, tmp_path):
     for step in range(11, 21):
         assert a[step] == b[step], (step, a[step], b[step])  # "loss: x.xxxxxxxxx", 9 decimals
     assert_close(final_weights(straight, 20), final_weights(killed, 20), tol=0)
+
+
+def _descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_a_dying_rank_fails_the_job_promptly(data, tmp_path):
