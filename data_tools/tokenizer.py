@@ -25,7 +25,7 @@ import hashlib
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -263,8 +263,7 @@ class BertTokenizer:
         return " ".join(self.convert_ids_to_tokens(ids)).replace(" ##", "").strip()
 
 
-@dataclass(frozen=True)
-class EncodedDocument:
+class EncodedDocument(NamedTuple):
     ids: np.ndarray  # int32 [T]
     wwm: np.ndarray  # uint8 [T], 1 = token starts a whole word
     sentence_lengths: np.ndarray  # int32 [S], sums to T
@@ -291,6 +290,7 @@ class DocumentEncoder:
         self.tokenizer = tokenizer
         self.segmenter = segmenter
         self.max_sentence_tokens = int(max_sentence_tokens)
+        self._core = tokenizer._core
         # A word list (segmenter.words) is turned into offsets in C++, cheaper than numpy per document.
         # Long documents use word_starts, which segments piece by piece (bounded memory).
         if getattr(segmenter, "name", None) == "none":
@@ -309,7 +309,4 @@ class DocumentEncoder:
             starts = self._segment(text)
         except UnicodeEncodeError:  # lone surrogates (Rust segmenters refuse them): same length, same offsets
             starts = self._segment(_SURROGATES.sub("\ufffd", text))
-        ids, wwm, lengths, n_cjk, n_chars = self.tokenizer._core.encode_document(
-            _utf8(text), starts, self.max_sentence_tokens
-        )
-        return EncodedDocument(ids, wwm, lengths, int(n_cjk), int(n_chars))
+        return EncodedDocument(*self._core.encode_document(_utf8(text), starts, self.max_sentence_tokens))
