@@ -12,6 +12,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+from transformers import RoFormerConfig as HFConfig
+from transformers import RoFormerForMaskedLM as HFMaskedLM
 
 import _export_util as U
 from export import from_pytorch, to_paddlenlp, to_pytorch
@@ -21,11 +24,6 @@ from export.pdparams import load_pdparams, save_pdparams
 from export.safetensors_io import float32_to_bf16_bits, read_safetensors
 from export.state_dict_adapter import HF_TIED, ROTARY_KEY, SIDE_FILE, expected_ours, ours_to_hf, sinusoidal_table
 from export.verify import hf_mlm_logits, max_abs_diff, paddle_mlm_logits, probe_batch
-
-torch = pytest.importorskip("torch")  # the test environment has it (setup.py extra "test")
-transformers = pytest.importorskip("transformers")
-from transformers import RoFormerConfig as HFConfig  # noqa: E402
-from transformers import RoFormerForMaskedLM as HFMaskedLM  # noqa: E402
 
 # transformers 5.x: RoFormerForMaskedLM._tied_weights_keys = {target: source}
 TIED_5X = {
