@@ -271,14 +271,19 @@ def get_samples_mapping(
     params["idx_sha256"] = idx_content_hash(ds.prefix)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
     cache_dir = cache_dir if cache_dir is not None else os.path.dirname(os.path.abspath(ds.prefix))
-    os.makedirs(cache_dir, exist_ok=True)
     stem = os.path.join(cache_dir, f"{os.path.basename(ds.prefix)}_{name}_samples_{key[:16]}")
     npy_path, json_path = stem + ".npy", stem + ".json"
 
     hit = _load_cached(npy_path, json_path, key, len(ds.sizes))
     cache_hit = hit is not None
     if hit is None:
-        with open(stem + ".lock", "a+") as lock:
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            lock = open(stem + ".lock", "a+")
+        except OSError as e:
+            raise OSError(f"{cache_dir}: cannot write the sample index cache there ({e.strerror}); "
+                          f"pass cache_dir= a writable directory") from None
+        with lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # blocks until the builder is done
             try:
                 hit = _load_cached(npy_path, json_path, key, len(ds.sizes))

@@ -189,6 +189,13 @@ def test_prefix_stable_when_max_num_samples_grows():
     two = build_samples_mapping(doc_idx, sizes, num_epochs=2, max_num_samples=None, **kw)
     three = build_samples_mapping(doc_idx, sizes, num_epochs=3, max_num_samples=None, **kw)
     np.testing.assert_array_equal(three[:len(two)], two)
+    # a bigger partial epoch (taken through an inverted index permutation in C++) equals the
+    # start of the whole epoch (shuffled in place)
+    doc_idx, sizes = synthetic(30000, seed=5)
+    whole = build_samples_mapping(doc_idx, sizes, num_epochs=2, max_num_samples=None, **kw)
+    for k in (len(whole) // 2 + 1, len(whole) // 2 + 12345, len(whole) - 1):
+        np.testing.assert_array_equal(build_samples_mapping(doc_idx, sizes, max_num_samples=k, **dict(kw, num_epochs=None)),
+                                      whole[:k])
 
 
 def test_num_epochs_handling():
@@ -298,6 +305,7 @@ def test_no_qualifying_document_is_an_error_not_a_hang(doc_idx, min_sent, needle
         (dict(min_num_sent=0), "min_num_sent=0"),
         (dict(seed=-1), "seed=-1"),
         (dict(doc_idx=np.zeros((2, 2), np.int64)), "doc_idx"),
+        (dict(num_epochs=None, max_num_samples=10 ** 15), "GiB"),  # refused up front, not after hours
     ],
 )
 def test_bad_arguments(change, needle):
@@ -374,6 +382,10 @@ def test_cache_roundtrip_keys_and_damage(tmp_path):
         assert not s["cache_hit"], damage
         np.testing.assert_array_equal(r, expect)
     assert not [p for p in os.listdir(tmp_path) if ".tmp." in p]
+    # an unusable cache location is a clear error naming it
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(OSError, match="cannot write the sample index cache"):
+        get_samples_mapping(prefix, (10, 150), cache_dir=str(tmp_path / "a_file" / "sub"), **CACHE_KW)
 
 
 def test_cache_key_follows_index_content(tmp_path):
