@@ -7,7 +7,8 @@ Selection is by *kernel set* name, not by model config, so a checkpoint never de
   - ``"sdpa"``:  attention through ``paddle.nn.functional.scaled_dot_product_attention`` (Paddle picks the
     backend: flash / memory-efficient / math). Also runs on CPU fp32 (math backend), so it is tested here.
   - ``"flash"``: sdpa restricted to the flash-attention backend, plus the fused rotary kernel
-    (``fused_rotary_position_embedding``) and the fused bias+GELU kernel (``fused_bias_act``). GPU, fp16/bf16.
+    (``fused_rotary_position_embedding``) and the fused bias+GELU kernel (``fused_bias_act``) where this Paddle
+    build registers them. GPU, fp16/bf16.
   - ``"auto"`` (default): ``"flash"``'s kernels when the tensors are on a GPU in fp16/bf16 and the kernels exist
     in this Paddle build (sdpa keeps its own backend choice), else ``"plain"``.
 
@@ -73,16 +74,11 @@ def resolve(kernel_set: str, x: paddle.Tensor) -> tuple[str, bool, bool]:
         return "plain", False, False
     if kernel_set == "sdpa":
         return "sdpa", False, False
+    fused = (_kernel_available("fused_rotary_position_embedding"), _kernel_available("fused_bias_act"))
     if kernel_set == "flash":
-        return "flash", True, True
-    on_gpu = not x.place.is_cpu_place()
-    half = x.dtype in (paddle.float16, paddle.bfloat16)
-    if on_gpu and half:
-        return (
-            "sdpa",
-            _kernel_available("fused_rotary_position_embedding"),
-            _kernel_available("fused_bias_act"),
-        )
+        return ("flash", *fused)
+    if not x.place.is_cpu_place() and x.dtype in (paddle.float16, paddle.bfloat16):
+        return ("sdpa", *fused)
     return "plain", False, False
 
 
