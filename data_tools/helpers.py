@@ -52,6 +52,16 @@ def _check_int(name: str, value, minimum: int, allow_none: bool = False):
     return int(value)
 
 
+def _dtype_name(dtype) -> str:
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in ("int64", "uint32"):
+        raise ValueError(f"dtype={dtype!r}: expected int64 or uint32")
+    return name
+
+
 def _special_tokens(binary_head: bool) -> int:
     return 3 if binary_head else 2
 
@@ -105,9 +115,7 @@ def build_samples_mapping(
         raise ValueError(f"short_seq_prob={short_seq_prob!r}: expected a probability in [0, 1]") from None
     if not 0.0 <= short_seq_prob <= 1.0:
         raise ValueError(f"short_seq_prob={short_seq_prob!r}: expected a probability in [0, 1]")
-    dtype = np.dtype(dtype)
-    if dtype not in _OUT_DTYPES:
-        raise ValueError(f"dtype={dtype}: expected int64 or uint32")
+    dtype = np.dtype(_dtype_name(dtype))
     # No copies for the usual memmap inputs (int64 doc_idx, int32 sizes, contiguous).
     doc_idx = np.ascontiguousarray(doc_idx, dtype=np.int64)
     sizes = np.ascontiguousarray(sizes, dtype=np.int32)
@@ -255,10 +263,17 @@ def get_samples_mapping(
         raise ValueError(f"doc_range={doc_range!r}: expected 0 <= start <= end <= {ds.n_docs} (documents in {ds.prefix})")
     if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"name={name!r}: expected a non-empty file-name-safe label such as 'train'")
+    if min_num_sent is None:  # the same key whether the default is spelled out or not
+        min_num_sent = 2 if binary_head else 1
+
+    def plain(v):  # numpy scalars -> Python, for the JSON key (bad values are reported by the build)
+        return v.item() if isinstance(v, np.generic) else v
+
     params = dict(
-        algorithm=ALGORITHM_VERSION, doc_range=[start, end], num_epochs=num_epochs, max_num_samples=max_num_samples,
-        max_seq_len=max_seq_len, short_seq_prob=float(short_seq_prob), seed=seed, min_num_sent=min_num_sent,
-        binary_head=bool(binary_head), dtype=np.dtype(dtype).name,
+        algorithm=ALGORITHM_VERSION, doc_range=[start, end], num_epochs=plain(num_epochs),
+        max_num_samples=plain(max_num_samples), max_seq_len=plain(max_seq_len), short_seq_prob=plain(short_seq_prob),
+        seed=plain(seed), min_num_sent=plain(min_num_sent), binary_head=bool(binary_head),
+        dtype=_dtype_name(dtype),
     )
 
     def build():
@@ -269,7 +284,7 @@ def get_samples_mapping(
         )
 
     params["idx_sha256"] = idx_content_hash(ds.prefix)
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps(params, sort_keys=True, default=repr).encode()).hexdigest()
     cache_dir = cache_dir if cache_dir is not None else os.path.dirname(os.path.abspath(ds.prefix))
     stem = os.path.join(cache_dir, f"{os.path.basename(ds.prefix)}_{name}_samples_{key[:16]}")
     npy_path, json_path = stem + ".npy", stem + ".json"

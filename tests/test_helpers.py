@@ -305,7 +305,8 @@ def test_no_qualifying_document_is_an_error_not_a_hang(doc_idx, min_sent, needle
         (dict(min_num_sent=0), "min_num_sent=0"),
         (dict(seed=-1), "seed=-1"),
         (dict(doc_idx=np.zeros((2, 2), np.int64)), "doc_idx"),
-        (dict(num_epochs=None, max_num_samples=10 ** 15), "GiB"),  # refused up front, not after hours
+        (dict(num_epochs=None, max_num_samples=10 ** 15), "GiB"),
+        (dict(dtype=np.float32), "dtype="),  # refused up front, not after hours
     ],
 )
 def test_bad_arguments(change, needle):
@@ -358,6 +359,10 @@ def test_cache_roundtrip_keys_and_damage(tmp_path):
     assert st2["cache_hit"] and st2["cache_path"] == st["cache_path"]
     np.testing.assert_array_equal(rows2, expect)
     assert st2["docs"] == 140 and st2["samples_per_epoch"] == st["samples_per_epoch"]
+    # numpy scalars and the spelled-out default give the same key
+    _, st2b = get_samples_mapping(prefix, (np.int64(10), 150), return_stats=True,
+                                  **dict(CACHE_KW, seed=np.int64(4), min_num_sent=2))
+    assert st2b["cache_hit"] and st2b["cache_path"] == st["cache_path"]
     # any parameter or the range changes the key
     _, s3 = get_samples_mapping(prefix, (10, 150), return_stats=True, **dict(CACHE_KW, seed=5))
     _, s4 = get_samples_mapping(prefix, (10, 151), return_stats=True, **CACHE_KW)
