@@ -144,6 +144,14 @@ def test_parity_tiny_random(tiny):
     assert batch["attention_mask"][0].sum() == cfg["max_position_embeddings"]  # one row at full length
     assert batch["attention_mask"].min() == 0 and batch["token_type_ids"].max() == 1  # padding, two segments
     assert diff <= 1e-5
+    # and against PaddleNLP's RoFormer as a second, independent Paddle reference
+    import paddle
+
+    ref = U.paddlenlp_model(cfg, state)
+    with paddle.no_grad():
+        pn = ref(**{k: paddle.to_tensor(v) for k, v in batch.items()})
+    pn = (pn[0] if isinstance(pn, (tuple, list)) else pn).numpy()
+    assert max_abs_diff(pn, hf_mlm_logits(tiny[3], batch), batch["attention_mask"]) <= 1e-5
 
 
 def test_parity_factorized_rotary_value_and_verify_flag(tmp_path, capsys):
