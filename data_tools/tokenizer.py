@@ -5,8 +5,9 @@ per-character lowercasing, control-character removal, whitespace normalisation, 
 character its own token, NFC, lowercasing + accent stripping (NFD, drop ``Mn``), punctuation
 split, greedy longest-match-first WordPiece with ``##`` and ``[UNK]`` for unknown words and
 words over 100 characters.  Text is always plain text: a literal ``[MASK]`` in a document is
-tokenized as ``[`` ``mask`` ``]`` (transformers' ``split_special_tokens=True``), never as the
-special id, so corpus text cannot inject control tokens.
+tokenized as ``[`` ``mask`` ``]``, never as the special id, so corpus text cannot inject control
+tokens.  ``keep_special_tokens=True`` gives the references' behaviour instead (the five special
+tokens written literally in the text become their ids).
 
 ``flavor="paddlenlp"`` reproduces ``paddlenlp.transformers.BertTokenizer`` instead, which differs
 in two ways: it also splits at Unicode symbols (``S*``, e.g. emoji, ``+``, ``¥``) and it skips NFC.
@@ -206,12 +207,15 @@ def _utf8(text: str) -> bytes:
 class BertTokenizer:
     """BERT BasicTokenizer + WordPiece over a vocab.txt; ids as transformers.BertTokenizer."""
 
-    def __init__(self, vocab_file, do_lower_case: bool = True, flavor: str = "transformers"):
+    def __init__(self, vocab_file, do_lower_case: bool = True, flavor: str = "transformers",
+                 keep_special_tokens: bool = False):
         if flavor not in FLAVORS:
             raise ValueError(f"flavor={flavor!r}: expected one of {', '.join(FLAVORS)}")
         self.vocab_file = os.fspath(vocab_file)
         self.do_lower_case = bool(do_lower_case)
         self.flavor = flavor
+        self.keep_special_tokens = bool(keep_special_tokens)
+        self._special_re = re.compile("(" + "|".join(re.escape(t) for t in REQUIRED_SPECIALS) + ")")
         self.vocab = load_vocab(self.vocab_file)
         with open(self.vocab_file, "rb") as f:
             self.vocab_sha256 = hashlib.sha256(f.read()).hexdigest()
@@ -236,10 +240,11 @@ class BertTokenizer:
         self._core = _text_core.Tokenizer(tokens, self.unk_id, flags, map_cps, map_texts, fallback)
 
     def __getstate__(self):
-        return {"vocab_file": self.vocab_file, "do_lower_case": self.do_lower_case, "flavor": self.flavor}
+        return {"vocab_file": self.vocab_file, "do_lower_case": self.do_lower_case, "flavor": self.flavor,
+                "keep_special_tokens": self.keep_special_tokens}
 
     def __setstate__(self, state):
-        self.__init__(state["vocab_file"], state["do_lower_case"], state["flavor"])
+        self.__init__(**state)
 
     def __repr__(self):
         return (
@@ -249,6 +254,13 @@ class BertTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Token ids (int32) of `text`, without [CLS]/[SEP]."""
+        if self.keep_special_tokens and "[" in text:
+            parts = self._special_re.split(text)  # odd indices are the special tokens
+            if len(parts) > 1:
+                return np.concatenate([
+                    np.array([self.vocab[p]], np.int32) if k % 2 else self._core.encode(_utf8(p))
+                    for k, p in enumerate(parts)
+                ])
         return self._core.encode(_utf8(text))
 
     def tokenize(self, text: str) -> list[str]:

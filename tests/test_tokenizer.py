@@ -12,7 +12,8 @@ import _text_util as U
 from data_tools.segment import make_segmenter
 from data_tools.tokenizer import BertTokenizer, DocumentEncoder, VocabError, load_vocab
 
-# Literal special tokens are plain text for us (see tokenizer.py); the references keep them.
+# Literal special tokens are plain text by default (see tokenizer.py); test_literal_special_tokens
+# covers them, with keep_special_tokens=True against the references.
 PARITY_STRINGS = [s for s in U.TEST_STRINGS if "[MASK]" not in s]
 
 POOLS = [
@@ -94,11 +95,30 @@ def test_flavors_agree_without_symbols(vocab):
     assert b.tokenize("abc☃") == ["ab", "##c", "[UNK]"]  # PaddleNLP splits the symbol off
 
 
-def test_literal_special_tokens_are_plain_text(vocab):
-    tok = BertTokenizer(vocab)
+def test_literal_special_tokens(vocab, lower):
+    tok = BertTokenizer(vocab, do_lower_case=lower)
     ids = tok.encode("[MASK] [CLS] x[SEP]")
     assert not np.isin(ids, tok.special_ids).any()
-    assert tok.tokenize("[MASK]") == ["[", "mask", "]"]
+    assert tok.tokenize("[MASK]") == (["[", "mask", "]"] if lower else ["[", "M", "##A", "##S", "##K", "]"])
+    # keep_special_tokens=True: exactly the references, literal specials included
+    texts = [s for s in U.TEST_STRINGS if "[MASK]" in s] + ["[PAD] [CLS] 中 [UNK]", "a[MASK]b [mask] 中[SEP]文[UNK]"]
+    ref = BertTokenizer(vocab, do_lower_case=lower, keep_special_tokens=True)
+    ours = [ref.encode(t).tolist() for t in texts]
+    assert ours == [tok_ids for tok_ids in _hf_keep(vocab, texts, lower)]
+    assert tok.mask_id in ours[0]
+    from paddlenlp.transformers import BertTokenizer as PaddleBertTokenizer
+
+    pd = PaddleBertTokenizer(vocab, do_lower_case=lower)
+    # PaddleNLP keeps a literal special only between word boundaries ("a[MASK]b" stays text): compare
+    # where the two references agree
+    assert ours[:2] == [pd.convert_tokens_to_ids(pd.tokenize(t)) for t in texts[:2]]
+
+
+def _hf_keep(vocab, texts, lower):
+    from transformers import BertTokenizer as HFBertTokenizer
+
+    hf = HFBertTokenizer(vocab, do_lower_case=lower)
+    return [hf.convert_tokens_to_ids(hf.tokenize(t)) for t in texts]
 
 
 def test_attributes_and_decode(vocab):
