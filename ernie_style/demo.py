@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     curves = os.path.join(train_dir, "curves.png")
     _run([py, "-m", "ernie_style.plot", train_dir, "--out", curves])
     latest = os.path.join(train_dir, "checkpoints", "latest")
-    _run([py, "-m", "export.to_pytorch", latest, hf_dir, "--verify"])
+    _run([py, "-m", "export.to_pytorch", latest, hf_dir, "--verify", "--overwrite"])
 
     _fill_mask(hf_dir, "天气预报说，这个周末会转晴，适合全家一起出去走走！")  # a sentence of the corpus
 
