@@ -243,3 +243,17 @@ def test_empty_and_non_text_documents(enc_vocab):
     assert doc.sentence_lengths.tolist() == [2, 2]
     with pytest.raises(ValueError, match="max_sentence_tokens"):
         DocumentEncoder(tok, make_segmenter("none"), max_sentence_tokens=0)
+
+
+def test_encoder_invariants_on_fuzz(vocab):
+    """Any text: the encoder's ids are the tokenizer's, ## never starts a word, lengths add up."""
+    tok = BertTokenizer(vocab)
+    for name in ("none", "jieba", "rjieba"):
+        enc = DocumentEncoder(tok, make_segmenter(name), max_sentence_tokens=7)
+        for text in FUZZ[:150]:
+            doc = enc.encode(text)
+            np.testing.assert_array_equal(doc.ids, tok.encode(text))
+            cont = np.array([t.startswith("##") for t in tok.convert_ids_to_tokens(doc.ids)], bool)
+            assert not doc.wwm[cont].any()
+            assert doc.sentence_lengths.sum() == doc.ids.size and (doc.sentence_lengths > 0).all()
+            assert doc.sentence_lengths.max(initial=0) <= 7 and doc.n_chars == len(text)
