@@ -82,7 +82,8 @@ def load_vocab(path) -> dict[str, int]:
     vocab = {tok.rstrip("\n"): i for i, tok in enumerate(lines)}
     for special in REQUIRED_SPECIALS:
         if special not in vocab:
-            raise VocabError(f"{path}: required special token {special} is missing")
+            hint = " (the file starts with a UTF-8 byte-order mark)" if lines and lines[0].startswith("\ufeff") else ""
+            raise VocabError(f"{path}: required special token {special} is missing{hint}")
     return vocab
 
 

@@ -158,6 +158,11 @@ def test_vocab_errors(tmp_path):
     p.write_bytes(b"[PAD]\n[UNK]\n\xff\xfe\n")
     with pytest.raises(VocabError, match="not UTF-8"):
         load_vocab(p)
+    p.write_text("\ufeff[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", encoding="utf-8")
+    with pytest.raises(VocabError, match=r"\[PAD\] is missing \(the file starts with a UTF-8 byte-order mark\)"):
+        load_vocab(p)
+    with pytest.raises(VocabError, match="cannot read vocab"):
+        load_vocab(tmp_path)
     assert issubclass(VocabError, ValueError)
 
 
