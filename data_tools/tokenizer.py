@@ -295,7 +295,8 @@ class DocumentEncoder:
     (``，、：;,``), else before a word start, else at the limit.  Sentences without tokens vanish,
     so a document without tokens has no sentences.  Word starts come from `segmenter`, run once over
     the whole text; a token starts a word iff it is not a ``##`` continuation and its first
-    character's offset in the original text is a word start."""
+    character's offset in the original text is a word start.  Document text is always plain text
+    (a literal ``[MASK]`` is never the special id, whatever the tokenizer's keep_special_tokens)."""
 
     def __init__(self, tokenizer: BertTokenizer, segmenter, max_sentence_tokens: int = 510):
         if int(max_sentence_tokens) < 1:
