@@ -169,3 +169,30 @@ def test_long_documents_segment_in_pieces(tok, jieba_seg, sample_corpus, monkeyp
         got = DocumentEncoder(tok, seg).encode(text)
         monkeypatch.undo()
         np.testing.assert_array_equal(got.wwm, ref.wwm)
+
+
+class _BadSegmenter:
+    name = "bad"
+
+    def __init__(self, words):
+        self._w = words
+
+    def word_starts(self, text):
+        raise AssertionError("words() is used for short documents")
+
+    def words(self, text):
+        return self._w
+
+
+def test_segmenter_contract_is_checked(tok):
+    with pytest.raises(ValueError, match="strictly increasing"):
+        DocumentEncoder(tok, _Unordered()).encode("中国人民")
+    with pytest.raises(RuntimeError, match="cover 3 of 4 characters"):
+        DocumentEncoder(tok, _BadSegmenter(words=["中国", "人"])).encode("中国人民")
+
+
+class _Unordered:
+    name = "unordered"
+
+    def word_starts(self, text):
+        return np.array([0, 2, 1], np.int32)
