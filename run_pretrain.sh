@@ -7,7 +7,8 @@
 # No GPU: ${NPROC:-2} CPU processes (gloo).
 # Several machines: run the same command on every machine with IPS=host1,host2 (this machine's address
 # among them), or NNODES=N MASTER=host:port (one launcher per machine, the same MASTER everywhere).
-# Per-rank logs go to OUTPUT/log where OUTPUT = train.output_dir of the config + overrides.
+# Per-rank logs go to ${LOG_DIR:-OUTPUT/log} (multi-node: OUTPUT/log/HOSTNAME), OUTPUT = train.output_dir
+# of the config + overrides.  The output dir must be on a filesystem shared by all machines.
 # Example, the reference recipe on 4 GPUs:
 #   GPUS=0,1,2,3 ./run_pretrain.sh configs/roformer_base_wwm_cluecorpussmall.yaml \
 #       data.prefixes=[/data/clue/clue_corpus] data.vocab_file=/data/clue/vocab.txt
@@ -24,14 +25,21 @@ PYTHON="${PYTHON:-python}"
 # Validate config, data and batch sizes once, before any process starts (exit 2 with one message).
 "$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --check "$@" || exit $?
 OUTPUT="$("$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --print-output-dir "$@")"
-mkdir -p "$OUTPUT/log"
+if [ -n "${IPS:-}${NNODES:-}" ]; then
+    LOG_DIR="${LOG_DIR:-$OUTPUT/log/$(hostname)}"
+else
+    LOG_DIR="${LOG_DIR:-$OUTPUT/log}"
+fi
+mkdir -p "$LOG_DIR"
 
-LAUNCH=("$PYTHON" -m paddle.distributed.launch --log_dir "$OUTPUT/log")
+LAUNCH=("$PYTHON" -m paddle.distributed.launch --log_dir "$LOG_DIR")
 if [ -n "${IPS:-}" ]; then
     LAUNCH+=(--ips "$IPS")
 elif [ -n "${NNODES:-}" ]; then
     LAUNCH+=(--nnodes "$NNODES")
-    [ -n "${MASTER:-}" ] && LAUNCH+=(--master "$MASTER")
+    if [ -n "${MASTER:-}" ]; then
+        LAUNCH+=(--master "$MASTER")
+    fi
 fi
 
 has_gpu() {

@@ -313,8 +313,11 @@ class Trainer:
             "amp": self.amp.state_dict(),
             "config": self.cfg.to_dict(),
         }
+        # O2 keeps low-precision parameters (fp32 masters live in the optimizer); checkpoints are float32.
+        model_state = {k: (v.astype("float32") if v.dtype in (paddle.float16, paddle.bfloat16) else v)
+                       for k, v in self.inner.state_dict().items()}
         self.checkpointer.save(
-            self.step, model_state=self.inner.state_dict(), optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
+            self.step, model_state=model_state, optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
             trainer_state=state, model_config=self.cfg.model.to_dict(), vocab_file=self.cfg.data.vocab_file,
             do_lower_case=self.cfg.data.do_lower_case, sharded_optimizer=self.sharded_optimizer)
 

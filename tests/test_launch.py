@@ -73,15 +73,23 @@ def test_two_processes_through_run_pretrain_sh(data, reference, tmp_path):
     assert_close(final_weights(out), reference)
 
 
-def test_sharding_stage1_matches(data, reference, tmp_path):
+def test_sharding_stage1_matches_and_resumes(data, reference, tmp_path):
     out = tmp_path / "out"
-    over = U.tiny_overrides(*data, str(out), **{"train.micro_batch_size": 2, "train.global_batch_size": 8,
-                                                "dist.sharding_stage": 1})
-    p = U.launch(2, CONFIG, over, str(tmp_path / "log"))
+    shard = {"train.micro_batch_size": 2, "train.global_batch_size": 8, "dist.sharding_stage": 1,
+             "train.resume": "auto"}
+    p = U.launch(2, CONFIG, U.tiny_overrides(*data, str(out), **shard), str(tmp_path / "log"))
     assert p.returncode == 0, p.stdout[-2000:] + _details(tmp_path)
     files = set(os.listdir(out / "checkpoints" / "latest"))
     assert {"optimizer.rank0.pdopt", "optimizer.rank1.pdopt"} <= files  # optimizer states are sharded
+    assert "optimizer.pdopt" not in files
     assert_close(final_weights(out), reference)
+    # resume from the per-rank optimizer shards to step 5 == a straight 1-process run to step 5
+    p = U.launch(2, CONFIG, U.tiny_overrides(*data, str(out), **shard, **{"train.max_steps": 5}),
+                 str(tmp_path / "log2"))
+    assert p.returncode == 0, p.stdout[-2000:] + _details(tmp_path)
+    ref5 = tmp_path / "ref5"
+    assert run_pretrain.main(["--config", CONFIG, *U.tiny_overrides(*data, str(ref5), **{"train.max_steps": 5})]) == 0
+    assert_close(final_weights(out, 5), final_weights(ref5, 5))
 
 
 def _free_port():
@@ -91,16 +99,14 @@ def _free_port():
 
 
 def test_two_launchers_as_a_two_node_job(data, reference, tmp_path):
+    """run_pretrain.sh twice on this machine with NNODES=2 MASTER=127.0.0.1:PORT NPROC=1: one 2-rank job."""
     out = tmp_path / "out"
     over = U.tiny_overrides(*data, str(out), **{"train.micro_batch_size": 4})
     master = f"127.0.0.1:{_free_port()}"
-    procs = []
-    for node in range(2):
-        cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master", master,
-               "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{node}"),
-               sys.executable, "-m", "ernie_style.run_pretrain", "--config", CONFIG, *over]
-        procs.append(subprocess.Popen(cmd, cwd=U.REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True))
+    procs = [subprocess.Popen(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env=_env(NNODES="2", MASTER=master, NPROC="1", LOG_DIR=str(tmp_path / f"log{node}")))
+             for node in range(2)]
     outs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs) + _details(tmp_path)
     assert "2 rank(s)" in open(out / "train.log").read()

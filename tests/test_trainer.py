@@ -103,6 +103,11 @@ def test_checkpoint_contents(ref_run):
     assert any(k.startswith("roformer.encoder.layers.0.linear1.weight/") for k in opt)  # structured names
 
 
+def test_dataloader_workers_give_the_same_batches(data, ref_run, tmp_path):
+    assert run(data, tmp_path, **{"data.num_workers": 1}) == 0
+    assert_same_weights(weights(ref_run, 3), weights(tmp_path, 3), tol=0)
+
+
 def test_recompute_gives_the_same_losses(data, ref_run, tmp_path):
     assert run(data, tmp_path, **{"train.recompute": True}) == 0
     assert "recompute: 2 encoder layers" in open(os.path.join(tmp_path, "train.log")).read()
