@@ -9,8 +9,9 @@ How samples are cut (Megatron-LM / PaddleNLP ``build_mapping``, see helpers.cpp 
 differences): per epoch, documents are walked in order; a document with fewer than
 ``min_num_sent`` sentences is skipped and counted; sentences are accumulated until their
 tokens reach the sample's target length, and the sample is cut there if it has at least
-``min_num_sent`` sentences and at least ``min_num_sent`` remain in the document; the
-document's end always closes a sample.  So every sample has >= ``min_num_sent`` sentences,
+``min_num_sent`` sentences and at least ``max(2, min_num_sent)`` remain in the document
+(a lone last sentence stays with the sample before it); the document's end always closes a
+sample.  So every sample has >= ``min_num_sent`` sentences,
 a long document gives several samples, and a sample may exceed its target (a sentence
 longer than the target, or the document's end) -- the dataset truncates.  The target is
 ``max_seq_len`` minus the special tokens (3 for ``[CLS] A [SEP] B [SEP]``, 2 without the
@@ -38,7 +39,7 @@ from . import _helpers
 logger = logging.getLogger(__name__)
 
 # Bump when the algorithm's output changes: old cache files are then not reused.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
 _OUT_DTYPES = {np.dtype(np.int64): _helpers.build_samples_mapping_int64,
                np.dtype(np.uint32): _helpers.build_samples_mapping_uint32}
 

@@ -71,7 +71,7 @@ def ref_epoch(doc_idx, sizes, max_len, prob, seed, epoch, min_sent):
         for s in range(first, last):
             tokens += int(sizes[s])
             left = last - s - 1
-            if left == 0 or (tokens >= t and s + 1 - start >= min_sent and left >= min_sent):
+            if left == 0 or (tokens >= t and s + 1 - start >= min_sent and left >= max(2, min_sent)):
                 rows.append([start, s + 1, t])
                 if left == 0:
                     break
@@ -144,7 +144,8 @@ def test_matches_python_reference(kw):
     assert stats["docs"] == 210
 
 
-def test_same_samples_as_paddlenlp_helpers():
+@pytest.mark.parametrize("min_sent", [1, 2])
+def test_same_samples_as_paddlenlp_helpers(min_sent):
     """Without short sequences the cut is deterministic: the set of samples equals PaddleNLP's
     (tool_helpers.build_mapping, Megatron's algorithm), except that PaddleNLP drops documents
     holding a sentence over 512 tokens and we keep them."""
@@ -152,14 +153,15 @@ def test_same_samples_as_paddlenlp_helpers():
     doc_idx, sizes = synthetic(400, seed=3)
     sizes[int(doc_idx[7]) + 1] = 700  # document 7 (has >= 2 sentences?) gets a very long sentence
     ours = build_samples_mapping(doc_idx, sizes, num_epochs=1, max_num_samples=None, max_seq_len=128,
-                                 short_seq_prob=0.0, seed=5, min_num_sent=2)
-    theirs = tool_helpers.build_mapping(doc_idx, sizes, 1, np.iinfo(np.int64).max - 1, 125, 0.0, 5, False, 2)
+                                 short_seq_prob=0.0, seed=5, min_num_sent=min_sent)
+    theirs = tool_helpers.build_mapping(doc_idx, sizes, 1, np.iinfo(np.int64).max - 1, 125, 0.0, 5, False, min_sent)
     ours_set = set(map(tuple, ours.tolist()))
     theirs_set = set(map(tuple, theirs.astype(np.int64).tolist()))
     assert theirs_set <= ours_set
     extra = ours_set - theirs_set
     long_docs = {int(np.searchsorted(doc_idx, a, side="right") - 1) for a, _, _ in extra}
     assert doc_idx[8] - doc_idx[7] >= 2 and long_docs == {7}
+    assert len(theirs_set) > 300
 
 
 def test_determinism_and_seed():
