@@ -184,7 +184,13 @@ class Trainer:
             self.text(f"resume: initialised weights from model dir {resume_dir} (fresh optimizer, step 0)")
             resume_dir = None
         elif resume_dir:
-            self.model.set_state_dict(paddle.load(os.path.join(resume_dir, ckpt.MODEL_STATE)))
+            with open(os.path.join(resume_dir, ckpt.MODEL_CONFIG), encoding="utf-8") as f:
+                saved = json.load(f)
+            diff = sorted(k for k, v in cfg.model.to_dict().items() if saved.get(k, v) != v)
+            if diff:
+                raise ConfigError(f"model.{diff[0]}={getattr(cfg.model, diff[0])!r}: the checkpoint {resume_dir} "
+                                  f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
+            load_state_dict_checked(self.model, paddle.load(os.path.join(resume_dir, ckpt.MODEL_STATE)))
         if t.recompute:
             self.text(f"recompute: {apply_recompute(self.model)} encoder layers")
         self.scheduler = WarmupLinearDecay(cfg.optim)

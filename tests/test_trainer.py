@@ -127,6 +127,9 @@ def test_resume_extends_max_steps_exactly_with_dropout(data, tmp_path):
     log = open(os.path.join(resumed, "train.log")).read()
     assert "resume: from " in log and "step_00000003" in log
 
+    # A checkpoint of another architecture is refused with the differing key, before any step.
+    assert run(data, resumed, **drop, **{"train.max_steps": 6, "train.resume": "auto", "model.hidden_size": 64}) == 2
+
     # A damaged newest checkpoint is refused; auto falls back to the previous one and reaches the same state.
     target = os.path.join(resumed, "checkpoints", "step_00000006", "model_state.pdparams")
     os.truncate(target, os.path.getsize(target) - 7)
