@@ -468,3 +468,26 @@ def test_concurrent_processes_build_once(tmp_path):
     assert len({(h, s) for _, h, s in results}) == 1
     expect = build_samples_mapping(doc_idx, sizes, **{k: v for k, v in CACHE_KW.items() if k != "name"})
     assert results[0][1] == hashlib.sha256(expect.tobytes()).hexdigest()
+
+
+def test_gil_released_during_build():
+    """Another Python thread keeps running while the index is built (the heavy loop releases the GIL)."""
+    import threading
+
+    rng = np.random.default_rng(0)
+    per_doc = rng.integers(1, 30, 400_000)
+    doc_idx = np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64)
+    sizes = rng.integers(2, 40, int(doc_idx[-1]), dtype=np.int32)
+    worker = threading.Thread(target=build_samples_mapping, args=(doc_idx, sizes),
+                              kwargs=dict(num_epochs=6, max_num_samples=None, max_seq_len=512,
+                                          short_seq_prob=0.1, seed=0))
+    t0 = last = time.perf_counter()
+    worker.start()
+    max_gap = 0.0
+    while worker.is_alive():
+        now = time.perf_counter()
+        max_gap = max(max_gap, now - last)
+        last = now
+    duration = time.perf_counter() - t0
+    assert duration > 0.1, "the build was too short to tell"
+    assert max_gap < duration / 2, f"main thread stalled {max_gap:.3f} s of a {duration:.3f} s build"
