@@ -822,9 +822,9 @@ def preprocess(args) -> dict:
     resumed = store.open()
     done_bytes = store.total().input_bytes
     total = None if any(p.endswith(".gz") for p in args.input) else sum(i["bytes"] for i in inputs)
-    progress = _Progress(total, done_bytes, args.quiet)
     run = _Run(args, settings, store, list(args.input))
-    executor = _Executor(settings, args.workers, tok, seg)
+    executor = _Executor(settings, args.workers, tok, seg)  # fork before tqdm starts its monitor thread
+    progress = _Progress(total, done_bytes, args.quiet)
     ok = False
     try:
         run.run(executor, progress)
@@ -944,7 +944,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        meta = preprocess(args)
+        try:
+            meta = preprocess(args)
+        except KeyboardInterrupt:
+            print(f"interrupted: committed shards kept in {args.output_prefix}.shards; "
+                  f"rerun the same command to resume", file=sys.stderr)
+            return 130
         if not args.quiet:
             print(summary_table(meta))
         return 0
