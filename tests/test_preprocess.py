@@ -114,6 +114,19 @@ def test_split_pieces_prefers_sentence_ends():
     assert all(p.endswith("。") for p in pieces[:-5])
 
 
+def _processes_mentioning(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
 def test_kill9_resume_is_byte_identical(tmp_path, vocab):
     docs = U.sample_docs()
     rng = np.random.default_rng(0)
@@ -147,6 +160,12 @@ def test_kill9_resume_is_byte_identical(tmp_path, vocab):
     proc.wait()
     assert shards >= 2
     assert not os.path.exists(out + ".idx") and not os.path.exists(out + ".meta.json")
+    # the pool workers die with their parent (PR_SET_PDEATHSIG), no orphans keep running
+    for _ in range(100):
+        if not _processes_mentioning(out):
+            break
+        time.sleep(0.05)
+    assert not _processes_mentioning(out)
 
     # different settings are refused, with one line, and the committed shards survive
     r = subprocess.run(cmd + ["--min-doc-chars", "3"], env=env, cwd=U.REPO, capture_output=True, text=True)
@@ -215,6 +234,7 @@ def test_bad_input_accounting_jsonl_gz(tmp_path, vocab):
         json.dumps(["a", "list"]),
         "",
         json.dumps({"text": DOCS[2], "id": 7}, ensure_ascii=False),
+        '{"text": "\\ud800 lone surrogate escape in JSON, kept: 北京大学的学生在图书馆里读书。"}',
     ]
     path = tmp_path / "bad.jsonl.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:
@@ -224,7 +244,7 @@ def test_bad_input_accounting_jsonl_gz(tmp_path, vocab):
     meta = _meta(prefix)
     assert meta["skipped"] == {"malformed_json": 1, "missing_key": 2, "non_string_value": 1, "empty": 1}
     assert meta["skipped_first"]["missing_key"] == [f"{path}:3", f"{path}:5"]
-    assert meta["counts"]["docs_in"] == 7 and meta["counts"]["docs_out"] == 2
+    assert meta["counts"]["docs_in"] == 8 and meta["counts"]["docs_out"] == 3
 
 
 def test_input_formats_agree(tmp_path, vocab):
