@@ -820,15 +820,18 @@ def preprocess(args) -> dict:
     fingerprint = _fingerprint(args, inputs, tok, seg, settings)
     store = ShardStore(prefix, fingerprint)
     resumed = store.open()
-    done_bytes = store.total().input_bytes
+    done = store.total()  # what earlier, interrupted runs already committed
+    done_bytes = done.input_bytes
     total = None if any(p.endswith(".gz") for p in args.input) else sum(i["bytes"] for i in inputs)
     run = _Run(args, settings, store, list(args.input))
     executor = _Executor(settings, args.workers, tok, seg)  # fork before tqdm starts its monitor thread
     progress = _Progress(total, done_bytes, args.quiet)
     ok = False
+    t_run = time.time()
     try:
         run.run(executor, progress)
         ok = True
+        t_run = time.time() - t_run
     except OSError as e:
         raise UserError(f"{describe_os_error(e, 'writing ' + prefix)}; nothing final was written"
                         f" (committed shards kept in {store.dir}: rerun to resume)") from None
@@ -880,7 +883,10 @@ def preprocess(args) -> dict:
         "repaired": dict(sorted(acct.repaired.items())),
         "repaired_first": dict(sorted(acct.repaired_first.items())),
         "files": files,
-        "run": {"workers": args.workers, "elapsed_s": round(elapsed, 3), "resumed": resumed,
+        "run": {"workers": args.workers, "elapsed_s": round(elapsed, 3), "processing_s": round(t_run, 3),
+                "processed": {"input_bytes": acct.input_bytes - done.input_bytes,
+                              "docs_in": acct.docs_in - done.docs_in, "tokens": acct.tokens - done.tokens},
+                "resumed": resumed,
                 "shards": len(store.shards)},
     }
     write_json_atomic(meta_path(prefix), meta)
@@ -891,6 +897,8 @@ def preprocess(args) -> dict:
 def summary_table(meta: dict) -> str:
     c = meta["counts"]
     elapsed = meta["run"]["elapsed_s"]
+    busy = meta["run"]["processing_s"]
+    p = meta["run"]["processed"]
     rows = [
         ("docs in", f"{c['docs_in']:,}"),
         ("docs out", f"{c['docs_out']:,}"),
@@ -902,10 +910,11 @@ def summary_table(meta: dict) -> str:
     rows += [
         ("sentences", f"{c['sentences']:,}"),
         ("tokens", f"{c['tokens']:,}"),
-        ("input", f"{human_bytes(c['input_bytes'])} at {c['input_bytes'] / 1e6 / max(elapsed, 1e-9):.2f} MB/s, "
-                  f"{c['docs_in'] / max(elapsed, 1e-9):,.0f} docs/s"),
-        ("elapsed", f"{elapsed:.1f} s ({meta['run']['workers']} workers"
-                    f"{', resumed' if meta['run']['resumed'] else ''})"),
+        ("input", human_bytes(c["input_bytes"])),
+        ("speed", f"{p['input_bytes'] / 1e6 / max(busy, 1e-9):.2f} MB/s, {p['docs_in'] / max(busy, 1e-9):,.0f} docs/s"
+                  f", {p['tokens'] / max(busy, 1e-9):,.0f} tokens/s while processing"
+                  f"{' (this run; the rest was resumed from shards)' if meta['run']['resumed'] else ''}"),
+        ("elapsed", f"{elapsed:.1f} s, of which {busy:.1f} s processing ({meta['run']['workers']} workers)"),
     ]
     for ext, f in meta["files"].items():
         rows.append((f"output {ext}", f"{f['path']}  {human_bytes(f['bytes'])}"))
