@@ -350,3 +350,43 @@ def test_disk_full_cleans_up(tmp_path, vocab, capsys, monkeypatch, where):
     clean = str(tmp_path / "clean")
     assert _run(corpus, vocab, clean) == 0
     assert U.read_bytes(prefix) == U.read_bytes(clean)
+
+
+@pytest.mark.parametrize("layout", ["line_txt", "blank_txt_gz", "jsonl_gz"])
+def test_crash_then_resume_every_layout(tmp_path, vocab, monkeypatch, layout):
+    """A crash after a few committed shards, then the same command: identical to a clean run
+    (checks the recorded input positions, including seeking inside .gz and blank-line layouts)."""
+    docs = DOCS[:40]
+    if layout == "line_txt":
+        path, extra = U.write_lines(str(tmp_path / "c.txt"), docs), []
+    elif layout == "blank_txt_gz":
+        path, extra = str(tmp_path / "c.txt.gz"), ["--doc-separator", "blank"]
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            for d in docs:
+                f.write(d.replace("。", "。\n").rstrip("\n") + "\n\n")
+    else:
+        path, extra = str(tmp_path / "c.jsonl.gz"), []
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            for d in docs:
+                f.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
+    clean = tmp_path / "clean"
+    assert _run(path, vocab, clean, *extra) == 0
+    real_commit = preprocess.ShardStore.commit
+    commits = {"n": 0}
+
+    def crashing_commit(self, *a, **k):
+        real_commit(self, *a, **k)
+        commits["n"] += 1
+        if commits["n"] == 3:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(preprocess.ShardStore, "commit", crashing_commit)
+    prefix = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(path, vocab, prefix, "--shard-size-mb", "0.003", *extra)
+    assert not os.path.exists(str(prefix) + ".idx")
+    monkeypatch.undo()
+    assert _run(path, vocab, prefix, "--shard-size-mb", "0.003", *extra) == 0
+    assert _meta(prefix)["run"]["resumed"] is True
+    assert U.read_bytes(str(prefix)) == U.read_bytes(str(clean))
+    assert _meta(prefix)["counts"] == _meta(clean)["counts"]
