@@ -706,7 +706,7 @@ class _Run:
                 items.append((_JSON if _is_json_input(self.paths[rec.file]) else _TEXT, rec.raw))
                 descs.append((_TEXT, loc, rec.nbytes, None))
                 batch_bytes += len(rec.raw)
-            if batch_bytes >= _BATCH_BYTES or len(items) >= _BATCH_DOCS:
+            if batch_bytes >= _BATCH_BYTES or len(descs) >= _BATCH_DOCS:  # descs: skips count too
                 flush()
             shard_bytes += rec.nbytes
             last_end = (rec.file, rec.end_offset, rec.end_line)

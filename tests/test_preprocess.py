@@ -390,3 +390,14 @@ def test_crash_then_resume_every_layout(tmp_path, vocab, monkeypatch, layout):
     assert _meta(prefix)["run"]["resumed"] is True
     assert U.read_bytes(str(prefix)) == U.read_bytes(str(clean))
     assert _meta(prefix)["counts"] == _meta(clean)["counts"]
+
+
+def test_many_blank_lines_are_counted_in_bounded_batches(tmp_path, vocab):
+    corpus = tmp_path / "blank.txt"
+    corpus.write_text("\n" * 5000 + DOCS[0] + "\n" + "\n" * 5000 + DOCS[1] + "\n", encoding="utf-8")
+    prefix = tmp_path / "out"
+    assert _run(str(corpus), vocab, prefix) == 0
+    meta = _meta(prefix)
+    assert meta["skipped"] == {"empty": 10000}
+    assert meta["skipped_first"]["empty"] == [f"{corpus}:{i}" for i in range(1, 6)]
+    assert meta["counts"]["docs_in"] == 10002 and meta["counts"]["docs_out"] == 2
