@@ -401,3 +401,25 @@ def test_many_blank_lines_are_counted_in_bounded_batches(tmp_path, vocab):
     assert meta["skipped"] == {"empty": 10000}
     assert meta["skipped_first"]["empty"] == [f"{corpus}:{i}" for i in range(1, 6)]
     assert meta["counts"]["docs_in"] == 10002 and meta["counts"]["docs_out"] == 2
+
+
+def test_user_dict_and_max_sentence_tokens_reach_the_encoder(tmp_path, vocab):
+    import jieba
+
+    text = "北京大学的学生在图书馆里读书，读了一整天的书。"
+    corpus = U.write_lines(str(tmp_path / "c.txt"), [text])
+    user_dict = tmp_path / "words.dict"
+    user_dict.write_text("图书馆里读书 100\n", encoding="utf-8")
+    plain, custom = tmp_path / "plain", tmp_path / "custom"
+    assert _run(corpus, vocab, plain, "--max-sentence-tokens", "8") == 0
+    assert _run(corpus, vocab, custom, "--max-sentence-tokens", "8", "--user-dict", str(user_dict)) == 0
+    ds_plain, ds_custom = ixd.MMapIndexedDataset(str(plain)), ixd.MMapIndexedDataset(str(custom))
+    assert int(np.asarray(ds_plain.sizes).max()) <= 8 and int(np.asarray(ds_plain.sizes).sum()) == len(text)
+    assert np.array_equal(ds_plain.tokens, ds_custom.tokens)
+    starts = lambda ds: "".join(ch for ch, w in zip(text, ds.wwm) if w)  # one CJK char per token here
+    assert starts(ds_plain) == "".join(w[0] for w in jieba.lcut(text))
+    assert starts(ds_custom) != starts(ds_plain) and "图读" not in starts(ds_custom)
+    m = _meta(custom)
+    assert m["settings"]["max_sentence_tokens"] == 8
+    assert m["segmenter"]["user_dict_sha256"] == U.sha256(str(user_dict))
+    assert m["segmenter"]["dict_sha256"] != _meta(plain)["segmenter"]["dict_sha256"]
