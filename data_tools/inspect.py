@@ -18,8 +18,10 @@ from data_tools import indexed_dataset as ixd
 from data_tools.io_utils import UserError, format_table, human_bytes, read_meta, run_cli
 
 
-def load_vocab(path: str) -> List[str]:
+def load_vocab(path: str, from_meta: bool = False) -> List[str]:
     if not os.path.isfile(path):
+        if from_meta:
+            raise UserError(f"vocab {path} (named in meta.json): no such file; pass --vocab FILE")
         raise UserError(f"--vocab {path}: no such file")
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\r\n") for line in f]
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
             raise UserError(str(e)) from None
         print(stats(args.prefix, meta, ds))
         if args.doc is not None:
-            vocab = load_vocab(args.vocab or meta["vocab"]["path"])
+            vocab = load_vocab(args.vocab or meta["vocab"]["path"], from_meta=args.vocab is None)
             print()
             print(show_document(ds, args.doc, vocab))
         return 0
