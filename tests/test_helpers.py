@@ -421,11 +421,14 @@ def test_meta_checksum_shortcut(tmp_path):
     assert helpers.idx_content_hash(prefix) == real
     size = os.path.getsize(prefix + ".idx")
     recorded = "ab" * 32
-    meta = {"files": {"corpus.idx": {"sha256": recorded, "bytes": size}, "corpus.bin": {"sha256": "cd" * 32}}}
+    # the layout data_tools.preprocess writes
+    meta = {"files": {".idx": {"path": prefix + ".idx", "bytes": size, "sha256": recorded},
+                      ".bin": {"path": prefix + ".bin", "bytes": 10, "sha256": "cd" * 32}},
+            "vocab": {"sha256": "ef" * 32, "size": 21128}}
     with open(prefix + ".meta.json", "w") as f:
         json.dump(meta, f)
     assert helpers.idx_content_hash(prefix) == recorded
-    meta["files"]["corpus.idx"]["bytes"] = size + 8  # meta describes another index: hash the file
+    meta["files"][".idx"]["bytes"] = size + 8  # meta describes another index: hash the file
     with open(prefix + ".meta.json", "w") as f:
         json.dump(meta, f)
     assert helpers.idx_content_hash(prefix) == real
