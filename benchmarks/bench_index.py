@@ -6,7 +6,7 @@ Builds a synthetic index of CLUECorpusSmall's shape in memory -- 15M documents, 
 sentences (~16.7 per document, geometric), ~20 tokens per sentence (uniform 2..38), so about
 5B tokens -- times ``scale``, then runs, in this one process and on the same arrays:
 
-* ``data_tools.build_samples_mapping`` (int64 rows, and uint32 rows),
+* ``data_tools.build_samples_mapping`` (int64 rows, and uint32 rows = the default "auto" below 4.29B sentences),
 * ``tool_helpers.helpers.build_mapping`` (PaddleNLP's Megatron-derived helpers; uint32 rows),
 
 for one epoch, and for ``num_epochs=None`` with ``max_num_samples`` = 1.5 epochs (PaddleNLP
@@ -114,7 +114,7 @@ def main():
     }
     for title, sc in scenarios.items():
         calls = {
-            "ours int64": lambda sc=sc: build_samples_mapping(doc_idx, sizes, **sc, **common),
+            "ours int64": lambda sc=sc: build_samples_mapping(doc_idx, sizes, **sc, dtype=np.int64, **common),
             "ours uint32": lambda sc=sc: build_samples_mapping(doc_idx, sizes, **sc, dtype=np.uint32, **common),
         }
         if paddle_helpers is not None:

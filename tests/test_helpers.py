@@ -106,7 +106,7 @@ def synthetic(n_docs, seed=0, max_sents=8, max_tokens=100, single_frac=0.15):
 
 def check_rows(rows, doc_idx, sizes, max_len, min_sent):
     """Every row is a span inside one document, with >= min_sent sentences and a valid target."""
-    assert rows.dtype == np.int64 and rows.ndim == 2 and rows.shape[1] == 3
+    assert rows.dtype == np.uint32 and rows.ndim == 2 and rows.shape[1] == 3  # "auto": indices fit
     d = np.searchsorted(doc_idx, rows[:, 0], side="right") - 1
     assert (d >= 0).all() and (d < len(doc_idx) - 1).all()
     assert (rows[:, 1] <= doc_idx[d + 1]).all(), "a sample crosses a document boundary"
@@ -323,9 +323,10 @@ def test_bad_arguments(change, needle):
 def test_uint32_output_and_memmap_input(tmp_path):
     doc_idx, sizes = synthetic(100)
     kw = dict(num_epochs=2, max_num_samples=None, max_seq_len=64, short_seq_prob=0.1, seed=9)
-    a = build_samples_mapping(doc_idx, sizes, **kw)
+    a = build_samples_mapping(doc_idx, sizes, dtype=np.int64, **kw)
     b = build_samples_mapping(doc_idx, sizes, dtype=np.uint32, **kw)
-    assert b.dtype == np.uint32
+    assert a.dtype == np.int64 and b.dtype == np.uint32
+    np.testing.assert_array_equal(build_samples_mapping(doc_idx, sizes, **kw), b)  # "auto" picks uint32
     np.testing.assert_array_equal(a, b.astype(np.int64))
     part = build_samples_mapping(doc_idx, sizes, **dict(kw, max_num_samples=len(a) - 7), dtype=np.uint32)
     np.testing.assert_array_equal(part, b[:len(a) - 7])
