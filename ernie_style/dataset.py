@@ -30,7 +30,9 @@ constructor arguments; workers reopen the memory maps.
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -84,33 +86,32 @@ def split_boundaries(splits: Union[str, Sequence[float]], n_docs: int) -> List[i
 # --------------------------------------------------------------------------- vocabulary
 
 
-_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-
-
-def _read_vocab(vocab_file: str) -> List[str]:
+def _file_stamp(path: str):
     try:
-        with open(vocab_file, encoding="utf-8") as f:
-            tokens = [line.rstrip("\r\n") for line in f]
+        st = os.stat(path)
     except OSError as e:
-        raise FileNotFoundError(f"{vocab_file}: cannot read the vocabulary ({e.strerror})") from None
-    while tokens and tokens[-1] == "":
-        tokens.pop()
-    return tokens
+        raise FileNotFoundError(f"{path}: cannot read the vocabulary ({e.strerror})") from None
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(path: str, mtime_ns: int, size: int):
+    """One tokenizer per vocab file version (building it costs ~0.3 s; a run builds several datasets)."""
+    from data_tools.tokenizer import BertTokenizer
+
+    return BertTokenizer(path)
 
 
 class _Specials:
-    """Ids the dataset needs from ``vocab.txt`` (via ``data_tools.tokenizer``)."""
+    """Ids the dataset needs from ``vocab.txt``, taken from ``data_tools.tokenizer.BertTokenizer``."""
 
     def __init__(self, vocab_file: str):
-        tokens = _read_vocab(vocab_file)
-        index = {t: i for i, t in enumerate(tokens)}
-        missing = [t for t in _SPECIAL_TOKENS if t not in index]
-        if missing:
-            raise ValueError(f"{vocab_file}: missing special tokens {missing} (expected a BERT/ERNIE vocab.txt)")
-        self.vocab_size = len(tokens)
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (index[t] for t in _SPECIAL_TOKENS)
+        tok = _tokenizer(os.path.abspath(vocab_file), *_file_stamp(vocab_file))
+        self.vocab_size = int(tok.vocab_size)
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            int(tok.pad_id), int(tok.unk_id), int(tok.cls_id), int(tok.sep_id), int(tok.mask_id))
         special = np.zeros(self.vocab_size, dtype=bool)
-        special[[index[t] for t in _SPECIAL_TOKENS]] = True
+        special[np.asarray(tok.special_ids, dtype=np.int64)] = True  # every "[...]" token
         self.is_special = special  # [V] lookup table
         self.non_special_ids = np.flatnonzero(~special).astype(np.int64)  # random-replacement pool
         if self.non_special_ids.size == 0:

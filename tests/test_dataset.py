@@ -34,10 +34,12 @@ def _ds(prefix, vocab, **kw):
     return PretrainingDataset(prefix, vocab, **args)
 
 
-def _specials(vocab):
+def _vocab_ids(vocab):
+    """(ids of every "[...]" token, [CLS], [SEP], [MASK]) read straight from vocab.txt."""
     with open(vocab, encoding="utf-8") as f:
         toks = [line.rstrip("\n") for line in f]
-    return {toks.index(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}, toks
+    specials = np.array([i for i, t in enumerate(toks) if len(t) > 2 and t[0] == "[" and t[-1] == "]"])
+    return specials, toks.index("[CLS]"), toks.index("[SEP]"), toks.index("[MASK]")
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -131,9 +133,9 @@ def test_single_sentence_docs_and_no_binary_head(synth):
         assert (s["input_ids"] == SEP).sum() == 1 and s["input_ids"][-1] == SEP
 
 
-def _check_masking(ds, data, n, specials):
+def _check_masking(ds, data, n, vocab):
     """Counts for the statistics; asserts integrity, specials and positions on every sample."""
-    special_ids = np.array(sorted(specials))
+    special_ids, CLS, SEP, MASK = _vocab_ids(vocab)
     stats = dict(body=0, masked=0, mask=0, random=0, same=0, sop=[], words=0, ambiguous=0)
     for i in range(n):
         s = ds[i]
@@ -197,22 +199,14 @@ def _assert_statistics(stats):
 def test_masking_statistics_synthetic(synth):
     prefix, vocab = synth
     ds = _ds(prefix, vocab, num_samples=3000, max_seq_len=64)
-    specials, _ = _specials(vocab)
-    stats = _check_masking(ds, MMapIndexedDataset(prefix), len(ds), specials)
+    stats = _check_masking(ds, MMapIndexedDataset(prefix), len(ds), vocab)
     _assert_statistics(stats)
 
 
 def test_masking_statistics_sample_corpus(sample_data):
     ds = PretrainingDataset(sample_data.prefix, sample_data.vocab, splits="1,0,0", num_samples=4000,
                             max_seq_len=128, seed=11)
-    specials = set(int(i) for i in np.flatnonzero(ds.specials.is_special))
-    global CLS, SEP, MASK
-    saved = CLS, SEP, MASK
-    CLS, SEP, MASK = ds.specials.cls_id, ds.specials.sep_id, ds.specials.mask_id
-    try:
-        stats = _check_masking(ds, MMapIndexedDataset(sample_data.prefix), len(ds), specials)
-    finally:
-        CLS, SEP, MASK = saved
+    stats = _check_masking(ds, MMapIndexedDataset(sample_data.prefix), len(ds), sample_data.vocab)
     _assert_statistics(stats)
     assert stats["words"] > 10000
 
@@ -255,24 +249,52 @@ def test_determinism_two_objects_and_pickle(synth):
     assert any(not np.array_equal(ds1[i]["input_ids"], other[i]["input_ids"]) for i in range(10))
 
 
-def test_dataloader_workers_do_not_change_samples(synth):
-    import paddle
+_LOADER_SCRIPT = """
+import pickle, sys
+import numpy as np
+import paddle
+from ernie_style.dataset import Collator
+
+ds = pickle.load(open(sys.argv[1], "rb"))
+out = {}
+for workers in (2, 0):  # workers first: fork before this process has any paddle threads
+    loader = paddle.io.DataLoader(ds, batch_size=8, shuffle=False, num_workers=workers,
+                                  collate_fn=Collator(0), use_buffer_reader=False)
+    for j, batch in enumerate(loader):
+        for k, v in batch.items():
+            out[f"{workers}/{j}/{k}"] = np.asarray(v)
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_dataloader_workers_do_not_change_samples(synth, tmp_path):
+    """paddle.io.DataLoader with 2 workers vs in-process gives the same batches.
+
+    Run in a fresh interpreter: paddle's host allocator holds a lock from its reader threads, and a
+    DataLoader forking while an earlier loader's thread holds it deadlocks the worker (paddle 3.3.1, CPU;
+    reproduced with consecutive loaders in one process).  A fresh process forks before any such thread.
+    """
+    import subprocess
+    import sys
 
     prefix, vocab = synth
     ds = _ds(prefix, vocab, num_samples=48)
+    (tmp_path / "ds.pkl").write_bytes(pickle.dumps(ds))
+    script = tmp_path / "loader.py"
+    script.write_text(_LOADER_SCRIPT)
+    out = tmp_path / "batches.npz"
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "ds.pkl"), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(out)
+    keys = ("input_ids", "token_type_ids", "attention_mask", "masked_positions", "masked_labels", "sop_labels")
     collate = Collator(PAD)
-
-    def run(workers):
-        loader = paddle.io.DataLoader(ds, batch_size=8, shuffle=False, num_workers=workers, collate_fn=collate)
-        return [{k: np.asarray(v) for k, v in batch.items()} for batch in loader]
-
-    serial, parallel = run(0), run(2)
-    assert len(serial) == len(parallel) == 6
-    for a, b in zip(serial, parallel):
-        for k in ("input_ids", "token_type_ids", "attention_mask", "masked_positions", "masked_labels", "sop_labels"):
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    direct = collate([ds[i] for i in range(8)])
-    np.testing.assert_array_equal(serial[0]["input_ids"], direct["input_ids"])
+    for j in range(6):
+        direct = collate([ds[i] for i in range(8 * j, 8 * j + 8)])
+        for k in keys:
+            np.testing.assert_array_equal(got[f"2/{j}/{k}"], got[f"0/{j}/{k}"], err_msg=k)
+            np.testing.assert_array_equal(got[f"2/{j}/{k}"], direct[k], err_msg=k)
+    assert "2/6/input_ids" not in got
 
 
 # ----------------------------------------------------------------------------- splits and blending
