@@ -246,16 +246,15 @@ def build_optimizer(model, cfg: OptimConfig, scheduler):
     )
 
 
-def global_grad_norm(parameters) -> float:
-    """L2 norm of all gradients (after all-reduce, so the same on every data-parallel rank)."""
-    sq = None
+def global_grad_norm(parameters):
+    """L2 norm of all gradients as a 0-d float32 tensor (no host sync).  With plain data parallel the gradients
+    are already all-reduced, so it is the same on every rank; with sharding stage 1 it is this rank's norm
+    before the reduction (the optimizer's clipping itself uses the true global norm)."""
+    sq = paddle.zeros([], dtype="float32")
     for p in parameters:
-        g = p.grad
-        if g is None:
-            continue
-        s = paddle.sum(paddle.square(g.astype("float32")))
-        sq = s if sq is None else sq + s
-    return 0.0 if sq is None else float(paddle.sqrt(sq))
+        if p.grad is not None:
+            sq = sq + paddle.sum(paddle.square(p.grad.astype("float32")))
+    return paddle.sqrt(sq)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -124,8 +124,8 @@ class TrainStep:
             counts[0] += float((mb["masked_labels"] != IGNORE_INDEX).sum())
             counts[1] += float((mb["sop_labels"] != IGNORE_INDEX).sum())
         n_mlm, n_sop = all_reduce_sum(counts, self.info)
-        lm_sum = sop_sum = mlm_correct = sop_correct = 0.0
         tokens = slots = 0.0
+        sums = []  # per micro-batch [lm_loss * m_k, sop_loss * s_k, mlm_correct, sop_correct] on the device
         for k, mb in enumerate(micro_batches):
             sync_ctx = self.no_sync() if k < len(micro_batches) - 1 else contextlib.nullcontext()
             m_k = float((mb["masked_labels"] != IGNORE_INDEX).sum())
@@ -143,10 +143,8 @@ class TrainStep:
                 self.amp.scale(weighted).backward()
             with paddle.no_grad():
                 m = pretraining_metrics(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
-            lm_sum += float(lm_loss) * m_k
-            sop_sum += float(sop_loss) * s_k
-            mlm_correct += float(m["mlm_correct"])
-            sop_correct += float(m["sop_correct"])
+                sums.append(paddle.stack([lm_loss.detach() * m_k, sop_loss.detach() * s_k,
+                                          m["mlm_correct"].astype("float32"), m["sop_correct"].astype("float32")]))
             tokens += float(mb["num_tokens"])
             slots += float(np.prod(mb["input_ids"].shape))
         self.amp.unscale_(self.optimizer)
@@ -154,8 +152,10 @@ class TrainStep:
         self.amp.step(self.optimizer)
         self.scheduler.step()
         self.optimizer.clear_grad()
-        lm_sum, sop_sum, mlm_correct, sop_correct, tokens, slots = all_reduce_sum(
-            [lm_sum, sop_sum, mlm_correct, sop_correct, tokens, slots], self.info)
+        # One device->host transfer per step (no sync between micro-batches).
+        local = paddle.stack(sums).astype("float64").sum(axis=0).numpy().tolist()
+        grad_norm = float(grad_norm)
+        lm_sum, sop_sum, mlm_correct, sop_correct, tokens, slots = all_reduce_sum([*local, tokens, slots], self.info)
         lm = lm_sum / max(n_mlm, 1.0)
         sop = sop_sum / n_sop if n_sop > 0 else 0.0
         return {"loss": lm + sop, "lm_loss": lm, "sop_loss": sop, "grad_norm": grad_norm,
