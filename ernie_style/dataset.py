@@ -31,6 +31,7 @@ constructor arguments; workers reopen the memory maps.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import warnings
@@ -102,12 +103,25 @@ def _tokenizer(path: str, mtime_ns: int, size: int):
     return BertTokenizer(path)
 
 
+def _meta_vocab_sha256(prefix: str) -> Optional[str]:
+    """The vocab sha256 recorded in ``PREFIX.meta.json`` by data_tools, if there is one."""
+    try:
+        with open(prefix + ".meta.json", encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    vocab = meta.get("vocab") if isinstance(meta, dict) else None
+    sha = vocab.get("sha256") if isinstance(vocab, dict) else None
+    return sha if isinstance(sha, str) else None
+
+
 class _Specials:
     """Ids the dataset needs from ``vocab.txt``, taken from ``data_tools.tokenizer.BertTokenizer``."""
 
     def __init__(self, vocab_file: str):
         tok = _tokenizer(os.path.abspath(vocab_file), *_file_stamp(vocab_file))
         self.vocab_size = int(tok.vocab_size)
+        self.vocab_sha256 = tok.vocab_sha256
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
             int(tok.pad_id), int(tok.unk_id), int(tok.cls_id), int(tok.sep_id), int(tok.mask_id))
         special = np.zeros(self.vocab_size, dtype=bool)
@@ -127,8 +141,11 @@ class PretrainingDataset:
     ``ds[i]`` -> dict of numpy arrays: ``input_ids [L]`` int64, ``token_type_ids [L]`` int64,
     ``masked_positions [K]`` int64 (sorted), ``masked_labels [K]`` int64 (original ids),
     ``sop_label`` int64 scalar (1 = swapped, 0 = in order, -100 = single segment).
-    ``len(ds) == num_samples``; the sample index is built (and cached under ``cache_dir``)
-    with enough epochs to provide them.
+    ``len(ds) == num_samples``; the sample index is built (and cached under ``cache_dir``, by
+    default next to the data) with enough epochs to provide them, ``min_num_sent=1``.
+    ``splits`` weights partition the prefix's documents contiguously into train/valid/test.
+    ``max_predictions_per_seq=None`` puts no cap on the masked tokens beyond
+    ``round(n_body * masked_lm_prob)``.
     """
 
     def __init__(
@@ -191,10 +208,11 @@ class PretrainingDataset:
                 "(rebuild the prefix with data_tools.preprocess)"
             )
         self.specials = _Specials(vocab_file)
-        if len(self.data) and int(self.data.tokens.max()) >= self.specials.vocab_size:
+        built_with = _meta_vocab_sha256(prefix)
+        if built_with is not None and built_with != self.specials.vocab_sha256:
             raise ValueError(
-                f"{prefix}: token id {int(self.data.tokens.max())} is outside the vocabulary of {vocab_file} "
-                f"({self.specials.vocab_size} ids); was the prefix built with another vocab?"
+                f"{prefix}: built with a vocabulary of sha256 {built_with[:12]}… (see {prefix}.meta.json), "
+                f"but {vocab_file} has sha256 {self.specials.vocab_sha256[:12]}…; token ids would be misread"
             )
 
         n_docs = self.data.n_docs

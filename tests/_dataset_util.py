@@ -1,5 +1,4 @@
 """Small synthetic ``data_tools`` datasets and plain reference code for the dataset tests."""
-import os
 
 import numpy as np
 

@@ -1,6 +1,5 @@
 """ernie_style.dataset: WWM + SOP samples, splits, blending, collation.  Budget: < 60 s."""
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -373,3 +372,11 @@ def test_collator_flattening_vs_numpy_reference(synth):
     assert full["input_ids"].shape == (13, 128)
     np.testing.assert_array_equal(full["input_ids"].reshape(-1)[full["masked_positions"]],
                                   batch["input_ids"].reshape(-1)[batch["masked_positions"]])
+
+
+def test_vocab_mismatch_is_a_clear_error(sample_data, tmp_path):
+    other = du.write_vocab(str(tmp_path / "other_vocab.txt"))
+    with pytest.raises(ValueError, match=r"meta\.json.*token ids would be misread"):
+        PretrainingDataset(sample_data.prefix, other, splits="1,0,0", num_samples=10)
+    with pytest.raises(ValueError, match="split='dev'"):
+        PretrainingDataset(sample_data.prefix, sample_data.vocab, split="dev", num_samples=10)
