@@ -224,6 +224,16 @@ def test_longer_ngrams_are_masked(synth):
 
     assert runs(_ds(prefix, vocab, max_ngrams=3)) > runs(_ds(prefix, vocab, max_ngrams=1))
 
+    def mean_span(ds):  # masked tokens per run of adjacent masked positions
+        spans = tokens = 0
+        for i in range(300):
+            pos = ds[i]["masked_positions"]
+            spans += 1 + int((np.diff(pos) != 1).sum())
+            tokens += len(pos)
+        return tokens / spans
+
+    assert mean_span(_ds(prefix, vocab, favor_longer_ngram=True)) > 1.1 * mean_span(_ds(prefix, vocab))
+
 
 # ----------------------------------------------------------------------------- determinism
 
