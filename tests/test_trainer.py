@@ -302,3 +302,22 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, mon
     root = tmp_path / "checkpoints"
     assert os.readlink(root / "latest") == "step_00000002"
     assert sorted(n for n in os.listdir(root) if n.startswith("step_")) == ["step_00000001", "step_00000002"]
+
+
+def test_data_tokenized_with_another_vocab_is_refused(data, tmp_path, capsys):
+    import shutil
+
+    prefix, vocab = data
+    copy = str(tmp_path / "copy")
+    for ext in (".idx", ".bin", ".wwm"):
+        shutil.copyfile(prefix + ext, copy + ext)
+    with open(copy + ".meta.json", "w") as f:
+        json.dump({"vocab": {"sha256": "0" * 64, "size": 125}}, f)
+    assert run((copy, vocab), tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"not the vocab {copy} was tokenized with" in err and "Traceback" not in err
+    with open(copy + ".meta.json", "w") as f:
+        json.dump({"vocab": {"sha256": ckpt.sha256_file(vocab), "size": 125}}, f)
+    from ernie_style.trainer import check_inputs
+
+    check_inputs(load_config(CONFIG, U.tiny_overrides(copy, vocab, str(tmp_path / "out"))), 1)  # no error
