@@ -93,7 +93,8 @@ class MMapIndexedDatasetBuilder:
 
     ``add_document(ids, sentence_lengths, wwm)`` appends one document: ``ids`` holds the
     tokens of all its sentences back to back, ``sentence_lengths`` how many belong to each
-    sentence (all > 0), ``wwm`` the word-start flag of every token.
+    sentence (all > 0), ``wwm`` the word-start flag of every token.  ``add_documents`` does
+    the same for a whole batch of documents at once.
     """
 
     def __init__(self, prefix: str, dtype=np.uint16, with_wwm: bool = True):
@@ -111,19 +112,31 @@ class MMapIndexedDatasetBuilder:
         self._closed = False
 
     def add_document(self, ids: np.ndarray, sentence_lengths: Sequence[int], wwm: Optional[np.ndarray] = None) -> None:
+        lengths = np.asarray(sentence_lengths, dtype=np.int32)
+        self.add_documents(ids, lengths, np.array([lengths.size], dtype=np.int64), wwm)
+
+    def add_documents(self, ids: np.ndarray, sentence_lengths: np.ndarray, doc_sentences: np.ndarray,
+                      wwm: Optional[np.ndarray] = None) -> None:
+        """Append a batch of documents with one write per file: ``ids`` and ``wwm`` hold all their
+        tokens back to back, ``sentence_lengths`` every sentence's token count, ``doc_sentences``
+        how many sentences belong to each document (all > 0)."""
         ids = np.asarray(ids)
         lengths = np.asarray(sentence_lengths, dtype=np.int32)
-        assert lengths.ndim == 1 and lengths.size > 0 and (lengths > 0).all(), "empty document or sentence"
+        doc_sentences = np.asarray(doc_sentences, dtype=np.int64)
+        if doc_sentences.size == 0:
+            return
+        assert lengths.ndim == 1 and (lengths > 0).all() and (doc_sentences > 0).all(), "empty document or sentence"
         assert int(lengths.sum()) == ids.size, "sentence lengths do not cover the ids"
+        assert int(doc_sentences.sum()) == lengths.size, "documents do not cover the sentences"
         self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
         if self._wwm is not None:
             assert wwm is not None and len(wwm) == ids.size, "wwm flags must align with ids"
             self._wwm.write(np.asarray(wwm, dtype=np.uint8).tobytes())
         self._sizes.write(lengths.tobytes())
+        self._docs.write((np.cumsum(doc_sentences) + self.n_sentences).tobytes())
         self.n_sentences += lengths.size
         self.n_tokens += ids.size
-        self.n_docs += 1
-        self._docs.write(np.int64(self.n_sentences).tobytes())
+        self.n_docs += doc_sentences.size
 
     def add_prefix(self, other: "MMapIndexedDataset") -> None:
         """Append every document of an existing dataset, streaming (used by merge and shards)."""

@@ -329,24 +329,6 @@ class BatchResult:
     piece: Optional[Tuple[int, int]]  # (non-whitespace chars, CJK chars) when the batch is one piece
 
 
-class _Builder(ixd.MMapIndexedDatasetBuilder):
-    """The shared builder plus a whole-batch append (one write per file instead of four per document)."""
-
-    def add_documents(self, ids: np.ndarray, sentence_lengths: np.ndarray, doc_sentences: np.ndarray,
-                      wwm: np.ndarray) -> None:
-        if doc_sentences.size == 0:
-            return
-        assert ids.size == wwm.size == int(sentence_lengths.sum()) and int(doc_sentences.sum()) == sentence_lengths.size
-        assert (sentence_lengths > 0).all() and (doc_sentences > 0).all(), "empty document or sentence"
-        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
-        self._wwm.write(wwm.astype(np.uint8, copy=False).tobytes())
-        self._sizes.write(sentence_lengths.astype(np.int32, copy=False).tobytes())
-        self._docs.write((np.cumsum(doc_sentences, dtype=np.int64) + self.n_sentences).tobytes())
-        self.n_sentences += int(sentence_lengths.size)
-        self.n_tokens += int(ids.size)
-        self.n_docs += int(doc_sentences.size)
-
-
 _STATE: Optional[_Worker] = None
 _SEGMENTERS: Dict[tuple, object] = {}  # loading jieba's dictionary takes ~1 s: once per process
 
@@ -670,7 +652,7 @@ class _Run:
         self.giant: Optional[dict] = None  # pieces of a giant document being reassembled
 
     def _new_builder(self) -> None:
-        self.builder = _Builder(
+        self.builder = ixd.MMapIndexedDatasetBuilder(
             self.store.shard_prefix(len(self.store.shards)), np.dtype(self.settings.dtype), with_wwm=True)
         self.acct = Accounting()
 

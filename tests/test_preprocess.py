@@ -319,7 +319,7 @@ def test_disk_full_cleans_up(tmp_path, vocab, capsys, monkeypatch, where):
     out = tmp_path / "o"
     out.mkdir()
     prefix = str(out / "p")
-    real_add = preprocess._Builder.add_documents
+    real_add = ixd.MMapIndexedDatasetBuilder.add_documents
     real_finalize = ixd.MMapIndexedDatasetBuilder.finalize
     calls = {"n": 0}
 
@@ -334,7 +334,7 @@ def test_disk_full_cleans_up(tmp_path, vocab, capsys, monkeypatch, where):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.prefix + ".idx")
         return real_finalize(self)
 
-    monkeypatch.setattr(preprocess._Builder, "add_documents", full_add)
+    monkeypatch.setattr(ixd.MMapIndexedDatasetBuilder, "add_documents", full_add)
     monkeypatch.setattr(ixd.MMapIndexedDatasetBuilder, "finalize", full_finalize)
     err = _one_line_error(capsys, _run(corpus, vocab, prefix, "--shard-size-mb", "0.01"))
     assert "no space left on device" in err
