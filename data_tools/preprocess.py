@@ -594,7 +594,7 @@ def _validate(args) -> Tuple[List[dict], object, object, Settings]:
     try:
         tok = BertTokenizer(args.vocab, do_lower_case=not args.no_lower_case)
     except VocabError as e:
-        raise UserError(f"--vocab {args.vocab}: {e}") from None
+        raise UserError(f"--vocab: {e}") from None  # the message names the file
     try:
         seg = _segmenter(args.segmenter, os.path.abspath(args.user_dict) if args.user_dict else None)
     except (ValueError, ImportError) as e:
