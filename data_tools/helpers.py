@@ -35,6 +35,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from . import _helpers
+from .io_utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -196,20 +197,6 @@ def _meta_idx_checksum(meta_path: str) -> Optional[Tuple[str, int]]:
     return None
 
 
-def _atomic_write(path: str, write) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _load_cached(npy_path: str, json_path: str, key: str, n_sentences: int):
     """The cached mapping and its stats, or None when missing, stale or damaged."""
     try:
@@ -318,8 +305,8 @@ def get_samples_mapping(
                     hit = build()
                     info = {"key": key, "params": params, "dtype": hit[0].dtype.name, "stats": hit[1]}
                     # json first: the .npy appearing is what makes the entry complete
-                    _atomic_write(json_path, lambda f: f.write(json.dumps(info, indent=1).encode()))
-                    _atomic_write(npy_path, lambda f: np.save(f, hit[0], allow_pickle=False))
+                    atomic_write(json_path, lambda f: f.write(json.dumps(info, indent=1).encode()))
+                    atomic_write(npy_path, lambda f: np.save(f, hit[0], allow_pickle=False))
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     rows, stats = hit

@@ -28,6 +28,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from .io_utils import fsync_file, tmp_name
+
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
 DTYPE_CODES = {
@@ -66,18 +68,6 @@ def bin_path(prefix: str) -> str:
 
 def wwm_path(prefix: str) -> str:
     return prefix + ".wwm"
-
-
-def tmp_name(path: str) -> str:
-    return f"{path}.tmp.{os.getpid()}"
-
-
-def fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_stream(src, dst, chunk_bytes: int = 1 << 24) -> None:

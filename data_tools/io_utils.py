@@ -34,6 +34,34 @@ def sha256_file(path: str, chunk_bytes: int = 1 << 22) -> str:
             h.update(buf)
 
 
+def tmp_name(path: str) -> str:
+    """The temporary name ``path`` is written under before the atomic rename."""
+    return f"{path}.tmp.{os.getpid()}"
+
+
+def fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write: Callable) -> None:
+    """``write(f)`` into a temporary binary file, fsync, rename over ``path``; nothing left on failure."""
+    tmp = tmp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def fsync_dir(path: str) -> None:
     try:
         fd = os.open(path or ".", os.O_RDONLY)
@@ -49,7 +77,7 @@ def fsync_dir(path: str) -> None:
 
 def write_json_atomic(path: str, obj) -> None:
     """Write ``obj`` as JSON under a temporary name, fsync, then rename over ``path``."""
-    tmp = f"{path}.tmp.{os.getpid()}"
+    tmp = tmp_name(path)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, ensure_ascii=False, indent=1, sort_keys=False)

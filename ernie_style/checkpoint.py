@@ -24,7 +24,6 @@ fresh optimizer, step 0.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -34,6 +33,8 @@ import shutil
 from typing import Callable, List, Optional
 
 import numpy as np
+
+from data_tools.io_utils import fsync_file, sha256_file
 
 CHECKSUMS = "checksums.json"
 TRAINER_STATE = "trainer_state.json"
@@ -51,25 +52,6 @@ def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def sha256_file(path: str, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
-def fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic_text(path: str, text: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -77,7 +59,7 @@ def write_atomic_text(path: str, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_path(os.path.dirname(os.path.abspath(path)))
+    fsync_file(os.path.dirname(os.path.abspath(path)))
 
 
 def point_latest(ckpt_root: str, name: str) -> None:
@@ -87,7 +69,7 @@ def point_latest(ckpt_root: str, name: str) -> None:
         os.remove(tmp)
     os.symlink(name, tmp)
     os.replace(tmp, os.path.join(ckpt_root, LATEST))
-    fsync_path(ckpt_root)
+    fsync_file(ckpt_root)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,17 +207,17 @@ class Checkpointer:
             sums = {}
             for name in sorted(os.listdir(tmp)):
                 fp = os.path.join(tmp, name)
-                fsync_path(fp)
+                fsync_file(fp)
                 sums[name] = sha256_file(fp)
             with open(os.path.join(tmp, CHECKSUMS), "w", encoding="utf-8") as f:
                 json.dump(sums, f, indent=2, sort_keys=True)
                 f.flush()
                 os.fsync(f.fileno())
-            fsync_path(tmp)
+            fsync_file(tmp)
             if os.path.exists(final):  # a previous run's checkpoint of the same step
                 shutil.rmtree(final)
             os.rename(tmp, final)
-            fsync_path(self.root)
+            fsync_file(self.root)
             point_latest(self.root, step_dir_name(step))
             self._prune()
             self.log(f"checkpoint: saved {final}")

@@ -10,7 +10,6 @@ Output directories are built under a temporary name beside the target and rename
 place at the end, so a failure never leaves a directory that looks complete.
 """
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_tools.io_utils import sha256_file  # noqa: F401  (re-exported for from_pytorch)
 from export.errors import ExportError
 from export.pdparams import load_pdparams
 from export.safetensors_io import bf16_bits_to_float32
@@ -48,14 +48,6 @@ class Checkpoint:
     state: dict         # {our name: ndarray}, decoder weight untied copies removed
     vocab: list         # tokens in id order
     do_lower_case: bool
-
-
-def sha256_file(path, chunk=1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_json(path):
