@@ -26,19 +26,20 @@ def _run(cmd, env=None) -> None:
         raise SystemExit(f"demo: step failed with exit code {proc.returncode}: {' '.join(cmd)}")
 
 
-def _fill_mask(hf_dir: str, text: str, top_k: int = 5) -> None:
-    """Mask one character of a corpus sentence and print transformers' top predictions."""
+def _fill_mask(hf_dir: str, examples, top_k: int = 5) -> None:
+    """Mask one character of corpus sentences and print transformers' top predictions."""
     import warnings
 
     warnings.filterwarnings("ignore")
     from transformers import pipeline
 
     fill = pipeline("fill-mask", model=hf_dir, tokenizer=hf_dir, device=-1)
-    pos = text.index("预报")  # one character of a frequent word: the model should get it back
-    masked = text[:pos] + fill.tokenizer.mask_token + text[pos + 1:]
-    print(f"\nfill-mask on: {masked}")
-    for pred in fill(masked, top_k=top_k):
-        print(f"  {pred['token_str']!s:>4}  p={pred['score']:.3f}  {pred['sequence'].replace(' ', '')}")
+    for text, answer in examples:
+        pos = text.index(answer)
+        masked = text[:pos] + fill.tokenizer.mask_token + text[pos + 1:]
+        print(f"\nfill-mask: {masked}   (the corpus has: {answer})")
+        for pred in fill(masked, top_k=top_k):
+            print(f"  {pred['token_str']!s:>4}  p={pred['score']:.3f}")
 
 
 def main(argv=None) -> int:
@@ -78,7 +79,9 @@ def main(argv=None) -> int:
     latest = os.path.join(train_dir, "checkpoints", "latest")
     _run([py, "-m", "export.to_pytorch", latest, hf_dir, "--verify", "--overwrite"])
 
-    _fill_mask(hf_dir, "天气预报说，这个周末会转晴，适合全家一起出去走走！")  # a sentence of the corpus
+    # sentences of the corpus, one character each (a single-character word: WWM masks whole words)
+    _fill_mask(hf_dir, [("很多人认为，家乡的味道是任何地方都替代不了的。", "的"),
+                        ("天气预报说，这个周末会转晴，适合全家一起出去走走！", "会")])
 
     print(f"\n== demo finished in {time.time() - t0:.0f} s; artefacts ==")
     for what, path in [
