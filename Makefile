@@ -25,5 +25,6 @@ test: venv
 demo: venv
 	$(PY) -m ernie_style.demo
 
+# The install stamps go too: without the .so files the package must be rebuilt.
 clean:
-	rm -rf build *.egg-info data_tools/*.so demo_output
+	rm -rf build *.egg-info data_tools/*.so demo_output $(VENV)/.installed-*
