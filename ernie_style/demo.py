@@ -71,7 +71,9 @@ def main(argv=None) -> int:
                  "train.resume=none"]
     if args.steps:
         overrides.append(f"train.max_steps={args.steps}")
-    env = dict(os.environ, NPROC=str(args.nproc), PYTHON=py)
+    # one BLAS/OpenMP thread per core and process: oversubscribed cores make every process slower
+    threads = str(max(1, (os.cpu_count() or 1) // args.nproc))
+    env = dict(os.environ, NPROC=str(args.nproc), PYTHON=py, OMP_NUM_THREADS=threads)
     _run(["bash", os.path.join(REPO, "run_pretrain.sh"), "configs/roformer_tiny_demo.yaml", *overrides], env=env)
 
     curves = os.path.join(train_dir, "curves.png")
