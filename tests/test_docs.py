@@ -1,0 +1,49 @@
+"""The worked examples in docs/ are what the code writes (so the docs cannot drift)."""
+import os
+import re
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _section(path: str, title: str) -> str:
+    text = open(os.path.join(REPO, path), encoding="utf-8").read()
+    return text.split(title, 1)[1].split("\n## ", 1)[0]
+
+
+def test_data_format_worked_example(tmp_path, sample_data):
+    import jieba
+
+    from data_tools import preprocess
+
+    example = _section("docs/data_format.md", "## Worked example")
+    blocks = re.findall(r"```\n(.*?)```", example, flags=re.S)
+    docs_block, files_block, idx_block = blocks[:3]
+
+    # the documents and their jieba segmentation as the page shows them
+    docs, shown_words = [], []
+    for line in docs_block.strip().splitlines():
+        text, words = re.match(r"doc \d+: (\S+)\s+jieba: (.*)$", line).groups()
+        docs.append(text)
+        shown_words.append([w.strip() for w in words.split("|")])
+    assert [jieba.lcut(d) for d in docs] == shown_words
+
+    corpus = tmp_path / "two_docs.txt"
+    corpus.write_text("".join(d + "\n" for d in docs), encoding="utf-8")
+    prefix = str(tmp_path / "example")
+    assert preprocess.main(["--input", str(corpus), "--vocab", sample_data.vocab, "--output-prefix", prefix,
+                            "--segmenter", "jieba", "--min-doc-chars", "1", "--quiet"]) == 0
+
+    lines = files_block.strip().splitlines()
+    shown_ids = [int(t) for t in lines[0].split(")", 1)[1].replace("|", " ").split()]
+    shown_flags = [int(t) for t in lines[1].split(")", 1)[1].replace("|", " ").split()]
+    assert np.fromfile(prefix + ".bin", dtype=np.uint16).tolist() == shown_ids
+    assert np.fromfile(prefix + ".wwm", dtype=np.uint8).tolist() == shown_flags
+
+    shown_idx = bytes(int(b, 16) for line in idx_block.strip().splitlines()
+                      for b in re.match(r"((?:[0-9a-f]{2} )+)", line + " ").group(1).split())
+    with open(prefix + ".idx", "rb") as f:
+        written = f.read()
+    assert written == shown_idx
+    assert f"`.idx` is {len(written)} bytes" in example
