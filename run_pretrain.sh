@@ -22,8 +22,35 @@ CONFIG="$1"
 shift
 PYTHON="${PYTHON:-python}"
 
-# Validate config, data and batch sizes once, before any process starts (exit 2 with one message).
-"$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --check "$@" || exit $?
+has_gpu() {
+    command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && return 0
+    "$PYTHON" -c "import paddle,sys; sys.exit(0 if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else 1)" 2>/dev/null
+}
+
+# The number of ranks the launch will have: processes per machine x machines.
+if has_gpu; then
+    DEVICES=(--gpus "${GPUS:-0,1,2,3}")
+    IFS=, read -ra _gpus <<< "${GPUS:-0,1,2,3}"
+    PER_NODE=${#_gpus[@]}
+else
+    DEVICES=(--nproc_per_node "${NPROC:-2}")
+    PER_NODE="${NPROC:-2}"
+fi
+if [ -n "${IPS:-}" ]; then
+    IFS=, read -ra _ips <<< "$IPS"
+    N_NODES=${#_ips[@]}
+else
+    N_NODES="${NNODES:-1}"
+    N_NODES="${N_NODES%%:*}"  # elastic "min:max": the smallest job must fit
+fi
+if ! [[ "$PER_NODE" =~ ^[1-9][0-9]*$ && "$N_NODES" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: NPROC/GPUS/NNODES/IPS give ${PER_NODE} process(es) per machine x ${N_NODES} machine(s) (expected positive integers)" >&2
+    exit 2
+fi
+
+# Validate config, data and batch sizes once, for the real number of ranks, before any process starts
+# (exit 2 with one message).
+"$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) "$@" || exit $?
 OUTPUT="$("$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --print-output-dir "$@")"
 if [ -n "${IPS:-}${NNODES:-}" ]; then
     LOG_DIR="${LOG_DIR:-$OUTPUT/log/$(hostname)}"
@@ -32,7 +59,7 @@ else
 fi
 mkdir -p "$LOG_DIR"
 
-LAUNCH=("$PYTHON" -m paddle.distributed.launch --log_dir "$LOG_DIR")
+LAUNCH=("$PYTHON" -m paddle.distributed.launch --log_dir "$LOG_DIR" "${DEVICES[@]}")
 if [ -n "${IPS:-}" ]; then
     LAUNCH+=(--ips "$IPS")
 elif [ -n "${NNODES:-}" ]; then
@@ -40,17 +67,6 @@ elif [ -n "${NNODES:-}" ]; then
     if [ -n "${MASTER:-}" ]; then
         LAUNCH+=(--master "$MASTER")
     fi
-fi
-
-has_gpu() {
-    command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && return 0
-    "$PYTHON" -c "import paddle,sys; sys.exit(0 if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else 1)" 2>/dev/null
-}
-
-if has_gpu; then
-    LAUNCH+=(--gpus "${GPUS:-0,1,2,3}")
-else
-    LAUNCH+=(--nproc_per_node "${NPROC:-2}")
 fi
 
 # paddle.distributed.launch runs a *.py path with python, anything else as an executable: hand it the

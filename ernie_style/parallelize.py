@@ -246,39 +246,88 @@ def build_optimizer(model, cfg: OptimConfig, scheduler):
     )
 
 
-def global_grad_norm(parameters):
-    """L2 norm of all gradients as a 0-d float32 tensor (no host sync).  With plain data parallel the gradients
-    are already all-reduced, so it is the same on every rank; with sharding stage 1 it is this rank's norm
-    before the reduction (the optimizer's clipping itself uses the true global norm)."""
+def global_grad_norm(parameters, reduce_over_ranks: bool = False):
+    """L2 norm of the gradients of ``parameters`` as a 0-d float32 tensor (no host sync without ``reduce_over_ranks``).
+
+    ``reduce_over_ranks``: every rank holds the reduced gradients of a disjoint shard of the parameters (sharding),
+    so the squared norms are summed over all ranks before the square root.
+    """
     sq = paddle.zeros([], dtype="float32")
     for p in parameters:
         if p.grad is not None:
             sq = sq + paddle.sum(paddle.square(p.grad.astype("float32")))
+    if reduce_over_ranks:
+        dist.all_reduce(sq)
     return paddle.sqrt(sq)
+
+
+class GradNorm:
+    """The norm of the gradient one optimizer step applies (averaged over ranks, before clipping), equal on
+    every rank.  ``TrainStep`` calls :meth:`before_step` between backward and ``optimizer.step()`` and reads
+    :meth:`value` after it.
+
+    - one rank / plain data parallel: backward all-reduces the gradients, so the local norm is the norm.
+    - sharding stage 2: backward reduces each gradient to the rank owning it and frees it elsewhere, so
+      every rank holds a disjoint shard: squared norms summed over the ranks.
+    - sharding stage 1: gradients stay rank-local until ``optimizer.step()`` reduces each to its owner, and
+      the clip then scales them in place; the norm is taken in between, over the parameters this rank owns,
+      by wrapping the fleet optimizer's gradient sync (``HybridParallelOptimizer._hybrid_sync_grad``).
+    """
+
+    def __init__(self, parameters, stage: int = 0, optimizer=None):
+        self.parameters = list(parameters)
+        self.stage = stage
+        self._value = None
+        if stage == 1:
+            sync = optimizer._hybrid_sync_grad
+
+            def sync_then_measure(parameter_list):
+                sync(parameter_list)
+                owned = optimizer._inner_opt.filter_parameters(parameter_list, optimizer._hcg)
+                self._value = global_grad_norm(owned, reduce_over_ranks=True)
+
+            optimizer._hybrid_sync_grad = sync_then_measure
+
+    def before_step(self) -> None:
+        if self.stage == 1:
+            self._value = paddle.full([], float("nan"), dtype="float32")  # stays nan if the step is skipped
+        else:
+            self._value = global_grad_norm(self.parameters, reduce_over_ranks=self.stage == 2)
+
+    def value(self):
+        assert self._value is not None, "before_step() was not called"
+        return self._value
 
 
 # ----------------------------------------------------------------------------------------------
 # Data parallel / sharding
 
 
+def grads_synced(model) -> bool:
+    """False while a backward pass would skip the data-parallel gradient all-reduce (inside ``no_sync``)."""
+    return bool(getattr(model, "grad_need_sync", True))
+
+
 def wrap_model(model, optimizer, amp: Amp, cfg: PretrainConfig, info: DistInfo):
-    """Returns (model_for_forward, optimizer, no_sync) where ``no_sync()`` is a context manager that
-    skips the gradient all-reduce on non-boundary micro-steps (a null context when not applicable)."""
+    """Returns (model_for_forward, optimizer, no_sync, grad_norm) where ``no_sync()`` is a context manager that
+    skips the gradient all-reduce on non-boundary micro-steps (a null context when not applicable) and
+    ``grad_norm`` a :class:`GradNorm` that knows where this setup keeps the reduced gradients."""
+    params = model.parameters()
     if info.world_size == 1:
-        return model, optimizer, contextlib.nullcontext
+        return model, optimizer, contextlib.nullcontext, GradNorm(params)
     stage = cfg.dist.sharding_stage
     if stage == 0:
         dp_model = fleet.distributed_model(model)
         optimizer = fleet.distributed_optimizer(optimizer)
-        return dp_model, optimizer, dp_model.no_sync
+        return dp_model, optimizer, dp_model.no_sync, GradNorm(params)
     if stage == 1:
         # Gradients are reduced inside the optimizer step, so accumulation needs no no_sync.
         sharded = fleet.distributed_model(model)
         optimizer = fleet.distributed_optimizer(optimizer)
-        return sharded, optimizer, contextlib.nullcontext
+        return sharded, optimizer, contextlib.nullcontext, GradNorm(params, stage=1, optimizer=optimizer)
     from paddle.distributed.sharding import group_sharded_parallel
 
     sharded_model, optimizer, scaler = group_sharded_parallel(model, optimizer, level="os_g", scaler=amp.scaler)
     amp.scaler = scaler
     # Stage 2 reduces gradient shards in backward hooks; every micro-step communicates (correct, slower).
-    return sharded_model, optimizer, contextlib.nullcontext
+    return sharded_model, optimizer, contextlib.nullcontext, GradNorm(params, stage=2)

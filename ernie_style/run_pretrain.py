@@ -2,7 +2,8 @@
 
 Runs as a single process, or as one rank of ``paddle.distributed.launch`` (see ``run_pretrain.sh``).
 User mistakes (config, missing data, sizes that do not divide) print one ``error:`` line and exit 2
-before any training.  ``--check`` only validates; ``--print-output-dir`` prints ``train.output_dir``.
+before any training.  ``--check`` only validates (for ``--world-size`` ranks, by default the launcher's
+``PADDLE_TRAINERS_NUM`` or 1); ``--print-output-dir`` prints ``train.output_dir``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def _parse(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config (see configs/)")
     parser.add_argument("--check", action="store_true", help="validate config and inputs, then exit")
+    parser.add_argument("--world-size", type=int, default=None, metavar="N",
+                        help="with --check: the number of ranks the launch will have (run_pretrain.sh passes it)")
     parser.add_argument("--print-output-dir", action="store_true", help="print train.output_dir and exit")
     parser.add_argument("overrides", nargs="*", help="section.key=value, the value parsed as YAML")
     return parser.parse_args(argv)
@@ -38,6 +41,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ernie_style.trainer import Trainer, check_inputs
 
     world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    if args.world_size is not None:
+        if not args.check or args.world_size < 1:
+            print(f"error: --world-size={args.world_size}: expected >= 1, together with --check", file=sys.stderr)
+            return 2
+        world = args.world_size
     try:
         check_inputs(cfg, world)
     except ConfigError as e:

@@ -30,8 +30,9 @@ from ernie_style.config import ConfigError, PretrainConfig, count_vocab
 from ernie_style.metrics import TextLog, TrainLogger, VisualDL
 from ernie_style.modeling import RoFormerForPretraining, load_state_dict_checked, pretraining_loss, \
     pretraining_metrics
-from ernie_style.parallelize import Amp, DistInfo, WarmupLinearDecay, all_reduce_sum, apply_recompute, \
-    build_optimizer, global_grad_norm, wrap_model
+from data_tools.indexed_dataset import wwm_path
+from ernie_style.parallelize import Amp, DistInfo, GradNorm, WarmupLinearDecay, all_reduce_sum, apply_recompute, \
+    build_optimizer, grads_synced, wrap_model
 
 IGNORE_INDEX = -100
 TENSOR_KEYS = ("input_ids", "token_type_ids", "attention_mask", "masked_positions", "masked_labels", "sop_labels")
@@ -84,10 +85,13 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
         raise ConfigError("data.prefixes=[]: expected at least one data prefix (the --output-prefix of "
                           "data_tools.preprocess)")
     for prefix, _ in pairs:
-        for ext in (".idx", ".bin"):
-            if not os.path.isfile(prefix + ext):
-                raise ConfigError(f"data.prefixes: {prefix + ext} not found (expected the output prefix of "
+        for path in (prefix + ".idx", prefix + ".bin"):
+            if not os.path.isfile(path):
+                raise ConfigError(f"data.prefixes: {path} not found (expected the output prefix of "
                                   "data_tools.preprocess, without extension)")
+        if not os.path.isfile(wwm_path(prefix)):
+            raise ConfigError(f"data.prefixes: {wwm_path(prefix)} not found (the word-start flags whole-word "
+                              "masking needs; rebuild the prefix with data_tools.preprocess)")
         meta = prefix + ".meta.json"
         if os.path.isfile(meta):
             try:
@@ -111,11 +115,17 @@ def _debug_env(name: str) -> Optional[List[int]]:
 
 
 class TrainStep:
-    """One optimizer step over the micro-batches of a global batch (this rank's share); returns global stats."""
+    """One optimizer step over the micro-batches of a global batch (this rank's share); returns global stats.
 
-    def __init__(self, model, inner, optimizer, scheduler, amp: Amp, no_sync, info: DistInfo, global_batch: int):
-        self.model, self.inner, self.optimizer, self.scheduler = model, inner, optimizer, scheduler
-        self.amp, self.no_sync, self.info, self.gbs = amp, no_sync, info, global_batch
+    ``micro_steps`` / ``unsynced_micro_steps`` count this rank's backward passes, and those that ran with the
+    data-parallel gradient all-reduce switched off (``no_sync``: all but the last micro-step of a step).
+    """
+
+    def __init__(self, model, optimizer, scheduler, amp: Amp, no_sync, grad_norm: GradNorm, info: DistInfo,
+                 global_batch: int):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.amp, self.no_sync, self.grad_norm, self.info, self.gbs = amp, no_sync, grad_norm, info, global_batch
+        self.micro_steps = self.unsynced_micro_steps = 0
 
     def __call__(self, micro_batches: List[Dict]) -> Dict[str, float]:
         w = self.info.world_size
@@ -141,6 +151,8 @@ class TrainStep:
                 if n_sop > 0:
                     weighted = weighted + sop_loss * (s_k * w / n_sop)
                 self.amp.scale(weighted).backward()
+                self.micro_steps += 1
+                self.unsynced_micro_steps += not grads_synced(self.model)
             with paddle.no_grad():
                 m = pretraining_metrics(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
                 sums.append(paddle.stack([lm_loss.detach() * m_k, sop_loss.detach() * s_k,
@@ -148,8 +160,9 @@ class TrainStep:
             tokens += float(mb["num_tokens"])
             slots += float(np.prod(mb["input_ids"].shape))
         self.amp.unscale_(self.optimizer)
-        grad_norm = global_grad_norm(self.inner.parameters())
+        self.grad_norm.before_step()
         self.amp.step(self.optimizer)
+        grad_norm = self.grad_norm.value()
         self.scheduler.step()
         self.optimizer.clear_grad()
         # One device->host transfer per step (no sync between micro-batches).
@@ -198,10 +211,10 @@ class Trainer:
         self.amp = Amp(cfg.amp, info.device, log=self.text)
         self.model, optimizer = self.amp.decorate(self.model, optimizer)
         self.inner = self.model
-        self.ddp_model, self.optimizer, self.no_sync = wrap_model(self.model, optimizer, self.amp, cfg, info)
+        self.ddp_model, self.optimizer, no_sync, grad_norm = wrap_model(self.model, optimizer, self.amp, cfg, info)
         self.sharded_optimizer = info.world_size > 1 and cfg.dist.sharding_stage > 0
-        self.train_step = TrainStep(self.ddp_model, self.inner, self.optimizer, self.scheduler, self.amp,
-                                    self.no_sync, info, self.gbs)
+        self.train_step = TrainStep(self.ddp_model, self.optimizer, self.scheduler, self.amp, no_sync, grad_norm,
+                                    info, self.gbs)
         if resume_dir:
             self._load_checkpoint(resume_dir)
         # Per-rank dropout streams, set after the shared init (restored states win on resume).
@@ -338,7 +351,8 @@ class Trainer:
         while self.step < t.max_steps:
             stats = self.train_step([next(batches) for _ in range(self.acc)])
             self.step += 1
-            if not math.isfinite(stats["loss"]) and not self.amp.fp16:
+            # With an active fp16 loss scaler a non-finite loss only skips the step (counted); otherwise stop.
+            if not math.isfinite(stats["loss"]) and not self.amp.scaler.is_enable():
                 self.text.error(f"error: non-finite loss {stats['loss']} at step {self.step}; stopping. The last "
                                 f"good checkpoint is kept in {self.checkpointer.root}")
                 return 1
@@ -354,6 +368,9 @@ class Trainer:
                 time.sleep(3600)
         self.evaluate(self.test_ds, t.test_iters or t.eval_iters, "test")
         self.vdl.close()
+        ts = self.train_step
+        self.text(f"trainer: {ts.unsynced_micro_steps} of {ts.micro_steps} micro-steps ran under no_sync "
+                  "(gradient all-reduce skipped until the last micro-step of each step)")
         self.text(f"trainer: done at step {self.step}; checkpoints in {self.checkpointer.root}, "
                   f"VisualDL records in {os.path.join(t.output_dir, 'visualdl')}")
         return 0

@@ -73,3 +73,15 @@ def log_losses(path: str) -> dict:
                 step = int(line.split(",")[0].split()[-1])
                 out[step] = line.split(", ")[1]
     return out
+
+
+def log_fields(path: str) -> dict:
+    """{step: {field: float}} of the ernie-1.0 log lines in a train.log (units after a value are dropped)."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("global step "):
+                head, *rest = line.rstrip("\n").split(", ")
+                out[int(head.split()[-1])] = {k: float(v.split()[0].rstrip("%")) for k, v in
+                                              (item.split(": ", 1) for item in rest)}
+    return out

@@ -64,6 +64,19 @@ def test_accumulation_gives_the_same_weights(data, ref_run, tmp_path):
     la, lb = U.log_losses(os.path.join(ref_run, "train.log")), U.log_losses(os.path.join(tmp_path, "train.log"))
     for step in (1, 2, 3):
         assert abs(float(la[step].split()[1]) - float(lb[step].split()[1])) < 1e-6
+    # One process has no gradient all-reduce to skip: every micro-step runs without no_sync.
+    assert "trainer: 0 of 12 micro-steps ran under no_sync" in open(os.path.join(tmp_path, "train.log")).read()
+
+
+def test_logged_values_are_averaged_over_the_logging_window(data, ref_run, tmp_path):
+    assert run(data, tmp_path, **{"train.logging_steps": 3, "train.eval_steps": 2}) == 0
+    per_step = U.log_fields(os.path.join(ref_run, "train.log"))
+    window = U.log_fields(os.path.join(tmp_path, "train.log"))
+    assert sorted(per_step) == [1, 2, 3] and sorted(window) == [3]
+    for key in ("loss", "lm_loss", "sop_loss", "grad_norm"):
+        mean = sum(per_step[s][key] for s in (1, 2, 3)) / 3
+        assert abs(window[3][key] - mean) < 2e-6, (key, window[3][key], mean)
+    assert len({per_step[s]["loss"] for s in (1, 2, 3)}) == 3  # the mean differs from the last step's value
 
 
 def test_log_lines_visualdl_and_plot(ref_run, tmp_path):
@@ -108,9 +121,29 @@ def test_dataloader_workers_give_the_same_batches(data, ref_run, tmp_path):
     assert_same_weights(weights(ref_run, 3), weights(tmp_path, 3), tol=0)
 
 
-def test_recompute_gives_the_same_losses(data, ref_run, tmp_path):
+def test_recompute_gives_the_same_losses(data, ref_run, tmp_path, monkeypatch):
+    import paddle.distributed.fleet.utils as fleet_utils
+
+    from ernie_style import modeling
+
+    calls = {"recompute": 0, "train_forward": 0}
+    real_recompute, real_forward = fleet_utils.recompute, modeling.RoFormerLayer.forward
+
+    def recompute(*args, **kwargs):
+        calls["recompute"] += 1
+        return real_recompute(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        calls["train_forward"] += self.training
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(fleet_utils, "recompute", recompute)
+    monkeypatch.setattr(modeling.RoFormerLayer, "forward", forward)
     assert run(data, tmp_path, **{"train.recompute": True}) == 0
     assert "recompute: 2 encoder layers" in open(os.path.join(tmp_path, "train.log")).read()
+    # Every layer goes through recompute once per micro-step (2 layers x 3 steps), and its forward runs
+    # twice for each: once in forward, once again in backward to rebuild the activations.
+    assert calls == {"recompute": 6, "train_forward": 12}
     assert_same_weights(weights(ref_run, 3), weights(tmp_path, 3), tol=1e-6)
 
 
@@ -276,16 +309,35 @@ def test_batch_sampler_order_is_independent_of_ranks():
     ({"data.prefixes": "[/nope/corpus]"}, "/nope/corpus.idx not found"),
     ({"model.vocab_size": 100}, "model.vocab_size=100: smaller than the 125 entries"),
     ({"train.global_batch_size": 12}, "train.global_batch_size=12: expected a multiple of"),
+    ({"data.prefixes": "[{nowwm}]"}, "nowwm.wwm not found (the word-start flags"),
     ({"train.resume": "/nope/ckpt"}, "train.resume='/nope/ckpt'"),
 ])
 def test_user_errors_exit_2_with_one_line(data, tmp_path, capsys, override, needle):
+    import shutil
+
+    if "{nowwm}" in str(override.get("data.prefixes")):  # .idx/.bin present, .wwm missing
+        nowwm = str(tmp_path / "nowwm")
+        for ext in (".idx", ".bin"):
+            shutil.copyfile(data[0] + ext, nowwm + ext)
+        override = {"data.prefixes": f"[{nowwm}]"}
     assert run(data, tmp_path, **override) == 2
     err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not os.path.exists(tmp_path / "checkpoints")
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch, capsys):
+def test_check_uses_the_launch_world_size(data, tmp_path, capsys):
+    over = U.tiny_overrides(*data, str(tmp_path), **{"train.micro_batch_size": 4, "train.global_batch_size": 12})
+    assert run_pretrain.main(["--config", CONFIG, "--check", *over]) == 0  # 1 rank: 12 = 4 x 3
+    assert run_pretrain.main(["--config", CONFIG, "--check", "--world-size", "2", *over]) == 2
+    err = capsys.readouterr().err
+    assert "train.global_batch_size=12: expected a multiple of train.micro_batch_size (4) x data-parallel " \
+           "size (2) = 8" in err
+
+
+# fp16 AMP configured on CPU: Paddle disables the GradScaler, so nothing would skip the bad step; it must stop.
+@pytest.mark.parametrize("amp", [{}, {"amp.enable": True, "amp.dtype": "float16"}], ids=["fp32", "fp16-on-cpu"])
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch, capsys, amp):
     import ernie_style.trainer as trainer_mod
 
     real = trainer_mod.pretraining_loss
@@ -297,7 +349,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, mon
         return (loss, lm * float("nan"), sop) if n["calls"] > 2 else (loss, lm, sop)
 
     monkeypatch.setattr(trainer_mod, "pretraining_loss", exploding)
-    assert run(data, tmp_path, **{"train.save_steps": 1, "train.max_steps": 5}) == 1
+    assert run(data, tmp_path, **{"train.save_steps": 1, "train.max_steps": 5, **amp}) == 1
     assert "non-finite loss nan at step 3" in capsys.readouterr().err
     root = tmp_path / "checkpoints"
     assert os.readlink(root / "latest") == "step_00000002"
