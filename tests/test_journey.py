@@ -9,6 +9,7 @@ README's), and the commands that cannot run on one CPU machine (``visualdl`` sta
 """
 import glob
 import gzip
+import json
 import os
 import re
 import shlex
@@ -57,6 +58,11 @@ def _write_corpus(root):
             f.write(lines)
         with gzip.open(os.path.join(root, "corpus", f"part{part}.txt.gz"), "wt", encoding="utf-8") as f:
             f.write(lines)
+    # "more text later, in another format": JSON lines for the merge example
+    os.makedirs(os.path.join(root, "more"))
+    with gzip.open(os.path.join(root, "more", "web.jsonl.gz"), "wt", encoding="utf-8") as f:
+        for i, d in enumerate(generate(n_docs=60, seed=11)):
+            f.write(json.dumps({"id": i, "text": d}, ensure_ascii=False) + "\n")
 
 
 def _run(cwd, words, env_extra, timeout=600):
@@ -79,7 +85,7 @@ def test_readme_journey(tmp_path):
     os.symlink(os.path.join(REPO, "run_pretrain.sh"), os.path.join(root, "run_pretrain.sh"))
     os.makedirs(os.path.join(root, "data"))
 
-    ran, recognised_only, train_cmd = [], [], None
+    ran, recognised_only, train_cmd, continued = [], [], None, False
     for lang, block in readme_blocks():
         if lang == "python":
             out = _run(root, ["python", "-c", block], {"TRANSFORMERS_VERBOSITY": "error"})
@@ -93,20 +99,30 @@ def test_readme_journey(tmp_path):
                 recognised_only.append(" ".join(words))
                 continue
             if words[0] == "./run_pretrain.sh":
-                train_cmd = (env, words)
                 out = _run(root, words + TINY, env)
                 assert "global step 4, loss:" in out
+                if any(w.startswith("train.resume=") for w in words):  # continue from the HF conversion
+                    assert "resume: initialised weights from model dir" in out
+                    continued = True
+                else:
+                    train_cmd = train_cmd or (env, words)
             else:
                 out = _run(root, words, env)
             ran.append(" ".join(words[:3]))
 
-    assert train_cmd is not None and len(ran) >= 7, ran
+    assert train_cmd is not None and continued and len(ran) >= 12, ran
     assert recognised_only, "the README documents visualdl and several machines"
     meta = os.path.join(root, "data", "clue_corpus.meta.json")
     assert os.path.exists(meta)
     assert os.path.exists(os.path.join(root, "curves.png"))
     hf = os.path.join(root, "hf", "roformer_base")
     assert os.path.exists(os.path.join(hf, "model.safetensors")) and os.path.exists(os.path.join(hf, "config.json"))
+    for prefix in ("more", "all"):  # the merge example
+        assert os.path.exists(os.path.join(root, "data", f"{prefix}.meta.json")), prefix
+    with open(os.path.join(root, "data", "all.meta.json"), encoding="utf-8") as f:
+        merged = json.load(f)
+    assert merged["counts"]["docs_out"] > 240, merged["counts"]
+    assert os.path.exists(os.path.join(root, "paddlenlp", "roformer_base", "model_state.pdparams"))
 
     # "Re-running the same command resumes ... To train longer, raise train.max_steps."
     env, words = train_cmd
