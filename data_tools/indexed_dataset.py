@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterable, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -100,6 +100,7 @@ class MMapIndexedDatasetBuilder:
         self.n_docs = 0
         self.n_tokens = 0
         self._closed = False
+        self.staged: Dict[str, str] = {}  # ext -> temporary path, once ``stage`` has run
 
     def add_document(self, ids: np.ndarray, sentence_lengths: Sequence[int], wwm: Optional[np.ndarray] = None) -> None:
         lengths = np.asarray(sentence_lengths, dtype=np.int32)
@@ -128,6 +129,26 @@ class MMapIndexedDatasetBuilder:
         self.n_tokens += ids.size
         self.n_docs += doc_sentences.size
 
+    def add_document_parts(self, ids_parts: Sequence[np.ndarray], length_parts: Sequence[np.ndarray],
+                           wwm_parts: Sequence[np.ndarray]) -> None:
+        """Append one document given as consecutive parts (e.g. the pieces of a giant document), written
+        part by part so the whole document is never concatenated in memory; empty parts are allowed."""
+        n_sentences = 0
+        for ids, lengths, wwm in zip(ids_parts, length_parts, wwm_parts):
+            lengths = np.asarray(lengths, dtype=np.int32)
+            assert (lengths > 0).all() and int(lengths.sum()) == np.asarray(ids).size, "parts do not align"
+            self._bin.write(np.asarray(ids).astype(self.dtype, copy=False).tobytes())
+            if self._wwm is not None:
+                assert len(wwm) == np.asarray(ids).size, "wwm flags must align with ids"
+                self._wwm.write(np.asarray(wwm, dtype=np.uint8).tobytes())
+            self._sizes.write(lengths.tobytes())
+            n_sentences += lengths.size
+            self.n_tokens += int(lengths.sum())
+        assert n_sentences > 0, "empty document"
+        self.n_sentences += n_sentences
+        self._docs.write(np.array([self.n_sentences], dtype=np.int64).tobytes())
+        self.n_docs += 1
+
     def add_prefix(self, other: "MMapIndexedDataset") -> None:
         """Append every document of an existing dataset, streaming (used by merge and shards)."""
         assert np.dtype(other.dtype) == self.dtype, "dtype mismatch"
@@ -150,6 +171,12 @@ class MMapIndexedDatasetBuilder:
 
     def finalize(self) -> None:
         """Write the index, fsync everything, then rename the three files into place."""
+        self.stage()
+        self.publish()
+
+    def stage(self) -> None:
+        """Write the index and fsync all three files, still under their temporary names
+        (``self.staged``: ext -> temporary path); ``publish`` or ``abort`` must follow."""
         for f in (self._bin, self._wwm, self._sizes, self._docs):
             if f is not None:
                 f.close()
@@ -180,16 +207,21 @@ class MMapIndexedDatasetBuilder:
             out.write(np.int64(0).tobytes())
             with open(self._paths[".docs"], "rb") as f:
                 _copy_stream(f, out)
-        finals = [(idx_tmp, idx_path(self.prefix)), (self._paths[".bin"], bin_path(self.prefix))]
+        staged = {".idx": idx_tmp, ".bin": self._paths[".bin"]}
         if self.with_wwm:
-            finals.append((self._paths[".wwm"], wwm_path(self.prefix)))
-        for tmp, _ in finals:
+            staged[".wwm"] = self._paths[".wwm"]
+        for tmp in staged.values():
             fsync_file(tmp)
-        # .idx last: a reader never sees an index whose data is not in place yet
-        for tmp, final in reversed(finals):
-            os.replace(tmp, final)
         for ext in (".sizes", ".docs"):
             os.remove(self._paths[ext])
+        self.staged = staged
+
+    def publish(self) -> None:
+        """Rename the staged files into place, ``.idx`` last: a reader never sees an index whose
+        data is not in place yet."""
+        for ext in (".wwm", ".bin", ".idx"):
+            if ext in self.staged:
+                os.replace(self.staged[ext], self.prefix + ext)
 
     def abort(self) -> None:
         """Close and delete every temporary file (nothing partial is left behind)."""
@@ -291,8 +323,10 @@ class MMapIndexedDataset:
         return self.tokens[start:end], wwm, self.sizes[first:last]
 
 
-def concat_datasets(prefixes: Iterable[str], out_prefix: str, with_wwm: bool = True) -> MMapIndexedDatasetBuilder:
-    """Stream several datasets of one dtype into ``out_prefix`` (atomic). Returns the finished builder."""
+def concat_datasets(prefixes: Iterable[str], out_prefix: str, with_wwm: bool = True,
+                    publish: bool = True) -> MMapIndexedDatasetBuilder:
+    """Stream several datasets of one dtype into ``out_prefix`` (atomic). Returns the finished builder;
+    with ``publish=False`` its files are only staged (see ``stage``) and the caller publishes or aborts."""
     prefixes = list(prefixes)
     first = MMapIndexedDataset(prefixes[0])
     builder = MMapIndexedDatasetBuilder(out_prefix, first.dtype, with_wwm=with_wwm)
@@ -302,7 +336,9 @@ def concat_datasets(prefixes: Iterable[str], out_prefix: str, with_wwm: bool = T
             if ds.dtype != first.dtype:
                 raise ValueError(f"{p}: dtype {ds.dtype} differs from {prefixes[0]}'s {first.dtype}")
             builder.add_prefix(ds)
-        builder.finalize()
+        builder.stage()
+        if publish:
+            builder.publish()
     except BaseException:
         builder.abort()
         raise

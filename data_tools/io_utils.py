@@ -75,21 +75,58 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` and fsync it (no rename: see ``write_json_atomic``)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_json_atomic(path: str, obj) -> None:
     """Write ``obj`` as JSON under a temporary name, fsync, then rename over ``path``."""
     tmp = tmp_name(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=1, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
+        write_json(tmp, obj)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def publish_dataset(builder, prefix: str, build_meta: Callable[[Dict[str, dict]], dict]) -> dict:
+    """Make a staged dataset (an ``MMapIndexedDatasetBuilder`` after ``stage()``) and its
+    ``PREFIX.meta.json`` visible together; returns the meta.
+
+    ``build_meta(files)`` gets ``{ext: {"path", "bytes", "sha256"}}`` of the staged files.  The meta
+    is written and fsynced under a temporary name first, so a failure up to there (a full disk)
+    leaves the previous output untouched.  Only then is the old meta removed, the data renamed
+    (``.idx`` last) and the meta renamed last of all: a reader that finds a meta.json finds the data
+    it describes.  A failure among the renames removes the data files too, so what is left never
+    looks complete (no meta.json)."""
+    meta_tmp = tmp_name(meta_path(prefix))
+    try:
+        files = {ext: {"path": os.path.abspath(prefix + ext), "bytes": os.path.getsize(tmp),
+                       "sha256": sha256_file(tmp)} for ext, tmp in sorted(builder.staged.items())}
+        meta = build_meta(files)
+        write_json(meta_tmp, meta)
+    except BaseException:
+        builder.abort()
+        remove_quietly([meta_tmp])
+        raise
+    try:
+        remove_quietly([meta_path(prefix)])  # never pair new data with the old meta
+        builder.publish()
+        os.replace(meta_tmp, meta_path(prefix))
+    except BaseException:
+        builder.abort()
+        remove_quietly([meta_tmp, meta_path(prefix)] + [prefix + ext for ext in builder.staged])
+        raise
+    fsync_dir(os.path.dirname(os.path.abspath(prefix)))
+    return meta
 
 
 def read_meta(prefix: str) -> dict:

@@ -3,7 +3,8 @@
 Only datasets that tokenised alike may be merged: same vocab (sha256), id dtype, lowercasing,
 segmenter (name, version, dictionary and user dictionary).  Anything else is refused with one
 line naming the first mismatching input.  Data is streamed through
-``indexed_dataset.concat_datasets`` (atomic), then the merged ``P.meta.json`` is written.
+``indexed_dataset.concat_datasets`` into staged files that ``io_utils.publish_dataset`` makes visible
+together with the merged ``P.meta.json`` (a failure leaves the previous output or nothing that looks complete).
 """
 from __future__ import annotations
 
@@ -20,11 +21,9 @@ from data_tools.io_utils import (
     check_output_prefix,
     describe_os_error,
     meta_path,
+    publish_dataset,
     read_meta,
-    remove_quietly,
     run_cli,
-    sha256_file,
-    write_json_atomic,
 )
 from data_tools.preprocess import MAX_LOCATIONS
 
@@ -64,11 +63,6 @@ def merge(inputs: List[str], output_prefix: str) -> dict:
                 raise UserError(f"{p}: {label} {get(m)!r} differs from {inputs[0]}'s {ref!r}; "
                                 f"only datasets preprocessed alike can be merged")
     check_output_prefix(output_prefix)
-    remove_quietly([meta_path(output_prefix)])
-    try:
-        ixd.concat_datasets(inputs, output_prefix, with_wwm=True)
-    except OSError as e:
-        raise UserError(describe_os_error(e, f"writing {output_prefix}") + "; nothing was written") from None
     counts = {k: sum(int(m["counts"].get(k, 0)) for m in metas)
               for k in ("docs_in", "docs_out", "sentences", "tokens", "input_bytes")}
     skipped, skipped_first, repaired, repaired_first = {}, {}, {}, {}
@@ -79,30 +73,35 @@ def merge(inputs: List[str], output_prefix: str) -> dict:
                 first = first_d.setdefault(reason, [])
                 first.extend(m.get(key + "_first", {}).get(reason, [])[: MAX_LOCATIONS - len(first)])
     assert counts["docs_out"] + sum(skipped.values()) == counts["docs_in"], "merged accounting broken"
-    files = {ext: {"path": os.path.abspath(output_prefix + ext), "bytes": os.path.getsize(output_prefix + ext),
-                   "sha256": sha256_file(output_prefix + ext)} for ext in (".bin", ".idx", ".wwm")}
     first = metas[0]
-    meta = {
-        "format": META_FORMAT,
-        "created_by": "data_tools.merge",
-        "vocab": first["vocab"],
-        "tokenizer": first["tokenizer"],
-        "segmenter": first["segmenter"],
-        "settings": first.get("settings", {}),
-        "dtype": first["dtype"],
-        "wwm_encoding": first["wwm_encoding"],
-        "inputs": [i for m in metas for i in m.get("inputs", [])],
-        "merged_from": [{"prefix": os.path.abspath(p), "counts": m["counts"]} for p, m in zip(inputs, metas)],
-        "counts": counts,
-        "skipped": dict(sorted(skipped.items())),
-        "skipped_first": dict(sorted(skipped_first.items())),
-        "repaired": dict(sorted(repaired.items())),
-        "repaired_first": dict(sorted(repaired_first.items())),
-        "files": files,
-        "run": {"elapsed_s": round(time.time() - t0, 3)},
-    }
-    write_json_atomic(meta_path(output_prefix), meta)
-    return meta
+
+    def build_meta(files: dict) -> dict:
+        return {
+            "format": META_FORMAT,
+            "created_by": "data_tools.merge",
+            "vocab": first["vocab"],
+            "tokenizer": first["tokenizer"],
+            "segmenter": first["segmenter"],
+            "settings": first.get("settings", {}),
+            "dtype": first["dtype"],
+            "wwm_encoding": first["wwm_encoding"],
+            "inputs": [i for m in metas for i in m.get("inputs", [])],
+            "merged_from": [{"prefix": os.path.abspath(p), "counts": m["counts"]} for p, m in zip(inputs, metas)],
+            "counts": counts,
+            "skipped": dict(sorted(skipped.items())),
+            "skipped_first": dict(sorted(skipped_first.items())),
+            "repaired": dict(sorted(repaired.items())),
+            "repaired_first": dict(sorted(repaired_first.items())),
+            "files": files,
+            "run": {"elapsed_s": round(time.time() - t0, 3)},
+        }
+
+    # staged data + meta published together: a failure leaves the previous output or nothing that looks complete
+    try:
+        builder = ixd.concat_datasets(inputs, output_prefix, with_wwm=True, publish=False)
+        return publish_dataset(builder, output_prefix, build_meta)
+    except OSError as e:
+        raise UserError(describe_os_error(e, f"writing {output_prefix}") + "; no new output was published") from None
 
 
 def main(argv=None) -> int:

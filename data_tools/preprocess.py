@@ -64,7 +64,7 @@ from data_tools.io_utils import (
     describe_os_error,
     format_table,
     human_bytes,
-    meta_path,
+    publish_dataset,
     remove_quietly,
     run_cli,
     sha256_file,
@@ -123,30 +123,37 @@ def _open_input(path: str):
     return raw, raw
 
 
-def _bounded_lines(fh, max_bytes: int) -> Iterator[Tuple[Optional[bytes], int]]:
-    """Yield ``(line, consumed_bytes)``; ``line`` is None for a line over ``max_bytes`` (read and discarded)."""
+def _read_line(fh, max_bytes: int) -> Tuple[Optional[bytes], int]:
+    """``(line, consumed_bytes)`` of the next line, ``(None, 0)`` at the end of the input; ``line`` is
+    None for a line over ``max_bytes`` (read in bounded chunks and discarded).  A plain function, not a
+    generator, so no suspended frame keeps a giant line alive after its caller lets go of it."""
+    chunk = fh.readline(_READ_CHUNK)
+    if len(chunk) < _READ_CHUNK or chunk.endswith(b"\n"):
+        return (chunk or None), len(chunk)
+    parts: Optional[List[bytes]] = [chunk]
+    size = len(chunk)
     while True:
-        chunk = fh.readline(_READ_CHUNK)
-        if not chunk:
+        more = fh.readline(_READ_CHUNK)
+        if not more:
+            break
+        size += len(more)
+        if parts is not None:
+            if size > max_bytes:
+                parts = None  # too big: stop keeping it, keep reading to the end of the line
+            else:
+                parts.append(more)
+        if more.endswith(b"\n"):
+            break
+    return (b"".join(parts) if parts is not None else None), size
+
+
+def _lines(fh, max_bytes: int) -> Iterator[Tuple[Optional[bytes], int]]:
+    """``_read_line`` until the end of the input (for lines kept in memory anyway)."""
+    while True:
+        data, size = _read_line(fh, max_bytes)
+        if not size:
             return
-        if len(chunk) < _READ_CHUNK or chunk.endswith(b"\n"):
-            yield chunk, len(chunk)
-            continue
-        parts: Optional[List[bytes]] = [chunk]
-        size = len(chunk)
-        while True:
-            more = fh.readline(_READ_CHUNK)
-            if not more:
-                break
-            size += len(more)
-            if parts is not None:
-                if size > max_bytes:
-                    parts = None  # too big: stop keeping it, keep reading to the end of the line
-                else:
-                    parts.append(more)
-            if more.endswith(b"\n"):
-                break
-        yield (b"".join(parts) if parts is not None else None), size
+        yield data, size
 
 
 @dataclass
@@ -174,24 +181,30 @@ def iter_records(paths: List[str], doc_separator: str, max_doc_bytes: int, start
                 fh.seek(offset)
             blank = doc_separator == "blank" and not _is_json_input(path)
             if not blank:
-                for data, size in _bounded_lines(fh, max_doc_bytes):
+                while True:
+                    data, size = _read_line(fh, max_doc_bytes)
+                    if not size:
+                        break
                     line += 1
                     offset += size
-                    yield Record(fi, line, offset, line, size, data, None if data is not None else "giant_document")
+                    rec = Record(fi, line, offset, line, size, data, None if data is not None else "giant_document")
+                    data = None  # the record holds the only reference: the consumer may release it
+                    yield rec
                 continue
             parts: List[bytes] = []
             doc_line = doc_bytes = pending = 0  # pending: bytes read since the last yielded record
             giant = False
-            for data, size in _bounded_lines(fh, max_doc_bytes):
+            for data, size in _lines(fh, max_doc_bytes):
                 line += 1
                 offset += size
                 pending += size
-                if data is not None and not data.strip():
+                if data is not None and (not data or data.isspace()):
                     if doc_line:
-                        yield Record(fi, doc_line, offset - size, line - 1, pending - size,
+                        rec = Record(fi, doc_line, offset - size, line - 1, pending - size,
                                      None if giant else b"".join(parts), "giant_document" if giant else None)
                         pending = size
                         parts, doc_line, doc_bytes, giant = [], 0, 0, False
+                        yield rec
                     continue
                 if not doc_line:
                     doc_line = line
@@ -213,14 +226,17 @@ def iter_records(paths: List[str], doc_separator: str, max_doc_bytes: int, start
 def _prepare(raw: bytes, is_json: bool, json_key: str) -> Tuple[Optional[str], Optional[str], int]:
     """Bytes of one document -> (text, skip_reason, note_bits)."""
     notes = 0
-    raw = raw.rstrip(b"\r\n")
+    end = len(raw)
+    while end and raw[end - 1] in b"\r\n":
+        end -= 1
+    view = memoryview(raw)[:end]  # not raw.rstrip(): that copies a giant document once more
     try:
-        text = raw.decode("utf-8")
+        text = str(view, "utf-8")
     except UnicodeDecodeError:
-        text = raw.decode("utf-8", "replace")
+        text = str(view, "utf-8", "replace")
         notes |= _NOTE_UTF8
     if is_json:
-        if not text.strip():
+        if not text or text.isspace():  # (text.strip() would copy it)
             return None, "empty", notes
         try:
             obj = json.loads(text)
@@ -233,15 +249,15 @@ def _prepare(raw: bytes, is_json: bool, json_key: str) -> Tuple[Optional[str], O
             return None, "non_string_value", notes
     if _CONTROL.search(text):
         notes |= _NOTE_CONTROL
-    if not text.strip():
+    if not text or text.isspace():
         return None, "empty", notes
     return text, None, notes
 
 
-def split_pieces(text: str, piece_chars: Optional[int] = None) -> List[str]:
-    """Cut a giant document into pieces of at most ``piece_chars``, preferably just after a sentence end."""
+def iter_pieces(text: str, piece_chars: Optional[int] = None) -> Iterator[str]:
+    """Cut a giant document into pieces of at most ``piece_chars``, preferably just after a sentence end
+    (one piece at a time: a list of them would be a second copy of the document)."""
     piece_chars = piece_chars or _PIECE_CHARS
-    pieces = []
     start = 0
     while len(text) - start > piece_chars:
         window_end = start + piece_chars
@@ -250,10 +266,13 @@ def split_pieces(text: str, piece_chars: Optional[int] = None) -> List[str]:
             cut = m.end()
         if cut <= start:
             cut = window_end
-        pieces.append(text[start:cut])
+        yield text[start:cut]
         start = cut
-    pieces.append(text[start:])
-    return pieces
+    yield text[start:]
+
+
+def split_pieces(text: str, piece_chars: Optional[int] = None) -> List[str]:
+    return list(iter_pieces(text, piece_chars))
 
 
 # ----------------------------------------------------------------------------- workers
@@ -567,8 +586,12 @@ def _fingerprint(args, inputs: List[dict], tok, seg, settings: Settings) -> dict
 def _validate(args) -> Tuple[List[dict], object, object, Settings]:
     inputs = []
     for path in args.input:
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise UserError(f"--input {path}: no such file")
+        if os.path.isdir(path):
+            raise UserError(f"--input {path}: is a directory, expected a file")
+        if not os.path.isfile(path):  # a FIFO or device: no size, no seeking for a resume
+            raise UserError(f"--input {path}: not a regular file")
         try:
             with open(path, "rb") as f:
                 f.read(1)
@@ -713,12 +736,16 @@ class _Run:
         if skip is not None:
             queue.append(("batch", _Ready(None), [(_SKIP, loc, rec.nbytes, skip, notes)]))
             return
-        pieces = split_pieces(text)
-        for i, piece in enumerate(pieces):
-            last = i == len(pieces) - 1
-            kind = _PIECE_LAST if last else _PIECE
-            desc = (kind, loc, rec.nbytes if last else 0, None, notes)
+        rec.raw = None  # the decoded text is all that is needed now (see iter_records)
+        pieces = iter_pieces(text)
+        del text  # the generator holds the only reference
+        piece = next(pieces)
+        while piece is not None:
+            following = next(pieces, None)  # one piece of lookahead tells which one is the last
+            last = following is None
+            desc = (_PIECE_LAST if last else _PIECE, loc, rec.nbytes if last else 0, None, notes)
             queue.append(("batch", executor.submit([(_PIECE, piece)]), [desc]))
+            piece = following
             while sum(1 for e in queue if e[0] == "batch") > executor.max_inflight:
                 self._consume(queue.popleft(), progress)
 
@@ -768,20 +795,22 @@ class _Run:
         if desc[0] == _PIECE:
             return
         self.giant = None
-        ids, wwm, lens = (np.concatenate(g[k]) for k in ("ids", "wwm", "lens"))
+        n_tokens = sum(int(a.size) for a in g["ids"])
+        n_sentences = sum(int(a.size) for a in g["lens"])
         acct = self.acct
         acct.docs_in += 1
         loc = self.loc(*desc[1])
         if desc[4]:
             acct.repair(desc[4], loc)
-        skip = _judge(self.settings, int(ids.size), g["chars"], g["cjk"])
+        skip = _judge(self.settings, n_tokens, g["chars"], g["cjk"])
         if skip is not None:
             acct.skip(skip, loc)
             return
-        self.builder.add_documents(ids, lens, np.array([lens.size], np.int64), wwm)
+        # written part by part: concatenating first would hold the document's ids twice
+        self.builder.add_document_parts(g["ids"], g["lens"], g["wwm"])
         acct.docs_out += 1
-        acct.sentences += int(lens.size)
-        acct.tokens += int(ids.size)
+        acct.sentences += n_sentences
+        acct.tokens += n_tokens
 
     def abort(self) -> None:
         if self.builder is not None:
@@ -828,50 +857,49 @@ def preprocess(args) -> dict:
         store.remove()
         raise UserError(f"no document kept out of {acct.docs_in} read (skipped: {acct.skipped or 'none'}); "
                         f"nothing written to {prefix}")
-    # concatenate shards into the final files (atomic), then meta; the old meta goes first so
-    # a reader never pairs new data with old meta
-    remove_quietly([meta_path(prefix)])
+
+    def build_meta(files: dict) -> dict:
+        elapsed = time.time() - t0
+        return {
+            "format": META_FORMAT,
+            "created_by": "data_tools.preprocess",
+            "vocab": {"path": settings.vocab, "sha256": tok.vocab_sha256, "size": int(tok.vocab_size)},
+            "tokenizer": {"do_lower_case": settings.do_lower_case},
+            "segmenter": {
+                "name": seg.name, "version": str(seg.version), "dict_sha256": seg.dict_sha256,
+                "user_dict": settings.user_dict, "user_dict_sha256": fingerprint["user_dict_sha256"],
+            },
+            "settings": {
+                "max_sentence_tokens": settings.max_sentence_tokens, "min_doc_chars": settings.min_doc_chars,
+                "min_cjk_ratio": settings.min_cjk_ratio, "max_doc_mb": args.max_doc_mb,
+                "doc_separator": args.doc_separator, "json_key": settings.json_key,
+            },
+            "dtype": settings.dtype,
+            "wwm_encoding": "uint8",
+            "inputs": [{"path": i["path"], "bytes": i["bytes"]} for i in inputs],
+            "counts": {"docs_in": acct.docs_in, "docs_out": acct.docs_out, "sentences": acct.sentences,
+                       "tokens": acct.tokens, "input_bytes": acct.input_bytes},
+            "skipped": dict(sorted(acct.skipped.items())),
+            "skipped_first": dict(sorted(acct.skipped_first.items())),
+            "repaired": dict(sorted(acct.repaired.items())),
+            "repaired_first": dict(sorted(acct.repaired_first.items())),
+            "files": files,
+            "run": {"workers": args.workers, "elapsed_s": round(elapsed, 3), "processing_s": round(t_run, 3),
+                    "processed": {"input_bytes": acct.input_bytes - done.input_bytes,
+                                  "docs_in": acct.docs_in - done.docs_in, "tokens": acct.tokens - done.tokens},
+                    "resumed": resumed,
+                    "shards": len(store.shards)},
+        }
+
+    # concatenate the shards into staged files, then publish them with their meta (io_utils.publish_dataset):
+    # a failure leaves the previous output or nothing that looks complete, and the shards for a rerun
     try:
-        ixd.concat_datasets([store.shard_prefix(i) for i in range(len(store.shards))], prefix, with_wwm=True)
+        builder = ixd.concat_datasets([store.shard_prefix(i) for i in range(len(store.shards))], prefix,
+                                      with_wwm=True, publish=False)
+        meta = publish_dataset(builder, prefix, build_meta)
     except OSError as e:
-        raise UserError(f"{describe_os_error(e, 'writing ' + prefix)}; nothing final was written"
+        raise UserError(f"{describe_os_error(e, 'writing ' + prefix)}; no new output was published"
                         f" (committed shards kept in {store.dir}: rerun to finish)") from None
-    files = {}
-    for ext in (".bin", ".idx", ".wwm"):
-        files[ext] = {"path": os.path.abspath(prefix + ext), "bytes": os.path.getsize(prefix + ext),
-                      "sha256": sha256_file(prefix + ext)}
-    elapsed = time.time() - t0
-    meta = {
-        "format": META_FORMAT,
-        "created_by": "data_tools.preprocess",
-        "vocab": {"path": settings.vocab, "sha256": tok.vocab_sha256, "size": int(tok.vocab_size)},
-        "tokenizer": {"do_lower_case": settings.do_lower_case},
-        "segmenter": {
-            "name": seg.name, "version": str(seg.version), "dict_sha256": seg.dict_sha256,
-            "user_dict": settings.user_dict, "user_dict_sha256": fingerprint["user_dict_sha256"],
-        },
-        "settings": {
-            "max_sentence_tokens": settings.max_sentence_tokens, "min_doc_chars": settings.min_doc_chars,
-            "min_cjk_ratio": settings.min_cjk_ratio, "max_doc_mb": args.max_doc_mb,
-            "doc_separator": args.doc_separator, "json_key": settings.json_key,
-        },
-        "dtype": settings.dtype,
-        "wwm_encoding": "uint8",
-        "inputs": [{"path": i["path"], "bytes": i["bytes"]} for i in inputs],
-        "counts": {"docs_in": acct.docs_in, "docs_out": acct.docs_out, "sentences": acct.sentences,
-                   "tokens": acct.tokens, "input_bytes": acct.input_bytes},
-        "skipped": dict(sorted(acct.skipped.items())),
-        "skipped_first": dict(sorted(acct.skipped_first.items())),
-        "repaired": dict(sorted(acct.repaired.items())),
-        "repaired_first": dict(sorted(acct.repaired_first.items())),
-        "files": files,
-        "run": {"workers": args.workers, "elapsed_s": round(elapsed, 3), "processing_s": round(t_run, 3),
-                "processed": {"input_bytes": acct.input_bytes - done.input_bytes,
-                              "docs_in": acct.docs_in - done.docs_in, "tokens": acct.tokens - done.tokens},
-                "resumed": resumed,
-                "shards": len(store.shards)},
-    }
-    write_json_atomic(meta_path(prefix), meta)
     store.remove()
     return meta
 

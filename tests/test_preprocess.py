@@ -320,7 +320,7 @@ def test_disk_full_cleans_up(tmp_path, vocab, capsys, monkeypatch, where):
     out.mkdir()
     prefix = str(out / "p")
     real_add = ixd.MMapIndexedDatasetBuilder.add_documents
-    real_finalize = ixd.MMapIndexedDatasetBuilder.finalize
+    real_stage = ixd.MMapIndexedDatasetBuilder.stage
     calls = {"n": 0}
 
     def full_add(self, *a, **k):
@@ -329,13 +329,13 @@ def test_disk_full_cleans_up(tmp_path, vocab, capsys, monkeypatch, where):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.prefix + ".bin")
         return real_add(self, *a, **k)
 
-    def full_finalize(self):
+    def full_stage(self):
         if where == "final" and not self.prefix.endswith(tuple(f"shard_{i:05d}" for i in range(100))):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.prefix + ".idx")
-        return real_finalize(self)
+        return real_stage(self)
 
     monkeypatch.setattr(ixd.MMapIndexedDatasetBuilder, "add_documents", full_add)
-    monkeypatch.setattr(ixd.MMapIndexedDatasetBuilder, "finalize", full_finalize)
+    monkeypatch.setattr(ixd.MMapIndexedDatasetBuilder, "stage", full_stage)
     err = _one_line_error(capsys, _run(corpus, vocab, prefix, "--shard-size-mb", "0.01"))
     assert "no space left on device" in err
     assert where == "final" or calls["n"] > 1
