@@ -51,29 +51,47 @@ def _details(proc_or_out):
 
 
 @pytest.fixture(scope="module")
-def reference(data, tmp_path_factory):
+def reference_out(data, tmp_path_factory):
     """1 process x micro 8 x accumulation 1, 3 steps, dropout off (in-process)."""
     out = tmp_path_factory.mktemp("ref1")
     assert run_pretrain.main(["--config", CONFIG, *U.tiny_overrides(*data, str(out))]) == 0
-    return final_weights(out)
+    return out
 
 
-def test_two_processes_through_run_pretrain_sh(data, reference, tmp_path):
+@pytest.fixture(scope="module")
+def reference(reference_out):
+    return final_weights(reference_out)
+
+
+def assert_same_grad_norms(out, reference_out):
+    """The logged grad_norm (of the averaged gradient, before clipping) is the 1-process one at every step."""
+    a, b = U.log_fields(out / "train.log"), U.log_fields(reference_out / "train.log")
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    for step in a:
+        assert abs(a[step]["grad_norm"] - b[step]["grad_norm"]) <= 1e-5 * (1 + b[step]["grad_norm"]), \
+            (step, a[step]["grad_norm"], b[step]["grad_norm"])
+
+
+def test_two_processes_through_run_pretrain_sh(data, reference, reference_out, tmp_path):
+    """2 ranks x micro 2 x accumulation 2 == 1 rank x micro 8, with no_sync on the first micro-step of each step."""
     out = tmp_path / "out"
-    over = U.tiny_overrides(*data, str(out), **{"train.micro_batch_size": 4})
+    over = U.tiny_overrides(*data, str(out), **{"train.micro_batch_size": 2})
     p = subprocess.run(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, env=_env(NPROC="2"), capture_output=True,
                        text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:] + _details(out)
     assert sorted(f for f in os.listdir(out / "log") if f.startswith("workerlog")) == ["workerlog.0", "workerlog.1"]
     log = open(out / "train.log").read()
-    assert "trainer: 2 rank(s) on cpu, micro batch 4, accumulation 1, global batch 8" in log
+    assert "trainer: 2 rank(s) on cpu, micro batch 2, accumulation 2, global batch 8" in log
+    # DataParallel's gradient sync was off during the backward of 3 of the 6 micro-steps (1 of 2 per step).
+    assert "trainer: 3 of 6 micro-steps ran under no_sync" in log
     assert sorted(U.log_losses(out / "train.log")) == [1, 2, 3]  # rank 0 only logs
     ckpt_files = os.listdir(out / "checkpoints" / "latest")
     assert {"rng_state.rank0.pkl", "rng_state.rank1.pkl", "optimizer.pdopt"} <= set(ckpt_files)
     assert_close(final_weights(out), reference)
+    assert_same_grad_norms(out, reference_out)
 
 
-def test_sharding_stage1_matches_and_resumes(data, reference, tmp_path):
+def test_sharding_stage1_matches_and_resumes(data, reference, reference_out, tmp_path):
     out = tmp_path / "out"
     shard = {"train.micro_batch_size": 2, "train.global_batch_size": 8, "dist.sharding_stage": 1,
              "train.resume": "auto"}
@@ -83,6 +101,8 @@ def test_sharding_stage1_matches_and_resumes(data, reference, tmp_path):
     assert {"optimizer.rank0.pdopt", "optimizer.rank1.pdopt"} <= files  # optimizer states are sharded
     assert "optimizer.pdopt" not in files
     assert_close(final_weights(out), reference)
+    # Gradients are reduced to their owner inside the step: the logged norm is still the global one.
+    assert_same_grad_norms(out, reference_out)
     # resume from the per-rank optimizer shards to step 5 == a straight 1-process run to step 5
     p = U.launch(2, CONFIG, U.tiny_overrides(*data, str(out), **shard, **{"train.max_steps": 5}),
                  str(tmp_path / "log2"))
@@ -184,13 +204,24 @@ def test_a_dying_rank_fails_the_job_promptly(data, tmp_path):
 
 
 def test_user_errors_stop_before_launch(data, tmp_path):
-    over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"data.prefixes": "[/nope/corpus]"})
+    two = {"train.micro_batch_size": 4}  # global 8 = 4 x 2 ranks
+    over = U.tiny_overrides(*data, str(tmp_path / "out"), **two, **{"data.prefixes": "[/nope/corpus]"})
     p = subprocess.run(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, env=_env(NPROC="2"), capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2
     assert "error: data.prefixes: /nope/corpus.idx not found" in p.stderr and "Traceback" not in p.stderr
     assert not os.path.exists(tmp_path / "out" / "log")  # no launcher was started
-    over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"dist.sharding_stage": 2})
+    over = U.tiny_overrides(*data, str(tmp_path / "out"), **two, **{"dist.sharding_stage": 2})
     p = subprocess.run(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, env=_env(NPROC="2"), capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2 and "dist.sharding_stage=2" in p.stderr
+    # Batch sizes are checked for the ranks the launch will have (12 = 4 x 3 fits 1 rank, not 2).
+    over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"train.micro_batch_size": 4,
+                                                              "train.global_batch_size": 12})
+    p = subprocess.run(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, env=_env(NPROC="2"), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2, p.stdout + p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if "error" in ln.lower()]
+    assert errors == ["error: train.global_batch_size=12: expected a multiple of train.micro_batch_size (4) x "
+                      "data-parallel size (2) = 8"] and "Traceback" not in p.stderr, p.stderr
+    assert not os.path.exists(tmp_path / "out" / "log")  # no launcher was started
