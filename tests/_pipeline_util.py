@@ -1,6 +1,8 @@
 """Small corpora and vocabularies for the pipeline tests (preprocess, merge, inspect)."""
 from __future__ import annotations
 
+import errno
+import json
 import os
 import re
 import subprocess
@@ -61,3 +63,43 @@ def read_bytes(prefix: str):
         with open(prefix + ext, "rb") as f:
             out[ext] = f.read()
     return out
+
+
+def inject_publish_failure(monkeypatch, prefix: str, where: str) -> None:
+    """Make publishing ``prefix`` fail: ``meta`` = the disk fills while the meta.json is written (before
+    any rename), ``rename`` = renaming ``.idx`` into place fails (after the old meta is gone)."""
+    from data_tools import io_utils
+
+    if where == "meta":
+        real_write = io_utils.write_json
+
+        def write_json(path, obj):
+            if path.startswith(prefix + ".meta.json"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+            return real_write(path, obj)
+
+        monkeypatch.setattr(io_utils, "write_json", write_json)
+    else:
+        assert where == "rename", where
+        real_replace = os.replace
+
+        def replace(src, dst, **kw):
+            if os.fspath(dst) == prefix + ".idx":
+                raise OSError(errno.EIO, os.strerror(errno.EIO), dst)
+            return real_replace(src, dst, **kw)
+
+        monkeypatch.setattr(os, "replace", replace)
+
+
+def assert_complete(prefix: str) -> dict:
+    """``prefix`` has a meta.json whose sizes and sha256 match the three data files; returns the meta."""
+    with open(prefix + ".meta.json", encoding="utf-8") as f:
+        meta = json.load(f)
+    for ext in (".bin", ".idx", ".wwm"):
+        assert meta["files"][ext]["bytes"] == os.path.getsize(prefix + ext), ext
+        assert meta["files"][ext]["sha256"] == sha256(prefix + ext), ext
+    return meta
+
+
+def temp_files(directory: str) -> List[str]:
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(directory) for f in files if ".tmp." in f)
