@@ -1,7 +1,8 @@
-"""data_tools.merge (result, refusals, atomicity) and data_tools.inspect (stats, word-boundary view).
+"""data_tools.merge (result, refusals, atomicity on write failures) and data_tools.inspect (stats, word-boundary view).
 
 Budget: ~10 s on an idle 2-core machine.
 """
+import errno
 import json
 import os
 import re
@@ -123,3 +124,41 @@ def test_decode_words_joins_wordpieces():
     ids = np.array([1, 2, 3, 4, 5])
     wwm = np.array([1, 0, 1, 0, 1])
     assert ds_inspect.decode_words(ids, wwm, vocab) == "helloworld | 中国 | ai"
+
+
+@pytest.mark.parametrize("where", ["data", "meta", "rename"])
+def test_merge_write_failure_leaves_previous_output_or_nothing(built, capsys, monkeypatch, where):
+    """A write failure while merging: before anything is renamed (data or meta.json) the previous merge at the
+    prefix stays complete; once the old meta is gone (a rename fails) nothing is left that looks complete."""
+    out_dir = built["tmp"] / f"fail_{where}"
+    out_dir.mkdir()
+    out = str(out_dir / "m")
+    assert merge.main(["--inputs", built["a"], "--output-prefix", out, "--quiet"]) == 0
+    before, before_meta = U.read_bytes(out), U.assert_complete(out)
+    if where == "data":
+        real_add = ixd.MMapIndexedDatasetBuilder.add_prefix
+        calls = {"n": 0}
+
+        def full_add(self, other):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.prefix + ".bin")
+            return real_add(self, other)
+
+        monkeypatch.setattr(ixd.MMapIndexedDatasetBuilder, "add_prefix", full_add)
+    else:
+        U.inject_publish_failure(monkeypatch, out, where)
+    rc = merge.main(["--inputs", built["a"], built["b"], "--output-prefix", out])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith(f"error: writing {out}: ") and len(err.splitlines()) == 1, err
+    assert "no new output was published" in err
+    assert U.temp_files(str(out_dir)) == []
+    if where == "rename":
+        assert os.listdir(out_dir) == []
+    else:
+        assert U.read_bytes(out) == before and U.assert_complete(out) == before_meta
+    monkeypatch.undo()
+    assert merge.main(["--inputs", built["a"], built["b"], "--output-prefix", out, "--quiet"]) == 0
+    docs_in = [_meta(p)["counts"]["docs_in"] for p in (built["a"], built["b"], out)]
+    assert docs_in[2] == docs_in[0] + docs_in[1]
+    U.assert_complete(out)
