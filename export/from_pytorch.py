@@ -151,19 +151,21 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False) -> None:
         raise ExportError(f"{hf_dir}: not a directory")
     cfg = read_hf_config(hf_dir)
     tensors, files = read_hf_weights(hf_dir)
+    emb = tensors.get("roformer.embeddings.word_embeddings.weight", tensors.get("embeddings.word_embeddings.weight"))
+    if emb is not None and emb.shape[0] != cfg["vocab_size"]:
+        raise ExportError(f"{', '.join(files)}: word embeddings have {emb.shape[0]} rows, "
+                          f"{os.path.join(hf_dir, 'config.json')} says vocab_size {cfg['vocab_size']}")
     side = os.path.join(hf_dir, SIDE_FILE)
     if os.path.isfile(side):
         tensors.update(read_safetensors(side)[0])
         files.append(side)
     where = ", ".join(files)
-    emb = tensors.get("roformer.embeddings.word_embeddings.weight", tensors.get("embeddings.word_embeddings.weight"))
-    if emb is not None and emb.shape[0] != cfg["vocab_size"]:
-        raise ExportError(f"{where}: word embeddings have {emb.shape[0]} rows, config.json vocab_size is {cfg['vocab_size']}")
     state, notes = hf_state_to_ours(tensors, cfg, where)
     vocab_path = os.path.join(hf_dir, VOCAB_FILE)
     vocab = read_vocab(vocab_path)
     if len(vocab) != cfg["vocab_size"]:
-        raise ExportError(f"{vocab_path}: {len(vocab)} tokens, config.json vocab_size is {cfg['vocab_size']}")
+        raise ExportError(f"{vocab_path}: {len(vocab)} tokens, {os.path.join(hf_dir, 'config.json')} says vocab_size "
+                          f"{cfg['vocab_size']}")
     do_lower_case = True
     tok_path = os.path.join(hf_dir, TOKENIZER_FILE)
     if os.path.isfile(tok_path):

@@ -81,7 +81,7 @@ def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) ->
         if verify:
             from export.verify import verify_hf_export
 
-            verify_hf_export(ckpt, tmp, dtype)
+            verify_hf_export(ckpt, tmp, dtype, name=os.fspath(out_dir))
     print(f"exported {ckpt_dir} -> {out_dir} ({dtype})")
 
 

@@ -8,6 +8,8 @@ returns None.
 The probe batch has padding (attention_mask passed), two segments, and one row as long as
 ``max_position_embeddings``; logits are compared at every non-padded position.
 """
+import warnings
+
 import numpy as np
 
 from export.errors import ExportError
@@ -34,7 +36,9 @@ def probe_batch(config: dict, seed: int = 0) -> dict:
 
 def _importable(name):
     try:
-        __import__(name)
+        with warnings.catch_warnings():  # e.g. Paddle's "No ccache found" on import: noise for a converter
+            warnings.simplefilter("ignore")
+            __import__(name)
         return True
     except ImportError:
         return False
@@ -100,11 +104,12 @@ def verify_hf_import(hf_dir, config: dict, state: dict):
     return diff
 
 
-def verify_hf_export(ckpt, hf_dir, dtype="float32"):
+def verify_hf_export(ckpt, hf_dir, dtype="float32", name=None):
     """Compare logits of ``ckpt`` (a Checkpoint) run in Paddle with ``hf_dir`` run in transformers.
 
     Prints the max difference and returns it; None when a framework is missing. Raises
-    ExportError when the difference exceeds TOLERANCE[dtype].
+    ExportError when the difference exceeds TOLERANCE[dtype], naming ``name`` (the output
+    directory the user asked for; ``hf_dir`` may be its temporary stand-in) or else ``hf_dir``.
     """
     for mod in ("paddle", "torch", "transformers"):
         if not _importable(mod):
@@ -118,5 +123,6 @@ def verify_hf_export(ckpt, hf_dir, dtype="float32"):
     print(f"verify: max |logits(paddle) - logits(transformers)| = {diff:.3e} over {int(batch['attention_mask'].sum())} "
           f"positions (tolerance {tol:g}, {dtype})")
     if not diff <= tol:
-        raise ExportError(f"{hf_dir}: verification failed: logits differ by {diff:.3e} > {tol:g}")
+        raise ExportError(f"{name or hf_dir}: verification failed: logits differ by {diff:.3e} > {tol:g}; "
+                          "nothing was written")
     return diff

@@ -103,6 +103,16 @@ def test_export_loads_cleanly_with_real_config_values(tiny):
         tok = json.load(f)
     assert tok["tokenizer_class"] == "BertTokenizer" and tok["do_lower_case"] is True
     assert tok["model_max_length"] == cfg["max_position_embeddings"]
+    with open(os.path.join(hf, "special_tokens_map.json")) as f:
+        specials = json.load(f)
+    assert specials == {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                        "mask_token": "[MASK]"}
+    assert all(tok[k] == v for k, v in specials.items())  # tokenizer_config.json agrees
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(hf)
+    for key, token in specials.items():
+        assert getattr(loaded, key) == token and getattr(loaded, key + "_id") == U.VOCAB.index(token), key
 
 
 def test_safetensors_follow_transformers_5x_rules(tiny):
@@ -171,6 +181,36 @@ def test_parity_factorized_rotary_value_and_verify_flag(tmp_path, capsys):
     theirs = AutoTokenizer.from_pretrained(hf)
     for text in ["The thing 是 pad", "Ａbc thé 中国"]:
         assert theirs(text, add_special_tokens=False)["input_ids"] == ours.encode(text).tolist(), text
+
+
+def test_verify_failure_exits_2_and_leaves_no_output(tiny, tmp_path, capsys, monkeypatch):
+    """A weight corrupted between writing and --verify (here: one FFN weight nudged by 1e-2 in
+    model.safetensors) is caught: exit 2, the difference printed, no output dir and no temp dir."""
+    from export.safetensors_io import write_safetensors
+
+    _, _, ckpt, _, _ = tiny
+    real_write = to_pytorch.write_hf_dir
+    corrupted = "roformer.encoder.layer.0.intermediate.dense.weight"
+
+    def write_then_corrupt(ckpt_, out, dtype="float32"):
+        real_write(ckpt_, out, dtype)
+        path = os.path.join(out, "model.safetensors")
+        tensors = read_safetensors(path)[0]
+        tensors[corrupted] = tensors[corrupted] + np.float32(1e-2)
+        # a new file renamed over the old one: the tensors read are memory-mapped from the old file
+        write_safetensors(path + ".new", tensors, dtype, metadata={"format": "pt"})
+        os.replace(path + ".new", path)
+
+    monkeypatch.setattr(to_pytorch, "write_hf_dir", write_then_corrupt)
+    rc = to_pytorch.main([ckpt, str(tmp_path / "hf"), "--verify"])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "verify: max |logits(paddle) - logits(transformers)|" in captured.out
+    err = captured.err.strip()
+    assert err.startswith(f"error: {tmp_path / 'hf'}: verification failed: logits differ by"), err
+    assert "> 1e-05; nothing was written" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert os.listdir(tmp_path) == []  # no output dir, no .hf.tmp-* dir
 
 
 def test_parity_model_trained_three_steps(tmp_path):
@@ -418,8 +458,26 @@ def _break_checksum(d):
     return "model_state.pdparams: checksum mismatch"
 
 
+def _break_missing_vocab(d):
+    os.remove(d / "vocab.txt")
+    os.remove(d / "checksums.json")
+    return "vocab.txt: file not found"
+
+
+def _break_missing_config(d):
+    os.remove(d / "model_config.json")
+    os.remove(d / "checksums.json")
+    return "model_config.json: file not found"
+
+
+def _break_missing_listed_file(d):
+    os.remove(d / "vocab.txt")  # checksums.json still lists it
+    return "vocab.txt: listed in checksums.json but missing"
+
+
 @pytest.mark.parametrize("breaker", [_break_missing_state, _break_model_type, _break_shape, _break_truncated,
-                                     _break_checksum])
+                                     _break_checksum, _break_missing_vocab, _break_missing_config,
+                                     _break_missing_listed_file])
 @pytest.mark.parametrize("tool", ["to_pytorch", "to_paddlenlp"])
 def test_bad_checkpoint_clear_error_exit_2_no_output(tiny, tmp_path, capsys, breaker, tool):
     _, _, ckpt, _, _ = tiny
@@ -467,6 +525,55 @@ def test_bad_hf_dirs(tiny, tmp_path, capsys):
         assert err.startswith("error: ") and expected in err and "Traceback" not in err, err
         assert not (tmp_path / "out").exists()
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+def _hf_bad_shape(d):
+    from export.safetensors_io import write_safetensors
+
+    path = d / "model.safetensors"
+    tensors = read_safetensors(path)[0]
+    name = "roformer.encoder.layer.1.output.dense.weight"  # [hidden 32, intermediate 64]
+    tensors[name] = tensors[name][:, :48]
+    write_safetensors(str(path) + ".new", tensors, "float32", metadata={"format": "pt"})  # the old one is mmapped
+    os.replace(str(path) + ".new", path)
+    return "roformer.encoder.layers.1.linear2.weight has shape [48, 32], model_config expects [64, 32]"
+
+
+def _hf_vocab_longer_than_config(d):
+    with open(d / "vocab.txt", "a", encoding="utf-8") as f:
+        f.write("额外\n")
+    return f"vocab.txt: {len(U.VOCAB) + 1} tokens, {d / 'config.json'} says vocab_size {len(U.VOCAB)}"
+
+
+def _hf_config_vocab_size_differs(d):
+    conf = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**conf, "vocab_size": len(U.VOCAB) + 8}))
+    return (f"{d / 'model.safetensors'}: word embeddings have {len(U.VOCAB)} rows, {d / 'config.json'} says "
+            f"vocab_size {len(U.VOCAB) + 8}")
+
+
+def _hf_missing_vocab(d):
+    os.remove(d / "vocab.txt")
+    return "vocab.txt: file not found"
+
+
+def _hf_missing_config(d):
+    os.remove(d / "config.json")
+    return "config.json: file not found"
+
+
+@pytest.mark.parametrize("breaker", [_hf_bad_shape, _hf_vocab_longer_than_config, _hf_config_vocab_size_differs,
+                                     _hf_missing_vocab, _hf_missing_config])
+def test_bad_hf_dir_clear_error_exit_2_no_output(tiny, tmp_path, capsys, breaker):
+    _, _, _, hf, _ = tiny
+    bad = _copy_dir(hf, tmp_path / "bad")
+    expected = breaker(bad)
+    rc = from_pytorch.main([str(bad), str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: ") and expected in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{bad}{os.sep}" in err  # the message names the file with its path
+    assert sorted(os.listdir(tmp_path)) == ["bad"]  # no output, no temp dir left behind
 
 
 def test_bare_roformer_model_is_refused_clearly(tmp_path, capsys):
