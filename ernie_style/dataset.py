@@ -24,9 +24,10 @@ budget is ``num_to_predict = min(max_predictions_per_seq, max(1, round(n_body * 
 where ``n_body`` counts the sample's non-special tokens (Megatron counts [CLS]/[SEP] too).  Each
 masked token becomes [MASK] (80%), a random non-special id (10%) or stays (10%).
 
-Every random draw of sample ``i`` comes from ``np.random.default_rng([seed, split_index, i])``,
-so a sample is identical across runs, DataLoader workers and ranks.  Datasets pickle only their
-constructor arguments; workers reopen the memory maps.
+Every random draw of sample ``i`` comes from ``np.random.default_rng([seed, split_index, i])``
+(``[seed, split_index, i, 1 + m]`` for member ``m`` of a blend, so members do not share random
+streams), so a sample is identical across runs, DataLoader workers and ranks.  Datasets pickle only
+their constructor arguments; workers reopen the memory maps.
 """
 from __future__ import annotations
 
@@ -145,7 +146,8 @@ class PretrainingDataset:
     default next to the data) with enough epochs to provide them, ``min_num_sent=1``.
     ``splits`` weights partition the prefix's documents contiguously into train/valid/test.
     ``max_predictions_per_seq=None`` puts no cap on the masked tokens beyond
-    ``round(n_body * masked_lm_prob)``.
+    ``round(n_body * masked_lm_prob)``.  ``blend_member=m`` (set by ``build_datasets`` for
+    member ``m`` of a blend) gives the samples their own random stream; ``None`` for a lone dataset.
     """
 
     def __init__(
@@ -165,13 +167,14 @@ class PretrainingDataset:
         max_predictions_per_seq: Optional[int] = None,
         favor_longer_ngram: bool = False,
         cache_dir: Optional[str] = None,
+        blend_member: Optional[int] = None,
     ):
         self._args = dict(
             prefix=prefix, vocab_file=vocab_file, split=split, splits=splits, num_samples=num_samples,
             max_seq_len=max_seq_len, masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob,
             binary_head=binary_head, seed=seed, max_ngrams=max_ngrams,
             max_predictions_per_seq=max_predictions_per_seq, favor_longer_ngram=favor_longer_ngram,
-            cache_dir=cache_dir,
+            cache_dir=cache_dir, blend_member=blend_member,
         )
         self._setup(**self._args)
 
@@ -179,7 +182,7 @@ class PretrainingDataset:
 
     def _setup(self, *, prefix, vocab_file, split, splits, num_samples, max_seq_len, masked_lm_prob,
                short_seq_prob, binary_head, seed, max_ngrams, max_predictions_per_seq, favor_longer_ngram,
-               cache_dir):
+               cache_dir, blend_member):
         if split not in SPLIT_NAMES:
             raise ValueError(f"split={split!r}: expected one of {', '.join(SPLIT_NAMES)}")
         if not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
@@ -200,6 +203,9 @@ class PretrainingDataset:
         self.seed, self.max_ngrams = int(seed), int(max_ngrams)
         self.max_predictions = max_predictions_per_seq
         self._split_index = SPLIT_NAMES.index(split)
+        # numpy's SeedSequence pads entropy with zeros, so the member key is 1 + m (never 0) to
+        # stay distinct from a lone dataset's [seed, split, i].
+        self._stream = () if blend_member is None else (1 + int(blend_member),)
 
         self.data = MMapIndexedDataset(prefix)
         if self.data.wwm is None:
@@ -265,7 +271,7 @@ class PretrainingDataset:
         if not 0 <= idx < self.num_samples:
             raise IndexError(f"sample {idx} out of range for {self.num_samples} samples")
         first, end, target = (int(v) for v in self.samples_mapping[idx % len(self.samples_mapping)])
-        rng = np.random.default_rng([self.seed, self._split_index, idx])
+        rng = np.random.default_rng([self.seed, self._split_index, idx, *self._stream])
         segments, sop_label = self._segments(first, end, target, rng)
         return self._assemble_and_mask(segments, sop_label, rng)
 
@@ -361,14 +367,17 @@ class PretrainingDataset:
             "sop_label": np.int64(sop_label),
         }
 
+    def _ngram_lengths(self, avail: np.ndarray, rng) -> np.ndarray:
+        """n in ``1..avail[j]`` for each candidate start j: p(n) ∝ 1/n renormalised over the
+        ``avail[j]`` n-grams that fit before the sample's end (reversed with favor_longer_ngram)."""
+        u = rng.random(len(avail))
+        return (u[:, None] >= self._ngram_cdf[avail - 1]).sum(axis=1) + 1
+
     def _choose_words(self, word_starts: np.ndarray, n_tokens: int, budget: int, rng) -> np.ndarray:
         """Bool [W]: the words to mask (whole), n-gram spans greedily in random order."""
         n_words = len(word_starts)
         order = rng.permutation(n_words)
-        # n drawn per candidate start, renormalised over the n-grams that fit before the end
-        avail = np.minimum(self.max_ngrams, n_words - order)
-        u = rng.random(n_words)
-        ngram = (u[:, None] >= self._ngram_cdf[avail - 1]).sum(axis=1) + 1
+        ngram = self._ngram_lengths(np.minimum(self.max_ngrams, n_words - order), rng)
         bounds = np.append(word_starts, n_tokens).tolist()  # token offset of word w = bounds[w]
         covered = [False] * (n_words + self.max_ngrams)
         count = 0
@@ -410,27 +419,19 @@ def blending_indices(weights: Sequence[float], num_samples: int) -> Tuple[np.nda
 
     Returns ``(dataset_index [N] uint8/int16, dataset_sample_index [N] int64)``.  The error of
     dataset ``d`` at step ``t`` is ``w_d * max(t, 1) - picked_d``; ties go to the lowest index.
+    Built in C++ (``data_tools.helpers.build_blending_indices``).
     """
-    w = [float(x) for x in weights]
-    k = len(w)
-    dataset_index = np.empty(num_samples, dtype=np.uint8 if k < 256 else np.int16)
-    sample_index = np.empty(num_samples, dtype=np.int64)
-    picked = [0] * k
-    choice = [0] * num_samples
-    rank = [0] * num_samples
-    drange = range(k)
-    for t in range(num_samples):
-        tt = t if t > 1 else 1.0
-        best, best_err = 0, w[0] * tt - picked[0]
-        for d in drange:
-            err = w[d] * tt - picked[d]
-            if err > best_err:
-                best, best_err = d, err
-        choice[t] = best
-        rank[t] = picked[best]
-        picked[best] += 1
-    dataset_index[:] = choice
-    sample_index[:] = rank
+    from data_tools.helpers import build_blending_indices
+
+    return build_blending_indices(weights, num_samples)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_blending_indices(weights: Tuple[float, ...], num_samples: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One read-only copy per process (and inherited by forked DataLoader workers)."""
+    dataset_index, sample_index = blending_indices(weights, num_samples)
+    dataset_index.setflags(write=False)
+    sample_index.setflags(write=False)
     return dataset_index, sample_index
 
 
@@ -446,7 +447,9 @@ class BlendedDataset:
     """Deterministic weighted interleave of several datasets (``len == num_samples``).
 
     The order comes from Megatron's greedy error-minimising rule, which uses no randomness;
-    ``seed`` is kept for the record (the member datasets carry their own seeds).
+    ``seed`` is kept for the record (the member datasets carry their own seeds).  The index
+    (~9 bytes per sample) is not pickled: a process that unpickles the blend (a spawned
+    DataLoader worker) builds it on first use, once per process for equal blends.
     """
 
     def __init__(self, datasets: Sequence, weights: Sequence[float], num_samples: int, seed: int = 1234):
@@ -456,17 +459,33 @@ class BlendedDataset:
         self.weights = _normalise_weights(weights)
         self.num_samples = int(num_samples)
         self.seed = seed
-        self.dataset_index, self.dataset_sample_index = blending_indices(self.weights, self.num_samples)
+        self._index = None
+        needs = np.bincount(self.dataset_index, minlength=len(self.datasets))
         for d, ds in enumerate(self.datasets):
-            need = int((self.dataset_index == d).sum())
-            if need > len(ds):
-                raise ValueError(f"BlendedDataset: dataset {d} has {len(ds)} samples, the blend needs {need}")
+            if needs[d] > len(ds):
+                raise ValueError(f"BlendedDataset: dataset {d} has {len(ds)} samples, the blend needs {needs[d]}")
+
+    @property
+    def dataset_index(self) -> np.ndarray:
+        """[N] uint8/int16: the member each sample comes from."""
+        return self._blend()[0]
+
+    @property
+    def dataset_sample_index(self) -> np.ndarray:
+        """[N] int64: the sample of that member."""
+        return self._blend()[1]
+
+    def _blend(self) -> Tuple[np.ndarray, np.ndarray]:
+        if self._index is None:
+            self._index = _shared_blending_indices(tuple(self.weights), self.num_samples)
+        return self._index
 
     def __getstate__(self):
         return {"datasets": self.datasets, "weights": self.weights, "num_samples": self.num_samples, "seed": self.seed}
 
     def __setstate__(self, state):
-        self.__init__(**state)
+        self.__dict__.update(state)  # validated when first built; the index follows lazily
+        self._index = None
 
     def __len__(self) -> int:
         return self.num_samples
@@ -525,8 +544,8 @@ def build_datasets(
             continue
         members = [
             PretrainingDataset(p, vocab_file, split=split, splits=splits,
-                               num_samples=int(math.ceil(n * w * 1.005)) or 1, **sample_kwargs)
-            for p, w in zip(prefixes, weights)
+                               num_samples=int(math.ceil(n * w * 1.005)) or 1, blend_member=m, **sample_kwargs)
+            for m, (p, w) in enumerate(zip(prefixes, weights))
         ]
         out.append(BlendedDataset(members, weights, n, seed=sample_kwargs.get("seed", 1234)))
     return tuple(out)

@@ -16,16 +16,21 @@ def write_vocab(path: str, n_plain: int = 300) -> str:
 
 
 def synthetic_prefix(path_prefix: str, *, n_docs: int = 200, vocab_size: int = 305, seed: int = 0,
-                     single_sentence_every: int = 7, unk_rate: float = 0.0) -> str:
+                     single_sentence_every: int = 7, unk_rate: float = 0.0,
+                     sentences_per_doc: int = 0) -> str:
     """Documents of 1-8 sentences of random words (1-4 tokens each) with word-start flags.
 
     Every ``single_sentence_every``-th document has one sentence; ``unk_rate`` sprinkles
     [UNK] (id 1) into the text to check specials inside the corpus are never masked.
+    ``sentences_per_doc > 0`` gives every document exactly that many sentences instead.
     """
     rng = np.random.default_rng(seed)
     builder = MMapIndexedDatasetBuilder(path_prefix, np.uint16, with_wwm=True)
     for d in range(n_docs):
-        n_sent = 1 if d % single_sentence_every == 0 else int(rng.integers(2, 9))
+        if sentences_per_doc:
+            n_sent = sentences_per_doc
+        else:
+            n_sent = 1 if d % single_sentence_every == 0 else int(rng.integers(2, 9))
         ids, flags, lengths = [], [], []
         for _ in range(n_sent):
             n_words = int(rng.integers(3, 30))

@@ -235,6 +235,149 @@ def test_longer_ngrams_are_masked(synth):
     assert mean_span(_ds(prefix, vocab, favor_longer_ngram=True)) > 1.1 * mean_span(_ds(prefix, vocab))
 
 
+def _original_ids(sample):
+    ids = sample["input_ids"].copy()
+    ids[sample["masked_positions"]] = sample["masked_labels"]
+    return ids
+
+
+def test_sop_label_means_corpus_order_and_the_cut_is_a_sentence_boundary(sample_data):
+    """Label 0: the first segment precedes the second in the corpus; label 1: swapped.  The A/B
+    cut falls between two sentences.  On the sample corpus built by data_tools (jieba WWM)."""
+    prefix, vocab = sample_data.prefix, sample_data.vocab
+    _, cls_id, sep_id, _ = _vocab_ids(vocab)
+    data = MMapIndexedDataset(prefix)
+    long_samples = PretrainingDataset(prefix, vocab, splits="1,0,0", num_samples=1000, max_seq_len=512, seed=5)
+    short_samples = PretrainingDataset(prefix, vocab, splits="1,0,0", num_samples=500, max_seq_len=64, seed=5)
+    exact = {0: 0, 1: 0}
+    located = 0
+    for ds, i in [(ds, i) for ds in (long_samples, short_samples) for i in range(len(ds))]:
+        s = ds[i]
+        label = int(s["sop_label"])
+        if label == -100:
+            continue
+        first, end, target = (int(v) for v in ds.samples_mapping[i])
+        sizes = np.asarray(data.sizes[first:end], np.int64)
+        start = int(data.offsets[first])
+        span = np.asarray(data.tokens[start:start + sizes.sum()], np.int64)
+        inner_boundaries = np.cumsum(sizes)[:-1]  # token offsets where sentence 2.. of the span start
+        ids, ((b0, e0), (b1, e1)) = du.split_sample(s, cls_id, sep_id)
+        a, b = (ids[b0:e0], ids[b1:e1]) if label == 0 else (ids[b1:e1], ids[b0:e0])  # a: earlier in corpus
+        if len(span) <= target:  # not truncated: A + B is the span exactly, cut between sentences
+            np.testing.assert_array_equal(np.concatenate([a, b]), span, err_msg=f"sample {i}, label {label}")
+            assert len(a) in inner_boundaries, (i, len(a))
+            exact[label] += 1
+            continue
+        # truncated: each segment is a contiguous piece of its side of the cut
+        where_a, where_b = du.find_segment(span, a), du.find_segment(span, b)
+        if len(where_a) == 1 and len(where_b) == 1:
+            a_end, b_start = where_a[0] + len(a), where_b[0]
+            assert a_end <= b_start, (i, label)
+            assert ((inner_boundaries >= a_end) & (inner_boundaries <= b_start)).any(), i
+            located += 1
+    assert exact[0] > 100 and exact[1] > 100, exact
+    assert located > 100, located
+
+
+def test_truncation_trims_the_longer_segment_from_both_ends(synth, tmp_path):
+    """Two-sentence documents (so A and B are known): the longer segment loses the tokens (the
+    shorter only once both are equal), each trimmed segment is a contiguous piece of its sentence,
+    and over many samples both the front and the back are cut, about equally often."""
+    _, vocab = synth
+    prefix = du.synthetic_prefix(str(tmp_path / "pairs"), n_docs=300, seed=3, sentences_per_doc=2)
+    data = MMapIndexedDataset(prefix)
+    ds = _ds(prefix, vocab, num_samples=1500, max_seq_len=64)
+    cut_front = cut_back = fronts = backs = truncated = 0
+    for i in range(len(ds)):
+        s = ds[i]
+        first, end, target = (int(v) for v in ds.samples_mapping[i])
+        assert end - first == 2 and int(s["sop_label"]) in (0, 1)
+        ids, segs = du.split_sample(s, CLS, SEP)
+        sentences = [np.asarray(data[k], np.int64) for k in (first, first + 1)]
+        if int(s["sop_label"]) == 1:
+            sentences.reverse()  # now in the order of the sample's segments
+        before = [len(x) for x in sentences]
+        after = [e - b for b, e in segs]
+        if sum(before) <= target:
+            assert after == before
+            continue
+        truncated += 1
+        assert sum(after) == target
+        longer = int(before[1] >= before[0])  # B on ties, as Megatron
+        lost = [x - y for x, y in zip(before, after)]
+        if abs(before[0] - before[1]) >= sum(lost):
+            assert lost[1 - longer] == 0 and lost[longer] == sum(lost), (i, before, after)
+        else:  # the longer came down to the shorter's length, then both lost alternately
+            assert abs(after[0] - after[1]) <= 1, (i, before, after)
+        for (b, e), sentence, n_lost in zip(segs, sentences, lost):
+            where = du.find_segment(sentence, ids[b:e])
+            assert len(where) >= 1, f"sample {i}: a segment is not a contiguous piece of its sentence"
+            if n_lost == 0 or len(where) != 1:
+                continue
+            front = int(where[0])
+            cut_front += front
+            cut_back += n_lost - front
+            fronts += front > 0
+            backs += n_lost - front > 0
+    assert truncated > 500, truncated
+    assert fronts > 200 and backs > 200, (fronts, backs)
+    assert abs(cut_front / (cut_front + cut_back) - 0.5) < 0.05, (cut_front, cut_back)
+
+
+def test_ngram_lengths_are_drawn_with_p_inverse_to_n(synth):
+    prefix, vocab = synth
+    rng = np.random.default_rng(0)
+    draws = 200_000
+
+    def shares(ds, avail):
+        n = ds._ngram_lengths(np.full(draws, avail), rng)
+        assert n.min() >= 1 and n.max() <= avail
+        return np.bincount(n, minlength=avail + 1)[1:] / draws
+
+    ds = _ds(prefix, vocab)  # max_ngrams=3
+    np.testing.assert_allclose(shares(ds, 3), [6 / 11, 3 / 11, 2 / 11], atol=0.005)
+    # near the end of a sample only the n-grams that fit are drawn, with the same 1/n ratios
+    np.testing.assert_allclose(shares(ds, 2), [2 / 3, 1 / 3], atol=0.005)
+    np.testing.assert_array_equal(shares(ds, 1), [1.0])
+    np.testing.assert_allclose(shares(_ds(prefix, vocab, max_ngrams=4), 4), np.array([12, 6, 4, 3]) / 25, atol=0.005)
+    np.testing.assert_allclose(shares(_ds(prefix, vocab, favor_longer_ngram=True), 3), [2 / 11, 3 / 11, 6 / 11],
+                               atol=0.005)
+
+
+def test_num_to_predict_cap_and_floor(synth):
+    """num_to_predict = min(max_predictions, max(1, round(n_body * masked_lm_prob)))."""
+    prefix, vocab = synth
+    special_ids = _vocab_ids(vocab)[0]
+
+    def n_body(s):
+        return int((~np.isin(_original_ids(s), special_ids)).sum())
+
+    capped = _ds(prefix, vocab, max_predictions_per_seq=5)
+    binding = at_cap = 0
+    for i in range(len(capped)):
+        s = capped[i]
+        budget = max(1, round(n_body(s) * capped.masked_lm_prob))
+        k = len(s["masked_positions"])
+        assert k <= min(5, budget), (i, k, budget)
+        if budget > 5:
+            binding += 1
+            at_cap += k == 5
+    assert binding > 200 and at_cap > 0.9 * binding, (binding, at_cap)
+    uncapped = _ds(prefix, vocab)
+    assert max(len(uncapped[i]["masked_positions"]) for i in range(100)) > 5
+
+    # floor: round(n_body * 0.005) == 0 for every sample here, yet one token is masked
+    tiny = _ds(prefix, vocab, masked_lm_prob=0.005, max_seq_len=64)
+    counts = []
+    for i in range(len(tiny)):
+        s = tiny[i]
+        assert round(n_body(s) * 0.005) == 0
+        counts.append(len(s["masked_positions"]))
+    counts = np.array(counts)
+    # only a one-token word fits a budget of 1 (words are masked whole); nearly every sample has one
+    assert counts.max() == 1 and counts.mean() > 0.95, counts.mean()
+
+
 # ----------------------------------------------------------------------------- determinism
 
 
@@ -349,6 +492,49 @@ def test_blended_dataset_ratios_and_determinism(synth, tmp_path):
         _same(train[idx], again[idx])
     with pytest.raises(ValueError, match="weights"):
         BlendedDataset([train.datasets[0]], [1.0, 2.0], 10)
+
+
+def test_blend_members_draw_from_their_own_random_streams(synth):
+    """Two members reading the same data used to repeat each other's masks and swaps; now each
+    member has its own stream, and a lone dataset keeps its samples."""
+    prefix, vocab = synth
+    kw = dict(splits="1,0,0", max_seq_len=64, seed=7)
+    blend = build_datasets([(prefix, 1.0), (prefix, 1.0)], vocab, num_samples=(100, 0, 0), **kw)[0]
+    m0, m1 = blend.datasets
+    assert (m0._args["blend_member"], m1._args["blend_member"]) == (0, 1)
+    lone = build_datasets(prefix, vocab, num_samples=(60, 0, 0), **kw)[0]
+    assert isinstance(lone, PretrainingDataset) and lone._args["blend_member"] is None
+    direct = PretrainingDataset(prefix, vocab, split="train", num_samples=60, **kw)
+
+    def differ(x, y):
+        return sum(not np.array_equal(x[i]["input_ids"], y[i]["input_ids"]) for i in range(50))
+
+    np.testing.assert_array_equal(m0.samples_mapping, m1.samples_mapping)  # same sentences...
+    assert differ(m0, m1) > 40 and differ(m0, lone) > 40  # ...different draws
+    for i in range(50):
+        _same(lone[i], direct[i])
+
+
+def test_blend_index_is_built_lazily_once_per_process_not_pickled(synth, tmp_path, monkeypatch):
+    import ernie_style.dataset as dataset_module
+
+    prefix, vocab = synth
+    other = du.synthetic_prefix(str(tmp_path / "other"), n_docs=100, seed=5)
+    train = build_datasets([(prefix, 3.0), (other, 1.0)], vocab, splits="1,0,0", num_samples=(300, 0, 0),
+                           max_seq_len=64)[0]
+    blob = pickle.dumps(train)
+    assert len(blob) < 5000, "the blend must pickle its members' arguments, not its index"
+    built = []
+    real = dataset_module.blending_indices
+    monkeypatch.setattr(dataset_module, "blending_indices", lambda w, n: built.append(n) or real(w, n))
+    dataset_module._shared_blending_indices.cache_clear()
+    workers = [pickle.loads(blob) for _ in range(3)]  # what spawned DataLoader workers do
+    assert built == []
+    for k, w in enumerate(workers):
+        _same(w[k], train[k])
+        np.testing.assert_array_equal(w.dataset_sample_index, train.dataset_sample_index)
+    assert built == [300]  # one build shared by every copy in this process
+    assert not train.dataset_index.flags.writeable
 
 
 # ----------------------------------------------------------------------------- collation

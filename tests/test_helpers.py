@@ -495,3 +495,54 @@ def test_gil_released_during_build():
     duration = time.perf_counter() - t0
     assert duration > 0.1, "the build was too short to tell"
     assert max_gap < duration / 2, f"main thread stalled {max_gap:.3f} s of a {duration:.3f} s build"
+
+
+# --------------------------------------------------------------------------- blending
+
+def blending_reference(weights, num_samples):
+    """Megatron's greedy interleave as plain Python (ernie_style's implementation before the C++ one)."""
+    w = [float(x) for x in weights]
+    picked = [0] * len(w)
+    choice, rank = [], []
+    for t in range(num_samples):
+        tt = t if t > 1 else 1.0
+        best, best_err = 0, w[0] * tt - picked[0]
+        for d in range(len(w)):
+            err = w[d] * tt - picked[d]
+            if err > best_err:
+                best, best_err = d, err
+        choice.append(best)
+        rank.append(picked[best])
+        picked[best] += 1
+    return np.array(choice, np.int64), np.array(rank, np.int64)
+
+
+def test_blending_indices_equal_python_reference():
+    rng = np.random.default_rng(0)
+    cases = [([1.0], 10), ([0.5, 0.5], 1001), ([1 / 3] * 3, 3000), ([0.0, 1.0, 0.0], 50), ([0.2, 0.3], 0),
+             ([0.7, 0.2, 0.1], 1), ([0.7, 0.2, 0.1], 2)]
+    for k in (2, 3, 5, 17, 300):
+        for _ in range(3):
+            w = rng.random(k) ** 3  # skewed, some nearly zero
+            if k > 3:
+                w[rng.integers(0, k)] = 0.0
+            cases.append(((w / w.sum()).tolist(), 100_000 // k))
+    for weights, n in cases:
+        d, s = helpers.build_blending_indices(weights, n)
+        assert d.dtype == (np.uint8 if len(weights) < 256 else np.int16) and s.dtype == np.int64
+        ref_d, ref_s = blending_reference(weights, n)
+        np.testing.assert_array_equal(d, ref_d, err_msg=str(weights))
+        np.testing.assert_array_equal(s, ref_s, err_msg=str(weights))
+
+
+@pytest.mark.parametrize("weights, n, needle", [
+    ([], 5, "non-empty 1-D"),
+    ([0.5, -0.5], 5, r"weights\[1\]=-0.5.*finite number >= 0"),
+    ([float("nan")], 5, r"weights\[0\]=nan"),
+    ([float("inf")], 5, r"weights\[0\]=inf"),
+    (np.ones(40000), 5, "40000 datasets, at most 32767"),
+    ([1.0], -1, "num_samples=-1"),
+])
+def test_blending_bad_arguments(weights, n, needle):
+    with pytest.raises(ValueError, match=needle):
+        helpers.build_blending_indices(weights, n)
