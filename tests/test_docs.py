@@ -47,3 +47,29 @@ def test_data_format_worked_example(tmp_path, sample_data):
         written = f.read()
     assert written == shown_idx
     assert f"`.idx` is {len(written)} bytes" in example
+
+
+def test_samples_worked_example(sample_data):
+    """docs/samples.md's worked example is sample 3 of the demo data's train split, token for token."""
+    from data_tools.tokenizer import BertTokenizer
+    from ernie_style.dataset import PretrainingDataset
+
+    example = _section("docs/samples.md", "### Worked example")
+    block = re.findall(r"```\n(.*?)```", example, flags=re.S)[0]
+    lines = block.splitlines()
+    shown_tokens = (lines[0].split(None, 1)[1] + " " + lines[1]).split()
+    shown_positions = [int(p) for p in re.search(r"masked_positions \[(.*?)\]", block).group(1).split(",")]
+    shown_labels = re.search(r"masked_labels\s+(.*)", block).group(1).split()
+    shown_sop = int(re.search(r"sop_label (\d)", block).group(1))
+
+    ds = PretrainingDataset(sample_data.prefix, sample_data.vocab, split="train", splits="949,50,1",
+                            num_samples=100, max_seq_len=64, seed=1234)
+    sample = ds[3]
+    tok = BertTokenizer(sample_data.vocab)
+    tokens = tok.convert_ids_to_tokens(sample["input_ids"].tolist())
+    assert tokens == shown_tokens
+    assert sample["masked_positions"].tolist() == shown_positions
+    assert tok.convert_ids_to_tokens(sample["masked_labels"].tolist()) == shown_labels
+    assert int(sample["sop_label"]) == shown_sop
+    n_real = sum(1 for t in tokens if t not in ("[CLS]", "[SEP]"))
+    assert f"{len(shown_positions)} of {n_real} tokens" in example
