@@ -58,7 +58,7 @@ def _ours(cfg, batch):
     import paddle
 
     from ernie_style.modeling import RoFormerForPretraining
-    from ernie_style.parallelize import Amp, DistInfo, WarmupLinearDecay, build_optimizer
+    from ernie_style.parallelize import Amp, DistInfo, GradNorm, WarmupLinearDecay, build_optimizer
     from ernie_style.trainer import TrainStep
 
     info = DistInfo(0, 1, 0, "gpu" if paddle.device.is_compiled_with_cuda() and
@@ -71,7 +71,8 @@ def _ours(cfg, batch):
     model, opt = amp.decorate(model, opt)
     import contextlib
 
-    step = TrainStep(model, model, opt, sched, amp, contextlib.nullcontext, info, len(batch["sop_labels"]))
+    step = TrainStep(model, opt, sched, amp, contextlib.nullcontext, GradNorm(model.parameters()), info,
+                     len(batch["sop_labels"]))
     return lambda: step([batch])
 
 
