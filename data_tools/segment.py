@@ -17,6 +17,8 @@ import re
 
 import numpy as np
 
+from data_tools import _text_core
+
 SEGMENTERS = ("jieba", "rjieba", "none")
 
 
@@ -25,13 +27,11 @@ class SegmenterError(ValueError):
 
 
 def _starts_from_words(words, text: str) -> np.ndarray:
-    # (W,) lengths -> (W,) start offsets; empty "words" would repeat an offset, so drop them.
-    lens = np.fromiter(map(len, words), np.int64, len(words))
-    if int(lens.sum()) != len(text):
-        raise RuntimeError(f"segmenter output covers {int(lens.sum())} of {len(text)} characters")
-    starts = np.zeros(len(words), np.int64)
-    np.cumsum(lens[:-1], out=starts[1:])
-    return starts[lens > 0].astype(np.int32)
+    """(W,) words covering ``text`` -> int32 start offsets of the non-empty ones (C++: a third of the rjieba
+    path's time went here in NumPy)."""
+    if not isinstance(words, list):
+        words = list(words)
+    return _text_core.word_starts(words, len(text))
 
 
 # jieba (and jieba-rs) cut each run of Han/Latin/digit characters (their re_han) independently, so

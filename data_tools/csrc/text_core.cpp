@@ -12,6 +12,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -492,6 +494,35 @@ private:
     bool word_complex_ = false;
 };
 
+// Start offsets (in code points) of the non-empty words of a segmenter's output, which must cover
+// `n_chars` code points exactly.  The Python version (lengths, cumsum, filter) cost a third of the
+// rjieba path's time.
+py::array_t<int32_t> word_starts(const py::list& words, py::ssize_t n_chars) {
+    std::vector<int32_t> starts;
+    starts.reserve(static_cast<size_t>(py::len(words)));
+    py::ssize_t offset = 0;
+    for (const py::handle& w : words) {
+        if (!PyUnicode_Check(w.ptr())) {
+            throw std::invalid_argument("segmenter output must be a list of str");
+        }
+        const py::ssize_t len = PyUnicode_GET_LENGTH(w.ptr());
+        if (len > 0) {
+            if (offset > INT32_MAX) {
+                throw std::invalid_argument("document longer than 2^31 characters");
+            }
+            starts.push_back(static_cast<int32_t>(offset));
+        }
+        offset += len;
+    }
+    if (offset != n_chars) {
+        throw std::runtime_error("segmenter output covers " + std::to_string(offset) + " of " +
+                                 std::to_string(n_chars) + " characters");
+    }
+    py::array_t<int32_t> out(static_cast<py::ssize_t>(starts.size()));
+    std::copy(starts.begin(), starts.end(), out.mutable_data());
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_text_core, m) {
@@ -505,4 +536,6 @@ PYBIND11_MODULE(_text_core, m) {
         .def("encode_document", &Tokenizer::encode_document, py::arg("text"), py::arg("word_starts"),
              py::arg("max_sentence_tokens"))
         .def_property_readonly("vocab_size", &Tokenizer::vocab_size);
+    m.def("word_starts", &word_starts, py::arg("words"), py::arg("n_chars"),
+          "Start offsets (int32) of the non-empty words, which must cover n_chars characters");
 }
