@@ -119,14 +119,9 @@ class MMapIndexedDatasetBuilder:
         assert lengths.ndim == 1 and (lengths > 0).all() and (doc_sentences > 0).all(), "empty document or sentence"
         assert int(lengths.sum()) == ids.size, "sentence lengths do not cover the ids"
         assert int(doc_sentences.sum()) == lengths.size, "documents do not cover the sentences"
-        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
-        if self._wwm is not None:
-            assert wwm is not None and len(wwm) == ids.size, "wwm flags must align with ids"
-            self._wwm.write(np.asarray(wwm, dtype=np.uint8).tobytes())
-        self._sizes.write(lengths.tobytes())
+        self._write_sentences(ids, lengths, wwm)
         self._docs.write((np.cumsum(doc_sentences) + self.n_sentences).tobytes())
         self.n_sentences += lengths.size
-        self.n_tokens += ids.size
         self.n_docs += doc_sentences.size
 
     def add_document_parts(self, ids_parts: Sequence[np.ndarray], length_parts: Sequence[np.ndarray],
@@ -135,19 +130,23 @@ class MMapIndexedDatasetBuilder:
         part by part so the whole document is never concatenated in memory; empty parts are allowed."""
         n_sentences = 0
         for ids, lengths, wwm in zip(ids_parts, length_parts, wwm_parts):
-            lengths = np.asarray(lengths, dtype=np.int32)
-            assert (lengths > 0).all() and int(lengths.sum()) == np.asarray(ids).size, "parts do not align"
-            self._bin.write(np.asarray(ids).astype(self.dtype, copy=False).tobytes())
-            if self._wwm is not None:
-                assert len(wwm) == np.asarray(ids).size, "wwm flags must align with ids"
-                self._wwm.write(np.asarray(wwm, dtype=np.uint8).tobytes())
-            self._sizes.write(lengths.tobytes())
+            ids, lengths = np.asarray(ids), np.asarray(lengths, dtype=np.int32)
+            assert (lengths > 0).all() and int(lengths.sum()) == ids.size, "parts do not align"
+            self._write_sentences(ids, lengths, wwm)
             n_sentences += lengths.size
-            self.n_tokens += int(lengths.sum())
         assert n_sentences > 0, "empty document"
         self.n_sentences += n_sentences
         self._docs.write(np.array([self.n_sentences], dtype=np.int64).tobytes())
         self.n_docs += 1
+
+    def _write_sentences(self, ids: np.ndarray, lengths: np.ndarray, wwm: Optional[np.ndarray]) -> None:
+        """Append tokens, word-start flags and sentence sizes (the document index is the caller's)."""
+        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
+        if self._wwm is not None:
+            assert wwm is not None and len(wwm) == ids.size, "wwm flags must align with ids"
+            self._wwm.write(np.asarray(wwm, dtype=np.uint8).tobytes())
+        self._sizes.write(lengths.tobytes())
+        self.n_tokens += ids.size
 
     def add_prefix(self, other: "MMapIndexedDataset") -> None:
         """Append every document of an existing dataset, streaming (used by merge and shards)."""
