@@ -422,10 +422,16 @@ def _copy_dir(src, dst):
     return dst
 
 
-def _break_missing_state(d):
-    os.remove(d / "model_state.pdparams")
-    os.remove(d / "checksums.json")
-    return "model_state.pdparams: file not found"
+def _missing(name):
+    """A breaker removing ``name`` (and checksums.json, so the converter reaches its own check)."""
+
+    def breaker(d):
+        os.remove(d / name)
+        os.remove(d / "checksums.json")
+        return f"{name}: file not found"
+
+    breaker.__name__ = f"_break_missing_{name}"
+    return breaker
 
 
 def _break_model_type(d):
@@ -458,26 +464,15 @@ def _break_checksum(d):
     return "model_state.pdparams: checksum mismatch"
 
 
-def _break_missing_vocab(d):
-    os.remove(d / "vocab.txt")
-    os.remove(d / "checksums.json")
-    return "vocab.txt: file not found"
-
-
-def _break_missing_config(d):
-    os.remove(d / "model_config.json")
-    os.remove(d / "checksums.json")
-    return "model_config.json: file not found"
-
-
 def _break_missing_listed_file(d):
     os.remove(d / "vocab.txt")  # checksums.json still lists it
     return "vocab.txt: listed in checksums.json but missing"
 
 
-@pytest.mark.parametrize("breaker", [_break_missing_state, _break_model_type, _break_shape, _break_truncated,
-                                     _break_checksum, _break_missing_vocab, _break_missing_config,
-                                     _break_missing_listed_file])
+@pytest.mark.parametrize("breaker", [_missing("model_state.pdparams"), _break_model_type, _break_shape,
+                                     _break_truncated, _break_checksum, _missing("vocab.txt"),
+                                     _missing("model_config.json"), _break_missing_listed_file],
+                         ids=lambda b: b.__name__)
 @pytest.mark.parametrize("tool", ["to_pytorch", "to_paddlenlp"])
 def test_bad_checkpoint_clear_error_exit_2_no_output(tiny, tmp_path, capsys, breaker, tool):
     _, _, ckpt, _, _ = tiny
