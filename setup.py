@@ -54,6 +54,9 @@ EXTRAS = {
         "torch==2.13.0",
         "transformers>=4.50,<5",
         "safetensors",
+        # independent references for the fine-tuning metrics (NER entity F1; accuracy / macro-F1)
+        "seqeval",
+        "scikit-learn",
     ],
     "bench": ["tool_helpers"],
 }
