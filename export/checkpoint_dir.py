@@ -6,6 +6,9 @@ Layout (trainer checkpoints and ``RoFormerForPretraining.save_pretrained``):
   vocab.txt              one token per line
   tokenizer_config.json  {"do_lower_case": true|false}
   checksums.json         {filename: sha256}, trainer checkpoints only; verified when present
+  config.json            fine-tuned models only (a fine-tune run's best_model/): {"task": seq_cls|pair_cls|ner|qa,
+                         "id2label": {"0": label, ...}, "label2id": {...} (no label maps for qa), "do_lower_case",
+                         "max_seq_len", "init"}; the state then holds the encoder, the pooler and that task's head
 Output directories are built under a temporary name beside the target and renamed into
 place at the end, so a failure never leaves a directory that looks complete.
 """
@@ -15,6 +18,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -22,13 +26,14 @@ from data_tools.io_utils import sha256_file  # noqa: F401  (re-exported for from
 from export.errors import ExportError
 from export.pdparams import load_pdparams
 from export.safetensors_io import bf16_bits_to_float32
-from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, check_ours
+from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, TASK_HEADS, check_ours
 
 CONFIG_FILE = "model_config.json"
 STATE_FILE = "model_state.pdparams"
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_FILE = "tokenizer_config.json"
 CHECKSUMS_FILE = "checksums.json"
+TASK_FILE = "config.json"
 
 # RoFormerConfig.to_dict() fields the converters need, with the type each must have.
 CONFIG_FIELDS = {
@@ -48,6 +53,14 @@ class Checkpoint:
     state: dict         # {our name: ndarray}, decoder weight untied copies removed
     vocab: list         # tokens in id order
     do_lower_case: bool
+    task: Optional[str] = None        # fine-tuned models: the TASK_FILE fields
+    labels: Optional[list] = None     # id2label in id order (None for qa)
+    max_seq_len: Optional[int] = None
+    init: Optional[str] = None
+
+    @property
+    def num_labels(self):
+        return None if self.task is None else (2 if self.task == "qa" else len(self.labels))
 
 
 def _read_json(path):
@@ -114,8 +127,43 @@ def verify_checksums(ckpt_dir) -> None:
                               "file is truncated or modified")
 
 
+def validate_task_config(cfg, path) -> dict:
+    """The fields of a fine-tuned model's TASK_FILE checked; ``labels`` = id2label in id order (None for qa)."""
+    if not isinstance(cfg, dict):
+        raise ExportError(f"{path}: expected a JSON object")
+    task = cfg.get("task")
+    if task not in TASK_HEADS:
+        raise ExportError(f"{path}: task is {task!r}, expected one of {', '.join(TASK_HEADS)}")
+    labels = None
+    if task != "qa":
+        id2label = cfg.get("id2label")
+        if not isinstance(id2label, dict) or not id2label:
+            raise ExportError(f"{path}: id2label is {id2label!r}, expected a non-empty object {{\"0\": label, ...}} "
+                              f"for task {task!r}")
+        want = [str(i) for i in range(len(id2label))]
+        if sorted(id2label, key=lambda k: (len(k), k)) != want:
+            raise ExportError(f"{path}: id2label keys are {sorted(id2label)[:5]}, expected \"0\"..\"{len(want) - 1}\"")
+        labels = [id2label[k] for k in want]
+        if not all(isinstance(v, str) for v in labels) or len(set(labels)) != len(labels):
+            raise ExportError(f"{path}: id2label values must be distinct strings, got {labels[:5]}")
+        label2id = cfg.get("label2id")
+        if label2id is not None and label2id != {v: i for i, v in enumerate(labels)}:
+            raise ExportError(f"{path}: label2id does not invert id2label")
+    do_lower_case = cfg.get("do_lower_case", True)
+    if not isinstance(do_lower_case, bool):
+        raise ExportError(f"{path}: do_lower_case is {do_lower_case!r}, expected true or false")
+    max_seq_len = cfg.get("max_seq_len")
+    if max_seq_len is not None and (not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool)
+                                    or max_seq_len <= 0):
+        raise ExportError(f"{path}: max_seq_len is {max_seq_len!r}, expected a positive integer")
+    init = cfg.get("init")
+    return dict(task=task, labels=labels, do_lower_case=do_lower_case, max_seq_len=max_seq_len,
+                init=None if init is None else str(init))
+
+
 def read_checkpoint(ckpt_dir) -> Checkpoint:
-    """Load and validate one of our checkpoint directories; ExportError names the file at fault."""
+    """Load and validate one of our checkpoint directories, or a fine-tuned model directory (one with a
+    TASK_FILE); ExportError names the file at fault."""
     ckpt_dir = os.fspath(ckpt_dir)
     if not os.path.isdir(ckpt_dir):
         raise ExportError(f"{ckpt_dir}: not a directory")
@@ -125,6 +173,8 @@ def read_checkpoint(ckpt_dir) -> Checkpoint:
     vocab = read_vocab(os.path.join(ckpt_dir, VOCAB_FILE))
     tok_path = os.path.join(ckpt_dir, TOKENIZER_FILE)
     do_lower_case = True
+    task_path = os.path.join(ckpt_dir, TASK_FILE)
+    tasked = validate_task_config(_read_json(task_path), task_path) if os.path.exists(task_path) else {}
     if os.path.exists(tok_path):
         tok = _read_json(tok_path)
         do_lower_case = tok.get("do_lower_case", True) if isinstance(tok, dict) else True
@@ -134,11 +184,13 @@ def read_checkpoint(ckpt_dir) -> Checkpoint:
     state = load_pdparams(state_path)
     state = _untie_check(state, state_path)
     state = _widen(state, state_path)
-    check_ours(state, config, state_path)
+    do_lower_case = tasked.pop("do_lower_case", do_lower_case)
+    ckpt = Checkpoint(ckpt_dir, config, state, vocab, do_lower_case, **tasked)
+    check_ours(state, config, state_path, task=ckpt.task, num_labels=ckpt.num_labels)
     if len(vocab) != config["vocab_size"]:
         raise ExportError(f"{os.path.join(ckpt_dir, VOCAB_FILE)}: {len(vocab)} tokens, model_config vocab_size is "
                           f"{config['vocab_size']}")
-    return Checkpoint(ckpt_dir, config, state, vocab, do_lower_case)
+    return ckpt
 
 
 def _untie_check(state, path):

@@ -1,6 +1,8 @@
-"""Import a Hugging Face RoFormer checkpoint as one of our checkpoint directories.
+"""Import a Hugging Face RoFormer checkpoint as one of our checkpoint directories, or a fine-tuned one
+(RoFormerForSequenceClassification / ...ForTokenClassification / ...ForQuestionAnswering) as one of our
+fine-tuned model directories.
 
-    python -m export.from_pytorch HF_DIR OUT_DIR [--verify]
+    python -m export.from_pytorch HF_DIR OUT_DIR [--task seq_cls|pair_cls|ner|qa] [--verify]
 
 Reads config.json and model.safetensors (or a sharded model.safetensors.index.json, or
 pytorch_model.bin via ``torch.load(weights_only=True)``), plus our pretraining_heads.safetensors
@@ -9,6 +11,12 @@ tokenizer_config.json and checksums.json: what ``RoFormerForPretraining.from_pre
 and what the trainer initialises from with ``train.resume=PATH`` (optimizer starts fresh).
 Weights are stored as float32 (16-bit sources are widened exactly). A pooler or SOP head the
 source lacks is initialised (normal(0, initializer_range), zero bias) and reported.
+
+A fine-tuned source gives a fine-tuned model directory (docs/export.md): model_config.json,
+model_state.pdparams (encoder, pooler, task head), vocab.txt, config.json (task, id2label/label2id,
+do_lower_case, max_seq_len = the tokenizer's model_max_length capped at max_position_embeddings,
+init = HF_DIR) and checksums.json. The task is config.json's ``finetuning_task`` when it names one of
+ours, else the class's (RoFormerForSequenceClassification -> seq_cls); ``--task`` overrides.
 """
 import argparse
 import json
@@ -17,14 +25,14 @@ import os
 import numpy as np
 
 from export.checkpoint_dir import (
-    CHECKSUMS_FILE, CONFIG_FIELDS, CONFIG_FILE, STATE_FILE, TOKENIZER_FILE, VOCAB_FILE, atomic_output_dir,
-    read_vocab, sha256_file, validate_config, write_json, write_vocab,
+    CHECKSUMS_FILE, CONFIG_FIELDS, CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE,
+    atomic_output_dir, read_vocab, sha256_file, validate_config, validate_task_config, write_json, write_vocab,
 )
 from export.errors import ExportError, run_cli
 from export.pdparams import save_pdparams
 from export.safetensors_io import read_safetensors
 from export.state_dict_adapter import (
-    ROTARY_KEY, SIDE_FILE, check_ours, expected_ours, hf_to_ours, sinusoidal_table,
+    ROTARY_KEY, SIDE_FILE, TASK_HEADS, check_ours, expected_ours, hf_to_ours, sinusoidal_table,
 )
 
 # Defaults of transformers' RoFormerConfig for fields an older config.json may omit.
@@ -36,9 +44,11 @@ HF_DEFAULTS = {
 PADDLE_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "relu": "relu",
                       "tanh": "tanh"}  # transformers name -> ours (same function)
 HEADS = ("roformer.pooler.dense.", "cls.seq_relationship.")
+# transformers class -> our task when config.json names none of ours (a sequence classifier is seq_cls).
+TASK_OF_CLASS = {TASK_HEADS[t][0]: t for t in ("seq_cls", "ner", "qa")}
 
 
-def read_hf_config(hf_dir) -> dict:
+def _read_hf_json(hf_dir) -> tuple:
     path = os.path.join(hf_dir, "config.json")
     if not os.path.isfile(path):
         raise ExportError(f"{path}: file not found (is {hf_dir} a Hugging Face model directory?)")
@@ -50,6 +60,12 @@ def read_hf_config(hf_dir) -> dict:
     if not isinstance(raw, dict) or raw.get("model_type") != "roformer":
         got = raw.get("model_type") if isinstance(raw, dict) else None
         raise ExportError(f"{path}: model_type is {got!r}, expected 'roformer'")
+    return raw, path
+
+
+def read_hf_config(hf_dir) -> dict:
+    """Our model_config fields from ``hf_dir``/config.json (transformers' defaults for absent ones)."""
+    raw, path = _read_hf_json(hf_dir)
     cfg = {**HF_DEFAULTS, **{k: raw[k] for k in CONFIG_FIELDS if raw.get(k) is not None}}
     cfg.setdefault("embedding_size", raw.get("hidden_size"))
     act = cfg["hidden_act"]
@@ -59,6 +75,30 @@ def read_hf_config(hf_dir) -> dict:
     if raw.get("tie_word_embeddings") is False:
         raise ExportError(f"{path}: tie_word_embeddings is false; our model ties the MLM decoder to the word embeddings")
     return validate_config(cfg, path)
+
+
+def read_hf_task(hf_dir, task=None) -> tuple:
+    """(task, labels in id order) of a fine-tuned ``hf_dir``; (None, None) for a pretraining (MLM) one.
+
+    ``task`` (the --task option) overrides the task config.json names; it must fit the class.
+    """
+    raw, path = _read_hf_json(hf_dir)
+    archs = raw.get("architectures") or []
+    cls = next((a for a in archs if a in TASK_OF_CLASS), None)
+    if task is not None:
+        if task not in TASK_HEADS:
+            raise ExportError(f"--task {task!r}: expected one of {', '.join(TASK_HEADS)}")
+        if cls != TASK_HEADS[task][0]:
+            raise ExportError(f"--task {task}: {path} architectures are {archs}, expected {TASK_HEADS[task][0]}")
+    elif cls is None:
+        return None, None
+    else:
+        named = raw.get("finetuning_task")
+        task = named if named in TASK_HEADS and TASK_HEADS[named][0] == cls else TASK_OF_CLASS[cls]
+    # One validator of the label maps: ours (transformers writes id2label keys as strings, as we do).
+    checked = validate_task_config({"task": task, "id2label": raw.get("id2label"), "label2id": raw.get("label2id")},
+                                   path)
+    return task, checked["labels"]
 
 
 def _read_bin(path) -> dict:
@@ -113,8 +153,8 @@ def _strip_base_prefix(tensors):
     return {("roformer." + k if k.startswith(base) else k): v for k, v in tensors.items()}
 
 
-def hf_state_to_ours(tensors: dict, cfg: dict, where: str) -> tuple:
-    """HF tensors -> (our float32 state dict, list of notes for the user)."""
+def hf_state_to_ours(tensors: dict, cfg: dict, where: str, task=None, num_labels=None) -> tuple:
+    """HF tensors -> (our float32 state dict, list of notes for the user); with ``task`` a fine-tuned model's."""
     notes = []
     tensors = _strip_base_prefix(tensors)
     emb = tensors.get("roformer.embeddings.word_embeddings.weight")
@@ -133,23 +173,25 @@ def hf_state_to_ours(tensors: dict, cfg: dict, where: str) -> tuple:
     ours = {k: np.ascontiguousarray(v, dtype=np.float32) if v.dtype != np.float32 else v for k, v in ours.items()}
     # Fresh pooler / SOP head when the source has none (e.g. a RoFormerForMaskedLM export).
     rng = np.random.default_rng(0)
-    for name, shape in expected_ours(cfg).items():
+    for name, shape in expected_ours(cfg, task=task, num_labels=num_labels).items():
         if name not in ours and name.startswith(HEADS):
             ours[name] = (rng.normal(0.0, cfg["initializer_range"], size=shape) if name.endswith("weight")
                           else np.zeros(shape)).astype(np.float32)
             notes.append(f"initialised {name} (not in the source)")
-    if not any(k.startswith("cls.predictions.") for k in ours):
+    if task is None and not any(k.startswith("cls.predictions.") for k in ours):
         raise ExportError(f"{where}: no MLM head (cls.predictions.*): a bare RoFormerModel checkpoint; "
                           "export the RoFormerForMaskedLM weights instead")
-    check_ours(ours, cfg, where)
+    check_ours(ours, cfg, where, task=task, num_labels=num_labels)
     return ours, notes
 
 
-def import_hf(hf_dir, out_dir, overwrite=False, verify=False) -> None:
+def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None:
     hf_dir = os.fspath(hf_dir)
     if not os.path.isdir(hf_dir):
         raise ExportError(f"{hf_dir}: not a directory")
     cfg = read_hf_config(hf_dir)
+    task, labels = read_hf_task(hf_dir, task)
+    num_labels = None if task is None else (2 if task == "qa" else len(labels))
     tensors, files = read_hf_weights(hf_dir)
     emb = tensors.get("roformer.embeddings.word_embeddings.weight", tensors.get("embeddings.word_embeddings.weight"))
     if emb is not None and emb.shape[0] != cfg["vocab_size"]:
@@ -160,13 +202,13 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False) -> None:
         tensors.update(read_safetensors(side)[0])
         files.append(side)
     where = ", ".join(files)
-    state, notes = hf_state_to_ours(tensors, cfg, where)
+    state, notes = hf_state_to_ours(tensors, cfg, where, task, num_labels)
     vocab_path = os.path.join(hf_dir, VOCAB_FILE)
     vocab = read_vocab(vocab_path)
     if len(vocab) != cfg["vocab_size"]:
         raise ExportError(f"{vocab_path}: {len(vocab)} tokens, {os.path.join(hf_dir, 'config.json')} says vocab_size "
                           f"{cfg['vocab_size']}")
-    do_lower_case = True
+    do_lower_case, max_seq_len = True, cfg["max_position_embeddings"]
     tok_path = os.path.join(hf_dir, TOKENIZER_FILE)
     if os.path.isfile(tok_path):
         try:
@@ -177,6 +219,9 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False) -> None:
         if not isinstance(tok, dict):
             raise ExportError(f"{tok_path}: not a JSON object")
         do_lower_case = bool(tok.get("do_lower_case", True))
+        limit = tok.get("model_max_length")
+        if isinstance(limit, int) and 0 < limit < max_seq_len:  # transformers writes ~1e30 for "no limit"
+            max_seq_len = limit
         if tok.get("tokenizer_class") not in (None, "BertTokenizer", "BertTokenizerFast"):
             notes.append(f"{tok_path} names {tok['tokenizer_class']}; our pipeline tokenizes with the character-level "
                          "BertTokenizer over the same vocab.txt (no jieba pre-segmentation)")
@@ -184,16 +229,23 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False) -> None:
         write_json(os.path.join(tmp, CONFIG_FILE), cfg)
         save_pdparams(os.path.join(tmp, STATE_FILE), state)
         write_vocab(os.path.join(tmp, VOCAB_FILE), vocab)
-        write_json(os.path.join(tmp, TOKENIZER_FILE), {"do_lower_case": do_lower_case})
-        names = [CONFIG_FILE, STATE_FILE, VOCAB_FILE, TOKENIZER_FILE]
+        if task is None:
+            write_json(os.path.join(tmp, TOKENIZER_FILE), {"do_lower_case": do_lower_case})
+        else:
+            task_cfg = {"task": task, "do_lower_case": do_lower_case, "max_seq_len": max_seq_len, "init": hf_dir}
+            if labels is not None:
+                task_cfg.update(id2label={str(i): lab for i, lab in enumerate(labels)},
+                                label2id={lab: i for i, lab in enumerate(labels)})
+            write_json(os.path.join(tmp, TASK_FILE), task_cfg)
+        names = [CONFIG_FILE, STATE_FILE, VOCAB_FILE, TOKENIZER_FILE if task is None else TASK_FILE]
         write_json(os.path.join(tmp, CHECKSUMS_FILE), {n: sha256_file(os.path.join(tmp, n)) for n in names})
         if verify:
             from export.verify import verify_hf_import
 
-            verify_hf_import(hf_dir, cfg, state)
+            verify_hf_import(hf_dir, cfg, state, task, num_labels)
     for note in notes:
         print(f"note: {note}")
-    print(f"imported {hf_dir} -> {out_dir}")
+    print(f"imported {hf_dir} -> {out_dir}" + (f" (fine-tuned, task {task})" if task else ""))
 
 
 def main(argv=None) -> int:
@@ -201,9 +253,11 @@ def main(argv=None) -> int:
     ap.add_argument("hf_dir", help="Hugging Face RoFormer directory (config.json + weights + vocab.txt)")
     ap.add_argument("out_dir", help="new checkpoint directory to create")
     ap.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
-    ap.add_argument("--verify", action="store_true", help="compare MLM logits of both models after import")
+    ap.add_argument("--verify", action="store_true", help="compare logits of both models after import")
+    ap.add_argument("--task", choices=list(TASK_HEADS), default=None,
+                    help="task of a fine-tuned source (default: its finetuning_task, else from its class)")
     args = ap.parse_args(argv)
-    return run_cli(import_hf, args.hf_dir, args.out_dir, args.overwrite, args.verify)
+    return run_cli(import_hf, args.hf_dir, args.out_dir, args.overwrite, args.verify, args.task)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ Where each tensor goes in the Hugging Face directory:
   ``main``  model.safetensors, loaded by RoFormerForMaskedLM;
   ``side``  pretraining_heads.safetensors (pooler + SOP head; RoFormerForMaskedLM has no place
             for them, torch layout and BERT-style names so BertForPreTraining-like code can use them).
+Fine-tuned models (issue 12, layout in docs/export.md) carry the encoder, the pooler (``side``:
+transformers' RoFormerModel has none) and one task head, whose names are the same in both frameworks
+(``TASK_HEADS``): they load into ``RoFormerForSequenceClassification`` (seq_cls, pair_cls),
+``RoFormerForTokenClassification`` (ner) or ``RoFormerForQuestionAnswering`` (qa).
+
 Derived tensors, not in our checkpoint:
   ``roformer.encoder.embed_positions.weight`` [max_pos, head_dim], the sinusoidal table
   transformers computes at init (:func:`sinusoidal_table`); written so loading reports nothing
@@ -56,7 +61,33 @@ NAME_MAP = [
     ("roformer.pooler.dense.bias", "roformer.pooler.dense.bias", False, "side"),
     ("cls.seq_relationship.weight", "cls.seq_relationship.weight", True, "side"),
     ("cls.seq_relationship.bias", "cls.seq_relationship.bias", False, "side"),
+    # fine-tuned task heads (TASK_HEADS)
+    ("classifier.dense.weight", "classifier.dense.weight", True, "main"),
+    ("classifier.dense.bias", "classifier.dense.bias", False, "main"),
+    ("classifier.out_proj.weight", "classifier.out_proj.weight", True, "main"),
+    ("classifier.out_proj.bias", "classifier.out_proj.bias", False, "main"),
+    ("classifier.weight", "classifier.weight", True, "main"),
+    ("classifier.bias", "classifier.bias", False, "main"),
+    ("qa_outputs.weight", "qa_outputs.weight", True, "main"),
+    ("qa_outputs.bias", "qa_outputs.bias", False, "main"),
 ]
+
+
+def _cls_head(H, C):
+    return {"classifier.dense.weight": (H, H), "classifier.dense.bias": (H,),
+            "classifier.out_proj.weight": (H, C), "classifier.out_proj.bias": (C,)}
+
+
+# Fine-tuning task -> (Hugging Face class, head shapes for hidden size H and C labels). seq_cls/pair_cls are
+# RoFormerClassificationHead: out_proj(act(dense(h[CLS]))); ner is one Linear per token; qa one Linear to
+# (start, end) per token, so its C is always 2.
+TASK_HEADS = {
+    "seq_cls": ("RoFormerForSequenceClassification", _cls_head),
+    "pair_cls": ("RoFormerForSequenceClassification", _cls_head),
+    "ner": ("RoFormerForTokenClassification", lambda H, C: {"classifier.weight": (H, C), "classifier.bias": (C,)}),
+    "qa": ("RoFormerForQuestionAnswering", lambda H, C: {"qa_outputs.weight": (H, 2), "qa_outputs.bias": (2,)}),
+}
+POOLER = ("roformer.pooler.dense.weight", "roformer.pooler.dense.bias")
 
 SIDE_FILE = "pretraining_heads.safetensors"
 ROTARY_KEY = "roformer.encoder.embed_positions.weight"
@@ -85,8 +116,12 @@ def _lookup(rules, name):
     return None
 
 
-def expected_ours(config: dict, with_heads=True) -> dict:
-    """``{our name: shape}`` of every parameter a checkpoint with ``config`` must hold."""
+def expected_ours(config: dict, with_heads=True, task=None, num_labels=None) -> dict:
+    """``{our name: shape}`` of every parameter a checkpoint with ``config`` must hold.
+
+    Pretraining checkpoints (``task=None``): encoder + MLM head, and with ``with_heads`` the pooler and SOP head.
+    Fine-tuned models (``task`` in TASK_HEADS): encoder + pooler + that task's head for ``num_labels`` labels.
+    """
     V, E, H = config["vocab_size"], config["embedding_size"], config["hidden_size"]
     F, T = config["intermediate_size"], config["type_vocab_size"]
     shapes = {
@@ -112,24 +147,34 @@ def expected_ours(config: dict, with_heads=True) -> dict:
         shapes[p + "linear2.weight"], shapes[p + "linear2.bias"] = (F, H), (H,)
         for n in ("norm1", "norm2"):
             shapes[p + f"{n}.weight"], shapes[p + f"{n}.bias"] = (H,), (H,)
-    if with_heads:
-        shapes["roformer.pooler.dense.weight"], shapes["roformer.pooler.dense.bias"] = (H, H), (H,)
+    if task is not None:
+        shapes = {k: v for k, v in shapes.items() if not k.startswith("cls.")}
+        shapes[POOLER[0]], shapes[POOLER[1]] = (H, H), (H,)
+        shapes.update(TASK_HEADS[task][1](H, num_labels))
+    elif with_heads:
+        shapes[POOLER[0]], shapes[POOLER[1]] = (H, H), (H,)
         shapes["cls.seq_relationship.weight"], shapes["cls.seq_relationship.bias"] = (H, 2), (2,)
     return shapes
 
 
-def check_ours(state: dict, config: dict, where: str) -> None:
-    """Raise ExportError naming ``where`` unless ``state`` holds exactly the expected names and shapes."""
-    expected = expected_ours(config)
+def check_ours(state: dict, config: dict, where: str, task=None, num_labels=None) -> None:
+    """Raise ExportError naming ``where`` unless ``state`` holds exactly the expected names and shapes
+    (of a pretraining checkpoint, or with ``task`` of a fine-tuned model with ``num_labels`` labels)."""
+    expected = expected_ours(config, task=task, num_labels=num_labels)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
+    what = "this model_config" if task is None else f"task {task!r} with this model_config"
     if missing:
-        raise ExportError(f"{where}: missing {len(missing)} parameter(s) for this model_config, e.g. {missing[:3]}")
+        raise ExportError(f"{where}: missing {len(missing)} parameter(s) for {what}, e.g. {missing[:3]}")
     if unexpected:
-        raise ExportError(f"{where}: {len(unexpected)} unexpected parameter(s), e.g. {unexpected[:3]}")
+        raise ExportError(f"{where}: {len(unexpected)} unexpected parameter(s) for {what}, e.g. {unexpected[:3]}")
     for name, shape in expected.items():
         if tuple(state[name].shape) != shape:
-            raise ExportError(f"{where}: {name} has shape {list(state[name].shape)}, model_config expects {list(shape)}")
+            got = list(state[name].shape)
+            if task not in (None, "qa") and not name.startswith("roformer."):
+                raise ExportError(f"{where}: {name} has shape {got}, expected {list(shape)} (hidden_size "
+                                  f"{config['hidden_size']}, {num_labels} labels in config.json id2label)")
+            raise ExportError(f"{where}: {name} has shape {got}, model_config expects {list(shape)}")
 
 
 def ours_to_hf(state: dict) -> tuple:
@@ -155,7 +200,7 @@ def hf_to_ours(tensors: dict, where: str) -> tuple:
             continue
         hit = _lookup(_HF_RULES, name)
         if hit is None:
-            raise ExportError(f"{where}: tensor {name!r} has no place in a RoFormer pretraining model")
+            raise ExportError(f"{where}: tensor {name!r} has no place in our RoFormer models")
         dst, transpose, _ = hit
         ours[dst] = a.T if transpose else a
     return ours, skipped

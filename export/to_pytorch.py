@@ -1,11 +1,14 @@
-"""Export one of our checkpoints to a Hugging Face ``RoFormerForMaskedLM`` directory.
+"""Export one of our checkpoints to a Hugging Face ``RoFormerForMaskedLM`` directory, or a fine-tuned model
+directory to ``RoFormerForSequenceClassification`` / ``...ForTokenClassification`` / ``...ForQuestionAnswering``.
 
-    python -m export.to_pytorch CKPT_DIR OUT_DIR [--dtype float32|float16|bfloat16] [--verify]
+    python -m export.to_pytorch CKPT_OR_MODEL_DIR OUT_DIR [--dtype float32|float16|bfloat16] [--verify]
 
-Writes config.json, model.safetensors, pretraining_heads.safetensors (pooler + SOP head),
-vocab.txt, tokenizer_config.json (BertTokenizer: our models are character-level) and
-special_tokens_map.json. Needs numpy only; ``--verify`` also needs torch + transformers and
-Paddle, and compares MLM logits of both models (see export/verify.py). See docs/export.md.
+Writes config.json, model.safetensors, pretraining_heads.safetensors (pooler + SOP head; only the
+pooler for a fine-tuned model), vocab.txt, tokenizer_config.json (BertTokenizer: our models are
+character-level) and special_tokens_map.json. A fine-tuned model's config.json also carries
+id2label/label2id and ``finetuning_task``. Needs numpy only; ``--verify`` also needs torch +
+transformers and Paddle, and compares the logits of both models (MLM logits, or the task's logits;
+see export/verify.py). See docs/export.md.
 """
 import argparse
 import os
@@ -15,7 +18,7 @@ from export.checkpoint_dir import (
 )
 from export.errors import ExportError, run_cli
 from export.safetensors_io import DTYPES, write_safetensors
-from export.state_dict_adapter import ROTARY_KEY, SIDE_FILE, ours_to_hf, sinusoidal_table
+from export.state_dict_adapter import ROTARY_KEY, SIDE_FILE, TASK_HEADS, ours_to_hf, sinusoidal_table
 
 # Our activation name (ernie_style.ops.ACTIVATIONS) -> transformers ACT2FN name of the same function:
 # "gelu" is the exact erf form in both; "gelu_new" the tanh approximation in both.
@@ -25,7 +28,8 @@ SPECIAL_TOKENS_MAP = {
 }
 
 
-def hf_config(config: dict, dtype: str, where: str = "model_config.json") -> dict:
+def hf_config(config: dict, dtype: str, where: str = "model_config.json", task=None, labels=None) -> dict:
+    """transformers' config.json for our ``config``; with ``task`` (and ``labels``, id order) the task model's."""
     act = config["hidden_act"]
     if act not in HF_ACTIVATIONS:
         raise ExportError(f"{where}: hidden_act {act!r} has no exact transformers equivalent "
@@ -40,6 +44,13 @@ def hf_config(config: dict, dtype: str, where: str = "model_config.json") -> dic
         tokenizer_class="BertTokenizer",
         dtype=dtype,  # transformers >= 4.56 and 5.x read `dtype` (older: `torch_dtype`, now deprecated)
     )
+    if task is not None:
+        out.update(architectures=[TASK_HEADS[task][0]], finetuning_task=task)
+        if labels is not None:  # qa: the class fixes num_labels = 2 (start, end) itself
+            out.update(id2label={str(i): label for i, label in enumerate(labels)},
+                       label2id={label: i for i, label in enumerate(labels)})
+        if task in ("seq_cls", "pair_cls"):
+            out["problem_type"] = "single_label_classification"  # cross-entropy in the HF class, as in ours
     return out
 
 
@@ -50,7 +61,8 @@ def tokenizer_config(ckpt: Checkpoint) -> dict:
         "do_lower_case": ckpt.do_lower_case,
         "tokenize_chinese_chars": True,
         "strip_accents": None,
-        "model_max_length": ckpt.config["max_position_embeddings"],
+        # A fine-tuned model truncates where it was trained to.
+        "model_max_length": ckpt.max_seq_len or ckpt.config["max_position_embeddings"],
         **SPECIAL_TOKENS_MAP,
     }
 
@@ -60,11 +72,12 @@ def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
     cfg = ckpt.config
     main, side = ours_to_hf(ckpt.state)
     main[ROTARY_KEY] = sinusoidal_table(cfg["max_position_embeddings"], cfg["hidden_size"] // cfg["num_attention_heads"])
-    write_json(os.path.join(out, "config.json"), hf_config(cfg, dtype, os.path.join(ckpt.path, "model_config.json")))
+    config = hf_config(cfg, dtype, os.path.join(ckpt.path, "model_config.json"), ckpt.task, ckpt.labels)
+    write_json(os.path.join(out, "config.json"), config)
     write_safetensors(os.path.join(out, "model.safetensors"), main, dtype, metadata={"format": "pt"})
+    contents = "pooler" if ckpt.task else "pooler and sentence-order-prediction head"
     write_safetensors(os.path.join(out, SIDE_FILE), side, dtype, metadata={
-        "format": "pt",
-        "contents": "pooler and sentence-order-prediction head, not part of RoFormerForMaskedLM; see docs/export.md",
+        "format": "pt", "contents": f"{contents}, not part of {config['architectures'][0]}; see docs/export.md",
     })
     write_vocab(os.path.join(out, "vocab.txt"), ckpt.vocab)
     write_json(os.path.join(out, "tokenizer_config.json"), tokenizer_config(ckpt))
@@ -82,15 +95,17 @@ def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) ->
             from export.verify import verify_hf_export
 
             verify_hf_export(ckpt, tmp, dtype, name=os.fspath(out_dir))
-    print(f"exported {ckpt_dir} -> {out_dir} ({dtype})")
+    what = f", {TASK_HEADS[ckpt.task][0]} for {ckpt.task}" if ckpt.task else ""
+    print(f"exported {ckpt_dir} -> {out_dir} ({dtype}{what})")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.to_pytorch", description=__doc__.split("\n\n")[0])
-    ap.add_argument("ckpt_dir", help="our checkpoint directory (model_config.json, model_state.pdparams, vocab.txt)")
+    ap.add_argument("ckpt_dir", help="our checkpoint directory (model_config.json, model_state.pdparams, vocab.txt), "
+                                     "or a fine-tuned model directory (those + config.json with the task)")
     ap.add_argument("out_dir", help="new Hugging Face directory to create")
     ap.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype of the written weights")
-    ap.add_argument("--verify", action="store_true", help="compare MLM logits with the Paddle model after export")
+    ap.add_argument("--verify", action="store_true", help="compare logits with the Paddle model after export")
     ap.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     args = ap.parse_args(argv)
     return run_cli(export, args.ckpt_dir, args.out_dir, args.dtype, args.verify, args.overwrite)

@@ -1,4 +1,5 @@
-"""Numeric proof of an export: MLM logits of the Paddle model vs the exported model.
+"""Numeric proof of an export: MLM logits (or, for a fine-tuned model, the task's logits) of the Paddle model
+vs the exported model.
 
 Optional by design: the converters run with numpy alone. Verification imports Paddle and our
 ``ernie_style.modeling`` (the model the checkpoint came from), torch and transformers inside
@@ -6,7 +7,8 @@ functions; when one is missing it prints ``verification skipped: <x> not importa
 returns None.
 
 The probe batch has padding (attention_mask passed), two segments, and one row as long as
-``max_position_embeddings``; logits are compared at every non-padded position.
+``max_position_embeddings``; logits are compared at every non-padded position (seq_cls/pair_cls: every row).
+Task logits: seq_cls/pair_cls [B, C]; ner [B, T, C]; qa [B, T, 2] = (start, end) stacked.
 """
 import warnings
 
@@ -66,6 +68,78 @@ def paddle_model(config: dict, state: dict):
     return model
 
 
+def hf_task_logits(hf_dir, task: str, batch) -> np.ndarray:
+    """Task logits of the transformers class for ``task`` loaded from ``hf_dir`` (shapes in the module doc)."""
+    import torch
+    import transformers
+
+    from export.state_dict_adapter import TASK_HEADS
+
+    model = getattr(transformers, TASK_HEADS[task][0]).from_pretrained(hf_dir).float().eval()
+    with torch.no_grad():
+        out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+    if task == "qa":
+        return torch.stack([out.start_logits, out.end_logits], dim=-1).float().numpy()
+    return out.logits.float().numpy()
+
+
+def paddle_task_model(config: dict, state: dict, task: str, num_labels: int):
+    """Our encoder + the task head of the fine-tuned model layout (eval mode), holding ``state``.
+
+    forward(input_ids, token_type_ids, attention_mask) -> logits (shapes in the module doc).
+    """
+    import paddle
+    import paddle.nn as nn
+
+    from ernie_style.modeling import RoFormerConfig, RoFormerModel, load_state_dict_checked
+    from ernie_style.ops import ACTIVATIONS
+
+    cfg = RoFormerConfig.from_dict(config)
+    H = cfg.hidden_size
+
+    class ClassificationHead(nn.Layer):  # x = h[:, 0] -> dense -> act -> out_proj (dropout is off in eval)
+        def __init__(self):
+            super().__init__()
+            self.dense, self.out_proj = nn.Linear(H, H), nn.Linear(H, num_labels)
+
+        def forward(self, sequence_output):
+            return self.out_proj(ACTIVATIONS[cfg.hidden_act](self.dense(sequence_output[:, 0])))
+
+    class TaskModel(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.roformer = RoFormerModel(cfg)
+            if task == "qa":
+                self.qa_outputs = nn.Linear(H, 2)
+            else:
+                self.classifier = ClassificationHead() if task in ("seq_cls", "pair_cls") else nn.Linear(H, num_labels)
+
+        def forward(self, input_ids, token_type_ids, attention_mask):
+            sequence_output, _ = self.roformer(input_ids, token_type_ids, attention_mask)  # (B, T, H)
+            return self.qa_outputs(sequence_output) if task == "qa" else self.classifier(sequence_output)
+
+    model = TaskModel()
+    load_state_dict_checked(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
+    model.eval()
+    return model
+
+
+def paddle_task_logits(config: dict, state: dict, task: str, num_labels: int, batch) -> np.ndarray:
+    """Task logits of our Paddle fine-tuned model for ``state`` (shapes in the module doc)."""
+    import paddle
+
+    model = paddle_task_model(config, state, task, num_labels)
+    with paddle.no_grad():
+        out = model(*(paddle.to_tensor(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask")))
+    return out.astype("float32").numpy()
+
+
+def _compare_mask(task, batch):
+    """Which logits to compare: every row of a [B, C] classification, every real token of a per-token output."""
+    mask = batch["attention_mask"]
+    return np.ones(mask.shape[:1], dtype=mask.dtype) if task in ("seq_cls", "pair_cls") else mask
+
+
 def paddle_mlm_logits(config: dict, state: dict, batch) -> np.ndarray:
     """[B, T, V] float32 MLM logits of our Paddle model with ``config`` and ``state``."""
     import paddle
@@ -85,8 +159,16 @@ def max_abs_diff(a, b, mask) -> float:
     return float(np.max(np.abs(a[valid] - b[valid])))
 
 
-def verify_hf_import(hf_dir, config: dict, state: dict):
-    """Compare transformers on ``hf_dir`` with our Paddle model on the imported ``state``.
+def _logits(config, state, hf_dir, batch, task, num_labels):
+    """(paddle logits, transformers logits) of the MLM model, or of ``task``'s model."""
+    if task is None:
+        return paddle_mlm_logits(config, state, batch), hf_mlm_logits(hf_dir, batch)
+    return paddle_task_logits(config, state, task, num_labels, batch), hf_task_logits(hf_dir, task, batch)
+
+
+def verify_hf_import(hf_dir, config: dict, state: dict, task=None, num_labels=None):
+    """Compare transformers on ``hf_dir`` with our Paddle model on the imported ``state`` (of a fine-tuned
+    model with ``task`` and ``num_labels``, when given).
 
     Prints and returns the max difference (None when a framework is missing); raises
     ExportError above the float32 tolerance (imported weights are the source's values exactly).
@@ -96,7 +178,7 @@ def verify_hf_import(hf_dir, config: dict, state: dict):
             print(f"verification skipped: {mod} not importable")
             return None
     batch = probe_batch(config)
-    diff = max_abs_diff(paddle_mlm_logits(config, state, batch), hf_mlm_logits(hf_dir, batch), batch["attention_mask"])
+    diff = max_abs_diff(*_logits(config, state, hf_dir, batch, task, num_labels), _compare_mask(task, batch))
     tol = TOLERANCE["float32"]
     print(f"verify: max |logits(transformers) - logits(paddle)| = {diff:.3e} (tolerance {tol:g})")
     if not diff <= tol:
@@ -116,12 +198,13 @@ def verify_hf_export(ckpt, hf_dir, dtype="float32", name=None):
             print(f"verification skipped: {mod} not importable")
             return None
     batch = probe_batch(ckpt.config)
-    ref = paddle_mlm_logits(ckpt.config, ckpt.state, batch)
-    got = hf_mlm_logits(hf_dir, batch)
-    diff = max_abs_diff(ref, got, batch["attention_mask"])
+    mask = _compare_mask(ckpt.task, batch)
+    diff = max_abs_diff(*_logits(ckpt.config, ckpt.state, hf_dir, batch, ckpt.task, ckpt.num_labels), mask)
     tol = TOLERANCE[dtype]
-    print(f"verify: max |logits(paddle) - logits(transformers)| = {diff:.3e} over {int(batch['attention_mask'].sum())} "
-          f"positions (tolerance {tol:g}, {dtype})")
+    what = "rows" if mask.ndim == 1 else "positions"
+    what_logits = "logits" if ckpt.task is None else f"{ckpt.task} logits"
+    print(f"verify: max |{what_logits}(paddle) - {what_logits}(transformers)| = {diff:.3e} over {int(mask.sum())} "
+          f"{what} (tolerance {tol:g}, {dtype})")
     if not diff <= tol:
         raise ExportError(f"{name or hf_dir}: verification failed: logits differ by {diff:.3e} > {tol:g}; "
                           "nothing was written")

@@ -1,0 +1,266 @@
+"""export/ for fine-tuned models: our best_model dir -> transformers RoFormerFor{SequenceClassification,
+TokenClassification,QuestionAnswering} and back, proved with task logits.
+
+The Paddle side of each comparison is built here from our RoFormerModel + plain paddle Linear heads (the math
+of the fine-tuned layout in docs/export.md), not from export/verify.py; transformers is the other reference.
+Budget: < 60 s.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+import torch
+import transformers
+
+import _export_util as U
+from export import from_pytorch, to_pytorch
+from export.checkpoint_dir import read_checkpoint
+from export.safetensors_io import read_safetensors
+from export.state_dict_adapter import SIDE_FILE
+
+LABELS = {"seq_cls": ["neg", "pos", "mid"], "pair_cls": ["same", "different"], "ner": ["O", "B-PER", "I-PER", "B-LOC",
+                                                                                        "I-LOC"], "qa": None}
+HF_CLASS = {"seq_cls": "RoFormerForSequenceClassification", "pair_cls": "RoFormerForSequenceClassification",
+            "ner": "RoFormerForTokenClassification", "qa": "RoFormerForQuestionAnswering"}
+
+
+class Reference(paddle.nn.Layer):
+    """Our encoder + the task head as plain Linear layers, named as the fine-tuned layout names them."""
+
+    def __init__(self, config: dict, task: str, num_labels: int):
+        from ernie_style.modeling import RoFormerConfig, RoFormerModel
+
+        super().__init__()
+        self.task = task
+        H = config["hidden_size"]
+        self.roformer = RoFormerModel(RoFormerConfig.from_dict(config))
+        if task in ("seq_cls", "pair_cls"):
+            self.classifier = paddle.nn.Layer()
+            self.classifier.dense = paddle.nn.Linear(H, H)
+            self.classifier.out_proj = paddle.nn.Linear(H, num_labels)
+        elif task == "ner":
+            self.classifier = paddle.nn.Linear(H, num_labels)
+        else:
+            self.qa_outputs = paddle.nn.Linear(H, 2)
+
+    def forward(self, ids, types, mask):
+        h, _ = self.roformer(ids, types, mask)  # (B, T, H)
+        if self.task == "qa":
+            return self.qa_outputs(h)  # (B, T, 2)
+        if self.task == "ner":
+            return self.classifier(h)  # (B, T, C)
+        x = paddle.nn.functional.gelu(self.classifier.dense(h[:, 0]), approximate=False)
+        return self.classifier.out_proj(x)  # (B, C)
+
+
+def _randomize(model: paddle.nn.Layer, seed: int) -> dict:
+    """O(0.1) random values in every parameter (LayerNorm weights around 1); returns the numpy state dict."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    for name, p in model.state_dict().items():
+        a = rng.normal(0.0, 0.1, size=p.shape) + (1.0 if "norm" in name and name.endswith("weight") else 0.0)
+        state[name] = a.astype(np.float32)
+    model.set_state_dict(state)
+    model.eval()
+    return state
+
+
+def write_finetuned(path, task, labels=LABELS, seed=0, **cfg_overrides):
+    """A fine-tuned model dir in the contract's layout; returns (dir, reference Paddle model)."""
+    from export.pdparams import save_pdparams
+
+    cfg = U.tiny_config(**cfg_overrides)
+    labels = labels[task] if isinstance(labels, dict) else labels
+    model = Reference(cfg, task, 2 if task == "qa" else len(labels))
+    state = _randomize(model, seed)
+    U.write_checkpoint(path, cfg, {})  # model_config.json, vocab.txt, tokenizer_config.json
+    save_pdparams(os.path.join(path, "model_state.pdparams"), state)
+    os.remove(os.path.join(path, "tokenizer_config.json"))  # a best_model dir keeps do_lower_case in config.json
+    task_cfg = {"task": task, "do_lower_case": True, "max_seq_len": 48, "init": "random"}
+    if labels is not None:
+        task_cfg["id2label"] = {str(i): lab for i, lab in enumerate(labels)}
+        task_cfg["label2id"] = {lab: i for i, lab in enumerate(labels)}
+    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(task_cfg, f)
+    return str(path), model
+
+
+def probe(cfg, seed=1):
+    """Padded batch, two segments: int64 ids/types, float32 mask, [3, 40]."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((3, 40), dtype=np.int64)
+    types, mask = np.zeros_like(ids), np.zeros((3, 40), dtype=np.float32)
+    for r, n in enumerate([40, 17, 4]):
+        ids[r, :n] = rng.integers(5, cfg["vocab_size"], size=n)
+        types[r, n // 2:n] = 1
+        mask[r, :n] = 1
+    return ids, types, mask
+
+
+def hf_logits(hf_dir, task, ids, types, mask):
+    model = getattr(transformers, HF_CLASS[task]).from_pretrained(hf_dir).eval()
+    with torch.no_grad():
+        out = model(input_ids=torch.from_numpy(ids), token_type_ids=torch.from_numpy(types),
+                    attention_mask=torch.from_numpy(mask))
+    if task == "qa":
+        return torch.stack([out.start_logits, out.end_logits], -1).numpy()
+    return out.logits.numpy()
+
+
+def paddle_logits(model, ids, types, mask):
+    with paddle.no_grad():
+        return model(paddle.to_tensor(ids), paddle.to_tensor(types), paddle.to_tensor(mask)).numpy()
+
+
+def _close_where_real(a, b, mask, task):
+    valid = np.ones(len(mask), bool) if task in ("seq_cls", "pair_cls") else mask.astype(bool)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a[valid], b[valid], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["seq_cls", "pair_cls", "ner", "qa"])
+def test_export_loads_in_the_hf_task_class_with_equal_logits(task, tmp_path, capsys):
+    src, ref = write_finetuned(tmp_path / "best_model", task, seed=list(LABELS).index(task))
+    out = tmp_path / "hf"
+    assert to_pytorch.main([src, str(out), "--verify"]) == 0
+    printed = capsys.readouterr().out
+    assert f"verify: max |{task} logits(paddle) - {task} logits(transformers)|" in printed
+    model, info = getattr(transformers, HF_CLASS[task]).from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architectures"] == [HF_CLASS[task]] and cfg["finetuning_task"] == task
+    if LABELS[task] is not None:
+        assert model.config.id2label == dict(enumerate(LABELS[task]))
+        assert model.config.label2id == {lab: i for i, lab in enumerate(LABELS[task])}
+        assert model.config.num_labels == len(LABELS[task])
+    ids, types, mask = probe(U.tiny_config())
+    _close_where_real(hf_logits(out, task, ids, types, mask), paddle_logits(ref, ids, types, mask), mask, task)
+    # The pooler has no place in transformers' RoFormerModel: it travels in the side file, torch layout.
+    side = read_safetensors(out / SIDE_FILE)[0]
+    assert set(side) == {"roformer.pooler.dense.weight", "roformer.pooler.dense.bias"}
+    np.testing.assert_array_equal(side["roformer.pooler.dense.weight"],
+                                  ref.roformer.pooler.dense.weight.numpy().T)
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert tok.model_max_length == 48  # the fine-tuned max_seq_len
+
+
+def test_factorized_embeddings_and_roundtrip_back_to_our_layout(tmp_path, capsys):
+    """embedding_size != hidden_size; HF -> our fine-tuned dir -> HF is bit-identical, config.json carried."""
+    src, ref = write_finetuned(tmp_path / "best_model", "ner", embedding_size=16)
+    hf = tmp_path / "hf"
+    assert to_pytorch.main([src, str(hf)]) == 0
+    back = tmp_path / "back"
+    assert from_pytorch.main([str(hf), str(back), "--verify"]) == 0
+    assert "verify: max |logits(transformers) - logits(paddle)|" in capsys.readouterr().out
+    a, b = read_checkpoint(src), read_checkpoint(back)
+    assert (b.task, b.labels, b.max_seq_len, b.do_lower_case) == ("ner", LABELS["ner"], 48, True)
+    assert set(a.state) == set(b.state) and all(np.array_equal(a.state[k], b.state[k]) for k in a.state)
+    assert a.vocab == b.vocab
+    again = tmp_path / "again"
+    assert to_pytorch.main([str(back), str(again)]) == 0
+    x, y = read_safetensors(hf / "model.safetensors")[0], read_safetensors(again / "model.safetensors")[0]
+    assert set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x)
+
+
+def test_from_a_transformers_trained_classifier(tmp_path, capsys):
+    """A classifier saved by transformers itself (no pooler, no finetuning_task) imports as seq_cls; --task
+    pair_cls overrides; the fresh pooler is reported; logits agree with transformers."""
+    cfg = U.tiny_config()
+    hf_cfg = transformers.RoFormerConfig(**cfg, num_labels=4, id2label={0: "a", 1: "b", 2: "c", 3: "d"})
+    torch.manual_seed(0)
+    model = transformers.RoFormerForSequenceClassification(hf_cfg)
+    src = tmp_path / "hf_native"
+    model.save_pretrained(src)
+    (src / "vocab.txt").write_text("".join(t + "\n" for t in U.VOCAB), encoding="utf-8")
+    out = tmp_path / "ours"
+    assert from_pytorch.main([str(src), str(out), "--task", "pair_cls", "--verify"]) == 0
+    printed = capsys.readouterr().out
+    assert "initialised roformer.pooler.dense.weight" in printed and "verify: max" in printed
+    got = read_checkpoint(out)
+    assert got.task == "pair_cls" and got.labels == ["a", "b", "c", "d"]
+    with open(out / "config.json", encoding="utf-8") as f:
+        assert json.load(f)["init"] == str(src)
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+
+
+def _edit_json(path, **changes):
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    for k, v in changes.items():
+        if v is None:
+            d.pop(k, None)
+        else:
+            d[k] = v
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(d, f)
+
+
+def _unknown_task(d):
+    _edit_json(os.path.join(d, "config.json"), task="regression")
+    return "config.json: task is 'regression', expected one of seq_cls, pair_cls, ner, qa"
+
+
+def _missing_id2label(d):
+    _edit_json(os.path.join(d, "config.json"), id2label=None, label2id=None)
+    return "config.json: id2label is None, expected a non-empty object"
+
+
+def _id2label_gap(d):
+    _edit_json(os.path.join(d, "config.json"), id2label={"0": "neg", "2": "pos", "3": "mid"}, label2id=None)
+    return "config.json: id2label keys are ['0', '2', '3'], expected \"0\"..\"2\""
+
+
+def _head_shape(d):
+    _edit_json(os.path.join(d, "config.json"), id2label={"0": "neg", "1": "pos"}, label2id=None)
+    return ("model_state.pdparams: classifier.out_proj.weight has shape [32, 3], expected [32, 2] "
+            "(hidden_size 32, 2 labels in config.json id2label)")
+
+
+def _pretraining_state(d):
+    from export.pdparams import save_pdparams
+
+    save_pdparams(os.path.join(d, "model_state.pdparams"), U.random_state(U.tiny_config()))
+    return "model_state.pdparams: missing 4 parameter(s) for task 'seq_cls' with this model_config"
+
+
+@pytest.mark.parametrize("breaker", [_unknown_task, _missing_id2label, _id2label_gap, _head_shape, _pretraining_state])
+def test_bad_finetuned_dir_one_line_exit_2_no_output(tmp_path, capsys, breaker):
+    src, _ = write_finetuned(tmp_path / "best_model", "seq_cls")
+    want = breaker(src)
+    out = tmp_path / "hf"
+    assert to_pytorch.main([src, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and want in err, err
+    assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".hf")]
+
+
+def test_cli_bad_task_dir_no_traceback(tmp_path):
+    src, _ = write_finetuned(tmp_path / "best_model", "qa")
+    _edit_json(os.path.join(src, "config.json"), task="Qa")
+    r = subprocess.run([sys.executable, "-m", "export.to_pytorch", src, str(tmp_path / "hf")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().endswith("task is 'Qa', expected one of seq_cls, pair_cls, ner, qa"), r.stderr
+
+
+def test_finetuned_export_without_paddle_or_torch(tmp_path):
+    src, _ = write_finetuned(tmp_path / "best_model", "qa")
+    code = f"""
+import sys
+for m in ("paddle", "paddlenlp", "torch", "transformers"):
+    sys.modules[m] = None
+from export import to_pytorch
+assert to_pytorch.main([{src!r}, {str(tmp_path / 'hf')!r}, "--verify"]) == 0
+assert not [m for m in ("ernie_style.modeling", "ernie_style.trainer") if m in sys.modules]
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "verification skipped: paddle not importable" in r.stdout
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert cfg["architectures"] == ["RoFormerForQuestionAnswering"] and "id2label" not in cfg
