@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import paddle
 
-from ernie_style import checkpoint as ckpt
+from ernie_style import checkpoint as ckpt, preflight
 from ernie_style.config import ConfigError, PretrainConfig, count_vocab
 from ernie_style.metrics import TextLog, TrainLogger, VisualDL
 from ernie_style.modeling import RoFormerForPretraining, load_state_dict_checked, pretraining_loss, \
@@ -106,6 +106,8 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
     r = cfg.train.resume
     if r not in ("auto", "none") and not os.path.isdir(r):
         raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint/model directory")
+    preflight.check_split(cfg)
+    preflight.check_resume(cfg)
 
 
 def _debug_env(name: str) -> Optional[List[int]]:
@@ -199,7 +201,8 @@ class Trainer:
         elif resume_dir:
             with open(os.path.join(resume_dir, ckpt.MODEL_CONFIG), encoding="utf-8") as f:
                 saved = json.load(f)
-            diff = sorted(k for k, v in cfg.model.to_dict().items() if saved.get(k, v) != v)
+            diff = sorted(k for k, v in cfg.model.to_dict().items()
+                          if saved.get(k, v) != v and k not in preflight.MODEL_FREE_KEYS)
             if diff:
                 raise ConfigError(f"model.{diff[0]}={getattr(cfg.model, diff[0])!r}: the checkpoint {resume_dir} "
                                   f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
@@ -251,6 +254,9 @@ class Trainer:
         opt_state = paddle.load(ckpt.optimizer_file(path, self.info.rank))
         self.optimizer.set_state_dict(ckpt.optimizer_state_from_structured(opt_state, self.inner))
         self.scheduler.set_state_dict(state["lr_scheduler"])
+        self.scheduler.last_lr = self.scheduler.get_lr()  # from the config's schedule (optim.* may have changed)
+        for line in preflight.optim_changes(state.get("config"), self.cfg):
+            self.text(f"resume: {line}")
         self.amp.load_state_dict(state["amp"])
         self.step = int(state["step"])
         if state.get("global_batch_size") != self.gbs:
@@ -331,6 +337,7 @@ class Trainer:
             "lr_scheduler": self.scheduler.state_dict(),
             "amp": self.amp.state_dict(),
             "config": self.cfg.to_dict(),
+            "data_fingerprint": preflight.data_fingerprint(self.cfg),
         }
         # O2 keeps low-precision parameters (fp32 masters live in the optimizer); checkpoints are float32.
         model_state = {k: (v.astype("float32") if v.dtype in (paddle.float16, paddle.bfloat16) else v)

@@ -1,0 +1,216 @@
+"""Start-up checks that need the files a run will read: the split of every prefix, and what it resumes from.
+
+Called by :func:`ernie_style.trainer.check_inputs`, i.e. once before ``run_pretrain.sh`` launches any process
+(``--check``) and again in each rank.  Every refusal is a :class:`ConfigError` of one line naming both sides.
+
+Resuming (``train.resume`` = auto or a path) is checked against the source the run would load:
+
+- a Hugging Face directory or a training output directory given as ``train.resume`` is recognised and the
+  message says what to pass instead;
+- the source's ``vocab.txt`` must be ``data.vocab_file`` (sha256): other ids would mean other tokens;
+- the architecture keys (``model_config.json``) must match the config; dropout and init range may change;
+- a checkpoint's data fingerprint (:func:`data_fingerprint`, saved in ``trainer_state.json``) must match:
+  other data, split, sequence length, masking settings or seed would not continue the run's sample order.
+
+Optimisation keys (``optim.*``) may change on resume; :func:`optim_changes` gives one line per changed key.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import List, Optional
+
+from ernie_style.config import ConfigError, PretrainConfig
+
+# Keys that change neither the shapes nor the function of saved weights: allowed to differ on resume.
+MODEL_FREE_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
+_HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            out = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Split
+
+
+def _docs_of(prefix: str) -> int:
+    from data_tools.indexed_dataset import MMapIndexedDataset
+
+    return MMapIndexedDataset(prefix).n_docs
+
+
+def _split_advice(weights: List[float], n_docs: int) -> Optional[str]:
+    """A ``data.split`` giving every split that is used at least one document of ``n_docs``, or None."""
+    from ernie_style.dataset import split_boundaries
+
+    used = [w > 0 for w in weights]
+    total = sum(weights)
+    if n_docs < sum(used):
+        return None
+    counts = [0, 0, 0]
+    for k in (1, 2):
+        if used[k]:
+            counts[k] = max(1, int(weights[k] / total * n_docs))
+    counts[0] = n_docs - counts[1] - counts[2]
+    if counts[0] < 1:
+        return None
+    text = ",".join(str(c) for c in counts)
+    bounds = split_boundaries(text, n_docs)
+    assert [bounds[k + 1] - bounds[k] for k in range(3)] == counts, (text, n_docs, bounds)
+    return text
+
+
+def check_split(cfg: PretrainConfig) -> None:
+    """Every split the run reads (train; valid when eval_iters > 0; test likewise) gets documents of each prefix."""
+    from ernie_style.dataset import split_boundaries
+
+    d, t = cfg.data, cfg.train
+    weights = d.split_weights()
+    needed = [True, weights[1] > 0 and t.eval_iters > 0, weights[2] > 0 and (t.test_iters or t.eval_iters) > 0]
+    for prefix, _ in d.prefixes_and_weights():
+        n_docs = _docs_of(prefix)
+        bounds = split_boundaries(d.split, n_docs)
+        counts = [bounds[k + 1] - bounds[k] for k in range(3)]
+        empty = [name for name, need, c in zip(("train", "valid", "test"), needed, counts) if need and c == 0]
+        if not empty:
+            continue
+        got = f"train/valid/test = {'/'.join(str(c) for c in counts)} of its {n_docs} documents"
+        advice = _split_advice([w if need else 0.0 for w, need in zip(weights, needed)], n_docs)
+        if advice:
+            fix = f"use data.split={advice} ({advice.replace(',', '/')} documents)"
+        else:
+            fix = "use data.split=1,0,0 (train only: no validation or test)"
+        raise ConfigError(f"data.split={d.split!r}: the {' and '.join(empty)} split of {prefix} has no documents "
+                          f"({got}); {fix}, or add data")
+
+
+# ----------------------------------------------------------------------------------------------
+# Resume
+
+
+def data_fingerprint(cfg: PretrainConfig) -> dict:
+    """What decides the samples a step reads: prefix contents (sha256 from meta.json), split, lengths, masking, seed."""
+    from ernie_style.dataset import parse_splits
+
+    prefixes = []
+    for prefix, weight in cfg.data.prefixes_and_weights():
+        meta = _read_json(prefix + ".meta.json") or {}
+        files = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+        digests = {ext: f.get("sha256") for ext, f in sorted(files.items()) if isinstance(f, dict)}
+        if not digests:  # no meta.json: sizes stand in for the content
+            digests = {ext: os.path.getsize(prefix + ext) for ext in (".bin", ".idx") if os.path.exists(prefix + ext)}
+        prefixes.append({"prefix": os.path.abspath(prefix), "weight": float(weight), "content": digests})
+    d = cfg.data
+    return {
+        "data.prefixes": prefixes,
+        "data.split": [round(w, 9) for w in parse_splits(d.split)],
+        "data.max_seq_len": d.max_seq_len,
+        "data.masked_lm_prob": d.masked_lm_prob,
+        "data.short_seq_prob": d.short_seq_prob,
+        "data.binary_head": d.binary_head,
+        "train.seed": cfg.train.seed,
+    }
+
+
+def _same(key: str, a, b) -> bool:
+    if key == "data.prefixes":  # contents and weights decide; the paths may move
+        strip = lambda ps: [(p.get("weight"), p.get("content")) for p in ps or []]  # noqa: E731
+        return strip(a) == strip(b)
+    return a == b
+
+
+def _show(key: str, value) -> str:
+    if key == "data.prefixes":
+        return "[" + ", ".join(f"{os.path.basename(p.get('prefix', '?'))} (w {p.get('weight')}, "
+                               f"bin sha256 {str(p.get('content', {}).get('bin', '?'))[:12]})" for p in value) + "]"
+    return repr(value)
+
+
+def fingerprint_diff(saved: dict, now: dict) -> List[str]:
+    return [f"{k}: {_show(k, saved.get(k))} (checkpoint) vs {_show(k, now[k])} (now)"
+            for k in now if k in saved and not _same(k, saved[k], now[k])]
+
+
+def optim_changes(saved_config: Optional[dict], cfg: PretrainConfig) -> List[str]:
+    """One line per optimisation key that differs from the checkpoint's config (allowed on resume)."""
+    saved = (saved_config or {}).get("optim") or {}
+    now = cfg.to_dict()["optim"]
+    return [f"optim.{k}: {saved[k]!r} (checkpoint) -> {v!r} (now)" for k, v in now.items()
+            if k in saved and saved[k] != v]
+
+
+def resume_source(cfg: PretrainConfig) -> Optional[str]:
+    """The directory ``train.resume`` points at (auto: the newest checkpoint under ``OUTPUT/checkpoints``)."""
+    from ernie_style import checkpoint as ckpt
+
+    r = cfg.train.resume
+    if r == "none":
+        return None
+    if r != "auto":
+        return r
+    root = os.path.join(cfg.train.output_dir, "checkpoints")
+    latest = os.path.join(root, ckpt.LATEST)
+    if os.path.isdir(latest):
+        return os.path.realpath(latest)
+    found = ckpt.list_checkpoints(root)
+    return found[0] if found else None
+
+
+def _check_layout(path: str) -> None:
+    """A path given as train.resume that is a Hugging Face dir or an output dir: say what to pass instead."""
+    from ernie_style import checkpoint as ckpt
+
+    has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
+    if has(ckpt.MODEL_STATE) or has(ckpt.CHECKSUMS) or has(ckpt.TRAINER_STATE):
+        return  # a checkpoint or a plain model dir (damage is reported by the checkpoint verifier)
+    if has("config.json") and any(has(w) for w in _HF_WEIGHTS):
+        raise ConfigError(f"train.resume={path!r}: a Hugging Face model directory; convert it first with "
+                          f"`python -m export.from_pytorch {path} PADDLE_DIR`, then pass train.resume=PADDLE_DIR")
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        raise ConfigError(f"train.resume={path!r}: a training output directory, not a checkpoint; pass "
+                          f"train.resume={os.path.join(path, 'checkpoints', ckpt.LATEST)} (or a step_N inside), "
+                          f"or train.output_dir={path} train.resume=auto to continue that run")
+    raise ConfigError(f"train.resume={path!r}: neither a checkpoint nor a model directory (expected "
+                      f"{ckpt.MODEL_STATE} and {ckpt.MODEL_CONFIG} in it)")
+
+
+def check_resume(cfg: PretrainConfig) -> None:
+    """Refuse a resume source whose vocabulary, architecture or data fingerprint differs from the config."""
+    from ernie_style import checkpoint as ckpt
+
+    path = resume_source(cfg)
+    if path is None or not os.path.isdir(path):
+        return
+    if cfg.train.resume != "auto":
+        _check_layout(path)
+    kind = "checkpoint" if os.path.isfile(os.path.join(path, ckpt.TRAINER_STATE)) else "model dir"
+    vocab = os.path.join(path, "vocab.txt")
+    if os.path.isfile(vocab) and cfg.data.vocab_file and os.path.isfile(cfg.data.vocab_file):
+        mine, theirs = ckpt.sha256_file(cfg.data.vocab_file), ckpt.sha256_file(vocab)
+        if mine != theirs:
+            raise ConfigError(f"data.vocab_file={cfg.data.vocab_file!r} (sha256 {mine[:12]}) is not the vocabulary "
+                              f"of the {kind} {path} ({vocab}, sha256 {theirs[:12]}): its token ids would mean other "
+                              "tokens; train with that vocab and data preprocessed with it")
+    saved = _read_json(os.path.join(path, ckpt.MODEL_CONFIG))
+    if saved is not None:
+        now = cfg.model.to_dict()
+        diff = [k for k in now if k in saved and k not in MODEL_FREE_KEYS and saved[k] != now[k]]
+        if diff:
+            raise ConfigError("; ".join(f"model.{k}: {now[k]!r} (config) vs {saved[k]!r} ({kind})" for k in diff)
+                              + f" -- the {kind} {path} has another architecture; set these model.* keys to "
+                              f"its values (its {ckpt.MODEL_CONFIG})")
+    if kind == "checkpoint":
+        state = _read_json(os.path.join(path, ckpt.TRAINER_STATE)) or {}
+        saved_fp = state.get("data_fingerprint")
+        if isinstance(saved_fp, dict):
+            diff = fingerprint_diff(saved_fp, data_fingerprint(cfg))
+            if diff:
+                raise ConfigError("; ".join(diff) + f" -- resuming {path} with other data settings would not "
+                                  "continue its sample order; use the checkpoint's values (its {ckpt.TRAINER_STATE})")
