@@ -264,6 +264,16 @@ class BertTokenizer:
                 ])
         return self._core.encode(_utf8(text))
 
+    def encode_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, starts, ends): the ids of :meth:`encode` (text always plain) and, per token, the span
+        ``text[starts[i]:ends[i]]`` of the original text it comes from (code-point offsets, int32).
+
+        WordPiece continuations get their own sub-span (``unaffable`` -> ``un`` [0,2), ``##aff`` [2,5), ...);
+        a char that lowercasing/normalisation turns into several code points stays whole in one token's
+        span.  Inside words the Python reference path handles (combining marks, conjoining jamo) the pieces
+        share the word's span proportionally; the word's own span is exact."""
+        return self._core.encode_offsets(_utf8(text))
+
     def tokenize(self, text: str) -> list[str]:
         return self.convert_ids_to_tokens(self.encode(text))
 

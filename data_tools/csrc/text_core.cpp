@@ -119,6 +119,7 @@ inline void append_utf8(std::string& out, uint32_t cp) {
 struct Token {
     int32_t id;
     int32_t offset;  // code-point offset in the original text of the piece's first char
+    int32_t end;     // one past the code-point offset of the piece's last char
     bool continuation;
     bool clause;  // a single clause-punctuation char (preferred cut point)
 };
@@ -169,6 +170,20 @@ public:
         py::array_t<int32_t> out(static_cast<py::ssize_t>(ids.size()));
         std::copy(ids.begin(), ids.end(), out.mutable_data());
         return out;
+    }
+
+    // Tokens of `text` with the code-point span [start, end) of the original text each one comes from
+    // (what extractive QA maps answers back through).  Exact except for the inner pieces of a word that
+    // the Python reference path handled (combining marks), which share that word's span proportionally.
+    py::tuple encode_offsets(py::bytes text) {
+        std::string_view sv = view(text);
+        std::vector<int32_t> ids, starts, ends;
+        run(sv, [&](const Token& t) {
+            ids.push_back(t.id);
+            starts.push_back(t.offset);
+            ends.push_back(t.end);
+        }, nullptr);
+        return py::make_tuple(to_array(ids), to_array(starts), to_array(ends));
     }
 
     // The document encoder: ids, word-start flags, sentence lengths, counts.
@@ -296,23 +311,28 @@ private:
         return it == index_.end() ? -1 : it->second;
     }
 
-    // WordPiece on one piece: UTF-8 bytes `p`, code-point byte positions `pos` (size n+1).
+    // WordPiece on one piece: UTF-8 bytes `p`, code-point byte positions `pos` (size n+1), and the
+    // original-text offset of each code point `offs` (size n+1, offs[n] = end of the piece's text; a char
+    // mapped to several code points gives each of them its offset).  A WordPiece piece spans
+    // [offs[first], offs[last] + 1), the last one [offs[first], offs[n]).
     template <typename Emit>
     void wordpiece(std::string_view p, const std::vector<uint32_t>& cps, const std::vector<size_t>& pos,
-                   int32_t offset, Emit& emit) {
+                   const std::vector<int32_t>& offs, Emit& emit) {
         const size_t n = cps.size();
         if (n == 0) return;
+        const int32_t offset = offs[0], end_all = offs[n];
         bool clause = n == 1 && is_clause(cps[0]);
         if (n > static_cast<size_t>(kMaxWordChars)) {
-            emit(Token{unk_id_, offset, false, false});
+            emit(Token{unk_id_, offset, end_all, false, false});
             return;
         }
         if (n == 1 && cps[0] < kDirectTable) {
             int32_t id = first_id_[cps[0]];
-            emit(Token{id < 0 ? unk_id_ : id, offset, false, clause});
+            emit(Token{id < 0 ? unk_id_ : id, offset, end_all, false, clause});
             return;
         }
         pieces_.clear();
+        piece_starts_.clear();
         size_t start = 0;
         while (start < n) {
             size_t end = n;
@@ -327,13 +347,19 @@ private:
                 if (found >= 0) break;
             }
             if (found < 0) {
-                emit(Token{unk_id_, offset, false, false});
+                emit(Token{unk_id_, offset, end_all, false, false});
                 return;
             }
             pieces_.push_back(found);
+            piece_starts_.push_back(start);
             start = end;
         }
-        for (size_t k = 0; k < pieces_.size(); ++k) emit(Token{pieces_[k], offset, k > 0, clause});
+        piece_starts_.push_back(n);
+        for (size_t k = 0; k < pieces_.size(); ++k) {
+            const size_t next = piece_starts_[k + 1];
+            const int32_t b = offs[piece_starts_[k]], e = next == n ? end_all : offs[next - 1] + 1;
+            emit(Token{pieces_[k], b, e, k > 0, clause});
+        }
     }
 
     // One whitespace-delimited word (already cleaned, no CJK): map, split at punctuation, WordPiece.
@@ -346,28 +372,30 @@ private:
             piece_.clear();
             piece_cps_.clear();
             piece_pos_.clear();
-            int32_t piece_off = 0;
+            piece_offs_.clear();
             auto end_piece = [&]() {
                 if (piece_cps_.empty()) return;
                 piece_pos_.push_back(piece_.size());
-                wordpiece(piece_, piece_cps_, piece_pos_, piece_off, emit);
+                piece_offs_.push_back(piece_offs_.back() + 1);
+                wordpiece(piece_, piece_cps_, piece_pos_, piece_offs_, emit);
                 piece_.clear();
                 piece_cps_.clear();
                 piece_pos_.clear();
+                piece_offs_.clear();
             };
             auto add = [&](uint32_t c, int32_t off) {
                 if (flags_[c] & kPunct) {
                     end_piece();
-                    piece_off = off;
                     piece_pos_.push_back(0);
                     piece_cps_.push_back(c);
+                    piece_offs_.push_back(off);
                     append_utf8(piece_, c);
                     end_piece();
                     return;
                 }
-                if (piece_cps_.empty()) piece_off = off;
                 piece_pos_.push_back(piece_.size());
                 piece_cps_.push_back(c);
+                piece_offs_.push_back(off);
                 append_utf8(piece_, c);
             };
             for (size_t k = 0; k < word_cps_.size(); ++k) {
@@ -394,8 +422,15 @@ private:
         auto texts = tup[0].cast<std::vector<std::string>>();
         auto rel = tup[1].cast<std::vector<int64_t>>();
         if (texts.size() != rel.size()) throw std::runtime_error("tokenizer fallback returned mismatched lists");
+        auto first = [&](size_t k) -> int32_t {
+            int64_t r = rel[k];
+            if (r < 0 || static_cast<size_t>(r) >= word_offs_.size()) r = 0;
+            return word_offs_[static_cast<size_t>(r)];
+        };
+        const int32_t word_end = word_offs_.back() + 1;
         std::vector<uint32_t> cps;
         std::vector<size_t> pos;
+        std::vector<int32_t> offs;
         for (size_t k = 0; k < texts.size(); ++k) {
             cps.clear();
             pos.clear();
@@ -406,9 +441,18 @@ private:
                 cps.push_back(decode_utf8(s, texts[k].size(), i));
             }
             pos.push_back(texts[k].size());
-            int64_t r = rel[k];
-            if (r < 0 || static_cast<size_t>(r) >= word_offs_.size()) r = 0;
-            wordpiece(texts[k], cps, pos, word_offs_[static_cast<size_t>(r)], emit);
+            // The piece covers [b, e) of the original text; its code points are spread over that span
+            // (exact when normalisation kept the length, proportional otherwise).
+            const int32_t b = first(k);
+            int32_t e = k + 1 < texts.size() ? first(k + 1) : word_end;
+            if (e <= b) e = word_end;
+            offs.clear();
+            const size_t n = cps.size();
+            for (size_t j = 0; j < n; ++j)
+                offs.push_back(b + static_cast<int32_t>((static_cast<int64_t>(e - b) * static_cast<int64_t>(j)) /
+                                                         static_cast<int64_t>(n)));
+            offs.push_back(e);
+            wordpiece(texts[k], cps, pos, offs, emit);
         }
     }
 
@@ -452,10 +496,12 @@ private:
                             append_utf8(p, x);
                         }
                         pos.push_back(p.size());
-                        wordpiece(p, m, pos, off, emit);
+                        std::vector<int32_t> offs(m.size(), off);
+                        offs.push_back(off + 1);
+                        wordpiece(p, m, pos, offs, emit);
                     } else {
                         int32_t id = c < kDirectTable ? first_id_[c] : lookup_single(c);
-                        emit(Token{id < 0 ? unk_id_ : id, off, false, false});
+                        emit(Token{id < 0 ? unk_id_ : id, off, off + 1, false, false});
                     }
                 }
                 continue;
@@ -488,8 +534,8 @@ private:
     // scratch buffers reused across calls
     std::string scratch_, piece_;
     std::vector<uint32_t> word_cps_, piece_cps_;
-    std::vector<int32_t> word_offs_;
-    std::vector<size_t> piece_pos_;
+    std::vector<int32_t> word_offs_, piece_offs_;
+    std::vector<size_t> piece_pos_, piece_starts_;
     std::vector<int32_t> pieces_;
     bool word_complex_ = false;
 };
@@ -533,6 +579,7 @@ PYBIND11_MODULE(_text_core, m) {
              py::arg("vocab"), py::arg("unk_id"), py::arg("flags"), py::arg("map_cps"), py::arg("map_texts"),
              py::arg("fallback"))
         .def("encode", &Tokenizer::encode, py::arg("text"))
+        .def("encode_offsets", &Tokenizer::encode_offsets, py::arg("text"))
         .def("encode_document", &Tokenizer::encode_document, py::arg("text"), py::arg("word_starts"),
              py::arg("max_sentence_tokens"))
         .def_property_readonly("vocab_size", &Tokenizer::vocab_size);
