@@ -1,0 +1,361 @@
+"""NER data and metrics: CoNLL reader, BIO/BIOES tags, windowed encoding that gives every input
+character exactly one prediction, and entity-level precision/recall/F1 with conlleval semantics.
+
+Input (one ``char TAG`` per line, blank line between sentences)::
+
+    中 B-LOC
+    国 I-LOC
+    人 O
+
+Reading rules (also in docs/finetune.md, "NER and QA metrics"):
+
+- Trailing spaces/tabs/``\\r`` and a leading UTF-8 byte-order mark are ignored; a line of only
+  spaces/tabs ends a sentence.  A line is split at its last tab if it holds one, else at its last space:
+  the part before is the character (a token, in fact: a multi-character item such as ``iPhone`` is
+  allowed and kept whole), the part after is the tag.  So ``" \\tO"`` and ``"  O"`` are a space
+  character tagged ``O``.
+- Malformed lines are never dropped silently: each is counted under its reason with the first line
+  numbers (:class:`Malformed`), and the sentence holding it is left out as a whole (a sentence with a
+  character missing would shift every entity after it).  Reasons: ``no tag`` (a line without a
+  separator in a tagged file), ``no character`` (the line starts with its separator), ``more than two
+  fields``, ``bad tag`` (not ``O`` and not ``B-``/``I-``/``E-``/``S-`` + type).
+- A file none of whose lines has a separator is untagged: allowed for the test split only (predict only).
+- An empty split (no sentence left) is an error; so is a dev/test tag that the training file does not
+  have (:func:`check_tags` names file and line), and an ``E-``/``S-`` tag under the BIO scheme.
+
+Encoding: each character is tokenized on its own with the project tokenizer (as
+``is_split_into_words`` tokenizers do).  Its tag goes on its first sub-token; further sub-tokens are
+ignored (label -100).  A character that yields no token (a space, a control character) gets the tag
+``O`` in the predictions.  Sentences longer than ``max_seq_len - 2`` sub-tokens are cut into
+overlapping windows whose starts are ``stride`` sub-tokens apart (the last window ends at the last
+sub-token); a character is predicted by the window in which its first sub-token has the most context
+(the larger of min(tokens before it, tokens after it) in the window; the earlier window on ties), the
+rule the SQuAD reference uses for its windows.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ernie_style.downstream.windows import owner_windows, window_starts
+
+NO_TOKEN_TAG = "O"
+IGNORE_INDEX = -100
+SCHEMES = {"bio": "BI", "bioes": "BIES"}
+MAX_LINES_SHOWN = 5
+
+
+class DataError(ValueError):
+    """A user mistake in a data file; the message names the file (and line) and what was expected."""
+
+
+@dataclass
+class Malformed:
+    """Malformed input by reason: counts and the first line numbers (or other locations) of each."""
+
+    counts: dict = field(default_factory=dict)
+    first: dict = field(default_factory=dict)
+
+    def add(self, reason: str, where) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        shown = self.first.setdefault(reason, [])
+        if len(shown) < MAX_LINES_SHOWN:
+            shown.append(where)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self, what: str = "line") -> str:
+        """``"2 malformed lines: no tag x1 (line 3), bad tag x1 (line 9)"``, or ``""`` when none."""
+        if not self.counts:
+            return ""
+        parts = []
+        for reason, n in self.counts.items():
+            where = ", ".join(str(w) for w in self.first[reason])
+            more = ", ..." if n > len(self.first[reason]) else ""
+            parts.append(f"{reason} x{n} ({what} {where}{more})")
+        return f"{self.total} malformed {what}s: " + "; ".join(parts)
+
+
+@dataclass
+class Sentence:
+    chars: list  # [n] str: one item per input line
+    tags: list | None  # [n] str, None in an untagged (predict-only) file
+    line: int  # 1-based line number of the first character; char k is on line `line + k`
+
+
+@dataclass
+class ConllFile:
+    path: str
+    sentences: list  # [Sentence]
+    tagged: bool
+    malformed: Malformed
+    skipped_sentences: int  # sentences left out because they held a malformed line
+
+    def report(self) -> str:
+        """One line for the log: what was read and what was left out, by reason."""
+        msg = f"{self.path}: {len(self.sentences)} sentences, {sum(len(s.chars) for s in self.sentences)} chars"
+        if self.malformed.total:
+            msg += f"; {self.skipped_sentences} sentences left out for {self.malformed.summary('line')}"
+        return msg
+
+
+def _valid_tag(tag: str) -> bool:
+    return tag == "O" or (len(tag) > 2 and tag[0] in "BIES" and tag[1] == "-" and not any(c.isspace() for c in tag))
+
+
+def _split_line(line: str):
+    """(char, tag) or (None, reason) for one non-blank line; (char, None) when it has no separator."""
+    sep = "\t" if "\t" in line else " "
+    k = line.rfind(sep)
+    if k < 0:
+        return line, None
+    char, tag = line[:k], line[k + 1:]
+    if not tag:
+        return None, "no tag"
+    if not char or (sep in char and char.strip(" \t")):
+        # "a b O": three fields.  An all-blank char (a space written as "  O" / " \tO") is allowed.
+        return None, "more than two fields" if char else "no character"
+    return char, tag
+
+
+def read_conll(path, *, allow_untagged: bool = False) -> ConllFile:
+    """Read a CoNLL file (rules in the module docstring).  Raises :class:`DataError` for an unreadable,
+    empty or (unless `allow_untagged`) untagged file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    tagged = any(("\t" in ln or " " in ln.strip(" \t\r")) for ln in lines if ln.strip(" \t\r"))
+    malformed = Malformed()
+    sentences, skipped = [], 0
+    chars, tags, first, bad = [], [], 0, False
+
+    def flush():
+        nonlocal chars, tags, bad, skipped
+        if chars or bad:
+            if bad:
+                skipped += 1
+            else:
+                sentences.append(Sentence(chars, tags if tagged else None, first))
+        chars, tags, bad = [], [], False
+
+    for no, raw in enumerate(lines, 1):
+        line = raw.rstrip("\r")
+        if not line.strip(" \t"):
+            flush()
+            continue
+        if not chars and not bad:
+            first = no
+        if not tagged:
+            chars.append(line.strip(" \t"))
+            continue
+        char, tag = _split_line(line.rstrip(" \t"))
+        if char is None or tag is None:
+            malformed.add(tag if char is None else "no tag", no)
+            bad = True
+        elif not _valid_tag(tag):
+            malformed.add("bad tag", no)
+            bad = True
+        else:
+            chars.append(char)
+            tags.append(tag)
+    flush()
+    if not sentences:
+        why = f" ({malformed.summary('line')})" if malformed.total else ""
+        raise DataError(f"{path}: no sentences{why}; expected 'char TAG' lines, a blank line between sentences")
+    if not tagged and not allow_untagged:
+        raise DataError(f"{path}: no line has a tag; expected 'char TAG' lines (an untagged file is allowed "
+                        "only as the test split)")
+    return ConllFile(path, sentences, tagged, malformed, skipped)
+
+
+def detect_scheme(tags) -> str:
+    """"bioes" when any tag has an E- or S- prefix, else "bio"."""
+    return "bioes" if any(t[:2] in ("E-", "S-") for t in tags) else "bio"
+
+
+def label_list(train: ConllFile, scheme: str) -> list:
+    """The label set of the training file: "O" first, then by entity type and prefix order."""
+    assert train.tagged and scheme in SCHEMES
+    seen = {t for s in train.sentences for t in s.tags}
+    check_scheme(train, scheme)
+    seen.add("O")
+    order = SCHEMES[scheme]
+    return ["O"] + sorted((t for t in seen if t != "O"), key=lambda t: (t[2:], order.index(t[0])))
+
+
+def check_scheme(data: ConllFile, scheme: str) -> None:
+    allowed = SCHEMES[scheme]
+    for s in data.sentences:
+        for k, t in enumerate(s.tags or ()):
+            if t != "O" and t[0] not in allowed:
+                raise DataError(f"{data.path}:{s.line + k}: tag {t!r} is not in the {scheme.upper()} scheme "
+                                f"(prefixes {'/'.join(allowed)}); set data.tag_scheme=bioes or fix the file")
+
+
+def check_tags(data: ConllFile, label2id: dict) -> None:
+    """A dev/test tag the training file does not have is an error naming file and line."""
+    for s in data.sentences:
+        for k, t in enumerate(s.tags or ()):
+            if t not in label2id:
+                known = ", ".join(label2id)
+                raise DataError(f"{data.path}:{s.line + k}: tag {t!r} does not occur in the training file "
+                                f"(its tags: {known})")
+
+
+# ----------------------------------------------------------------------------------------- encoding
+
+@dataclass
+class NerFeature:
+    """One window of one sentence: ``[CLS] sub-tokens [SEP]``."""
+
+    input_ids: np.ndarray  # int64 [T], T <= max_seq_len
+    labels: np.ndarray  # int64 [T]: tag id on each character's first sub-token, IGNORE_INDEX elsewhere
+    char_at: np.ndarray  # int32 [T]: the character this position predicts (owner window only), else -1
+    example: int  # index of the sentence
+
+
+class CharTokens:
+    """Sub-token ids of one input character, cached (a corpus has a few thousand distinct ones)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._cache: dict = {}
+
+    def __call__(self, char: str) -> np.ndarray:
+        ids = self._cache.get(char)
+        if ids is None:
+            ids = self._cache[char] = self.tokenizer.encode(char).astype(np.int64)
+        return ids
+
+
+def encode_sentences(sentences, char_tokens: CharTokens, label2id: dict | None, max_seq_len: int,
+                     stride: int, cls_id: int, sep_id: int) -> list:
+    """Windows (:class:`NerFeature`) of every sentence, in order.  `label2id` None = no labels."""
+    body = max_seq_len - 2
+    assert body >= 1 and 1 <= stride <= body, (max_seq_len, stride)
+    features = []
+    for ex, sent in enumerate(sentences):
+        pieces = [char_tokens(c) for c in sent.chars]
+        n_pieces = np.array([len(p) for p in pieces], np.int64)
+        has_token = n_pieces > 0
+        first_pos = (np.cumsum(n_pieces) - n_pieces)[has_token]  # [C'] first sub-token of each char with one
+        char_idx = np.nonzero(has_token)[0]
+        ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+        lab = np.full(len(ids), IGNORE_INDEX, np.int64)
+        if label2id is not None and sent.tags is not None:
+            lab[first_pos] = [label2id[sent.tags[c]] for c in char_idx]
+        char_of_pos = np.full(len(ids), -1, np.int32)
+        char_of_pos[first_pos] = char_idx
+        starts = window_starts(len(ids), body, stride)
+        owner = np.full(len(ids), -1, np.int64)
+        owner[first_pos] = owner_windows(first_pos, starts, body, len(ids))
+        for w, a in enumerate(starts):
+            b = min(a + body, len(ids))
+            chars = np.where(owner[a:b] == w, char_of_pos[a:b], -1).astype(np.int32)
+            features.append(NerFeature(
+                input_ids=np.concatenate([[cls_id], ids[a:b], [sep_id]]).astype(np.int64),
+                labels=np.concatenate([[IGNORE_INDEX], lab[a:b], [IGNORE_INDEX]]).astype(np.int64),
+                char_at=np.concatenate([[-1], chars, [-1]]).astype(np.int32),
+                example=ex,
+            ))
+    return features
+
+
+def stitch(features, label_ids, sentences, id2label) -> list:
+    """Per sentence, one tag per input character from the per-window predictions.
+
+    `label_ids[i]` is the predicted label id per position of features[i] (any int array of length >= T_i).
+    Characters without a sub-token get :data:`NO_TOKEN_TAG`; every other character is predicted by exactly
+    one window (asserted)."""
+    preds = [[NO_TOKEN_TAG] * len(s.chars) for s in sentences]
+    filled = [np.zeros(len(s.chars), np.int64) for s in sentences]
+    for f, ids in zip(features, label_ids):
+        pos = np.nonzero(f.char_at >= 0)[0]
+        for p in pos:
+            c = int(f.char_at[p])
+            preds[f.example][c] = id2label[int(ids[p])]
+            filled[f.example][c] += 1
+    assert len(features) == len(label_ids)
+    assert all(((fl == 1) | (fl == 0)).all() for fl in filled)
+    return preds
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+def _split_tag(tag: str):
+    if tag == "O":
+        return "O", None
+    assert _valid_tag(tag), tag
+    return tag[0], tag[2:]
+
+
+def chunks(tags) -> list:
+    """Entities of one sentence as (type, start, end) with end exclusive, conlleval semantics.
+
+    Before position i (previous tag p of type tp, current tag c of type tc), an open entity ends when
+    p is E or S; or p is B/I and c is B, S or O; or p is not O and tp != tc.  An entity starts at i when
+    c is B or S; or c is I/E and p is O, E or S; or c is not O and tp != tc.  So a stray I-/E- opens an
+    entity, and a type change inside an entity splits it.  BIO is the special case without E and S."""
+    out = []
+    start, prev, prev_type = None, "O", None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        cur, cur_type = _split_tag(tag)
+        ends = prev in "ES" or (prev in "BI" and cur in "BSO") or (prev != "O" and prev_type != cur_type)
+        if start is not None and ends:
+            out.append((prev_type, start, i))
+            start = None
+        begins = cur in "BS" or (cur in "IE" and prev in "OES") or (cur != "O" and prev_type != cur_type)
+        if begins:
+            start = i
+        prev, prev_type = cur, cur_type
+    return out
+
+
+def _prf(correct: int, n_pred: int, n_gold: int):
+    p = correct / n_pred if n_pred else 0.0
+    r = correct / n_gold if n_gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def entity_scores(gold, pred) -> dict:
+    """Entity-level scores over sentences (lists of tags, same lengths pairwise).
+
+    An entity is correct when type, start and end all match.  precision = correct / predicted,
+    recall = correct / gold, F1 = 2PR / (P + R) (0 when P + R = 0), micro over all entities;
+    ``per_type`` gives the same per entity type (every type seen in gold or predictions, with
+    ``support`` = gold count).  Also token ``accuracy`` as conlleval prints it."""
+    assert len(gold) == len(pred)
+    g_all, p_all = set(), set()
+    n_tok = n_ok = 0
+    for k, (g, p) in enumerate(zip(gold, pred)):
+        assert len(g) == len(p), (k, len(g), len(p))
+        g_all.update((k,) + c for c in chunks(g))
+        p_all.update((k,) + c for c in chunks(p))
+        n_tok += len(g)
+        n_ok += sum(a == b for a, b in zip(g, p))
+    correct = g_all & p_all
+    precision, recall, f1 = _prf(len(correct), len(p_all), len(g_all))
+    per_type = {}
+    for t in sorted({c[1] for c in g_all | p_all}):
+        n_c = sum(c[1] == t for c in correct)
+        n_p = sum(c[1] == t for c in p_all)
+        n_g = sum(c[1] == t for c in g_all)
+        tp, tr, tf = _prf(n_c, n_p, n_g)
+        per_type[t] = {"precision": tp, "recall": tr, "f1": tf, "support": n_g}
+    return {"precision": precision, "recall": recall, "f1": f1, "accuracy": n_ok / n_tok if n_tok else 0.0,
+            "per_type": per_type}
