@@ -71,8 +71,10 @@ def _ours(cfg, batch):
     model, opt = amp.decorate(model, opt)
     import contextlib
 
-    step = TrainStep(model, opt, sched, amp, contextlib.nullcontext, GradNorm(model.parameters()), info,
-                     len(batch["sop_labels"]))
+    from ernie_style.tasks.pretrain import PretrainTask
+
+    step = TrainStep(PretrainTask(cfg), model, opt, sched, amp, contextlib.nullcontext, GradNorm(model.parameters()),
+                     info, len(batch["sop_labels"]))
     return lambda: step([batch])
 
 

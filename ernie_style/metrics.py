@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
-# Kept byte-for-byte for the tools that parse ernie-1.0 logs; our extra fields follow it.
-LOG_LINE = ("global step {step}, loss: {loss:.9f}, lm_loss: {lm_loss:.6f}, sop_loss: {sop_loss:.6f}, "
-            "speed: {speed:.2f} steps/s, ips: {ips:.2f} seqs/s, learning rate: {lr:.5e}, "
+# Kept byte-for-byte for the tools that parse ernie-1.0 logs (with pretraining's terms lm_loss and sop_loss
+# between loss and speed); our extra fields follow it, the terms' train accuracies first.
+LOG_HEAD = "global step {step}, loss: {loss:.9f}"
+LOG_TERM = ", {name}: {value:.6f}"
+LOG_TAIL = (", speed: {speed:.2f} steps/s, ips: {ips:.2f} seqs/s, learning rate: {lr:.5e}, "
             "loss_scaling: {loss_scaling:.1f}, num_good_steps: {num_good_steps}, num_bad_steps: {num_bad_steps}")
-EXTRA = (", mlm_acc: {mlm_acc:.6f}, sop_acc: {sop_acc:.6f}, grad_norm: {grad_norm:.6f}, "
-         "tokens/s: {tokens_per_s:.1f}, padding: {padding:.2f}%")
+EXTRA = ", grad_norm: {grad_norm:.6f}, tokens/s: {tokens_per_s:.1f}, padding: {padding:.2f}%"
 
 
 class TextLog:
@@ -79,28 +80,34 @@ class VisualDL:
 
 
 class TrainLogger:
-    """Averages per-step (globally reduced) statistics over ``logging_steps`` and emits the log line."""
+    """Averages per-step (globally reduced) :class:`ernie_style.tasks.base.StepStats` over ``logging_steps`` and
+    emits the log line: losses and grad norm are means over the steps, accuracies and throughput are totals."""
 
-    KEYS = ("loss", "lm_loss", "sop_loss", "grad_norm")
-
-    def __init__(self, logging_steps: int, text: TextLog, vdl: VisualDL):
+    def __init__(self, logging_steps: int, text: TextLog, vdl: VisualDL, losses: Sequence):
         self.logging_steps = logging_steps
         self.text = text
         self.vdl = vdl
+        self.losses = tuple(losses)  # the task's LossSpecs (names of the terms and their accuracies)
         self._reset()
 
     def _reset(self) -> None:
-        self.sums = {k: 0.0 for k in self.KEYS}
-        self.counts = {"mlm_correct": 0.0, "mlm_total": 0.0, "sop_correct": 0.0, "sop_total": 0.0,
-                       "tokens": 0.0, "slots": 0.0, "seqs": 0.0}
+        n = len(self.losses)
+        self.loss = self.grad_norm = 0.0
+        self.term_sums, self.correct, self.items = [0.0] * n, [0.0] * n, [0.0] * n
+        self.tokens = self.slots = self.seqs = 0.0
         self.steps = 0
         self.t0 = time.perf_counter()
 
-    def update(self, stats: Dict[str, float]) -> None:
-        for k in self.KEYS:
-            self.sums[k] += stats[k]
-        for k in self.counts:
-            self.counts[k] += stats[k]
+    def update(self, stats) -> None:
+        self.loss += stats.loss
+        self.grad_norm += stats.grad_norm
+        for i, term in enumerate(stats.terms):
+            self.term_sums[i] += term.mean
+            self.correct[i] += term.correct
+            self.items[i] += term.items
+        self.tokens += stats.tokens
+        self.slots += stats.slots
+        self.seqs += stats.seqs
         self.steps += 1
 
     def maybe_log(self, step: int, lr: float, amp_stats: Dict[str, float]) -> Optional[str]:
@@ -108,28 +115,27 @@ class TrainLogger:
             return None
         dt = max(time.perf_counter() - self.t0, 1e-9)
         n = self.steps
-        c = self.counts
+        terms = {spec.name: s / n for spec, s in zip(self.losses, self.term_sums)}
+        accs = {spec.accuracy: c / max(m, 1.0) for spec, c, m in zip(self.losses, self.correct, self.items)}
         values = {
-            "loss": self.sums["loss"] / n,
-            "lm_loss": self.sums["lm_loss"] / n,
-            "sop_loss": self.sums["sop_loss"] / n,
-            "grad_norm": self.sums["grad_norm"] / n,
-            "mlm_acc": c["mlm_correct"] / max(c["mlm_total"], 1.0),
-            "sop_acc": c["sop_correct"] / max(c["sop_total"], 1.0),
+            "loss": self.loss / n,
+            "grad_norm": self.grad_norm / n,
             "speed": n / dt,
-            "ips": c["seqs"] / dt,
-            "tokens_per_s": c["tokens"] / dt,
-            "padding": 100.0 * (1.0 - c["tokens"] / max(c["slots"], 1.0)),
+            "ips": self.seqs / dt,
+            "tokens_per_s": self.tokens / dt,
+            "padding": 100.0 * (1.0 - self.tokens / max(self.slots, 1.0)),
             "lr": lr,
         }
-        line = LOG_LINE.format(step=step, num_good_steps=int(amp_stats["num_good_steps"]),
-                               num_bad_steps=int(amp_stats["num_bad_steps"]),
-                               loss_scaling=amp_stats["loss_scaling"], **values)
+        line = LOG_HEAD.format(step=step, loss=values["loss"])
+        line += "".join(LOG_TERM.format(name=k, value=v) for k, v in terms.items())
+        line += LOG_TAIL.format(num_good_steps=int(amp_stats["num_good_steps"]),
+                                num_bad_steps=int(amp_stats["num_bad_steps"]),
+                                loss_scaling=amp_stats["loss_scaling"], **values)
+        line += "".join(LOG_TERM.format(name=k, value=v) for k, v in accs.items())
         line += EXTRA.format(**values)
         self.text(line)
         self.vdl.scalars("train", {
-            "loss": values["loss"], "lm_loss": values["lm_loss"], "sop_loss": values["sop_loss"],
-            "mlm_acc": values["mlm_acc"], "sop_acc": values["sop_acc"], "learning_rate": lr,
+            "loss": values["loss"], **terms, **accs, "learning_rate": lr,
             "grad_norm": values["grad_norm"], "ips": values["ips"], "tokens_per_s": values["tokens_per_s"],
         }, step)
         self.vdl.scalars("amp", {k: amp_stats[k] for k in ("loss_scaling", "num_good_steps", "num_bad_steps",

@@ -1,15 +1,18 @@
-"""The pretraining loop: data-parallel RoFormer WWM-MLM + SOP with accumulation, AMP, exact resume.
+"""The training loop of every task (pretraining, fine-tuning): data parallel, accumulation, AMP, exact resume.
+
+What is task-specific (batch schema, model call, loss terms, metrics, data, eval schedule) comes from a
+:class:`ernie_style.tasks.base.Task`; pretraining (WWM-MLM + SOP) is :class:`ernie_style.tasks.pretrain.PretrainTask`.
 
 Batching.  Global batch g covers the global sample indices ``[g*GB, (g+1)*GB)``; rank r takes the
 contiguous slice ``[g*GB + r*GB/W, g*GB + (r+1)*GB/W)`` in ``accumulation`` micro-batches.  Samples depend only
 on (seed, index), so the data order is independent of the number of ranks for a fixed global batch,
 and resuming from ``consumed_samples = step * GB`` continues exactly.
 
-Loss weighting.  The optimised loss of a step is the mean MLM loss over *all* masked tokens of the global
-batch plus the mean SOP loss over all its SOP-labelled samples.  Micro-batches have different numbers of
-masked tokens, so each micro-batch's mean is weighted by ``tokens_in_micro / tokens_in_global_batch``
-(counts all-reduced before the forward passes; x W because data parallel averages gradients over the W
-ranks).  This makes 1 x 8 x 1, 1 x 2 x 4 and 2 x 4 x 1 (ranks x micro x accumulation) give the same update.
+Loss weighting.  The optimised loss of a step is the sum over the task's loss terms of each term's mean over
+*all* its items in the global batch (pretraining: the MLM loss over all masked tokens plus the SOP loss over all
+SOP-labelled samples).  Micro-batches have different numbers of items, so each micro-batch's mean is weighted by
+``items_in_micro / items_in_global_batch`` (counts all-reduced before the forward passes; x W because data
+parallel averages gradients over the W ranks).  This makes 1 x 8 x 1, 1 x 2 x 4 and 2 x 4 x 1 (ranks x micro x accumulation) give the same update.
 With equal-sized micro-batches it reduces to the usual ``loss / accumulation``.
 """
 from __future__ import annotations
@@ -28,14 +31,11 @@ import paddle
 from ernie_style import checkpoint as ckpt, preflight
 from ernie_style.config import ConfigError, PretrainConfig, count_vocab
 from ernie_style.metrics import TextLog, TrainLogger, VisualDL
-from ernie_style.modeling import RoFormerForPretraining, load_state_dict_checked, pretraining_loss, \
-    pretraining_metrics
+from ernie_style.modeling import load_state_dict_checked
 from data_tools.indexed_dataset import wwm_path
 from ernie_style.parallelize import Amp, DistInfo, GradNorm, WarmupLinearDecay, all_reduce_sum, apply_recompute, \
     build_optimizer, grads_synced, wrap_model
-
-IGNORE_INDEX = -100
-TENSOR_KEYS = ("input_ids", "token_type_ids", "attention_mask", "masked_positions", "masked_labels", "sop_labels")
+from ernie_style.tasks.base import EvalSplit, StepStats, Task, TermStats, count_items
 
 
 class GlobalBatchSampler:
@@ -123,42 +123,46 @@ class TrainStep:
     data-parallel gradient all-reduce switched off (``no_sync``: all but the last micro-step of a step).
     """
 
-    def __init__(self, model, optimizer, scheduler, amp: Amp, no_sync, grad_norm: GradNorm, info: DistInfo,
-                 global_batch: int):
+    def __init__(self, task: Task, model, optimizer, scheduler, amp: Amp, no_sync, grad_norm: GradNorm,
+                 info: DistInfo, global_batch: int):
+        self.task = task
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.amp, self.no_sync, self.grad_norm, self.info, self.gbs = amp, no_sync, grad_norm, info, global_batch
         self.micro_steps = self.unsynced_micro_steps = 0
 
-    def __call__(self, micro_batches: List[Dict]) -> Dict[str, float]:
+    def __call__(self, micro_batches: List[Dict]) -> StepStats:
         w = self.info.world_size
-        counts = [0.0, 0.0]
+        specs = self.task.losses
+        counts = [0.0] * len(specs)
         for mb in micro_batches:
-            counts[0] += float((mb["masked_labels"] != IGNORE_INDEX).sum())
-            counts[1] += float((mb["sop_labels"] != IGNORE_INDEX).sum())
-        n_mlm, n_sop = all_reduce_sum(counts, self.info)
+            for i, spec in enumerate(specs):
+                counts[i] += count_items(mb, spec.labels)
+        totals = all_reduce_sum(counts, self.info)  # items per term in the global batch
         tokens = slots = 0.0
-        sums = []  # per micro-batch [lm_loss * m_k, sop_loss * s_k, mlm_correct, sop_correct] on the device
+        sums = []  # per micro-batch [term_mean * items for each term, correct for each term] on the device
         for k, mb in enumerate(micro_batches):
             sync_ctx = self.no_sync() if k < len(micro_batches) - 1 else contextlib.nullcontext()
-            m_k = float((mb["masked_labels"] != IGNORE_INDEX).sum())
-            s_k = float((mb["sop_labels"] != IGNORE_INDEX).sum())
-            t = {key: paddle.to_tensor(mb[key]) for key in TENSOR_KEYS}
+            items = [count_items(mb, spec.labels) for spec in specs]
+            t = {key: paddle.to_tensor(mb[key]) for key in self.task.tensor_keys}
             with sync_ctx:
                 with self.amp.autocast():
-                    mlm_logits, sop_logits = self.model(
-                        t["input_ids"], t["token_type_ids"], t["attention_mask"], t["masked_positions"])
-                _, lm_loss, sop_loss = pretraining_loss(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
+                    outputs = self.task.forward(self.model, t)
+                terms = self.task.loss_terms(outputs, t)
                 # Weighted so the sum over micro-batches and ranks is the global-batch mean (see module doc).
-                weighted = lm_loss * (m_k * w / max(n_mlm, 1.0))
-                if n_sop > 0:
-                    weighted = weighted + sop_loss * (s_k * w / n_sop)
+                weighted = None
+                for term, n_k, n in zip(terms, items, totals):
+                    if n > 0:
+                        part = term * (n_k * w / n)
+                        weighted = part if weighted is None else weighted + part
+                if weighted is None:  # no items anywhere: a zero loss that still runs backward
+                    weighted = terms[0] * 0.0
                 self.amp.scale(weighted).backward()
                 self.micro_steps += 1
                 self.unsynced_micro_steps += not grads_synced(self.model)
             with paddle.no_grad():
-                m = pretraining_metrics(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
-                sums.append(paddle.stack([lm_loss.detach() * m_k, sop_loss.detach() * s_k,
-                                          m["mlm_correct"].astype("float32"), m["sop_correct"].astype("float32")]))
+                correct = self.task.correct_counts(outputs, t)
+                sums.append(paddle.stack([term.detach() * n_k for term, n_k in zip(terms, items)]
+                                         + [c.astype("float32") for c in correct]))
             tokens += float(mb["num_tokens"])
             slots += float(np.prod(mb["input_ids"].shape))
         self.amp.unscale_(self.optimizer)
@@ -170,17 +174,26 @@ class TrainStep:
         # One device->host transfer per step (no sync between micro-batches).
         local = paddle.stack(sums).astype("float64").sum(axis=0).numpy().tolist()
         grad_norm = float(grad_norm)
-        lm_sum, sop_sum, mlm_correct, sop_correct, tokens, slots = all_reduce_sum([*local, tokens, slots], self.info)
-        lm = lm_sum / max(n_mlm, 1.0)
-        sop = sop_sum / n_sop if n_sop > 0 else 0.0
-        return {"loss": lm + sop, "lm_loss": lm, "sop_loss": sop, "grad_norm": grad_norm,
-                "mlm_correct": mlm_correct, "mlm_total": n_mlm, "sop_correct": sop_correct, "sop_total": n_sop,
-                "tokens": tokens, "slots": slots, "seqs": float(self.gbs)}
+        *reduced, tokens, slots = all_reduce_sum([*local, tokens, slots], self.info)
+        n_terms = len(specs)
+        term_sums, correct = reduced[:n_terms], reduced[n_terms:]
+        stats = [TermStats(spec, term_sum / n if n > 0 else 0.0, n, c)
+                 for spec, term_sum, n, c in zip(specs, term_sums, totals, correct)]
+        return StepStats(loss=sum(ts.mean for ts in stats), terms=stats, grad_norm=grad_norm, tokens=tokens,
+                         slots=slots, seqs=float(self.gbs))
 
 
 class Trainer:
-    def __init__(self, cfg: PretrainConfig, info: DistInfo):
-        self.cfg, self.info = cfg, info
+    """Runs ``task`` (default: pretraining from ``cfg``).  ``cfg`` supplies the machinery sections ``train``,
+    ``optim``, ``amp``, ``dist`` (and ``to_dict``/``to_yaml``, batch-size arithmetic); the task supplies the model
+    config, vocab, data, model call, losses and metrics."""
+
+    def __init__(self, cfg: PretrainConfig, info: DistInfo, task: Optional[Task] = None):
+        if task is None:
+            from ernie_style.tasks.pretrain import PretrainTask
+
+            task = PretrainTask(cfg)
+        self.cfg, self.info, self.task = cfg, info, task
         t = cfg.train
         self.text = TextLog(t.output_dir, info.is_main)
         self.acc = cfg.accumulation_steps(info.world_size)
@@ -190,7 +203,7 @@ class Trainer:
 
         # Same init on every rank (data parallel also broadcasts rank 0's parameters).
         paddle.seed(t.seed)
-        self.model = RoFormerForPretraining(cfg.model)
+        self.model = task.build_model()
         self.step = 0
         resume_dir = self._resume_dir()
         if resume_dir and ckpt.is_plain_model_dir(resume_dir):
@@ -201,10 +214,11 @@ class Trainer:
         elif resume_dir:
             with open(os.path.join(resume_dir, ckpt.MODEL_CONFIG), encoding="utf-8") as f:
                 saved = json.load(f)
-            diff = sorted(k for k, v in cfg.model.to_dict().items()
+            model_cfg = task.model_config
+            diff = sorted(k for k, v in model_cfg.to_dict().items()
                           if saved.get(k, v) != v and k not in preflight.MODEL_FREE_KEYS)
             if diff:
-                raise ConfigError(f"model.{diff[0]}={getattr(cfg.model, diff[0])!r}: the checkpoint {resume_dir} "
+                raise ConfigError(f"model.{diff[0]}={getattr(model_cfg, diff[0])!r}: the checkpoint {resume_dir} "
                                   f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
             load_state_dict_checked(self.model, paddle.load(os.path.join(resume_dir, ckpt.MODEL_STATE)))
         if t.recompute:
@@ -216,8 +230,8 @@ class Trainer:
         self.inner = self.model
         self.ddp_model, self.optimizer, no_sync, grad_norm = wrap_model(self.model, optimizer, self.amp, cfg, info)
         self.sharded_optimizer = info.world_size > 1 and cfg.dist.sharding_stage > 0
-        self.train_step = TrainStep(self.ddp_model, self.optimizer, self.scheduler, self.amp, no_sync, grad_norm,
-                                    info, self.gbs)
+        self.train_step = TrainStep(task, self.ddp_model, self.optimizer, self.scheduler, self.amp, no_sync,
+                                    grad_norm, info, self.gbs)
         if resume_dir:
             self._load_checkpoint(resume_dir)
         # Per-rank dropout streams, set after the shared init (restored states win on resume).
@@ -229,7 +243,7 @@ class Trainer:
         self.checkpointer = ckpt.Checkpointer(t.output_dir, t.save_steps, t.keep_checkpoints, info, log=self.text)
         self.vdl = VisualDL(t.output_dir, info.is_main)
         self.vdl.text("config", "```yaml\n" + cfg.to_yaml() + "```", step=self.step)
-        self.logger = TrainLogger(t.logging_steps, self.text, self.vdl)
+        self.logger = TrainLogger(t.logging_steps, self.text, self.vdl, task.losses)
         self._build_data()
 
     # -- setup ----------------------------------------------------------------------------------------------
@@ -262,6 +276,8 @@ class Trainer:
         if state.get("global_batch_size") != self.gbs:
             raise ConfigError(f"train.global_batch_size={self.gbs}: the checkpoint {path} was trained with "
                               f"{state.get('global_batch_size')}; the data position would not be exact")
+        if state.get("task") is not None:
+            self.task.load_state_dict(state["task"])
         rng = ckpt.load_rng_state(path, self.info.rank)
         if rng is None:
             self.text(f"resume: no RNG state for rank {self.info.rank} in {path} (different number of ranks); "
@@ -270,58 +286,35 @@ class Trainer:
             ckpt.set_rng_state(rng)
 
     def _build_data(self) -> None:
-        from ernie_style.dataset import Collator, build_datasets
-
-        cfg, t, d = self.cfg, self.cfg.train, self.cfg.data
-        w = self.info.world_size
-        split_w = d.split_weights()
-        eval_batch = t.micro_batch_size * w
-        n_valid = t.eval_iters * eval_batch if split_w[1] > 0 else 0
-        n_test = (t.test_iters or t.eval_iters) * eval_batch if split_w[2] > 0 else 0
-        self.train_ds, self.valid_ds, self.test_ds = build_datasets(
-            d.prefixes_and_weights(), d.vocab_file, splits=d.split,
-            num_samples=(t.max_steps * self.gbs, n_valid, n_test),
-            max_seq_len=d.max_seq_len, masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob,
-            binary_head=d.binary_head, seed=t.seed)
-        self.collator = Collator(pad_id_of(d.vocab_file), pad_to_multiple_of=8, max_seq_len=d.max_seq_len)
+        t, w = self.cfg.train, self.info.world_size
+        data = self.task.build_data(w, self.gbs, t.max_steps)
+        self.train_ds, self.collator = data.train, data.collator
+        self.valid, self.test = data.valid, data.test
         sampler = GlobalBatchSampler(self.step, t.max_steps, self.gbs, t.micro_batch_size, self.info.rank, w)
-        if d.num_workers > 0:
+        workers = self.cfg.data.num_workers
+        if workers > 0:
             self.train_loader = paddle.io.DataLoader(
                 _MapDataset(self.train_ds), batch_sampler=sampler, collate_fn=self.collator,
-                num_workers=d.num_workers, return_list=True)
+                num_workers=workers, return_list=True)
         else:  # the same batches, built in the training process
             self.train_loader = _SyncLoader(self.train_ds, self.collator, sampler)
 
     # -- eval -----------------------------------------------------------------------------------------------
 
-    def evaluate(self, ds, iters: int, tag: str) -> Optional[Dict[str, float]]:
-        """The same ``iters`` batches every time: eval batch j = samples [j*mb*W, (j+1)*mb*W), sliced by rank."""
-        if ds is None or iters == 0:
+    def evaluate(self, split: Optional[EvalSplit], tag: str) -> Optional[Dict[str, float]]:
+        """Metrics of ``split`` over all its batches on all ranks (a collective: every rank calls it)."""
+        if split is None:
             return None
-        mb, w, r = self.cfg.train.micro_batch_size, self.info.world_size, self.info.rank
-        assert iters * mb * w <= len(ds), (iters, mb, w, len(ds))
         self.inner.eval()
-        sums = [0.0] * 6  # lm_sum, n_mlm, sop_sum, n_sop, mlm_correct, sop_correct
+        acc = split.accumulator()
         with paddle.no_grad():
-            for j in range(iters):
-                start = j * mb * w + r * mb
-                batch = self.collator([ds[i] for i in range(start, start + mb)])
-                t = {key: paddle.to_tensor(batch[key]) for key in TENSOR_KEYS}
+            for batch in split.batches(self.info.rank, self.info.world_size):
+                t = {key: paddle.to_tensor(batch[key]) for key in self.task.tensor_keys}
                 with self.amp.autocast():
-                    mlm_logits, sop_logits = self.inner(
-                        t["input_ids"], t["token_type_ids"], t["attention_mask"], t["masked_positions"])
-                _, lm_loss, sop_loss = pretraining_loss(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
-                m = pretraining_metrics(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
-                n_m, n_s = float(m["mlm_total"]), float(m["sop_total"])
-                for i, v in enumerate([float(lm_loss) * n_m, n_m, float(sop_loss) * n_s, n_s,
-                                       float(m["mlm_correct"]), float(m["sop_correct"])]):
-                    sums[i] += v
+                    outputs = self.task.forward(self.inner, t)
+                acc.add(batch, t, outputs)
         self.inner.train()
-        lm_sum, n_m, sop_sum, n_s, mc, sc = all_reduce_sum(sums, self.info)
-        lm = lm_sum / max(n_m, 1.0)
-        sop = sop_sum / max(n_s, 1.0)
-        out = {"loss": lm + sop, "lm_loss": lm, "sop_loss": sop, "mlm_acc": mc / max(n_m, 1.0),
-               "sop_acc": sc / max(n_s, 1.0)}
+        out = acc.result(self.info)
         self.text(f"{tag} at step {self.step}: " + ", ".join(f"{k}: {v:.6f}" for k, v in out.items()))
         self.vdl.scalars(tag, out, self.step)
         return out
@@ -337,15 +330,18 @@ class Trainer:
             "lr_scheduler": self.scheduler.state_dict(),
             "amp": self.amp.state_dict(),
             "config": self.cfg.to_dict(),
-            "data_fingerprint": preflight.data_fingerprint(self.cfg),
+            "data_fingerprint": self.task.data_fingerprint(),
         }
+        task_state = self.task.state_dict()
+        if task_state is not None:
+            state["task"] = task_state
         # O2 keeps low-precision parameters (fp32 masters live in the optimizer); checkpoints are float32.
         model_state = {k: (v.astype("float32") if v.dtype in (paddle.float16, paddle.bfloat16) else v)
                        for k, v in self.inner.state_dict().items()}
         self.checkpointer.save(
             self.step, model_state=model_state, optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
-            trainer_state=state, model_config=self.cfg.model.to_dict(), vocab_file=self.cfg.data.vocab_file,
-            do_lower_case=self.cfg.data.do_lower_case, sharded_optimizer=self.sharded_optimizer)
+            trainer_state=state, model_config=self.task.model_config.to_dict(), vocab_file=self.task.vocab_file,
+            do_lower_case=self.task.do_lower_case, sharded_optimizer=self.sharded_optimizer)
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -359,21 +355,25 @@ class Trainer:
             stats = self.train_step([next(batches) for _ in range(self.acc)])
             self.step += 1
             # With an active fp16 loss scaler a non-finite loss only skips the step (counted); otherwise stop.
-            if not math.isfinite(stats["loss"]) and not self.amp.scaler.is_enable():
-                self.text.error(f"error: non-finite loss {stats['loss']} at step {self.step}; stopping. The last "
+            if not math.isfinite(stats.loss) and not self.amp.scaler.is_enable():
+                self.text.error(f"error: non-finite loss {stats.loss} at step {self.step}; stopping. The last "
                                 f"good checkpoint is kept in {self.checkpointer.root}")
                 return 1
             self.logger.update(stats)
             self.logger.maybe_log(self.step, self.scheduler.lr_at(self.step), self.amp.stats())
-            if self.step % t.eval_steps == 0:
-                self.evaluate(self.valid_ds, t.eval_iters, "eval")
-            if self.checkpointer.should_save(self.step, force=self.step == t.max_steps):
+            stop = False
+            if self.task.should_evaluate(self.step):
+                stop = self.task.after_evaluate(self, self.step, self.evaluate(self.valid, "eval"))
+            if self.checkpointer.should_save(self.step, force=self.step == t.max_steps or stop):
                 self.save()
             if exit_at and exit_at[0] == self.info.rank and exit_at[1] == self.step:
                 os._exit(3)
             if hang_after and hang_after[0] == self.step:
                 time.sleep(3600)
-        self.evaluate(self.test_ds, t.test_iters or t.eval_iters, "test")
+            if stop:
+                self.text(f"trainer: stopped early at step {self.step}")
+                break
+        self.task.finish(self)
         self.vdl.close()
         ts = self.train_step
         self.text(f"trainer: {ts.unsynced_micro_steps} of {ts.micro_steps} micro-steps ran under no_sync "

@@ -189,7 +189,7 @@ def test_resume_from_plain_model_dir_loads_weights_only(data, ref_run, tmp_path)
     assert "initialised weights from model dir" in open(tmp_path / "out" / "train.log").read()
     assert isinstance(trainer.inner, RoFormerForPretraining)
     # eval uses the same batches every time: identical numbers for an unchanged model
-    assert trainer.evaluate(trainer.valid_ds, 1, "eval") == trainer.evaluate(trainer.valid_ds, 1, "eval")
+    assert trainer.evaluate(trainer.valid, "eval") == trainer.evaluate(trainer.valid, "eval")
 
 
 def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
@@ -338,7 +338,7 @@ def test_check_uses_the_launch_world_size(data, tmp_path, capsys):
 # fp16 AMP configured on CPU: Paddle disables the GradScaler, so nothing would skip the bad step; it must stop.
 @pytest.mark.parametrize("amp", [{}, {"amp.enable": True, "amp.dtype": "float16"}], ids=["fp32", "fp16-on-cpu"])
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch, capsys, amp):
-    import ernie_style.trainer as trainer_mod
+    import ernie_style.tasks.pretrain as trainer_mod
 
     real = trainer_mod.pretraining_loss
     n = {"calls": 0}

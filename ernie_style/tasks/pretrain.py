@@ -1,0 +1,128 @@
+"""Pretraining as a task: whole-word-masked LM + sentence-order prediction on the mmap corpus.
+
+Loss = mean MLM cross-entropy over all masked tokens of the global batch + mean SOP cross-entropy over all its
+SOP-labelled samples (two :class:`LossSpec` terms, weighted by the trainer).  Eval = the same ``iters`` batches
+every time: eval batch j = samples ``[j*mb*W, (j+1)*mb*W)``, sliced by rank; losses and accuracies are sums over
+batches and ranks divided by the global counts.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional
+
+import paddle
+
+from ernie_style.config import PretrainConfig
+from ernie_style.modeling import RoFormerForPretraining, pretraining_loss, pretraining_metrics
+from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, LossSpec, Task, TaskData
+
+
+class _PretrainAccumulator(EvalAccumulator):
+    def __init__(self):
+        self.sums = [0.0] * 6  # lm_sum, n_mlm, sop_sum, n_sop, mlm_correct, sop_correct
+
+    def add(self, batch, t, outputs) -> None:
+        mlm_logits, sop_logits = outputs
+        _, lm_loss, sop_loss = pretraining_loss(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
+        m = pretraining_metrics(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
+        n_m, n_s = float(m["mlm_total"]), float(m["sop_total"])
+        for i, v in enumerate([float(lm_loss) * n_m, n_m, float(sop_loss) * n_s, n_s,
+                               float(m["mlm_correct"]), float(m["sop_correct"])]):
+            self.sums[i] += v
+
+    def result(self, info) -> Dict[str, float]:
+        from ernie_style.parallelize import all_reduce_sum
+
+        lm_sum, n_m, sop_sum, n_s, mc, sc = all_reduce_sum(self.sums, info)
+        lm = lm_sum / max(n_m, 1.0)
+        sop = sop_sum / max(n_s, 1.0)
+        return {"loss": lm + sop, "lm_loss": lm, "sop_loss": sop, "mlm_acc": mc / max(n_m, 1.0),
+                "sop_acc": sc / max(n_s, 1.0)}
+
+
+class PretrainEvalSplit(EvalSplit):
+    """``iters`` fixed batches of ``micro_batch`` samples per rank."""
+
+    def __init__(self, ds, collator, iters: int, micro_batch: int):
+        self.ds, self.collator, self.iters, self.micro_batch = ds, collator, iters, micro_batch
+
+    def batches(self, rank: int, world: int) -> Iterator[Batch]:
+        mb = self.micro_batch
+        assert self.iters * mb * world <= len(self.ds), (self.iters, mb, world, len(self.ds))
+        for j in range(self.iters):
+            start = j * mb * world + rank * mb
+            yield self.collator([self.ds[i] for i in range(start, start + mb)])
+
+    def accumulator(self) -> EvalAccumulator:
+        return _PretrainAccumulator()
+
+
+class PretrainTask(Task):
+    name = "pretrain"
+    tensor_keys = ("input_ids", "token_type_ids", "attention_mask", "masked_positions", "masked_labels", "sop_labels")
+    losses = (LossSpec("lm_loss", "mlm_acc", "masked_labels"), LossSpec("sop_loss", "sop_acc", "sop_labels"))
+
+    def __init__(self, cfg: PretrainConfig):
+        self.cfg = cfg
+        self.valid: Optional[PretrainEvalSplit] = None
+        self.test: Optional[PretrainEvalSplit] = None
+
+    @property
+    def model_config(self):
+        return self.cfg.model
+
+    @property
+    def vocab_file(self) -> str:
+        return self.cfg.data.vocab_file
+
+    @property
+    def do_lower_case(self) -> bool:
+        return self.cfg.data.do_lower_case
+
+    def build_model(self):
+        return RoFormerForPretraining(self.cfg.model)
+
+    def forward(self, model, t):
+        return model(t["input_ids"], t["token_type_ids"], t["attention_mask"], t["masked_positions"])
+
+    def loss_terms(self, outputs, t) -> List[paddle.Tensor]:
+        mlm_logits, sop_logits = outputs
+        _, lm_loss, sop_loss = pretraining_loss(mlm_logits, sop_logits, t["masked_labels"], t["sop_labels"])
+        return [lm_loss, sop_loss]
+
+    def correct_counts(self, outputs, t) -> List[paddle.Tensor]:
+        m = pretraining_metrics(*outputs, t["masked_labels"], t["sop_labels"])
+        return [m["mlm_correct"], m["sop_correct"]]
+
+    def build_data(self, world_size: int, global_batch: int, max_steps: int) -> TaskData:
+        from ernie_style.dataset import Collator, build_datasets
+        from ernie_style.trainer import pad_id_of
+
+        t, d = self.cfg.train, self.cfg.data
+        split_w = d.split_weights()
+        eval_batch = t.micro_batch_size * world_size
+        n_valid = t.eval_iters * eval_batch if split_w[1] > 0 else 0
+        test_iters = t.test_iters or t.eval_iters
+        n_test = test_iters * eval_batch if split_w[2] > 0 else 0
+        train_ds, valid_ds, test_ds = build_datasets(
+            d.prefixes_and_weights(), d.vocab_file, splits=d.split,
+            num_samples=(max_steps * global_batch, n_valid, n_test),
+            max_seq_len=d.max_seq_len, masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob,
+            binary_head=d.binary_head, seed=t.seed)
+        collator = Collator(pad_id_of(d.vocab_file), pad_to_multiple_of=8, max_seq_len=d.max_seq_len)
+        mb = t.micro_batch_size
+        if valid_ds is not None and t.eval_iters:
+            self.valid = PretrainEvalSplit(valid_ds, collator, t.eval_iters, mb)
+        if test_ds is not None and test_iters:
+            self.test = PretrainEvalSplit(test_ds, collator, test_iters, mb)
+        return TaskData(train=train_ds, collator=collator, valid=self.valid, test=self.test)
+
+    def data_fingerprint(self) -> dict:
+        from ernie_style import preflight
+
+        return preflight.data_fingerprint(self.cfg)
+
+    def should_evaluate(self, step: int) -> bool:
+        return step % self.cfg.train.eval_steps == 0
+
+    def finish(self, trainer) -> None:
+        trainer.evaluate(self.test, "test")
