@@ -9,7 +9,7 @@ writes: ``paddlenlp.transformers.RoFormerModel`` + an MLM head computing logits 
 optimizer.  Both get the same synthetic batch (seq = --seq, 15% masked) and the same config.
 
 Each variant runs in its own process (so peak RSS is its own); the figure is the median of --steps timed
-steps after --warmup.  Also prints an on-paper GPU estimate for the reference recipe (no GPU here).
+steps after --warmup.  Also prints a GPU estimate for the reference recipe (from FLOPs; run this script on a GPU to measure it).
 """
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     base = _load(BASE_CONFIG, [], args.vocab_size)
     gbs, seq = base.train.global_batch_size, base.data.max_seq_len
     flops = model_flops_per_step(base, gbs, seq)
-    print(f"\non paper (no GPU on this machine): roformer_base, seq {seq}, global batch {gbs}: "
+    print(f"\nestimated from FLOPs (not a measurement): roformer_base, seq {seq}, global batch {gbs}: "
           f"{flops / 1e12:.1f} TFLOPs per optimizer step")
     for gpu, peak in GPU_PEAK_TFLOPS.items():
         steps_s = 0.4 * peak * 1e12 / flops

@@ -15,6 +15,7 @@ from typing import List
 import numpy as np
 
 from data_tools import indexed_dataset as ixd
+from data_tools import unk
 from data_tools.io_utils import UserError, format_table, human_bytes, read_meta, run_cli
 
 
@@ -71,6 +72,16 @@ def stats(prefix: str, meta: dict, ds: ixd.MMapIndexedDataset) -> str:
     for reason, n in meta.get("repaired", {}).items():
         rows.append((f"repaired: {reason}", f"{n:,}"))
     rows += [("documents", f"{n_docs:,}"), ("sentences", f"{n_sent:,}"), ("tokens", f"{n_tok:,}")]
+    if "unk" in meta:  # measured from the .bin; meta.json names the id and the unknown characters
+        n_unk = unk.count_id(ixd.bin_path(prefix), ds.dtype, meta["unk"]["id"])
+        entry = dict(meta["unk"], tokens=n_unk, share=n_unk / n_tok if n_tok else 0.0)
+        rows.append(("[UNK] tokens", unk.describe(entry)))
+        if unk.warning(entry):
+            chars = ", ".join(f"{c!r} x{n:,}" for c, n in entry["top_unknown_chars"])
+            rows.append(("WARNING", f"[UNK] above {100 * unk.WARN_SHARE:g}% (the vocab does not fit the corpus); "
+                                    f"most frequent unknown characters: {chars}"))
+    else:
+        rows.append(("[UNK] tokens", "not recorded (meta.json from before [UNK] counting)"))
     if n_sent:
         sizes = np.asarray(ds.sizes)
         doc_sent = np.diff(np.asarray(ds.doc_idx))

@@ -15,6 +15,7 @@ import time
 from typing import List
 
 from data_tools import indexed_dataset as ixd
+from data_tools import unk
 from data_tools.io_utils import (
     META_FORMAT,
     UserError,
@@ -53,9 +54,21 @@ def merge(inputs: List[str], output_prefix: str) -> dict:
         raise UserError("--inputs: expected at least one prefix")
     if os.path.abspath(output_prefix) in {os.path.abspath(p) for p in inputs}:
         raise UserError(f"--output-prefix {output_prefix}: must differ from every input")
+    seen = {}
+    for p in inputs:
+        if os.path.abspath(p) in seen:
+            raise UserError(f"--inputs: {p} is given twice (as {seen[os.path.abspath(p)]} before); its documents "
+                            "would be in the merged data twice")
+        seen[os.path.abspath(p)] = p
     metas = [read_meta(p) for p in inputs]
+    by_content = {}
     for p, m in zip(inputs, metas):
         _check_files(p, m)
+        digest = ((m.get("files") or {}).get(".bin") or {}).get("sha256")
+        if digest and digest in by_content:
+            raise UserError(f"--inputs: {p} has the same content as {by_content[digest]} (the sha256 of .bin in "
+                            "their meta.json); its documents would be in the merged data twice")
+        by_content.setdefault(digest, p)
     for label, get in _MUST_MATCH:
         ref = get(metas[0])
         for p, m in zip(inputs[1:], metas[1:]):
@@ -93,6 +106,8 @@ def merge(inputs: List[str], output_prefix: str) -> dict:
             "repaired": dict(sorted(repaired.items())),
             "repaired_first": dict(sorted(repaired_first.items())),
             "files": files,
+            **({"unk": unk.merged([m["unk"] for m in metas], counts["tokens"])} if all("unk" in m for m in metas)
+               else {}),
             "run": {"elapsed_s": round(time.time() - t0, 3)},
         }
 

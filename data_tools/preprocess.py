@@ -57,6 +57,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from data_tools import indexed_dataset as ixd
+from data_tools import unk
 from data_tools.io_utils import (
     META_FORMAT,
     UserError,
@@ -236,6 +237,8 @@ def _prepare(raw: bytes, is_json: bool, json_key: str) -> Tuple[Optional[str], O
         text = str(view, "utf-8", "replace")
         notes |= _NOTE_UTF8
     if is_json:
+        if text.startswith("\ufeff"):  # a UTF-8 byte-order mark before the first record (json.loads refuses it)
+            text = text[1:]
         if not text or text.isspace():  # (text.strip() would copy it)
             return None, "empty", notes
         try:
@@ -884,6 +887,8 @@ def preprocess(args) -> dict:
             "repaired": dict(sorted(acct.repaired.items())),
             "repaired_first": dict(sorted(acct.repaired_first.items())),
             "files": files,
+            "unk": unk.report(tok, builder.staged[".bin"], settings.dtype, acct.tokens, list(args.input),
+                              settings.json_key),
             "run": {"workers": args.workers, "elapsed_s": round(elapsed, 3), "processing_s": round(t_run, 3),
                     "processed": {"input_bytes": acct.input_bytes - done.input_bytes,
                                   "docs_in": acct.docs_in - done.docs_in, "tokens": acct.tokens - done.tokens},
@@ -920,6 +925,7 @@ def summary_table(meta: dict) -> str:
     rows += [
         ("sentences", f"{c['sentences']:,}"),
         ("tokens", f"{c['tokens']:,}"),
+        ("[UNK] tokens", unk.describe(meta["unk"])),
         ("input", human_bytes(c["input_bytes"])),
         ("speed", f"{p['input_bytes'] / 1e6 / max(busy, 1e-9):.2f} MB/s, {p['docs_in'] / max(busy, 1e-9):,.0f} docs/s"
                   f", {p['tokens'] / max(busy, 1e-9):,.0f} tokens/s while processing"
@@ -971,6 +977,8 @@ def main(argv=None) -> int:
             return 130
         if not args.quiet:
             print(summary_table(meta))
+        if unk.warning(meta["unk"]):
+            print(unk.warning(meta["unk"]), file=sys.stderr)
         return 0
 
     return run_cli(body)

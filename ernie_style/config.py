@@ -12,6 +12,9 @@ Batch sizes: ``train.global_batch_size = micro_batch_size x data_parallel_size x
 The accumulation is derived (:meth:`PretrainConfig.accumulation_steps`) once the number of ranks is
 known; ``global_batch_size: 0`` means "no accumulation".
 
+``optim.warmup_steps`` and ``optim.warmup_ratio`` are exclusive; one given as an override replaces the other
+from the file.
+
 ``model.vocab_size`` is taken from ``data.vocab_file`` when the YAML does not give it.  A larger
 ``vocab_size`` than the file (rows padded for speed) is allowed; a smaller one is an error.
 """
@@ -369,6 +372,20 @@ def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> P
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    given = set()
     for item in overrides or []:
         apply_override(raw, item)
+        given.add(item.split("=", 1)[0].strip().lstrip("-"))
+    _warmup_from_command_line(raw, given)
     return config_from_dict(raw)
+
+
+def _warmup_from_command_line(raw: dict, given: set) -> None:
+    """``optim.warmup_steps`` given as an override replaces a ``warmup_ratio`` from the file, and vice versa
+    (the two are exclusive; the command line is the user's latest word)."""
+    optim = raw.get("optim")
+    if not isinstance(optim, dict):
+        return
+    for mine, other in (("warmup_steps", "warmup_ratio"), ("warmup_ratio", "warmup_steps")):
+        if f"optim.{mine}" in given and f"optim.{other}" not in given and optim.get(mine):
+            optim[other] = 0

@@ -129,7 +129,7 @@ def _same(key: str, a, b) -> bool:
 def _show(key: str, value) -> str:
     if key == "data.prefixes":
         return "[" + ", ".join(f"{os.path.basename(p.get('prefix', '?'))} (w {p.get('weight')}, "
-                               f"bin sha256 {str(p.get('content', {}).get('bin', '?'))[:12]})" for p in value) + "]"
+                               f"bin sha256 {str(p.get('content', {}).get('.bin', '?'))[:12]})" for p in value) + "]"
     return repr(value)
 
 
