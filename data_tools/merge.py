@@ -16,6 +16,7 @@ from typing import List
 
 from data_tools import indexed_dataset as ixd
 from data_tools import unk
+from data_tools import locking
 from data_tools.io_utils import (
     META_FORMAT,
     UserError,
@@ -26,7 +27,7 @@ from data_tools.io_utils import (
     read_meta,
     run_cli,
 )
-from data_tools.preprocess import MAX_LOCATIONS
+from data_tools.preprocess import MAX_LOCATIONS, _cleanup_stale_temps
 
 # (label, getter) of every setting that must agree between merged datasets
 _MUST_MATCH = [
@@ -49,6 +50,15 @@ def _check_files(prefix: str, meta: dict) -> None:
 
 
 def merge(inputs: List[str], output_prefix: str) -> dict:
+    """Merge under the exclusive lock ``OUTPUT_PREFIX.lock`` (shared with preprocess): a concurrent run on the
+    same prefix is refused; temporary files a killed run left behind are removed first."""
+    check_output_prefix(output_prefix)  # a missing or read-only directory: one line, before the lock file
+    with locking.exclusive(output_prefix + ".lock", what=f"--output-prefix {output_prefix}", remove=True):
+        _cleanup_stale_temps(output_prefix)
+        return _merge_locked(inputs, output_prefix)
+
+
+def _merge_locked(inputs: List[str], output_prefix: str) -> dict:
     t0 = time.time()
     if len(inputs) < 1:
         raise UserError("--inputs: expected at least one prefix")

@@ -58,6 +58,7 @@ import numpy as np
 
 from data_tools import indexed_dataset as ixd
 from data_tools import unk
+from data_tools import locking
 from data_tools.io_utils import (
     META_FORMAT,
     UserError,
@@ -826,11 +827,20 @@ def _cleanup_stale_temps(prefix: str) -> None:
 
 
 def preprocess(args) -> dict:
-    """Run the whole pipeline for parsed ``args``; returns the meta dict that was written."""
+    """Run the whole pipeline for parsed ``args``; returns the meta dict that was written.
+
+    Holds the exclusive lock ``PREFIX.lock`` throughout: a second preprocess or merge of the same prefix is
+    refused (naming this process) instead of deleting this run's temporary files and shards."""
+    check_output_prefix(args.output_prefix)  # a missing or read-only directory: one line, before the lock file
+    with locking.exclusive(args.output_prefix + ".lock", what=f"--output-prefix {args.output_prefix}", remove=True):
+        return _preprocess_locked(args)
+
+
+def _preprocess_locked(args) -> dict:
     t0 = time.time()
     inputs, tok, seg, settings = _validate(args)
     prefix = args.output_prefix
-    _cleanup_stale_temps(prefix)
+    _cleanup_stale_temps(prefix)  # ours to remove: we hold the prefix's lock, so no other run is writing them
     fingerprint = _fingerprint(args, inputs, tok, seg, settings)
     store = ShardStore(prefix, fingerprint)
     resumed = store.open()

@@ -6,46 +6,71 @@ Layout (DESIGN.md)::
         model_state.pdparams      paddle.save(model.state_dict())            (rank 0)
         optimizer.pdopt           paddle.save(optimizer.state_dict())        (rank 0; per rank when sharded:
                                                                               optimizer.rank{R}.pdopt)
-        rng_state.rank{R}.pkl     Python random / NumPy / Paddle generator states of rank R (every rank)
+        rng_state.rank{R}.json    Python random / NumPy / Paddle generator states of rank R (every rank;
+                                  JSON, nothing in it can execute)
         trainer_state.json        step, consumed_samples, LR scheduler and loss-scaler state, world size,
-                                  resolved config                              (rank 0)
+                                  lineage, resolved config                     (rank 0)
         model_config.json  vocab.txt  tokenizer_config.json                  (rank 0)
         checksums.json            sha256 of every other file, written last   (rank 0)
-    OUTPUT/checkpoints/latest     symlink to the newest complete step dir (relative; usable as a path)
+    OUTPUT/checkpoints/latest     symlink to the newest complete step dir of the run (relative; usable as a path)
+    OUTPUT/checkpoints/.readers.lock  shared by exports while they read; pruning waits for it (data_tools.locking)
 
 A checkpoint is written to ``step_XXXXXXXX.tmp``, every file is fsynced, the directory is renamed,
-then ``latest`` is replaced atomically.  Only the newest ``keep_checkpoints`` survive.
+then ``latest`` is replaced atomically.  A save that fails (disk full) removes its ``.tmp`` directory on
+every rank's knowledge and stops the run with one line; start-up removes ``.tmp`` leftovers of a killed run.
 A directory whose checksums do not match (or with a file missing/truncated) is refused by
-:func:`verify`; :func:`find_resumable` falls back to the newest good one.
+:func:`verify`; :func:`find_resumable` falls back to the newest good one *older than* ``latest``.
+
+Lineage.  Every checkpoint records ``lineage = {"id", "init"}`` in trainer_state.json: a run that starts
+from nothing or from a plain model dir starts a new lineage (``init`` names the model dir and the sha256 of
+its weights); resuming from a checkpoint continues its lineage.  Pruning keeps the newest ``keep`` of the
+checkpoints *this run may delete*: those it wrote itself, and those of its own lineage at or below the step it
+resumed from.  Anything else in the directory (another lineage, or the newer steps of a branch the user
+resumed before) is never deleted by pruning; a save of a step that already exists replaces the old directory
+only after the new one is complete.
+
+Nothing in a checkpoint executes: ``.pdparams``/``.pdopt`` are read through the restricted unpickler of
+``data_tools.safe_pickle`` (numpy arrays and plain containers only) and RNG states are JSON.
 
 ``train.resume`` may also name a plain model dir (``model_config.json`` + ``model_state.pdparams``,
 e.g. from ``export``'s Hugging Face -> Paddle converter): that initialises the weights only, with a
-fresh optimizer, step 0.
+fresh optimizer, step 0, and starts a new lineage.  Its ``checksums.json`` (when present) is verified like a
+checkpoint's.  Plain files are trusted only as far as that: a checksum proves the files are the ones
+written next to it, not who wrote them.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
-import pickle
 import random
 import re
 import shutil
-from typing import Callable, List, Optional
+import uuid
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from data_tools.io_utils import fsync_file, sha256_file
+from data_tools import locking, safe_pickle
+from data_tools.io_utils import fsync_file, human_bytes, sha256_file
 
 CHECKSUMS = "checksums.json"
 TRAINER_STATE = "trainer_state.json"
 MODEL_STATE = "model_state.pdparams"
 MODEL_CONFIG = "model_config.json"
 LATEST = "latest"
+READERS_LOCK = ".readers.lock"
 _STEP_RE = re.compile(r"^step_(\d{8})$")
+_REPLACED = ".replaced.tmp"  # an old step dir moved aside while a save of the same step is renamed into place
+STRUCTURED_KEY = "StructuredToParameterName@@"  # the name map paddle.save adds to a state dict
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (damaged, incomplete, incompatible)."""
+
+
+class SaveFailed(CheckpointError):
+    """A save that did not complete (disk full, I/O error); every rank raises it, nothing partial is left."""
 
 
 def step_dir_name(step: int) -> str:
@@ -77,49 +102,81 @@ def point_latest(ckpt_root: str, name: str) -> None:
 
 
 def rng_state() -> dict:
+    """This process's RNG states as JSON-serialisable data (nothing in it can execute when loaded)."""
     import paddle
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "paddle_cpu": paddle.get_rng_state("cpu")}
+    from ernie_style import paddle_internals
+
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": {"version": version, "state": list(mt), "gauss": gauss},
+             "numpy": {"kind": kind, "keys": [int(k) for k in keys], "pos": int(pos), "has_gauss": int(has_gauss),
+                       "cached_gaussian": float(cached)},
+             "paddle_cpu": [paddle_internals.generator_state_to_json(g) for g in paddle.get_rng_state("cpu")]}
     if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
-        state["paddle_gpu"] = paddle.get_cuda_rng_state()
+        state["paddle_gpu"] = [paddle_internals.generator_state_to_json(g) for g in paddle.get_cuda_rng_state()]
     return state
 
 
 def set_rng_state(state: dict) -> None:
     import paddle
 
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    paddle.set_rng_state(state["paddle_cpu"], "cpu")
+    from ernie_style import paddle_internals
+
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    paddle.set_rng_state([paddle_internals.generator_state_from_json(g) for g in state["paddle_cpu"]], "cpu")
     if "paddle_gpu" in state and paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
-        paddle.set_cuda_rng_state(state["paddle_gpu"])
+        paddle.set_cuda_rng_state([paddle_internals.generator_state_from_json(g) for g in state["paddle_gpu"]])
+
+
+def rng_file(path: str, rank: int) -> str:
+    return os.path.join(path, f"rng_state.rank{rank}.json")
 
 
 # ----------------------------------------------------------------------------------------------
 # Verification and discovery
 
 
-def verify(path: str) -> None:
+def verify(path: str, required=(TRAINER_STATE, MODEL_STATE), what: str = "checkpoint") -> None:
     """Raise CheckpointError unless every file listed in checksums.json exists with its sha256."""
     sums_file = os.path.join(path, CHECKSUMS)
     if not os.path.isfile(sums_file):
-        raise CheckpointError(f"checkpoint {path}: {CHECKSUMS} missing (incomplete write?)")
+        raise CheckpointError(f"{what} {path}: {CHECKSUMS} missing (incomplete write?)")
     try:
         with open(sums_file, encoding="utf-8") as f:
             sums = json.load(f)
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path}: {CHECKSUMS} unreadable ({e})") from None
+        raise CheckpointError(f"{what} {path}: {CHECKSUMS} unreadable ({e})") from None
+    if not isinstance(sums, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sums.items()):
+        raise CheckpointError(f"{what} {path}: {CHECKSUMS} is damaged (expected a JSON object "
+                              f"{{file name: sha256}}, got {type(sums).__name__})")
     for name, want in sorted(sums.items()):
         fp = os.path.join(path, name)
-        if not os.path.isfile(fp):
-            raise CheckpointError(f"checkpoint {path}: file {name} missing")
+        if os.path.basename(name) != name or not os.path.isfile(fp):
+            raise CheckpointError(f"{what} {path}: file {name} missing")
         got = sha256_file(fp)
         if got != want:
-            raise CheckpointError(f"checkpoint {path}: file {name} is damaged (sha256 {got[:12]}..., "
+            raise CheckpointError(f"{what} {path}: file {name} is damaged (sha256 {got[:12]}..., "
                                   f"expected {want[:12]}...)")
-    for required in (TRAINER_STATE, MODEL_STATE):
-        if required not in sums:
-            raise CheckpointError(f"checkpoint {path}: {required} missing from {CHECKSUMS}")
+    for name in required:
+        if name not in sums:
+            raise CheckpointError(f"{what} {path}: {name} missing from {CHECKSUMS}")
+
+
+def verify_model_dir(path: str) -> None:
+    """A plain model dir is verified against its checksums.json when it has one (``export.from_pytorch``
+    writes it); the weights file must then be listed."""
+    if os.path.exists(os.path.join(path, CHECKSUMS)):
+        verify(path, required=(MODEL_STATE, MODEL_CONFIG), what="model dir")
+
+
+def step_of(path: str) -> int:
+    m = _STEP_RE.match(os.path.basename(os.path.normpath(path)))
+    return int(m.group(1)) if m else -1
 
 
 def list_checkpoints(ckpt_root: str) -> List[str]:
@@ -130,16 +187,28 @@ def list_checkpoints(ckpt_root: str) -> List[str]:
     return [os.path.join(ckpt_root, n) for n in sorted(names, reverse=True)]
 
 
-def find_resumable(ckpt_root: str, log: Callable[[str], None] = print) -> Optional[str]:
-    """The newest checkpoint that verifies: ``latest`` first, then older ones. None when there is none."""
-    candidates = []
+def latest_target(ckpt_root: str) -> Optional[str]:
+    """The step dir ``latest`` names (it may not exist), or None without a ``latest`` link."""
     latest = os.path.join(ckpt_root, LATEST)
-    if os.path.islink(latest):
-        candidates.append(os.path.join(ckpt_root, os.path.basename(os.readlink(latest))))
-    candidates += [c for c in list_checkpoints(ckpt_root) if c not in candidates]
+    if not os.path.islink(latest):
+        return None
+    return os.path.join(ckpt_root, os.path.basename(os.readlink(latest)))
+
+
+def find_resumable(ckpt_root: str, log: Callable[[str], None] = print) -> Optional[str]:
+    """The newest checkpoint that verifies: ``latest`` first, then older ones. None when there is none.
+
+    Checkpoints newer than the one ``latest`` names belong to a branch the user abandoned (a resume from an
+    older step): they are never resumed automatically."""
+    candidates = []
+    target = latest_target(ckpt_root)
+    if target is not None:
+        candidates.append(target)
+    candidates += [c for c in list_checkpoints(ckpt_root)
+                   if c not in candidates and (target is None or step_of(c) < step_of(target))]
     for c in candidates:
         if not os.path.isdir(c):
-            log(f"checkpoint: {c} named by {latest} does not exist, looking for an older one")
+            log(f"checkpoint: {c} named by {os.path.join(ckpt_root, LATEST)} does not exist, looking for an older one")
             continue
         try:
             verify(c)
@@ -155,79 +224,237 @@ def is_plain_model_dir(path: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
+# Lineage
+
+
+def new_lineage(init_dir: Optional[str] = None) -> dict:
+    """A fresh lineage; ``init_dir`` is the plain model dir it starts from (identified by its weights' sha256)."""
+    init = None
+    if init_dir is not None:
+        init = {"path": os.path.abspath(init_dir), "sha256": sha256_file(os.path.join(init_dir, MODEL_STATE))}
+    return {"id": uuid.uuid4().hex, "init": init}
+
+
+def lineage_of(path: str) -> Optional[dict]:
+    """The lineage recorded in a checkpoint's trainer_state.json (None when absent or unreadable)."""
+    try:
+        with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
+            lineage = json.load(f).get("lineage")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return lineage if isinstance(lineage, dict) else None
+
+
+def checkpoints_started_from(ckpt_root: str, model_dir: str) -> List[str]:
+    """The checkpoints under ``ckpt_root`` whose lineage began at the plain model dir ``model_dir`` (same
+    weights, wherever the dir now lives), newest first."""
+    want = sha256_file(os.path.join(model_dir, MODEL_STATE))
+    out = []
+    for c in list_checkpoints(ckpt_root):
+        init = (lineage_of(c) or {}).get("init")
+        if isinstance(init, dict) and init.get("sha256") == want:
+            out.append(c)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # Writing
 
 
-class Checkpointer:
-    """Saves every ``save_steps`` (and when forced at the end); keeps the newest ``keep``."""
+def _nbytes(obj) -> int:
+    """Bytes of the arrays/tensors in a nested state (an estimate of what a save writes)."""
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if hasattr(obj, "numel") and hasattr(obj, "element_size"):
+        return int(obj.numel()) * int(obj.element_size())
+    return 0
 
-    def __init__(self, output_dir: str, save_steps: int, keep: int, info, log: Callable[[str], None] = print):
+
+def _failure_line(step: int, path: str, e: OSError, need: int) -> str:
+    free = shutil.disk_usage(os.path.dirname(path)).free if os.path.isdir(os.path.dirname(path)) else 0
+    if e.errno == errno.ENOSPC:
+        why = f"no space left on device (needed about {human_bytes(need)}, {human_bytes(free)} free)"
+    else:
+        why = f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+    return (f"error: checkpoint save of step {step} to {path} failed: {why}; the partial directory was removed, "
+            "the previous checkpoints are intact")
+
+
+def agree(ok: bool, info) -> bool:
+    """Collective: True when every rank's ``ok`` is True (one all-reduce, so also a barrier)."""
+    from ernie_style.parallelize import all_reduce_sum
+
+    return all_reduce_sum([0.0 if ok else 1.0], info)[0] == 0.0
+
+
+class Checkpointer:
+    """Saves every ``save_steps`` (and when forced at the end); prunes what this run may delete to ``keep``.
+
+    ``lineage``: this run's lineage (see the module doc); ``resume_step``: the step it resumed from (0 when
+    it started fresh); checkpoints of lineage ``ancestor_id`` (the resumed checkpoint's) up to that step are
+    its ancestors and may be pruned.
+    """
+
+    def __init__(self, output_dir: str, save_steps: int, keep: int, info, log: Callable[[str], None] = print,
+                 lineage: Optional[dict] = None, resume_step: int = 0, ancestor_id: Optional[str] = None):
         self.root = os.path.join(output_dir, "checkpoints")
         self.save_steps = save_steps
         self.keep = keep
         self.info = info
         self.log = log
+        self.lineage = lineage or new_lineage()
+        self.resume_step = resume_step
+        self.ancestor_id = ancestor_id if resume_step > 0 else self.lineage["id"]
+        self.written: set = set()
         self.last_saved_step = -1
+        if info.is_main:
+            self.clean_stale()
+
+    def clean_stale(self) -> None:
+        """Leftovers of a killed run (the caller holds the run lock, so none are in progress): put back a step
+        dir that was moved aside for a replacement that never landed, remove ``*.tmp`` directories."""
+        if not os.path.isdir(self.root):
+            return
+        for name in sorted(os.listdir(self.root)):
+            path = os.path.join(self.root, name)
+            if name.endswith(_REPLACED):
+                final = path[: -len(_REPLACED)]
+                if not os.path.exists(final):
+                    os.rename(path, final)
+                    self.log(f"checkpoint: restored {final} (a replacement of it never completed)")
+                    continue
+            if name.endswith(".tmp") and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+                self.log(f"checkpoint: removed {path} left by an interrupted save")
 
     def should_save(self, step: int, force: bool = False) -> bool:
         return step != self.last_saved_step and (force or step % self.save_steps == 0)
 
+    def _agree(self, ok: bool) -> bool:
+        return agree(ok, self.info)
+
     def save(self, step: int, *, model_state: dict, optimizer_state: dict, trainer_state: dict,
              model_config: dict, vocab_file: str, do_lower_case: bool, sharded_optimizer: bool = False) -> str:
-        """Collective: every rank must call it.  Returns the final directory."""
+        """Collective: every rank must call it.  Returns the final directory; raises SaveFailed on every rank
+        when any rank failed to write (after removing the partial directory)."""
         import paddle
-
-        from ernie_style.parallelize import barrier
 
         final = os.path.join(self.root, step_dir_name(step))
         tmp = final + ".tmp"
+        need = _nbytes(model_state) + _nbytes(optimizer_state) * (self.info.world_size if sharded_optimizer else 1)
+        error = None
         if self.info.is_main:
-            os.makedirs(self.root, exist_ok=True)
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp)
-            os.makedirs(tmp)
-        barrier(self.info)
-        rank = self.info.rank
-        with open(os.path.join(tmp, f"rng_state.rank{rank}.pkl"), "wb") as f:
-            pickle.dump(rng_state(), f)
-        if sharded_optimizer:
-            paddle.save(optimizer_state, os.path.join(tmp, f"optimizer.rank{rank}.pdopt"))
-        barrier(self.info)
+            try:
+                os.makedirs(self.root, exist_ok=True)
+                if os.path.exists(tmp):
+                    shutil.rmtree(tmp)
+                os.makedirs(tmp)
+            except OSError as e:
+                error = e
+        if self._agree(error is None):
+            try:
+                with open(rng_file(tmp, self.info.rank), "w", encoding="utf-8") as f:
+                    json.dump(rng_state(), f)
+                if sharded_optimizer:
+                    paddle.save(optimizer_state, os.path.join(tmp, f"optimizer.rank{self.info.rank}.pdopt"))
+            except OSError as e:
+                error = e
+            if self._agree(error is None) and self.info.is_main:
+                try:
+                    self._write_main(tmp, model_state, optimizer_state, dict(trainer_state, lineage=self.lineage),
+                                     model_config, vocab_file, do_lower_case, sharded_optimizer)
+                except OSError as e:
+                    error = e
+        if not self._agree(error is None):
+            if self.info.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise SaveFailed(_failure_line(step, tmp, error, need) if error is not None else
+                             f"error: checkpoint save of step {step} failed on another rank (see its log); "
+                             f"{tmp} was removed")
         if self.info.is_main:
-            paddle.save(model_state, os.path.join(tmp, MODEL_STATE))
-            if not sharded_optimizer:
-                paddle.save(optimizer_state, os.path.join(tmp, "optimizer.pdopt"))
-            with open(os.path.join(tmp, TRAINER_STATE), "w", encoding="utf-8") as f:
-                json.dump(trainer_state, f, indent=2, sort_keys=True)
-            with open(os.path.join(tmp, MODEL_CONFIG), "w", encoding="utf-8") as f:
-                json.dump(model_config, f, indent=2, sort_keys=True)
-            with open(os.path.join(tmp, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-                json.dump({"do_lower_case": bool(do_lower_case)}, f)
-            shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
-            sums = {}
-            for name in sorted(os.listdir(tmp)):
-                fp = os.path.join(tmp, name)
-                fsync_file(fp)
-                sums[name] = sha256_file(fp)
-            with open(os.path.join(tmp, CHECKSUMS), "w", encoding="utf-8") as f:
-                json.dump(sums, f, indent=2, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            fsync_file(tmp)
-            if os.path.exists(final):  # a previous run's checkpoint of the same step
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-            fsync_file(self.root)
-            point_latest(self.root, step_dir_name(step))
+            self._publish(tmp, final, step)
+            self.written.add(final)
             self._prune()
             self.log(f"checkpoint: saved {final}")
-        barrier(self.info)
+        self._agree(True)
         self.last_saved_step = step
         return final
 
+    def _write_main(self, tmp, model_state, optimizer_state, trainer_state, model_config, vocab_file,
+                    do_lower_case, sharded_optimizer) -> None:
+        import paddle
+
+        paddle.save(model_state, os.path.join(tmp, MODEL_STATE))
+        if not sharded_optimizer:
+            paddle.save(optimizer_state, os.path.join(tmp, "optimizer.pdopt"))
+        with open(os.path.join(tmp, TRAINER_STATE), "w", encoding="utf-8") as f:
+            json.dump(trainer_state, f, indent=2, sort_keys=True)
+        with open(os.path.join(tmp, MODEL_CONFIG), "w", encoding="utf-8") as f:
+            json.dump(model_config, f, indent=2, sort_keys=True)
+        with open(os.path.join(tmp, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"do_lower_case": bool(do_lower_case)}, f)
+        shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
+        sums = {}
+        for name in sorted(os.listdir(tmp)):
+            fp = os.path.join(tmp, name)
+            fsync_file(fp)
+            sums[name] = sha256_file(fp)
+        with open(os.path.join(tmp, CHECKSUMS), "w", encoding="utf-8") as f:
+            json.dump(sums, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_file(tmp)
+
+    def _publish(self, tmp: str, final: str, step: int) -> None:
+        """Rename the complete ``tmp`` into place.  An existing dir of the same step is moved aside first and
+        removed only after the new one is in place (start-up puts it back if we die in between); moving it
+        waits for exports reading checkpoints."""
+        if os.path.exists(final):
+            fd = locking.try_exclusive(os.path.join(self.root, READERS_LOCK), wait=True)
+            try:
+                aside = final + _REPLACED
+                if os.path.exists(aside):
+                    shutil.rmtree(aside)
+                os.rename(final, aside)
+                os.rename(tmp, final)
+                fsync_file(self.root)
+                shutil.rmtree(aside, ignore_errors=True)
+            finally:
+                locking.release(fd)
+        else:
+            os.rename(tmp, final)
+            fsync_file(self.root)
+        point_latest(self.root, step_dir_name(step))
+
+    def prunable(self) -> List[str]:
+        """Checkpoints this run may delete, newest first (see the module doc)."""
+        out = []
+        for c in list_checkpoints(self.root):
+            if c in self.written:
+                out.append(c)
+            elif step_of(c) <= self.resume_step and (lineage_of(c) or {}).get("id") == self.ancestor_id:
+                out.append(c)
+        return out
+
     def _prune(self) -> None:
-        for old in list_checkpoints(self.root)[self.keep:]:
-            shutil.rmtree(old, ignore_errors=True)
+        doomed = self.prunable()[self.keep:]
+        if not doomed:
+            return
+        fd = locking.try_exclusive(os.path.join(self.root, READERS_LOCK))
+        if fd is None:  # an export is reading: try again at the next save
+            self.log(f"checkpoint: an export is reading {self.root}; pruning of {len(doomed)} old checkpoint(s) "
+                     "postponed to the next save")
+            return
+        try:
+            for old in doomed:
+                shutil.rmtree(old, ignore_errors=True)
+                self.written.discard(old)
+        finally:
+            locking.release(fd)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,7 +489,7 @@ def optimizer_state_from_structured(state: dict, model) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading
+# Reading (nothing here unpickles anything but arrays and plain containers)
 
 
 def load_trainer_state(path: str) -> dict:
@@ -270,12 +497,33 @@ def load_trainer_state(path: str) -> dict:
         return json.load(f)
 
 
-def load_rng_state(path: str, rank: int) -> Optional[dict]:
-    fp = os.path.join(path, f"rng_state.rank{rank}.pkl")
+def load_state_file(path: str) -> dict:
+    """A ``.pdparams``/``.pdopt`` file as a dict of numpy arrays / plain values, through the restricted
+    unpickler: a file that would run code (or is not a state dict) is a CheckpointError naming it."""
+    try:
+        obj = safe_pickle.load(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (safe_pickle.UnsafePickle, safe_pickle.CorruptPickle) as e:
+        raise CheckpointError(f"{e} -- refusing to load it") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a state dict")
+    obj.pop(STRUCTURED_KEY, None)
+    return obj
+
+
+def load_rng_state(path: str, rank: int, log: Callable[[str], None] = print) -> Optional[dict]:
+    fp = rng_file(path, rank)
     if not os.path.isfile(fp):
+        if os.path.isfile(os.path.join(path, f"rng_state.rank{rank}.pkl")):
+            log(f"resume: {path} holds its RNG state as a pickle (older format), which is not loaded "
+                "(it could run code)")
         return None
-    with open(fp, "rb") as f:
-        return pickle.load(f)
+    try:
+        with open(fp, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as e:
+        raise CheckpointError(f"{fp}: not valid JSON ({e})") from None
 
 
 def optimizer_file(path: str, rank: int) -> str:

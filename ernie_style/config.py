@@ -104,6 +104,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 1234
     resume: str = "auto"  # auto | none | PATH (a checkpoint dir, or a plain model dir: weights only)
+    overwrite_output: bool = False  # allow a fresh run into an output_dir holding checkpoints (they are kept)
     recompute: bool = False
     device: str = "auto"  # auto | cpu | gpu
 

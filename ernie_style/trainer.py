@@ -189,11 +189,21 @@ class Trainer:
     config, vocab, data, model call, losses and metrics."""
 
     def __init__(self, cfg: PretrainConfig, info: DistInfo, task: Optional[Task] = None):
+        from ernie_style import run_dir
+
         if task is None:
             from ernie_style.tasks.pretrain import PretrainTask
 
             task = PretrainTask(cfg)
         self.cfg, self.info, self.task = cfg, info, task
+        self._run_lock = run_dir.claim(cfg.train.output_dir, info)  # before anything writes into the directory
+        try:
+            self._setup(cfg, info, task)
+        except BaseException:
+            self.release()  # a refused start gives the directory back at once (in-process callers retry)
+            raise
+
+    def _setup(self, cfg: PretrainConfig, info: DistInfo, task: Task):
         t = cfg.train
         self.text = TextLog(t.output_dir, info.is_main)
         self.acc = cfg.accumulation_steps(info.world_size)
@@ -206,10 +216,12 @@ class Trainer:
         self.model = task.build_model()
         self.step = 0
         resume_dir = self._resume_dir()
+        self.lineage, self.ancestor_lineage = None, None
         if resume_dir and ckpt.is_plain_model_dir(resume_dir):
-            state = paddle.load(os.path.join(resume_dir, ckpt.MODEL_STATE))
-            load_state_dict_checked(self.model, state)
-            self.text(f"resume: initialised weights from model dir {resume_dir} (fresh optimizer, step 0)")
+            load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(resume_dir, ckpt.MODEL_STATE)))
+            self.lineage = ckpt.new_lineage(resume_dir)
+            self.text(f"resume: initialised weights from model dir {resume_dir} (fresh optimizer, step 0; a new "
+                      f"lineage, resumed from {t.output_dir}/checkpoints when this command is run again)")
             resume_dir = None
         elif resume_dir:
             with open(os.path.join(resume_dir, ckpt.MODEL_CONFIG), encoding="utf-8") as f:
@@ -220,7 +232,9 @@ class Trainer:
             if diff:
                 raise ConfigError(f"model.{diff[0]}={getattr(model_cfg, diff[0])!r}: the checkpoint {resume_dir} "
                                   f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
-            load_state_dict_checked(self.model, paddle.load(os.path.join(resume_dir, ckpt.MODEL_STATE)))
+            load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(resume_dir, ckpt.MODEL_STATE)))
+            self.ancestor_lineage = ckpt.lineage_of(resume_dir)
+            self.lineage = self.ancestor_lineage
         if t.recompute:
             self.text(f"recompute: {apply_recompute(self.model)} encoder layers")
         self.scheduler = WarmupLinearDecay(cfg.optim)
@@ -240,32 +254,105 @@ class Trainer:
             np.random.seed(t.seed + info.rank)
             paddle.seed(t.seed + 1000 + info.rank)
 
-        self.checkpointer = ckpt.Checkpointer(t.output_dir, t.save_steps, t.keep_checkpoints, info, log=self.text)
+        self.checkpointer = ckpt.Checkpointer(t.output_dir, t.save_steps, t.keep_checkpoints, info, log=self.text,
+                                              lineage=self.lineage, resume_step=self.step,
+                                              ancestor_id=(self.ancestor_lineage or {}).get("id"))
         self.vdl = VisualDL(t.output_dir, info.is_main)
         self.vdl.text("config", "```yaml\n" + cfg.to_yaml() + "```", step=self.step)
         self.logger = TrainLogger(t.logging_steps, self.text, self.vdl, task.losses)
         self._build_data()
 
+    def release(self) -> None:
+        """Give up the output directory (the run lock); the process ending does the same."""
+        if self._run_lock is not None:
+            self._run_lock.release()
+
     # -- setup ----------------------------------------------------------------------------------------------
 
     def _resume_dir(self) -> Optional[str]:
-        r = self.cfg.train.resume
-        if r == "none":
-            return None
+        """The checkpoint or model dir to start from, decided by rank 0 and the same on every rank (None: fresh).
+
+        A plain model dir starts a lineage; when ``OUTPUT/checkpoints`` already holds checkpoints of the lineage
+        that started from it (the same command run again), the newest of them is resumed instead.  Starting
+        fresh (``none``, or a model dir with no lineage here) into a directory that holds other checkpoints is
+        refused unless ``train.overwrite_output=true`` (and even then nothing of them is deleted by pruning)."""
+        t, info = self.cfg.train, self.info
+        root = os.path.join(t.output_dir, "checkpoints")
+        chosen, error = None, None
+        if info.is_main:
+            try:
+                chosen = self._choose_resume(root)
+            except (ConfigError, ckpt.CheckpointError) as e:
+                error = e
+        chosen = self._broadcast_choice(root, chosen, error)
+        if chosen is not None and not ckpt.is_plain_model_dir(chosen):
+            self.text(f"resume: from {chosen}")
+        return chosen
+
+    def _choose_resume(self, root: str) -> Optional[str]:
+        t = self.cfg.train
+        r = t.resume
         if r == "auto":
-            found = ckpt.find_resumable(os.path.join(self.cfg.train.output_dir, "checkpoints"), log=self.text)
-            if found:
-                self.text(f"resume: from {found}")
-            return found
-        if ckpt.is_plain_model_dir(r):
+            return ckpt.find_resumable(root, log=self.text)
+        if r != "none" and ckpt.is_plain_model_dir(r):
+            ckpt.verify_model_dir(r)
+            if ckpt.checkpoints_started_from(root, r):
+                found = ckpt.find_resumable(root, log=self.text)
+                if found and ((ckpt.lineage_of(found) or {}).get("init") or {}).get("sha256") == \
+                        ckpt.sha256_file(os.path.join(r, ckpt.MODEL_STATE)):
+                    self.text(f"resume: {root} holds {os.path.basename(found)} of the run that started from model "
+                              f"dir {r}; continuing it (the model dir only starts a new lineage; to start over, "
+                              "use another train.output_dir)")
+                    return found
+        elif r != "none":
+            ckpt.verify(r)  # a named checkpoint must be intact; no silent fallback
             return r
-        ckpt.verify(r)  # a named checkpoint must be intact; no silent fallback
-        self.text(f"resume: from {r}")
-        return r
+        existing = ckpt.list_checkpoints(root)
+        if existing and not t.overwrite_output:
+            names = ", ".join(os.path.basename(c) for c in existing[:5]) + (" ..." if len(existing) > 5 else "")
+            raise ConfigError(f"train.resume={r!r}: {root} already holds checkpoints of another run ({names}); "
+                              "expected train.resume=auto to continue them, another train.output_dir, or "
+                              "train.overwrite_output=true to start a new run beside them (they are kept)")
+        if existing:
+            self.text(f"resume: starting a new run beside the {len(existing)} checkpoint(s) in {root} "
+                      "(train.overwrite_output=true; they are not pruned)")
+        return None if r == "none" else r
+
+    def _broadcast_choice(self, root: str, chosen: Optional[str], error) -> Optional[str]:
+        """Rank 0's decision to every rank: -2 = error, -1 = fresh, N = step N under ``root``, -3 = the path
+        given as train.resume.  Each rank then checks it sees the files it will read."""
+        from ernie_style.parallelize import all_reduce_sum
+
+        info = self.info
+        code = 0.0
+        if info.is_main:
+            if error is not None:
+                code = -2.0
+            elif chosen is None:
+                code = -1.0
+            elif os.path.abspath(chosen) == os.path.abspath(self.cfg.train.resume):
+                code = -3.0
+            else:
+                code = float(ckpt.step_of(chosen))
+        code = int(all_reduce_sum([code], info)[0])
+        if code == -2:
+            raise error if error is not None else ConfigError("train.resume: rank 0 refused it (see its message)")
+        if code == -1:
+            return None
+        path = self.cfg.train.resume if code == -3 else os.path.join(root, ckpt.step_dir_name(code))
+        need = [os.path.join(path, ckpt.MODEL_STATE)]
+        if not ckpt.is_plain_model_dir(path):
+            need.append(ckpt.optimizer_file(path, info.rank))
+        missing = [p for p in need if not os.path.isfile(p)]
+        if not ckpt.agree(not missing, info):
+            raise ConfigError(f"train.resume: rank {info.rank} cannot read {missing[0]}" if missing else
+                              f"train.resume: another rank cannot read {path} that rank 0 resumes from (is the "
+                              "directory shared by every node?)")
+        return path
 
     def _load_checkpoint(self, path: str) -> None:
         state = ckpt.load_trainer_state(path)
-        opt_state = paddle.load(ckpt.optimizer_file(path, self.info.rank))
+        opt_state = ckpt.load_state_file(ckpt.optimizer_file(path, self.info.rank))
         self.optimizer.set_state_dict(ckpt.optimizer_state_from_structured(opt_state, self.inner))
         self.scheduler.set_state_dict(state["lr_scheduler"])
         self.scheduler.last_lr = self.scheduler.get_lr()  # from the config's schedule (optim.* may have changed)
@@ -278,7 +365,7 @@ class Trainer:
                               f"{state.get('global_batch_size')}; the data position would not be exact")
         if state.get("task") is not None:
             self.task.load_state_dict(state["task"])
-        rng = ckpt.load_rng_state(path, self.info.rank)
+        rng = ckpt.load_rng_state(path, self.info.rank, log=self.text)
         if rng is None:
             self.text(f"resume: no RNG state for rank {self.info.rank} in {path} (different number of ranks); "
                       "dropout streams restart, resume is not bit-exact")
@@ -338,10 +425,15 @@ class Trainer:
         # O2 keeps low-precision parameters (fp32 masters live in the optimizer); checkpoints are float32.
         model_state = {k: (v.astype("float32") if v.dtype in (paddle.float16, paddle.bfloat16) else v)
                        for k, v in self.inner.state_dict().items()}
-        self.checkpointer.save(
-            self.step, model_state=model_state, optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
-            trainer_state=state, model_config=self.task.model_config.to_dict(), vocab_file=self.task.vocab_file,
-            do_lower_case=self.task.do_lower_case, sharded_optimizer=self.sharded_optimizer)
+        try:
+            self.checkpointer.save(
+                self.step, model_state=model_state,
+                optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
+                trainer_state=state, model_config=self.task.model_config.to_dict(), vocab_file=self.task.vocab_file,
+                do_lower_case=self.task.do_lower_case, sharded_optimizer=self.sharded_optimizer)
+        except ckpt.SaveFailed as e:  # every rank gets here: nobody is left waiting in a collective
+            self.text.error(str(e))
+            raise SystemExit(1) from None
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -358,6 +450,7 @@ class Trainer:
             if not math.isfinite(stats.loss) and not self.amp.scaler.is_enable():
                 self.text.error(f"error: non-finite loss {stats.loss} at step {self.step}; stopping. The last "
                                 f"good checkpoint is kept in {self.checkpointer.root}")
+                self.release()
                 return 1
             self.logger.update(stats)
             self.logger.maybe_log(self.step, self.scheduler.lr_at(self.step), self.amp.stats())
@@ -375,6 +468,7 @@ class Trainer:
                 break
         self.task.finish(self)
         self.vdl.close()
+        self.release()
         ts = self.train_step
         self.text(f"trainer: {ts.unsynced_micro_steps} of {ts.micro_steps} micro-steps ran under no_sync "
                   "(gradient all-reduce skipped until the last micro-step of each step)")

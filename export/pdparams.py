@@ -7,48 +7,20 @@ uint16 back into bfloat16), plus one extra key ``"StructuredToParameterName@@"``
 value maps each structured name to Paddle's internal parameter name (``linear_0.w_0``).
 Nested tensors saved outside a state dict are pickled as ``(name, ndarray)`` tuples.
 
-A pickle can run arbitrary code on load, so :func:`load_pdparams` uses an unpickler that
-resolves only the globals needed to rebuild numpy arrays and plain containers; anything
-else (``os.system``, ``builtins.eval``, ``subprocess.Popen`` …) is refused before it is
-called, and persistent ids are refused too.
+A pickle can run arbitrary code on load, so :func:`load_pdparams` reads it through the one
+restricted unpickler of the project (``data_tools.safe_pickle``, shared with the trainer): only
+the globals needed to rebuild numpy arrays and plain containers resolve; anything else
+(``os.system``, ``builtins.eval``, ``subprocess.Popen`` …) is refused before it is called.
 """
 import os
 import pickle
 
 import numpy as np
 
+from data_tools import safe_pickle
 from export.errors import ExportError
 
 STRUCTURED_KEY = "StructuredToParameterName@@"
-
-# (module, name) pairs the restricted unpickler may resolve. Nothing here can run code:
-# they only build ndarrays, dtypes or plain containers from data.
-_ALLOWED_GLOBALS = {
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.multiarray", "scalar"),
-    ("collections", "OrderedDict"),
-    ("builtins", "tuple"),
-    ("builtins", "list"),
-    ("builtins", "dict"),
-}
-
-
-class _Refused(pickle.UnpicklingError):
-    """A global or persistent id outside the allow-list."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise _Refused(f"refused global {module}.{name} (only numpy arrays and plain containers are allowed)")
-
-    def persistent_load(self, pid):
-        raise _Refused("refused persistent id (only numpy arrays and plain containers are allowed)")
 
 
 def _plain_array(name, value, path):
@@ -68,12 +40,9 @@ def load_pdparams(path) -> dict:
     if not os.path.isfile(path):
         raise ExportError(f"{path}: file not found")
     try:
-        with open(path, "rb") as f:
-            obj = _RestrictedUnpickler(f).load()
-    except _Refused as e:
-        raise ExportError(f"{path}: not loaded: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as e:
-        raise ExportError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
+        obj = safe_pickle.load(path)
+    except (safe_pickle.UnsafePickle, safe_pickle.CorruptPickle) as e:
+        raise ExportError(str(e)) from None
     if not isinstance(obj, dict):
         raise ExportError(f"{path}: holds a {type(obj).__name__}, expected a state dict (dict of arrays)")
     out = {}
