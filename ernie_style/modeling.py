@@ -379,8 +379,13 @@ class RoFormerForPretraining(nn.Layer):
         weights = os.path.join(directory, WEIGHTS_NAME)
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"{directory}: no {WEIGHTS_NAME} found")
+        from data_tools import safe_pickle
+
         model = cls(config)
-        model.load_report = load_state_dict_checked(model, paddle.load(weights), allow_missing_heads)
+        # The restricted unpickler (numpy arrays and plain containers only): a downloaded file cannot run code.
+        state = safe_pickle.load(weights)
+        state.pop("StructuredToParameterName@@", None)
+        model.load_report = load_state_dict_checked(model, state, allow_missing_heads)
         return model
 
 
