@@ -15,8 +15,7 @@ import time
 from typing import List
 
 from data_tools import indexed_dataset as ixd
-from data_tools import unk
-from data_tools import locking
+from data_tools import locking, unk
 from data_tools.io_utils import (
     META_FORMAT,
     UserError,

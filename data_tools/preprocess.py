@@ -57,8 +57,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from data_tools import indexed_dataset as ixd
-from data_tools import unk
-from data_tools import locking
+from data_tools import locking, unk
 from data_tools.io_utils import (
     META_FORMAT,
     UserError,
