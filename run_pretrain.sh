@@ -59,6 +59,8 @@ else
 fi
 mkdir -p "$LOG_DIR"
 
+# Paddle's import-time "No ccache found" warning (the launcher imports paddle before any of our code runs).
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:No ccache found"
 LAUNCH=("$PYTHON" -m paddle.distributed.launch --log_dir "$LOG_DIR" "${DEVICES[@]}")
 if [ -n "${IPS:-}" ]; then
     LAUNCH+=(--ips "$IPS")
@@ -69,6 +71,51 @@ elif [ -n "${NNODES:-}" ]; then
     fi
 fi
 
+# The terminal shows our lines and real errors; the launcher's banner and flag dump, glog INFO lines and fleet's
+# topology INFO lines are dropped from it (VERBOSE=1 shows everything). The per-rank logs in LOG_DIR stay complete.
+NOISE='^LAUNCH INFO |^=+ Modified FLAGS detected =+$|^FLAGS\(name=|^=+$'
+NOISE+='|^I[0-9]{4} [0-9:.]+ +[0-9]+ [a-z_]+\.(cc|h):[0-9]+\] '
+NOISE+='|^\[[0-9-]+ [0-9:,]+\] \[ +INFO\] (distributed_strategy|topology)\.py:'
+if [ "${VERBOSE:-0}" = 1 ]; then
+    NOISE='^$^'
+fi
+# Filters ignore SIGINT/SIGTERM: they pass lines on until the launcher's output ends.
+exec {OUT}> >(trap '' INT TERM; exec grep --line-buffered -v -E "$NOISE")
+FILTER_OUT=$!
+exec {ERR}> >(trap '' INT TERM; exec grep --line-buffered -v -E "$NOISE" >&2)
+FILTER_ERR=$!
+
+# Ctrl-C / SIGTERM: the launcher runs in its own process group (set -m), so a terminal's Ctrl-C reaches this
+# script only, which passes the signal on once. The launcher asks each rank to stop (SIGTERM); the ranks finish
+# the current step, save a checkpoint together and exit; this script exits 130 (SIGINT) or 143 (SIGTERM) with
+# one line naming the checkpoint.
+LOG_START=$(stat -c %s "$OUTPUT/train.log" 2>/dev/null || echo 0)
+SIGNAL=""
+set -m
 # paddle.distributed.launch runs a *.py path with python, anything else as an executable: hand it the
 # interpreter and `-m ernie_style.run_pretrain` so the installed package (not a file path) is used.
-exec "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m ernie_style.run_pretrain --config "$CONFIG" "$@"
+"${LAUNCH[@]}" "$(command -v "$PYTHON")" -m ernie_style.run_pretrain --config "$CONFIG" "$@" >&$OUT 2>&$ERR &
+LAUNCHER=$!
+set +m
+trap 'SIGNAL=INT; kill -INT "$LAUNCHER" 2>/dev/null || true' INT
+trap 'SIGNAL=TERM; kill -TERM "$LAUNCHER" 2>/dev/null || true' TERM
+while :; do
+    rc=0
+    wait "$LAUNCHER" || rc=$?
+    kill -0 "$LAUNCHER" 2>/dev/null || break  # wait returned for a trapped signal: the launcher is still stopping
+done
+trap - INT TERM
+exec {OUT}>&- {ERR}>&-
+wait "$FILTER_OUT" "$FILTER_ERR" 2>/dev/null || true
+if [ -n "$SIGNAL" ]; then
+    line=$(tail -c +$((LOG_START + 1)) "$OUTPUT/train.log" 2>/dev/null | grep '^interrupted (' | tail -n 1 || true)
+    if [ -n "$line" ]; then
+        echo "$line" | sed -E "s/^interrupted \(SIG[A-Z]+\)/interrupted by SIG$SIGNAL/" >&2
+    else
+        latest=$(readlink -f "$OUTPUT/checkpoints/latest" 2>/dev/null || true)
+        echo "interrupted by SIG$SIGNAL before a checkpoint of this run was saved; newest checkpoint: ${latest:-none}" >&2
+    fi
+    [ "$SIGNAL" = INT ] && exit 130
+    exit 143
+fi
+exit "$rc"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import List, Optional
 
 
@@ -25,8 +26,13 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"  # not the source line Python adds, which says nothing to a user
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
+    warnings.formatwarning = _one_line_warning
     from ernie_style.config import ConfigError, load_config
 
     try:
@@ -53,9 +59,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if args.check:
         return 0
+    from ernie_style.interrupt import protect_workers
     from ernie_style.parallelize import die_with_launcher, init_distributed
 
     die_with_launcher()
+    protect_workers()
 
     try:
         info = init_distributed(cfg)

@@ -29,6 +29,7 @@ import numpy as np
 import paddle
 
 from ernie_style import checkpoint as ckpt, preflight
+from ernie_style.interrupt import Interrupts
 from ernie_style.config import ConfigError, PretrainConfig, count_vocab
 from ernie_style.metrics import TextLog, TrainLogger, VisualDL
 from ernie_style.modeling import load_state_dict_checked
@@ -206,6 +207,7 @@ class Trainer:
     def _setup(self, cfg: PretrainConfig, info: DistInfo, task: Task):
         t = cfg.train
         self.text = TextLog(t.output_dir, info.is_main)
+        self.interrupts = Interrupts(info)
         self.acc = cfg.accumulation_steps(info.world_size)
         self.gbs = cfg.global_batch_size(info.world_size)
         self.text(f"trainer: {info.world_size} rank(s) on {info.device}, micro batch {t.micro_batch_size}, "
@@ -463,6 +465,9 @@ class Trainer:
                 os._exit(3)
             if hang_after and hang_after[0] == self.step:
                 time.sleep(3600)
+            signum = self.interrupts.agreed()  # SIGINT/SIGTERM on any rank: all save this step and exit
+            if signum:
+                return self.interrupts.stop(self, signum)
             if stop:
                 self.text(f"trainer: stopped early at step {self.step}")
                 break

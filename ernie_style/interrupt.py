@@ -1,0 +1,84 @@
+"""SIGINT / SIGTERM: finish the current step, save a checkpoint on every rank together, exit 128 + signal.
+
+Under ``paddle.distributed.launch`` a Ctrl-C reaches the launcher, which sends SIGTERM to each rank's process
+group, one rank after the other; ranks may learn of it in different steps.  So the decision is collective:
+after every step each rank offers the signal it has seen (0 for none) and all take the maximum
+(:meth:`Interrupts.agreed`), so they stop after the same step and enter the checkpoint save together.
+
+DataLoader workers are forked by a rank; :func:`protect_workers` moves every forked child into its own
+process group (the launcher's SIGTERM to the rank's group does not kill them in the middle of a step, and a
+terminal Ctrl-C does not print their tracebacks) and asks Linux to SIGKILL it when the rank dies, whatever
+kills the rank (kill -9 included): no orphaned workers.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+def _set_pdeathsig_kill() -> None:
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def _after_fork_in_child(parent: int) -> None:
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    _set_pdeathsig_kill()
+    for s in NAMES:  # the rank's handlers would only set a flag in this copy of the trainer
+        signal.signal(s, signal.SIG_DFL)
+    if os.getppid() != parent:  # the rank died between fork and prctl
+        os._exit(1)
+
+
+def protect_workers() -> None:
+    """Every child forked from now on (DataLoader workers) dies with this process (Linux)."""
+    if sys.platform.startswith("linux"):
+        parent = os.getpid()
+        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(parent))
+
+
+class Interrupts:
+    """Records SIGINT/SIGTERM instead of dying; the training loop asks :meth:`agreed` after every step."""
+
+    def __init__(self, info, log=print):
+        self.info, self.log = info, log
+        self.signum = 0
+        for s in NAMES:
+            signal.signal(s, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        if not self.signum:
+            self.signum = int(signum)
+            if self.info.is_main:
+                print(f"{NAMES.get(signum, signum)} received: finishing the current step, then saving a checkpoint",
+                      file=sys.stderr, flush=True)
+
+    def agreed(self) -> int:
+        """The signal to stop for, the same on every rank (0 = go on).  Collective when there are several ranks."""
+        if self.info.world_size == 1:
+            return self.signum
+        import paddle
+        import paddle.distributed as dist
+
+        t = paddle.to_tensor([self.signum], dtype="int64")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.numpy()[0])
+
+    def stop(self, trainer, signum: int) -> int:
+        """Save the step just finished (all ranks), say where, return the exit code 128 + signal."""
+        from ernie_style.checkpoint import step_dir_name
+
+        if trainer.checkpointer.should_save(trainer.step, force=True):
+            trainer.save()
+        path = os.path.join(trainer.checkpointer.root, step_dir_name(trainer.step))
+        trainer.vdl.close()
+        trainer.text(f"interrupted ({NAMES.get(signum, signum)}) at step {trainer.step}: checkpoint saved in {path}; "
+                     "re-run the same command to resume")
+        return 128 + signum
