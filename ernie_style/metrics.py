@@ -5,10 +5,12 @@ ranks; the logger averages it over the logging window.
 """
 from __future__ import annotations
 
+import glob
 import os
+import re
 import sys
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # Kept byte-for-byte for the tools that parse ernie-1.0 logs (with pretraining's terms lm_loss and sop_loss
 # between loss and speed); our extra fields follow it, the terms' train accuracies first.
@@ -50,15 +52,71 @@ class TextLog:
             self.file = None
 
 
+_RECORD_RE = re.compile(r"^vdlrecords\.(\d+)\.log$")
+
+
+def record_files(logdir: str) -> List[str]:
+    """The VisualDL record files of a run directory, oldest first (later files win for a step written twice)."""
+    paths = glob.glob(os.path.join(logdir, "vdlrecords.*"))
+    return sorted(paths, key=lambda p: (os.path.getmtime(p), os.path.basename(p)))
+
+
+def read_records(logdir: str) -> Tuple[Dict[str, Dict[int, Tuple[float, int]]], List[Tuple[str, int, str, int]]]:
+    """Every record under ``logdir``: ({scalar tag: {step: (value, walltime ms)}}, [(text tag, step, text, walltime)])."""
+    from visualdl import LogReader
+
+    scalars: Dict[str, Dict[int, Tuple[float, int]]] = {}
+    texts: List[Tuple[str, int, str, int]] = []
+    for path in record_files(logdir):
+        reader = LogReader(file_path=path)
+        tags = reader.get_tags()
+        for tag in tags.get("scalar", []):
+            for rec in reader.get_data("scalar", tag):
+                scalars.setdefault(tag, {})[int(rec.id)] = (float(rec.value), int(rec.timestamp))
+        for tag in tags.get("text", []):
+            for rec in reader.get_data("text", tag):
+                item = (tag, int(rec.id), rec.text.encoded_text_string, int(rec.timestamp))
+                if item not in texts:
+                    texts.append(item)
+    return scalars, texts
+
+
 class VisualDL:
-    """A ``visualdl.LogWriter`` at ``output_dir/visualdl`` on rank 0 (a no-op elsewhere)."""
+    """A ``visualdl.LogWriter`` at ``output_dir/visualdl`` on rank 0 (a no-op elsewhere).
 
-    def __init__(self, output_dir: str, is_main: bool):
+    The VisualDL server shows one record file per directory (the newest), so a resumed run must not just add a
+    file: the history up to ``keep_until`` (the step the run resumes from; 0 for a fresh start) is copied into
+    the new file, with its original wall times, and the older files are removed once it is flushed.  Records of
+    steps after ``keep_until`` belong to a segment that was not checkpointed and are dropped: they are written
+    again by the resumed run.
+    """
+
+    def __init__(self, output_dir: str, is_main: bool, keep_until: int = 0):
         self.writer = None
-        if is_main:
-            from visualdl import LogWriter
+        if not is_main:
+            return
+        from visualdl import LogWriter
 
-            self.writer = LogWriter(logdir=os.path.join(output_dir, "visualdl"))
+        logdir = os.path.join(output_dir, "visualdl")
+        old = record_files(logdir) if os.path.isdir(logdir) else []
+        numbers = [int(m.group(1)) for m in (_RECORD_RE.match(os.path.basename(p)) for p in old) if m]
+        # the newest name sorts last: the server takes the greatest name of a directory
+        name = "vdlrecords.%010d.log" % max([int(time.time())] + [n + 1 for n in numbers])
+        self.writer = LogWriter(logdir=logdir, file_name=name)
+        if old:
+            scalars, texts = read_records(logdir)
+            for tag, points in scalars.items():
+                for step, (value, walltime) in sorted(points.items()):
+                    if step <= keep_until:
+                        self.writer.add_scalar(tag=tag, value=value, step=step, walltime=walltime)
+            for tag, step, text, walltime in texts:
+                if step <= keep_until:
+                    self.writer.add_text(tag=tag, text_string=text, step=step, walltime=walltime)
+            self.writer.flush()
+            mine = os.path.join(logdir, name)
+            for path in old:
+                if os.path.abspath(path) != os.path.abspath(mine):
+                    os.remove(path)
 
     def scalars(self, prefix: str, values: Dict[str, float], step: int) -> None:
         if self.writer is not None:

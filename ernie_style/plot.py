@@ -2,13 +2,13 @@
 
     python -m ernie_style.plot OUTPUT_DIR --out curves.png
 
-Reads every ``OUTPUT_DIR/visualdl/vdlrecords.*`` file (a resumed run adds one per start; later files win
-for a step written twice) and plots losses, accuracies and the learning rate.
+Reads the ``OUTPUT_DIR/visualdl/vdlrecords.*`` records (one file holds a run's whole history, resumes
+included; older layouts with one file per start are merged, later files winning for a step written twice) and
+plots losses, accuracies and the learning rate.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 from typing import Dict, List, Tuple
@@ -16,26 +16,18 @@ from typing import Dict, List, Tuple
 
 def read_scalars(output_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     """{tag: [(step, value), ...] sorted by step} from the VisualDL records under ``output_dir/visualdl``."""
-    from visualdl import LogReader
+    from ernie_style.metrics import read_records
 
-    files = sorted(glob.glob(os.path.join(output_dir, "visualdl", "vdlrecords.*")), key=os.path.getmtime)
-    merged: Dict[str, Dict[int, float]] = {}
-    for path in files:
-        reader = LogReader(file_path=path)
-        for tag in reader.get_tags().get("scalar", []):
-            for rec in reader.get_data("scalar", tag):
-                merged.setdefault(tag, {})[int(rec.id)] = float(rec.value)
-    return {tag: sorted(points.items()) for tag, points in merged.items()}
+    scalars, _ = read_records(os.path.join(output_dir, "visualdl"))
+    return {tag: sorted((step, value) for step, (value, _) in points.items()) for tag, points in scalars.items()}
 
 
 def read_texts(output_dir: str) -> Dict[str, List[str]]:
-    from visualdl import LogReader
+    from ernie_style.metrics import read_records
 
     out: Dict[str, List[str]] = {}
-    for path in sorted(glob.glob(os.path.join(output_dir, "visualdl", "vdlrecords.*"))):
-        reader = LogReader(file_path=path)
-        for tag in reader.get_tags().get("text", []):
-            out.setdefault(tag, []).extend(rec.text.encoded_text_string for rec in reader.get_data("text", tag))
+    for tag, _, text, _ in read_records(os.path.join(output_dir, "visualdl"))[1]:
+        out.setdefault(tag, []).append(text)
     return out
 
 

@@ -259,7 +259,7 @@ class Trainer:
         self.checkpointer = ckpt.Checkpointer(t.output_dir, t.save_steps, t.keep_checkpoints, info, log=self.text,
                                               lineage=self.lineage, resume_step=self.step,
                                               ancestor_id=(self.ancestor_lineage or {}).get("id"))
-        self.vdl = VisualDL(t.output_dir, info.is_main)
+        self.vdl = VisualDL(t.output_dir, info.is_main, keep_until=self.step)  # one record file: the whole history
         self.vdl.text("config", "```yaml\n" + cfg.to_yaml() + "```", step=self.step)
         self.logger = TrainLogger(t.logging_steps, self.text, self.vdl, task.losses)
         self._build_data()
