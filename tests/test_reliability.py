@@ -303,3 +303,115 @@ def test_9_3_merge_removes_stale_temp_files_of_a_killed_merge(tmp_path):
                                             "input_bytes": 1}, "files": files})
     assert merge.main(["--inputs", prefix, "--output-prefix", out, "--quiet"]) == 0
     assert not [p for p in stale if os.path.exists(p)]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 9.5 nothing in a checkpoint executes; 9.6 plain model dirs are verified like checkpoints
+
+
+class _Payload:
+    """Unpickling this creates ``path`` (a stand-in for any code a crafted checkpoint would run)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _craft(ckpt_dir, name, marker):
+    """Replace ``name`` in a checkpoint by a pickle with a payload, and re-sign checksums.json so that only the
+    loader can stop it."""
+    import pickle
+
+    with open(os.path.join(ckpt_dir, name), "wb") as f:
+        pickle.dump({"roformer.embeddings.word_embeddings.weight": _Payload(str(marker))}, f, protocol=4)
+    sums_path = os.path.join(ckpt_dir, "checksums.json")
+    sums = json.load(open(sums_path))
+    sums[name] = ckpt.sha256_file(os.path.join(ckpt_dir, name))
+    if name.endswith(".pkl"):  # an older checkpoint: its RNG state only as a pickle
+        for old in ("rng_state.rank0.json",):
+            if os.path.exists(os.path.join(ckpt_dir, old)):
+                os.remove(os.path.join(ckpt_dir, old))
+            sums.pop(old, None)
+    json.dump(sums, open(sums_path, "w"))
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    assert run(data, out, **{"train.max_steps": 1}) == 0
+    return os.path.join(str(out), "checkpoints", "step_00000001")
+
+
+@pytest.mark.parametrize("name", ["model_state.pdparams", "optimizer.pdopt", "rng_state.rank0.pkl"])
+def test_9_5_crafted_checkpoint_is_refused_and_nothing_runs(data, trained, tmp_path, name, capsys):
+    src = tmp_path / "ckpt"
+    shutil.copytree(trained, src)
+    marker = tmp_path / "payload_ran"
+    _craft(str(src), name, marker)
+    capsys.readouterr()
+    code = run(data, tmp_path / "out", **{"train.resume": str(src), "train.max_steps": 2})
+    assert not marker.exists(), "the payload ran"
+    err = capsys.readouterr()
+    if name.endswith(".pkl"):  # an RNG pickle (older format) is never unpickled: the run goes on, says so
+        assert code == 0 and "not loaded" in err.out
+    else:
+        assert code == 2
+        line = [x for x in err.err.splitlines() if x.startswith("error")]
+        assert len(line) == 1 and name in line[0] and "refused global" in line[0]
+
+
+def test_9_5_rng_state_is_json_and_restores_exactly(trained):
+    import random
+
+    state = json.load(open(os.path.join(trained, "rng_state.rank0.json")))
+    random.seed(3), np.random.seed(3), paddle.seed(3)
+    ckpt.set_rng_state(state)
+    a = (random.random(), np.random.rand(), paddle.rand([4]).numpy())
+    random.seed(4), np.random.seed(4), paddle.seed(4)
+    ckpt.set_rng_state(json.loads(json.dumps(state)))
+    b = (random.random(), np.random.rand(), paddle.rand([4]).numpy())
+    assert a[0] == b[0] and a[1] == b[1] and np.array_equal(a[2], b[2])
+
+
+def test_9_5_from_pretrained_refuses_a_payload(tmp_path):
+    import pickle
+
+    from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
+
+    d = tmp_path / "m"
+    model = RoFormerForPretraining(RoFormerConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
+                                                  num_attention_heads=2, intermediate_size=32))
+    model.save_pretrained(str(d))
+    marker = tmp_path / "payload_ran"
+    with open(d / "model_state.pdparams", "wb") as f:
+        pickle.dump({"x": _Payload(str(marker))}, f)
+    with pytest.raises(Exception, match="refused global"):
+        RoFormerForPretraining.from_pretrained(str(d))
+    assert not marker.exists()
+
+
+def _plain_dir(trained, dest):
+    os.makedirs(dest)
+    for name in ("model_config.json", "model_state.pdparams", "vocab.txt"):
+        shutil.copyfile(os.path.join(trained, name), os.path.join(dest, name))
+    return str(dest)
+
+
+@pytest.mark.parametrize("damage", ["flip", "not_an_object"])
+def test_9_6_plain_model_dir_is_verified_against_its_checksums(data, trained, tmp_path, damage, capsys):
+    plain = _plain_dir(trained, tmp_path / "plain")
+    sums = {n: ckpt.sha256_file(os.path.join(plain, n)) for n in ("model_config.json", "model_state.pdparams")}
+    if damage == "flip":
+        target = os.path.join(plain, "model_state.pdparams")
+        blob = bytearray(open(target, "rb").read())
+        blob[len(blob) // 2] ^= 0x01  # one bit inside tensor data: still a valid pickle
+        open(target, "wb").write(bytes(blob))
+        json.dump(sums, open(os.path.join(plain, "checksums.json"), "w"))
+    else:
+        json.dump(list(sums.items()), open(os.path.join(plain, "checksums.json"), "w"))
+    capsys.readouterr()
+    assert run(data, tmp_path / "out", **{"train.resume": plain, "train.max_steps": 1}) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
+    assert len(err) == 1 and "damaged" in err[0] and plain in err[0]
