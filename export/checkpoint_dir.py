@@ -167,6 +167,9 @@ def read_checkpoint(ckpt_dir) -> Checkpoint:
     ckpt_dir = os.fspath(ckpt_dir)
     if not os.path.isdir(ckpt_dir):
         raise ExportError(f"{ckpt_dir}: not a directory")
+    if not os.path.exists(os.path.join(ckpt_dir, CONFIG_FILE)) and os.path.isdir(os.path.join(ckpt_dir, "checkpoints")):
+        raise ExportError(f"{ckpt_dir}: a training output directory, not a checkpoint; export "
+                          f"{os.path.join(ckpt_dir, 'checkpoints', 'latest')} (its newest checkpoint) or a step_N in it")
     verify_checksums(ckpt_dir)
     cfg_path = os.path.join(ckpt_dir, CONFIG_FILE)
     config = validate_config(_read_json(cfg_path), cfg_path)
@@ -223,7 +226,8 @@ def atomic_output_dir(out_dir, overwrite=False):
     out_dir = os.path.abspath(os.fspath(out_dir))
     if os.path.exists(out_dir) and not overwrite:
         if not os.path.isdir(out_dir) or os.listdir(out_dir):
-            raise ExportError(f"{out_dir}: output exists and is not empty (choose a new directory)")
+            raise ExportError(f"{out_dir}: output exists and is not empty (choose a new directory, or pass "
+                              "--overwrite to replace it)")
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp-", dir=parent)

@@ -10,6 +10,10 @@ The probe batch has padding (attention_mask passed), two segments, and one row a
 ``max_position_embeddings``; logits are compared at every non-padded position (seq_cls/pair_cls: every row).
 Task logits: seq_cls/pair_cls [B, C]; ner [B, T, C]; qa [B, T, 2] = (start, end) stacked.
 """
+import contextlib
+import io
+import logging
+import sys
 import warnings
 
 import numpy as np
@@ -36,11 +40,37 @@ def probe_batch(config: dict, seed: int = 0) -> dict:
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
 
 
+# Printed on import / load by the dependencies and harmless for a converter: Paddle's OMP_NUM_THREADS advice
+# (about data-parallel training) and transformers' note that RoFormerForMaskedLM will stop inheriting
+# GenerationMixin (we never generate).
+_HARMLESS_STDERR = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY")
+_HARMLESS_LOG = "has generative capabilities, as `prepare_inputs_for_generation`"
+
+
+@contextlib.contextmanager
+def _quiet_stderr(prefixes):
+    """Drop lines starting with ``prefixes`` that Python code prints to sys.stderr inside the block."""
+    real, buf = sys.stderr, io.StringIO()
+    sys.stderr = buf
+    try:
+        yield
+    finally:
+        sys.stderr = real
+        kept = [line for line in buf.getvalue().splitlines(keepends=True) if not line.startswith(prefixes)]
+        real.write("".join(kept))
+
+
+def _drop_harmless_log(record) -> bool:
+    return _HARMLESS_LOG not in record.getMessage()
+
+
 def _importable(name):
     try:
-        with warnings.catch_warnings():  # e.g. Paddle's "No ccache found" on import: noise for a converter
+        with warnings.catch_warnings(), _quiet_stderr(_HARMLESS_STDERR):  # e.g. Paddle's "No ccache found"
             warnings.simplefilter("ignore")
             __import__(name)
+        if name == "transformers":
+            logging.getLogger("transformers.modeling_utils").addFilter(_drop_harmless_log)  # once: same object
         return True
     except ImportError:
         return False
