@@ -15,6 +15,7 @@ place at the end, so a failure never leaves a directory that looks complete.
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from typing import Optional
 
 import numpy as np
 
-from data_tools.io_utils import sha256_file  # noqa: F401  (re-exported for from_pytorch)
+from data_tools import locking
+from data_tools.io_utils import fsync_dir, sha256_file  # sha256_file also re-exported for from_pytorch
 from export.errors import ExportError
 from export.pdparams import load_pdparams
 from export.safetensors_io import bf16_bits_to_float32
@@ -33,6 +35,7 @@ STATE_FILE = "model_state.pdparams"
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_FILE = "tokenizer_config.json"
 CHECKSUMS_FILE = "checksums.json"
+READERS_LOCK = ".readers.lock"  # ernie_style.checkpoint.READERS_LOCK: pruning waits while an export reads
 TASK_FILE = "config.json"
 
 # RoFormerConfig.to_dict() fields the converters need, with the type each must have.
@@ -57,6 +60,7 @@ class Checkpoint:
     labels: Optional[list] = None     # id2label in id order (None for qa)
     max_seq_len: Optional[int] = None
     init: Optional[str] = None
+    source: Optional[dict] = None     # set by read_checkpoint: resolved path, step, sha256 of the weights
 
     @property
     def num_labels(self):
@@ -163,8 +167,31 @@ def validate_task_config(cfg, path) -> dict:
 
 def read_checkpoint(ckpt_dir) -> Checkpoint:
     """Load and validate one of our checkpoint directories, or a fine-tuned model directory (one with a
-    TASK_FILE); ExportError names the file at fault."""
-    ckpt_dir = os.fspath(ckpt_dir)
+    TASK_FILE); ExportError names the file at fault.
+
+    Safe while training runs: ``ckpt_dir`` is resolved once (``checkpoints/latest`` may move on meanwhile), a
+    ``*.tmp`` directory (a save in progress) is refused, and a step dir is read under a shared lock on its
+    root's ``.readers.lock``, which the trainer's pruning respects.  The result's ``source`` records the
+    resolved path, step and the sha256 of its weights (written into the export's config.json)."""
+    given = os.fspath(ckpt_dir)
+    path = os.path.realpath(given)
+    name = os.path.basename(path)
+    if name.endswith(".tmp") or ".tmp-" in name:
+        raise ExportError(f"{given}: {name} is a checkpoint still being written (or left by an interrupted "
+                          "save); export a complete one, e.g. OUTPUT/checkpoints/latest")
+    step = int(name[5:]) if re.fullmatch(r"step_\d{8}", name) else None
+    readers = os.path.join(os.path.dirname(path), READERS_LOCK) if step is not None else None
+    with locking.shared(readers, what=f"{os.path.dirname(path)}") if readers else contextlib.nullcontext():
+        if step is not None and not os.path.isdir(path):
+            raise ExportError(f"{given}: {path} no longer exists (pruned by the training run before the export "
+                              "could lock it); export a newer checkpoint")
+        ckpt = _read_checkpoint(path)
+        ckpt.source = {"checkpoint": path, "step": step,
+                       "model_state_sha256": sha256_file(os.path.join(path, STATE_FILE))}
+    return ckpt
+
+
+def _read_checkpoint(ckpt_dir) -> Checkpoint:
     if not os.path.isdir(ckpt_dir):
         raise ExportError(f"{ckpt_dir}: not a directory")
     if not os.path.exists(os.path.join(ckpt_dir, CONFIG_FILE)) and os.path.isdir(os.path.join(ckpt_dir, "checkpoints")):
@@ -220,9 +247,37 @@ def _widen(state, path):
     return out
 
 
+def _exchange(a, b) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False  # ENOSYS / EINVAL (a filesystem without exchange): the caller falls back
+
+
+def _fsync_tree(root) -> None:
+    for d, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(d, name), "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(d)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir, overwrite=False):
-    """Yield a temp dir beside ``out_dir``; on success rename it to ``out_dir``, on failure remove it."""
+    """Yield a temp dir beside ``out_dir``; on success it becomes ``out_dir``, on failure it is removed.
+
+    With ``overwrite``, an existing ``out_dir`` is swapped with the complete new one in one atomic exchange
+    and removed afterwards, so a failure (or kill) at any point leaves either the old or the new export
+    complete at ``out_dir``.  The directory gets the usual permissions (0777 minus the umask), not mkdtemp's
+    0700, and the parent is fsynced after the rename."""
     out_dir = os.path.abspath(os.fspath(out_dir))
     if os.path.exists(out_dir) and not overwrite:
         if not os.path.isdir(out_dir) or os.listdir(out_dir):
@@ -231,14 +286,31 @@ def atomic_output_dir(out_dir, overwrite=False):
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     try:
         yield tmp
-        for name in os.listdir(tmp):
-            with open(os.path.join(tmp, name), "rb") as f:
-                os.fsync(f.fileno())
+        _fsync_tree(tmp)
+        if os.path.isdir(out_dir) and os.listdir(out_dir):
+            if _exchange(tmp, out_dir):  # tmp now holds the old export
+                fsync_dir(parent)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            old = tmp + ".old"
+            os.rename(out_dir, old)  # fallback: only a kill between these two renames leaves out_dir missing
+            try:
+                os.rename(tmp, out_dir)
+            except BaseException:
+                os.rename(old, out_dir)
+                raise
+            fsync_dir(parent)
+            shutil.rmtree(old, ignore_errors=True)
+            return
         if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir) if overwrite else os.rmdir(out_dir)
+            os.rmdir(out_dir)
         os.rename(tmp, out_dir)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -30,6 +30,8 @@ def export(ckpt_dir, out_dir, overwrite=False) -> None:
     ckpt = read_checkpoint(ckpt_dir)
     cfg = {k: ckpt.config[k] for k in CONFIG_FIELDS}
     cfg.update(architectures=["RoFormerForMaskedLM"], model_type="roformer", pool_act="tanh")
+    if ckpt.source:
+        cfg["ernie_style_source"] = ckpt.source  # the checkpoint path, step and sha256 of its weights
     main, sop = paddlenlp_state(ckpt.state)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         write_json(os.path.join(tmp, "config.json"), cfg)

@@ -73,6 +73,8 @@ def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
     main, side = ours_to_hf(ckpt.state)
     main[ROTARY_KEY] = sinusoidal_table(cfg["max_position_embeddings"], cfg["hidden_size"] // cfg["num_attention_heads"])
     config = hf_config(cfg, dtype, os.path.join(ckpt.path, "model_config.json"), ckpt.task, ckpt.labels)
+    if ckpt.source:  # which checkpoint this is (transformers keeps unknown config keys as attributes)
+        config["ernie_style_source"] = ckpt.source
     write_json(os.path.join(out, "config.json"), config)
     write_safetensors(os.path.join(out, "model.safetensors"), main, dtype, metadata={"format": "pt"})
     contents = "pooler" if ckpt.task else "pooler and sentence-order-prediction head"

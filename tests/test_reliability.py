@@ -415,3 +415,106 @@ def test_9_6_plain_model_dir_is_verified_against_its_checksums(data, trained, tm
     assert run(data, tmp_path / "out", **{"train.resume": plain, "train.max_steps": 1}) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
     assert len(err) == 1 and "damaged" in err[0] and plain in err[0]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 9.4 export --overwrite never leaves neither; 10.11 export while training
+
+
+def _tree(d):
+    return {n: ckpt.sha256_file(os.path.join(d, n)) for n in sorted(os.listdir(d))}
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_9_4_overwrite_keeps_the_old_export_until_the_new_one_is_in_place(trained, tmp_path, monkeypatch, exchange):
+    from export import checkpoint_dir, to_pytorch
+
+    out = str(tmp_path / "hf")
+    to_pytorch.export(trained, out)
+    before = _tree(out)
+    if not exchange:  # a filesystem without renameat2 exchange: the two-rename fallback
+        monkeypatch.setattr(checkpoint_dir, "_exchange", lambda a, b: False, raising=False)
+    real_rename = os.rename
+
+    def failing_rename(src, dst):  # the step that would put the new export in place fails
+        if os.path.abspath(dst) == out and ".tmp-" in os.path.basename(src) and not src.endswith(".old"):
+            raise OSError(errno.EIO, "simulated failure", dst)
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    try:
+        to_pytorch.export(trained, out, overwrite=True)
+    except OSError:
+        assert not exchange  # only the fallback path renames into place
+    assert _tree(out) == before  # the old export, complete (or, with exchange, the new identical one)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".hf.tmp-")]
+
+
+def test_9_4_export_dir_gets_normal_permissions(trained, tmp_path):
+    from export import to_pytorch
+
+    old = os.umask(0o022)
+    try:
+        to_pytorch.export(trained, str(tmp_path / "hf"))
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "hf").st_mode & 0o777 == 0o755
+
+
+def test_10_11_export_refuses_tmp_and_records_its_source(trained, tmp_path):
+    from export import to_pytorch
+    from export.errors import ExportError
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(trained, root / "step_00000001")
+    shutil.copytree(trained, root / "step_00000002.tmp")  # a save in progress (complete-looking files)
+    os.symlink("step_00000001", root / "latest")
+    with pytest.raises(ExportError, match="still being written"):
+        to_pytorch.export(str(root / "step_00000002.tmp"), str(tmp_path / "bad"))
+    assert not os.path.exists(tmp_path / "bad")
+    to_pytorch.export(str(root / "latest"), str(tmp_path / "hf"))
+    source = json.load(open(tmp_path / "hf" / "config.json"))["ernie_style_source"]
+    assert source["step"] == 1 and source["checkpoint"] == str(root / "step_00000001")
+    assert source["model_state_sha256"] == ckpt.sha256_file(os.path.join(trained, "model_state.pdparams"))
+
+
+_SLOW_EXPORT = """
+import sys, time
+from export import checkpoint_dir as c
+real = c.load_pdparams
+def slow(path):  # the export reads the weights, then stalls (a big checkpoint on a slow disk)
+    out = real(path)
+    print("reading", flush=True)
+    time.sleep(3600)
+    return out
+c.load_pdparams = slow
+from export import to_pytorch
+sys.exit(to_pytorch.main(sys.argv[1:]))
+"""
+
+
+def test_10_11_pruning_waits_for_an_export_that_is_reading(trained, tmp_path):
+    out = tmp_path / "out"
+    cp = ckpt.Checkpointer(str(out), 1, 1, INFO, log=lambda m: None)
+    vocab = os.path.join(trained, "vocab.txt")
+
+    def save(step):
+        cp.save(step, model_state={"w": paddle.full([2], float(step))}, optimizer_state={},
+                trainer_state={"step": step}, model_config={}, vocab_file=vocab, do_lower_case=True)
+
+    save(1)
+    step1 = out / "checkpoints" / "step_00000001"
+    shutil.rmtree(step1)
+    shutil.copytree(trained, step1)  # a real model in the step dir this run wrote
+    exporter = subprocess.Popen([sys.executable, "-c", _SLOW_EXPORT, str(out / "checkpoints" / "latest"),
+                                 str(tmp_path / "hf")], cwd=U.REPO, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert exporter.stdout.readline().strip() == "reading"  # blocks until the export holds its lock
+        save(2)  # keep 1: step 1 would be pruned now, but the export is reading it
+        assert steps_in(out) == [1, 2]
+    finally:
+        exporter.kill()
+        exporter.wait()
+    save(3)  # the export is gone: pruning catches up
+    assert steps_in(out) == [3]
