@@ -146,21 +146,24 @@ def optim_changes(saved_config: Optional[dict], cfg: PretrainConfig) -> List[str
             if k in saved and saved[k] != v]
 
 
-def resume_source(cfg: PretrainConfig) -> Optional[str]:
-    """The directory ``train.resume`` points at (auto: the newest checkpoint under ``OUTPUT/checkpoints``)."""
+def resume_sources(cfg: PretrainConfig) -> List[str]:
+    """What ``train.resume`` may load: auto -> the newest checkpoint under ``OUTPUT/checkpoints``; a checkpoint;
+    a plain model dir, and the newest checkpoint here of the lineage that started from it (a re-run resumes it)."""
     from ernie_style import checkpoint as ckpt
 
     r = cfg.train.resume
-    if r == "none":
-        return None
-    if r != "auto":
-        return r
     root = os.path.join(cfg.train.output_dir, "checkpoints")
-    latest = os.path.join(root, ckpt.LATEST)
-    if os.path.isdir(latest):
-        return os.path.realpath(latest)
-    found = ckpt.list_checkpoints(root)
-    return found[0] if found else None
+    if r == "none":
+        return []
+    if r == "auto":
+        target = ckpt.latest_target(root)
+        return [target] if target and os.path.isdir(target) else ckpt.list_checkpoints(root)[:1]
+    out = [r]
+    if os.path.isdir(r) and ckpt.is_plain_model_dir(r) and os.path.isdir(root):
+        lineage = ckpt.checkpoints_started_from(root, r)
+        target = ckpt.latest_target(root)
+        out += [target] if target in lineage else lineage[:1]
+    return out
 
 
 def _check_layout(path: str) -> None:
@@ -183,13 +186,16 @@ def _check_layout(path: str) -> None:
 
 def check_resume(cfg: PretrainConfig) -> None:
     """Refuse a resume source whose vocabulary, architecture or data fingerprint differs from the config."""
+    for i, path in enumerate(resume_sources(cfg)):
+        if os.path.isdir(path):
+            if i == 0 and cfg.train.resume != "auto":
+                _check_layout(path)
+            _check_source(cfg, path)
+
+
+def _check_source(cfg: PretrainConfig, path: str) -> None:
     from ernie_style import checkpoint as ckpt
 
-    path = resume_source(cfg)
-    if path is None or not os.path.isdir(path):
-        return
-    if cfg.train.resume != "auto":
-        _check_layout(path)
     kind = "checkpoint" if os.path.isfile(os.path.join(path, ckpt.TRAINER_STATE)) else "model dir"
     vocab = os.path.join(path, "vocab.txt")
     if os.path.isfile(vocab) and cfg.data.vocab_file and os.path.isfile(cfg.data.vocab_file):
@@ -213,4 +219,4 @@ def check_resume(cfg: PretrainConfig) -> None:
             diff = fingerprint_diff(saved_fp, data_fingerprint(cfg))
             if diff:
                 raise ConfigError("; ".join(diff) + f" -- resuming {path} with other data settings would not "
-                                  "continue its sample order; use the checkpoint's values (its {ckpt.TRAINER_STATE})")
+                                  f"continue its sample order; use the checkpoint's values (its {ckpt.TRAINER_STATE})")

@@ -105,6 +105,18 @@ def test_data_fingerprint_refused(data, trained, tmp_path, change, key):
     assert line.count(" (checkpoint) vs ") == 1, line  # only the changed key is named
 
 
+def test_rerun_of_continued_pretraining_checks_the_lineage_checkpoint(data, trained, tmp_path):
+    """train.resume=PLAIN_DIR run again resumes the checkpoint of that lineage: its data fingerprint applies."""
+    _, plain = trained
+    out = tmp_path / "continued"
+    assert run_pretrain.main(["--config", CONFIG, *U.tiny_overrides(*data, str(out), **{
+        "train.resume": str(plain), "train.max_steps": 2, "train.save_steps": 2})]) == 0
+    p = script(U.tiny_overrides(*data, str(out), **{"train.resume": str(plain), "train.max_steps": 3,
+                                                    "data.max_seq_len": 32}), out)
+    line = refused(p, out)
+    assert "data.max_seq_len: 64 (checkpoint) vs 32 (now)" in line and "step_00000002" in line
+
+
 def test_optimisation_changes_allowed_and_printed(data, trained, tmp_path):
     out, _ = trained
     resumed = tmp_path / "resumed"
