@@ -30,6 +30,7 @@ import sys
 
 from data_tools.io_utils import UserError, run_cli
 from data_tools.tokenizer import CJK_RANGES, REQUIRED_SPECIALS, _is_punct
+from data_tools.vocab import read_vocab
 
 _CJK_RE = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES) + "]")
 FULLWIDTH_PUNCT = "，。！？；：、“”‘’（）【】《》「」『』〈〉〔〕…—–·～￥％＃＆＊＋－／＜＝＞＠＼＾＿｀｜"
@@ -163,6 +164,7 @@ def build_vocab(files, output, max_size=None, min_freq=1, json_key="text") -> di
             f.write("\n".join(vocab) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        read_vocab(tmp)  # the check every reader applies (no repeats, specials present) holds for what we write
         os.replace(tmp, output)
     except OSError as e:
         if os.path.exists(tmp):

@@ -24,8 +24,12 @@ def load_vocab(path: str, from_meta: bool = False) -> List[str]:
         if from_meta:
             raise UserError(f"vocab {path} (named in meta.json): no such file; pass --vocab FILE")
         raise UserError(f"--vocab {path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\r\n") for line in f]
+    from data_tools.vocab import VocabError, read_vocab
+
+    try:
+        return read_vocab(path, required=())
+    except VocabError as e:
+        raise UserError(str(e)) from None
 
 
 def _is_cjk(token: str) -> bool:

@@ -31,8 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from data_tools import _text_core
-
-REQUIRED_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+from data_tools.vocab import SPECIAL_TOKENS as REQUIRED_SPECIALS, VocabError, read_vocab  # noqa: F401 (re-exported)
 FLAVORS = ("transformers", "paddlenlp")
 MAX_WORD_CHARS = 100
 LONG_DOCUMENT_CHARS = 1 << 16
@@ -58,33 +57,14 @@ _PADDLE_SYMBOLS = (0x00AD, 0x00B2, 0x00BA, 0x3007, 0x00B5, 0x00D8, 0x014B, 0x01B
 _JAMO_SECOND = ((0x1161, 0x1175), (0x11A8, 0x11C2))
 
 
-class VocabError(ValueError):
-    """A vocab.txt that cannot be used (unreadable, not UTF-8, missing a required special token)."""
-
-
 def is_cjk(cp: int) -> bool:
     return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
 
 
 def load_vocab(path) -> dict[str, int]:
-    """token -> id from a BERT vocab.txt (one token per line; a repeated token keeps its last id,
-    as in transformers).  Raises VocabError naming the file and the reason."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except FileNotFoundError:
-        raise VocabError(f"{path}: vocab file not found") from None
-    except UnicodeDecodeError as e:
-        raise VocabError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise VocabError(f"{path}: cannot read vocab ({e.strerror})") from None
-    vocab = {tok.rstrip("\n"): i for i, tok in enumerate(lines)}
-    for special in REQUIRED_SPECIALS:
-        if special not in vocab:
-            hint = " (the file starts with a UTF-8 byte-order mark)" if lines and lines[0].startswith("\ufeff") else ""
-            raise VocabError(f"{path}: required special token {special} is missing{hint}")
-    return vocab
+    """token -> id from a BERT vocab.txt, read (and checked) by ``data_tools.vocab.read_vocab``.  Raises
+    VocabError naming the file, the line and the reason."""
+    return {tok: i for i, tok in enumerate(read_vocab(path, REQUIRED_SPECIALS))}
 
 
 def _strip_accents(text: str) -> str:
@@ -217,11 +197,10 @@ class BertTokenizer:
         self.flavor = flavor
         self.keep_special_tokens = bool(keep_special_tokens)
         self._special_re = re.compile("(" + "|".join(re.escape(t) for t in REQUIRED_SPECIALS) + ")")
-        self.vocab = load_vocab(self.vocab_file)
+        tokens = read_vocab(self.vocab_file, REQUIRED_SPECIALS)
+        self.vocab = {tok: i for i, tok in enumerate(tokens)}
         with open(self.vocab_file, "rb") as f:
             self.vocab_sha256 = hashlib.sha256(f.read()).hexdigest()
-        with open(self.vocab_file, encoding="utf-8") as f:
-            tokens = [t.rstrip("\n") for t in f.readlines()]
         self.ids_to_tokens = tokens
         self.vocab_size = len(tokens)
         self.pad_id = self.vocab["[PAD]"]

@@ -336,9 +336,14 @@ def apply_override(raw: dict, item: str) -> None:
 
 
 def count_vocab(vocab_file: str) -> int:
-    """Number of entries of a BERT-style vocab.txt (one token per line; id = line number)."""
-    with open(vocab_file, encoding="utf-8") as f:
-        return sum(1 for _ in f)
+    """Number of tokens of a BERT-style vocab.txt (``data_tools.vocab.read_vocab``: trailing blank lines are not
+    tokens; CRLF, repeated tokens and blank lines between tokens are a ConfigError with the line number)."""
+    from data_tools.vocab import VocabError, read_vocab
+
+    try:
+        return len(read_vocab(vocab_file))
+    except VocabError as e:
+        raise ConfigError(f"data.vocab_file: {e}") from None
 
 
 def config_from_dict(raw: dict) -> PretrainConfig:

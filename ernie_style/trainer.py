@@ -60,11 +60,9 @@ class GlobalBatchSampler:
 
 
 def pad_id_of(vocab_file: str) -> int:
-    with open(vocab_file, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if line.rstrip("\n") == "[PAD]":
-                return i
-    return 0
+    from data_tools.vocab import read_vocab
+
+    return read_vocab(vocab_file).index("[PAD]")
 
 
 def check_inputs(cfg: PretrainConfig, world_size: int) -> None:

@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from data_tools import locking
+from data_tools.vocab import SPECIAL_TOKENS, VocabError, read_vocab as _read_vocab
 from data_tools.io_utils import fsync_dir, sha256_file  # sha256_file also re-exported for from_pytorch
 from export.errors import ExportError
 from export.pdparams import load_pdparams
@@ -46,7 +47,6 @@ CONFIG_FIELDS = {
     "max_position_embeddings": int, "type_vocab_size": int, "initializer_range": float,
     "layer_norm_eps": float, "pad_token_id": int, "rotary_value": bool,
 }
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 @dataclass
@@ -101,16 +101,13 @@ def validate_config(cfg, path) -> dict:
 
 
 def read_vocab(path) -> list:
+    """Tokens of a vocab.txt through the project's one reader (``data_tools.vocab``), errors as ExportError."""
     if not os.path.isfile(path):
         raise ExportError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        vocab = [line.rstrip("\n").rstrip("\r") for line in f]
-    if vocab and vocab[-1] == "":
-        vocab.pop()
-    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
-    if missing:
-        raise ExportError(f"{path}: special token(s) {missing} not in the vocabulary")
-    return vocab
+    try:
+        return _read_vocab(path, SPECIAL_TOKENS)
+    except VocabError as e:
+        raise ExportError(str(e)) from None
 
 
 def verify_checksums(ckpt_dir) -> None:
@@ -217,9 +214,9 @@ def _read_checkpoint(ckpt_dir) -> Checkpoint:
     do_lower_case = tasked.pop("do_lower_case", do_lower_case)
     ckpt = Checkpoint(ckpt_dir, config, state, vocab, do_lower_case, **tasked)
     check_ours(state, config, state_path, task=ckpt.task, num_labels=ckpt.num_labels)
-    if len(vocab) != config["vocab_size"]:
-        raise ExportError(f"{os.path.join(ckpt_dir, VOCAB_FILE)}: {len(vocab)} tokens, model_config vocab_size is "
-                          f"{config['vocab_size']}")
+    if len(vocab) > config["vocab_size"]:  # fewer is fine: rows past the vocab are padding, exported as they are
+        raise ExportError(f"{os.path.join(ckpt_dir, VOCAB_FILE)}: {len(vocab)} tokens, more than model_config "
+                          f"vocab_size {config['vocab_size']}")
     return ckpt
 
 

@@ -518,3 +518,78 @@ def test_10_11_pruning_waits_for_an_export_that_is_reading(trained, tmp_path):
         exporter.wait()
     save(3)  # the export is gone: pruning catches up
     assert steps_in(out) == [3]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 9.9 padding rows export and come back; trailing blank line; 9.11 malformed vocab refused with the line
+
+
+def test_9_9_model_with_padding_rows_exports_and_round_trips(tmp_path):
+    import _export_util as E
+    from export import from_pytorch, to_pytorch
+    from export.checkpoint_dir import read_checkpoint
+
+    config = E.tiny_config(vocab_size=len(E.VOCAB) + 3)  # 3 padding rows past the vocab
+    state = E.random_state(config)
+    src = E.write_checkpoint(str(tmp_path / "ckpt"), config, state, vocab=E.VOCAB + ["x1", "x2", "x3"])
+    with open(os.path.join(src, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in E.VOCAB) + "\n")  # the real vocab, ending in a blank line
+    to_pytorch.export(src, str(tmp_path / "hf"), verify=True)  # logits of the HF model == ours
+    hf = json.load(open(tmp_path / "hf" / "config.json"))
+    assert hf["vocab_size"] == len(E.VOCAB) + 3
+    from_pytorch.import_hf(str(tmp_path / "hf"), str(tmp_path / "back"))
+    back, orig = read_checkpoint(str(tmp_path / "back")), read_checkpoint(src)
+    assert back.config["vocab_size"] == len(E.VOCAB) + 3 and back.vocab == E.VOCAB == orig.vocab
+    assert back.state.keys() == orig.state.keys()
+    for k in orig.state:
+        np.testing.assert_array_equal(back.state[k], orig.state[k], err_msg=k)
+
+
+def test_9_9_vocab_ending_in_blank_line_counts_its_tokens(data, tmp_path):
+    from ernie_style.config import load_config
+
+    prefix, vocab = data
+    n = len(open(vocab, encoding="utf-8").read().split())
+    padded = tmp_path / "vocab.txt"
+    padded.write_text(open(vocab, encoding="utf-8").read() + "\n\n", encoding="utf-8")
+    cfg = load_config(CONFIG, U.tiny_overrides(prefix, str(padded), str(tmp_path / "out")))
+    assert cfg.model.vocab_size == n
+
+
+def _bad_vocabs(tmp_path):
+    good = U.SPECIALS + [chr(0x4E00 + k) for k in range(20)]
+    cases = {
+        "crlf": ("".join(t + "\r\n" for t in good), "line 1: CRLF"),
+        "duplicate": ("".join(t + "\n" for t in good + [good[7]]), f"line {len(good) + 1}: token {good[7]!r} "
+                                                                 "repeats line 8"),
+        "special": ("".join(t + "\n" for t in good[:9] + ["[MASK]"] + good[9:]),
+                    "line 10: the special token '[MASK]' repeats line 5"),
+    }
+    out = {}
+    for name, (text, msg) in cases.items():
+        p = tmp_path / f"{name}.txt"
+        p.write_bytes(text.encode("utf-8"))
+        out[name] = (str(p), msg)
+    return out
+
+
+@pytest.mark.parametrize("case", ["crlf", "duplicate", "special"])
+def test_9_11_malformed_vocab_is_refused_with_the_line(data, tmp_path, case, capsys):
+    from data_tools import preprocess
+
+    path, msg = _bad_vocabs(tmp_path)[case]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("一二三四五六七八九十。一二三四五六七八九十。\n" * 3, encoding="utf-8")
+    capsys.readouterr()
+    assert preprocess.main(["--input", str(corpus), "--vocab", path, "--output-prefix", str(tmp_path / "p"),
+                            "--segmenter", "none", "--quiet"]) == 2
+    assert msg in capsys.readouterr().err
+    prefix, _ = data  # the trainer's pre-launch check (run_pretrain --check)
+    assert run_pretrain.main(["--config", CONFIG, "--check",
+                              *U.tiny_overrides(prefix, path, str(tmp_path / "out"))]) == 2
+    assert msg in capsys.readouterr().err
+    from export.checkpoint_dir import read_vocab
+    from export.errors import ExportError
+
+    with pytest.raises(ExportError, match="line"):
+        read_vocab(path)
