@@ -207,10 +207,9 @@ def encode_examples(examples, tokenizer, max_seq_len: int, max_query_len: int, d
             if span is None:
                 malformed.add("answer covers no token", ex.qid)
                 continue
-        if len(ids) == 0:
+        if len(ids) == 0 and with_labels:
             malformed.add("context has no token", ex.qid)
-            if with_labels:
-                continue
+            continue
         starts = window_starts(len(ids), body, min(doc_stride, body))
         owner = owner_windows(np.arange(len(ids)), starts, body, len(ids))
         off = len(q) + 2  # position of the first context token
@@ -246,16 +245,18 @@ def best_answers(features, start_logits, end_logits, examples, n_best: int = 20,
         ctx = np.nonzero(f.char_start >= 0)[0]
         if len(ctx) == 0:
             continue
-        s_cand = [p for p in ctx[np.argsort(-sl[ctx], kind="stable")[:n_best]] if f.max_context[p]]
+        s_cand = ctx[np.argsort(-sl[ctx], kind="stable")[:n_best]]
+        s_cand = s_cand[f.max_context[s_cand]]
         e_cand = ctx[np.argsort(-el[ctx], kind="stable")[:n_best]]
-        for s in s_cand:
-            for e in e_cand:
-                if e < s or e - s + 1 > max_answer_length:
-                    continue
-                score = sl[s] + el[e]
-                if score > best[f.example][0]:
-                    ctx_text = examples[f.example].context
-                    best[f.example] = (score, ctx_text[f.char_start[s]:f.char_end[e]])
+        length = e_cand[None, :] - s_cand[:, None] + 1  # (S, E) tokens per candidate span
+        scores = np.where((length >= 1) & (length <= max_answer_length), sl[s_cand][:, None] + el[e_cand][None, :],
+                          -np.inf)
+        if scores.size == 0 or not np.isfinite(scores).any():
+            continue
+        i, j = np.unravel_index(np.argmax(scores), scores.shape)  # the first maximum, in candidate order
+        if scores[i, j] > best[f.example][0]:
+            s, e = s_cand[i], e_cand[j]
+            best[f.example] = (scores[i, j], examples[f.example].context[f.char_start[s]:f.char_end[e]])
     assert len(features) == len(start_logits) == len(end_logits)
     return [text for _, text in best]
 
