@@ -5,8 +5,8 @@ group, one rank after the other; ranks may learn of it in different steps.  So t
 after every step each rank offers the signal it has seen (0 for none) and all take the maximum
 (:meth:`Interrupts.agreed`), so they stop after the same step and enter the checkpoint save together.
 
-DataLoader workers are forked by a rank; :func:`protect_workers` moves every forked child into its own
-process group (the launcher's SIGTERM to the rank's group does not kill them in the middle of a step, and a
+DataLoader workers are forked by a rank; while an :class:`Interrupts` is active, every forked child goes into
+its own process group (the launcher's SIGTERM to the rank's group does not kill them in the middle of a step, and a
 terminal Ctrl-C does not print their tracebacks) and asks Linux to SIGKILL it when the rank dies, whatever
 kills the rank (kill -9 included): no orphaned workers.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+
 NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
@@ -25,23 +26,37 @@ def _set_pdeathsig_kill() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
-def _after_fork_in_child(parent: int) -> None:
+_forking = [0]  # pid of the process that is forking (set just before fork, read in the child)
+_active: list = []  # the Interrupts of this process while training (its children are protected then)
+
+
+def _before_fork() -> None:
+    _forking[0] = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    if not _active:
+        return
     try:
         os.setpgid(0, 0)
     except OSError:
         pass
     _set_pdeathsig_kill()
-    for s in NAMES:  # the rank's handlers would only set a flag in this copy of the trainer
-        signal.signal(s, signal.SIG_DFL)
-    if os.getppid() != parent:  # the rank died between fork and prctl
+    for s, handler in _active[-1].previous.items():  # not the rank's flag-setting handlers
+        signal.signal(s, handler)
+    _active.clear()
+    if os.getppid() != _forking[0]:  # the parent died between fork and prctl
         os._exit(1)
 
 
+_registered = [False]
+
+
 def protect_workers() -> None:
-    """Every child forked from now on (DataLoader workers) dies with this process (Linux)."""
-    if sys.platform.startswith("linux"):
-        parent = os.getpid()
-        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(parent))
+    """Children forked while an :class:`Interrupts` is active (DataLoader workers) die with their parent (Linux)."""
+    if sys.platform.startswith("linux") and not _registered[0]:
+        _registered[0] = True
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 class Interrupts:
@@ -50,8 +65,16 @@ class Interrupts:
     def __init__(self, info, log=print):
         self.info, self.log = info, log
         self.signum = 0
-        for s in NAMES:
-            signal.signal(s, self._handler)
+        self.previous = {s: signal.signal(s, self._handler) for s in NAMES}
+        protect_workers()
+        _active.append(self)
+
+    def restore(self) -> None:
+        """Put back the handlers found at construction and stop protecting children (in-process callers)."""
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        if self in _active:
+            _active.remove(self)
 
     def _handler(self, signum, frame) -> None:
         if not self.signum:

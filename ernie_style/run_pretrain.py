@@ -59,11 +59,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if args.check:
         return 0
-    from ernie_style.interrupt import protect_workers
     from ernie_style.parallelize import die_with_launcher, init_distributed
 
     die_with_launcher()
-    protect_workers()
 
     try:
         info = init_distributed(cfg)
@@ -71,7 +69,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, CheckpointError) as e:  # ConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
-    return trainer.train()
+    try:
+        return trainer.train()
+    finally:
+        trainer.interrupts.restore()
 
 
 if __name__ == "__main__":
