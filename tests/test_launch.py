@@ -86,7 +86,7 @@ def test_two_processes_through_run_pretrain_sh(data, reference, reference_out, t
     assert "trainer: 3 of 6 micro-steps ran under no_sync" in log
     assert sorted(U.log_losses(out / "train.log")) == [1, 2, 3]  # rank 0 only logs
     ckpt_files = os.listdir(out / "checkpoints" / "latest")
-    assert {"rng_state.rank0.pkl", "rng_state.rank1.pkl", "optimizer.pdopt"} <= set(ckpt_files)
+    assert {"rng_state.rank0.json", "rng_state.rank1.json", "optimizer.pdopt"} <= set(ckpt_files)
     assert_close(final_weights(out), reference)
     assert_same_grad_norms(out, reference_out)
 
