@@ -158,3 +158,26 @@ def test_terminal_shows_our_lines_and_the_rank_logs_stay_complete(data, tmp_path
     # the per-rank log keeps what the terminal leaves out
     rank0 = open(out / "log" / "workerlog.0", errors="replace").read()
     assert "topology.py" in rank0 and "global step 3," in rank0
+
+
+def test_single_process_without_launcher_saves_and_exits_143(data, tmp_path):
+    out = tmp_path / "out"
+    over = U.tiny_overrides(*data, str(out), **{"train.max_steps": 100000, "train.save_steps": 100000,
+                                                "data.num_workers": 1, "train.logging_steps": 1})
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "ernie_style.run_pretrain", "--config", CONFIG, *over], cwd=U.REPO,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = out / "train.log"
+    deadline = time.time() + 120
+    while not (log.exists() and "global step 3," in log.read_text()) and time.time() < deadline:
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.2)
+    assert len(job_processes(str(out))) == 2  # the process and its DataLoader worker
+    os.killpg(p.pid, signal.SIGTERM)  # the whole group, as a batch system's scancel/kill would
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 143, stderr[-3000:]
+    line = [x for x in stdout.splitlines() if x.startswith("interrupted (SIGTERM) at step ")]
+    assert len(line) == 1, stdout[-2000:]
+    ckpt.verify(line[0].split("checkpoint saved in ")[1].split(";")[0])
+    assert "Traceback" not in stderr and "FatalError" not in stderr, stderr[-3000:]
+    assert not wait_gone(str(out))
