@@ -12,6 +12,8 @@ Resuming (``train.resume`` = auto or a path) is checked against the source the r
 - a checkpoint's data fingerprint (:func:`data_fingerprint`, saved in ``trainer_state.json``) must match:
   other data, split, sequence length, masking settings or seed would not continue the run's sample order.
 
+- its ``train.global_batch_size`` (the data position is counted in global batches) must be the config's.
+
 Optimisation keys (``optim.*``) may change on resume; :func:`optim_changes` gives one line per changed key.
 """
 from __future__ import annotations
@@ -184,16 +186,17 @@ def _check_layout(path: str) -> None:
                       f"{ckpt.MODEL_STATE} and {ckpt.MODEL_CONFIG} in it)")
 
 
-def check_resume(cfg: PretrainConfig) -> None:
-    """Refuse a resume source whose vocabulary, architecture or data fingerprint differs from the config."""
+def check_resume(cfg: PretrainConfig, world_size: int = 1) -> None:
+    """Refuse a resume source whose vocabulary, architecture, data fingerprint or global batch differs from the
+    config (for ``world_size`` ranks)."""
     for i, path in enumerate(resume_sources(cfg)):
         if os.path.isdir(path):
             if i == 0 and cfg.train.resume != "auto":
                 _check_layout(path)
-            _check_source(cfg, path)
+            _check_source(cfg, path, world_size)
 
 
-def _check_source(cfg: PretrainConfig, path: str) -> None:
+def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
     from ernie_style import checkpoint as ckpt
 
     kind = "checkpoint" if os.path.isfile(os.path.join(path, ckpt.TRAINER_STATE)) else "model dir"
@@ -215,8 +218,14 @@ def _check_source(cfg: PretrainConfig, path: str) -> None:
     if kind == "checkpoint":
         state = _read_json(os.path.join(path, ckpt.TRAINER_STATE)) or {}
         saved_fp = state.get("data_fingerprint")
-        if isinstance(saved_fp, dict):
-            diff = fingerprint_diff(saved_fp, data_fingerprint(cfg))
+        gbs = state.get("global_batch_size")
+        if isinstance(saved_fp, dict) or gbs is not None:
+            now = data_fingerprint(cfg)
+            diff = fingerprint_diff(saved_fp or {}, now)
+            if gbs is not None and gbs != cfg.global_batch_size(world_size):
+                # the data position is counted in global batches: the same rule as the data settings
+                diff.append(f"train.global_batch_size: {gbs!r} (checkpoint) vs {cfg.global_batch_size(world_size)!r} "
+                            "(now)")
             if diff:
                 raise ConfigError("; ".join(diff) + f" -- resuming {path} with other data settings would not "
                                   f"continue its sample order; use the checkpoint's values (its {ckpt.TRAINER_STATE})")

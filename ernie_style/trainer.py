@@ -106,7 +106,7 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
     if r not in ("auto", "none") and not os.path.isdir(r):
         raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint/model directory")
     preflight.check_split(cfg)
-    preflight.check_resume(cfg)
+    preflight.check_resume(cfg, world_size)
 
 
 def _debug_env(name: str) -> Optional[List[int]]:

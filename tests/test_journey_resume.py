@@ -88,6 +88,8 @@ def test_model_dir_of_another_width_one_line_before_launch(data, trained, tmp_pa
                                          ({"data.split": "80,10,10"}, "data.split"),
                                          ({"data.masked_lm_prob": 0.2}, "data.masked_lm_prob"),
                                          ({"train.seed": 7}, "train.seed: 1234 (checkpoint) vs 7 (now)"),
+                                         ({"train.global_batch_size": 16}, "train.global_batch_size: 8 "
+                                                                             "(checkpoint) vs 16 (now)"),
                                          ("other_data", "data.prefixes")])
 def test_data_fingerprint_refused(data, trained, tmp_path, change, key):
     out, _ = trained
