@@ -55,6 +55,7 @@ class DataConfig:
     short_seq_prob: float = 0.1
     binary_head: bool = True
     num_workers: int = 2
+    cache_dir: str = ""  # sample-index cache; "" = next to the data (OUTPUT/index_cache when that is read-only)
 
     def __post_init__(self):
         parts = str(self.split).split(",")
@@ -320,19 +321,42 @@ def apply_override(raw: dict, item: str) -> None:
     key = key.strip()
     if key.startswith("--"):
         key = key[2:]
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     parts = key.split(".")
     if len(parts) != 2 or parts[0] not in SECTIONS:
         if parts[0] not in SECTIONS:
             raise ConfigError(_unknown_key(key, all_keys()))
         raise ConfigError(f"override {item!r}: expected section.key=value with section in {', '.join(SECTIONS)}")
+    value = _override_value(item, text, _field_type(parts[0], parts[1]))
     section = raw.setdefault(parts[0], {})
     if section is None:
         section = raw[parts[0]] = {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{parts[0]}={section!r}: expected a mapping of keys (section.key: value lines), "
+                          f"so the override {item!r} has nowhere to go")
     section[parts[1]] = value
+
+
+def _field_type(section: str, key: str):
+    cls = typing.get_type_hints(PretrainConfig).get(section)
+    return typing.get_type_hints(cls).get(key) if dataclasses.is_dataclass(cls) else None
+
+
+def _override_value(item: str, text: str, tp):
+    """The override's value.  A string field takes the text literally (``train.output_dir=/runs/exp #2`` keeps
+    ``#2``; ``yes``/``0755``/``1e3`` stay text) unless it is quoted; other fields are parsed as YAML, and a value
+    YAML would cut short (an unquoted `` #`` starts a comment) is refused."""
+    stripped = text.strip()
+    quoted = len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\""
+    if tp is str and not quoted:
+        return stripped
+    try:
+        value = yaml.safe_load(text) if stripped else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+    if "#" in text and "#" not in repr(value):
+        raise ConfigError(f"override {item!r}: YAML reads everything after ' #' as a comment; quote the value "
+                          "(key='...#...') if the # belongs to it")
+    return value
 
 
 def count_vocab(vocab_file: str) -> int:

@@ -35,6 +35,7 @@ import functools
 import json
 import math
 import os
+import tempfile
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -549,6 +550,25 @@ def build_datasets(
         ]
         out.append(BlendedDataset(members, weights, n, seed=sample_kwargs.get("seed", 1234)))
     return tuple(out)
+
+
+def index_cache_dir(prefixes, cache_dir: str, output_dir: str):
+    """Where the sample-index cache goes: ``(dir or None, note or None)``.
+
+    ``cache_dir`` when given; otherwise None (next to each data prefix), unless a data directory cannot be
+    written (a read-only mount): then ``OUTPUT/index_cache``, with a one-line note saying so."""
+    if cache_dir:
+        return cache_dir, None
+    for prefix in prefixes:
+        d = os.path.dirname(os.path.abspath(prefix))
+        try:  # a real write: permission bits say nothing about read-only mounts or immutable directories
+            with tempfile.NamedTemporaryFile(dir=d, prefix=".cache_probe."):
+                pass
+        except OSError:
+            fallback = os.path.join(output_dir, "index_cache")
+            return fallback, (f"data: {d} is not writable; the sample index cache goes to {fallback} "
+                              "(data.cache_dir=DIR chooses another place)")
+    return None, None
 
 
 # --------------------------------------------------------------------------- collation

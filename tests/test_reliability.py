@@ -593,3 +593,81 @@ def test_9_11_malformed_vocab_is_refused_with_the_line(data, tmp_path, case, cap
 
     with pytest.raises(ExportError, match="line"):
         read_vocab(path)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 9.7 node-local output directories are refused before training (2 launchers = 2 "machines", real gloo ranks)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_9_7_output_dir_not_shared_between_nodes_is_refused_at_start(data, tmp_path):
+    """Each launcher runs in its own working directory with the relative train.output_dir=out, so each "node"
+    has its own directory: the job must stop before step 1 with a message saying so and how to fix it."""
+    over = U.tiny_overrides(*data, "out", **{"train.micro_batch_size": 4})
+    master = f"127.0.0.1:{_free_port()}"
+    procs = []
+    for node in range(2):
+        cwd = tmp_path / f"node{node}"
+        cwd.mkdir()
+        procs.append(subprocess.Popen(
+            ["bash", os.path.join(U.REPO, "run_pretrain.sh"), CONFIG, *over], cwd=str(cwd), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+            env=dict(_env(), PYTHON=sys.executable, NNODES="2", MASTER=master, NPROC="1",
+                     LOG_DIR=str(tmp_path / f"log{node}"))))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode != 0 for p in procs), outs
+    logs = "".join(open(os.path.join(d, f), errors="replace").read() for node in range(2)
+                   for d, _, fs in os.walk(tmp_path / f"log{node}") for f in fs)
+    assert "is not shared between the ranks" in logs and "filesystem every node mounts" in logs, logs[-3000:]
+    assert "global step" not in logs
+    for node in range(2):
+        assert not os.path.exists(tmp_path / f"node{node}" / "out" / "checkpoints")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 9.8 read-only data: the index cache falls back to OUTPUT/index_cache; data.cache_dir is a config key
+
+
+def test_9_8_read_only_data_dir_and_data_cache_dir(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    prefix, vocab = U.make_data(str(ro), n_docs=40)
+    if subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i (an immutable directory, what a read-only mount looks like) is not available")
+    try:
+        out = tmp_path / "out"
+        capsys.readouterr()
+        assert run((prefix, vocab), out, **{"train.max_steps": 1}) == 0
+        assert "not writable; the sample index cache goes to " + str(out / "index_cache") in capsys.readouterr().out
+        assert [n for n in os.listdir(out / "index_cache") if n.endswith(".npy")]
+        chosen = tmp_path / "my_cache"
+        assert run((prefix, vocab), tmp_path / "out2", **{"train.max_steps": 1, "data.cache_dir": str(chosen)}) == 0
+        assert [n for n in os.listdir(chosen) if n.endswith(".npy")]
+        assert not os.path.exists(tmp_path / "out2" / "index_cache")
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 9.10 override values are not cut or reinterpreted by YAML; a scalar section is a config error
+
+
+def test_9_10_override_values_are_taken_literally_or_refused(data, tmp_path):
+    from ernie_style.config import ConfigError, load_config
+
+    prefix, vocab = data
+    base = U.tiny_overrides(prefix, vocab, str(tmp_path / "o"))
+    cfg = load_config(CONFIG, base + ["train.output_dir=/runs/exp #2", "train.resume=0755"])
+    assert cfg.train.output_dir == "/runs/exp #2" and cfg.train.resume == "0755"
+    cfg = load_config(CONFIG, base + ["train.output_dir='quoted #3'"])
+    assert cfg.train.output_dir == "quoted #3"
+    with pytest.raises(ConfigError, match="comment"):
+        load_config(CONFIG, base + ["train.max_steps=5 #10"])
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("train: 5\n")
+    with pytest.raises(ConfigError, match="train=5: expected a mapping"):
+        load_config(str(scalar), base)

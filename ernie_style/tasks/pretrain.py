@@ -7,6 +7,7 @@ batches and ranks divided by the global counts.
 """
 from __future__ import annotations
 
+import os
 from typing import Dict, Iterator, List, Optional
 
 import paddle
@@ -103,11 +104,16 @@ class PretrainTask(Task):
         n_valid = t.eval_iters * eval_batch if split_w[1] > 0 else 0
         test_iters = t.test_iters or t.eval_iters
         n_test = test_iters * eval_batch if split_w[2] > 0 else 0
+        from ernie_style.dataset import index_cache_dir
+
+        cache_dir, note = index_cache_dir([p for p, _ in d.prefixes_and_weights()], d.cache_dir, t.output_dir)
+        if note and os.environ.get("PADDLE_TRAINER_ID", "0") == "0":
+            print(note, flush=True)
         train_ds, valid_ds, test_ds = build_datasets(
             d.prefixes_and_weights(), d.vocab_file, splits=d.split,
             num_samples=(max_steps * global_batch, n_valid, n_test),
             max_seq_len=d.max_seq_len, masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob,
-            binary_head=d.binary_head, seed=t.seed)
+            binary_head=d.binary_head, seed=t.seed, cache_dir=cache_dir)
         collator = Collator(pad_id_of(d.vocab_file), pad_to_multiple_of=8, max_seq_len=d.max_seq_len)
         mb = t.micro_batch_size
         if valid_ds is not None and t.eval_iters:
