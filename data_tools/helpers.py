@@ -334,3 +334,39 @@ def get_samples_mapping(
     if not return_stats:
         return rows
     return rows, dict(stats, cache_path=npy_path, cache_hit=cache_hit)
+
+
+def token_id_range(ds, cache_dir: Optional[str] = None) -> Tuple[int, int]:
+    """``(min, max)`` token id in ``ds.tokens`` (a ``MMapIndexedDataset``; ``(0, -1)`` when it has no tokens).
+
+    One vectorised pass over the ``.bin`` in chunks, cached beside the sample index as
+    ``{cache_dir}/{basename}_token_range_{key}.json``; the key covers the ``.idx`` content and the ``.bin``'s
+    size and modification time, so a replaced file is scanned again.  An unwritable cache dir only costs the
+    scan next time."""
+    bpath = ds.prefix + ".bin"
+    if ds.n_tokens == 0:
+        return 0, -1
+    st = os.stat(bpath)
+    key = hashlib.sha256(f"{idx_content_hash(ds.prefix)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    cache_dir = cache_dir if cache_dir is not None else os.path.dirname(os.path.abspath(ds.prefix))
+    path = os.path.join(cache_dir, f"{os.path.basename(ds.prefix)}_token_range_{key[:16]}.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached.get("key") == key:
+            return int(cached["min"]), int(cached["max"])
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    lo, hi = None, None
+    chunk = 1 << 26  # tokens per pass: bounded memory for any corpus size
+    for start in range(0, ds.n_tokens, chunk):
+        block = np.asarray(ds.tokens[start:start + chunk])
+        b_lo, b_hi = int(block.min()), int(block.max())
+        lo = b_lo if lo is None else min(lo, b_lo)
+        hi = b_hi if hi is None else max(hi, b_hi)
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        atomic_write(path, lambda f: f.write(json.dumps({"key": key, "min": lo, "max": hi}).encode()))
+    except OSError:
+        pass
+    return lo, hi

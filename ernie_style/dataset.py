@@ -222,6 +222,15 @@ class PretrainingDataset:
                 f"but {vocab_file} has sha256 {self.specials.vocab_sha256[:12]}…; token ids would be misread"
             )
 
+        from data_tools.helpers import token_id_range
+
+        lo_id, hi_id = token_id_range(self.data, cache_dir)
+        if self.data.n_tokens and (lo_id < 0 or hi_id >= self.specials.vocab_size):
+            raise ValueError(
+                f"{prefix}.bin: token ids {lo_id}..{hi_id}, outside the {self.specials.vocab_size} ids of "
+                f"{vocab_file} (0..{self.specials.vocab_size - 1}): the file is damaged or was made with another "
+                "vocabulary (rebuild it with data_tools.preprocess)"
+            )
         n_docs = self.data.n_docs
         bounds = split_boundaries(splits, n_docs)
         lo, hi = bounds[self._split_index], bounds[self._split_index + 1]

@@ -671,3 +671,21 @@ def test_9_10_override_values_are_taken_literally_or_refused(data, tmp_path):
     scalar.write_text("train: 5\n")
     with pytest.raises(ConfigError, match="train=5: expected a mapping"):
         load_config(str(scalar), base)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 9.13 token ids outside the vocabulary are caught when the dataset is opened
+
+
+def test_9_13_out_of_vocab_token_ids_are_refused_at_open(tmp_path, capsys):
+    prefix, vocab = U.make_data(str(tmp_path / "d"), n_docs=40)
+    tokens = np.memmap(prefix + ".bin", dtype=np.uint16, mode="r+")
+    tokens[len(tokens) // 3] = 60000  # a corrupt id far past the 125-entry vocab
+    tokens.flush()
+    del tokens
+    capsys.readouterr()
+    assert run((prefix, vocab), tmp_path / "out", **{"train.max_steps": 1}) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
+    assert len(err) == 1 and "tiny.bin: token ids" in err[0] and "..60000" in err[0] and "0..124" in err[0]
+    cached = [n for n in os.listdir(tmp_path / "d") if "_token_range_" in n]
+    assert len(cached) == 1 and json.load(open(tmp_path / "d" / cached[0]))["max"] == 60000
