@@ -313,8 +313,9 @@ def all_keys() -> List[str]:
     return keys
 
 
-def apply_override(raw: dict, item: str) -> None:
-    """Set ``key.path=value`` (value parsed as YAML) in the raw nested dict."""
+def apply_override(raw: dict, item: str, sections=SECTIONS, keys: Optional[List[str]] = None, root=None) -> None:
+    """Set ``key.path=value`` in the raw nested dict of the config tree ``root`` (its ``sections``, its dotted
+    ``keys`` suggested on a mistake; default: the pretraining config)."""
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected key.path=value, e.g. train.max_steps=100")
     key, text = item.split("=", 1)
@@ -322,11 +323,11 @@ def apply_override(raw: dict, item: str) -> None:
     if key.startswith("--"):
         key = key[2:]
     parts = key.split(".")
-    if len(parts) != 2 or parts[0] not in SECTIONS:
-        if parts[0] not in SECTIONS:
-            raise ConfigError(_unknown_key(key, all_keys()))
-        raise ConfigError(f"override {item!r}: expected section.key=value with section in {', '.join(SECTIONS)}")
-    value = _override_value(item, text, _field_type(parts[0], parts[1]))
+    if len(parts) != 2 or parts[0] not in sections:
+        if parts[0] not in sections:
+            raise ConfigError(_unknown_key(key, keys or all_keys()))
+        raise ConfigError(f"override {item!r}: expected section.key=value with section in {', '.join(sections)}")
+    value = _override_value(item, text, _field_type(parts[0], parts[1], root))
     section = raw.setdefault(parts[0], {})
     if section is None:
         section = raw[parts[0]] = {}
@@ -336,8 +337,8 @@ def apply_override(raw: dict, item: str) -> None:
     section[parts[1]] = value
 
 
-def _field_type(section: str, key: str):
-    cls = typing.get_type_hints(PretrainConfig).get(section)
+def _field_type(section: str, key: str, root=None):
+    cls = typing.get_type_hints(root or PretrainConfig).get(section)
     return typing.get_type_hints(cls).get(key) if dataclasses.is_dataclass(cls) else None
 
 

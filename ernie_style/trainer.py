@@ -12,8 +12,8 @@ Loss weighting.  The optimised loss of a step is the sum over the task's loss te
 *all* its items in the global batch (pretraining: the MLM loss over all masked tokens plus the SOP loss over all
 SOP-labelled samples).  Micro-batches have different numbers of items, so each micro-batch's mean is weighted by
 ``items_in_micro / items_in_global_batch`` (counts all-reduced before the forward passes; x W because data
-parallel averages gradients over the W ranks).  This makes 1 x 8 x 1, 1 x 2 x 4 and 2 x 4 x 1 (ranks x micro x accumulation) give the same update.
-With equal-sized micro-batches it reduces to the usual ``loss / accumulation``.
+parallel averages gradients over the W ranks).  This makes 1 x 8 x 1, 1 x 2 x 4 and 2 x 4 x 1 (ranks x micro x
+accumulation) give the same update.  With equal-sized micro-batches it reduces to the usual ``loss / accumulation``.
 """
 from __future__ import annotations
 
@@ -402,11 +402,18 @@ class Trainer:
                 acc.add(batch, t, outputs)
         self.inner.train()
         out = acc.result(self.info)
-        self.text(f"{tag} at step {self.step}: " + ", ".join(f"{k}: {v:.6f}" for k, v in out.items()))
+        shown = ", ".join(f"{k}: {v:.6f}" for k, v in out.items()) or "no metrics (no labels)"
+        self.text(f"{tag} at step {self.step}: {shown}")
         self.vdl.scalars(tag, out, self.step)
         return out
 
     # -- checkpoint -----------------------------------------------------------------------------------------
+
+    def model_state(self) -> dict:
+        """The model's state dict in float32 (O2 keeps low-precision parameters; fp32 masters live in the
+        optimizer)."""
+        return {k: (v.astype("float32") if v.dtype in (paddle.float16, paddle.bfloat16) else v)
+                for k, v in self.inner.state_dict().items()}
 
     def save(self) -> None:
         state = {
@@ -422,9 +429,7 @@ class Trainer:
         task_state = self.task.state_dict()
         if task_state is not None:
             state["task"] = task_state
-        # O2 keeps low-precision parameters (fp32 masters live in the optimizer); checkpoints are float32.
-        model_state = {k: (v.astype("float32") if v.dtype in (paddle.float16, paddle.bfloat16) else v)
-                       for k, v in self.inner.state_dict().items()}
+        model_state = self.model_state()
         try:
             self.checkpointer.save(
                 self.step, model_state=model_state,

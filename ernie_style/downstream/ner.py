@@ -35,49 +35,16 @@ rule the SQuAD reference uses for its windows.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from ernie_style.downstream.common import DataError, Malformed  # noqa: F401  (one owner; re-exported for qa)
 from ernie_style.downstream.windows import owner_windows, window_starts
 
 NO_TOKEN_TAG = "O"
 IGNORE_INDEX = -100
 SCHEMES = {"bio": "BI", "bioes": "BIES"}
-MAX_LINES_SHOWN = 5
-
-
-class DataError(ValueError):
-    """A user mistake in a data file; the message names the file (and line) and what was expected."""
-
-
-@dataclass
-class Malformed:
-    """Malformed input by reason: counts and the first line numbers (or other locations) of each."""
-
-    counts: dict = field(default_factory=dict)
-    first: dict = field(default_factory=dict)
-
-    def add(self, reason: str, where) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        shown = self.first.setdefault(reason, [])
-        if len(shown) < MAX_LINES_SHOWN:
-            shown.append(where)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def summary(self, what: str = "line") -> str:
-        """``"2 malformed lines: no tag x1 (line 3), bad tag x1 (line 9)"``, or ``""`` when none."""
-        if not self.counts:
-            return ""
-        parts = []
-        for reason, n in self.counts.items():
-            where = ", ".join(str(w) for w in self.first[reason])
-            more = ", ..." if n > len(self.first[reason]) else ""
-            parts.append(f"{reason} x{n} ({what} {where}{more})")
-        return f"{self.total} malformed {what}s: " + "; ".join(parts)
 
 
 @dataclass

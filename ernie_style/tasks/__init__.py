@@ -9,6 +9,8 @@ import importlib
 
 TASKS = {
     "pretrain": "ernie_style.tasks.pretrain:PretrainTask",
+    "seq_cls": "ernie_style.tasks.classification:SeqClsTask",
+    "pair_cls": "ernie_style.tasks.classification:PairClsTask",
 }
 
 

@@ -1,0 +1,139 @@
+"""Entry point: ``python -m ernie_style.finetune CONFIG [section.key=value ...]`` (see docs/finetune.md).
+
+Fine-tunes ``model.init`` on the task ``task.type`` with the pretraining trainer (one process, or one rank of
+``paddle.distributed.launch``: see ``run_finetune.sh``).  User mistakes in the config, the init directory or
+the data files print one ``error:`` line and exit 2 before any training.  ``--check`` only validates (for
+``--world-size`` ranks, by default the launcher's ``PADDLE_TRAINERS_NUM`` or 1); ``--print-output-dir`` prints
+``train.output_dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m ernie_style.finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="YAML config (see configs/finetune/)")
+    parser.add_argument("--check", action="store_true", help="validate config, init and data, then exit")
+    parser.add_argument("--world-size", type=int, default=None, metavar="N",
+                        help="with --check: the number of ranks the launch will have (run_finetune.sh passes it)")
+    parser.add_argument("--print-output-dir", action="store_true", help="print train.output_dir and exit")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, the value parsed as YAML")
+    return parser.parse_args(argv)
+
+
+def prepare(cfg, world_size: int):
+    """(task, trainer config): the init resolved, the data read and checked, the steps known.  Raises
+    ConfigError / DataError (ValueErrors) for user mistakes."""
+    from ernie_style import preflight
+    from ernie_style.config import ConfigError
+    from ernie_style.tasks import task_class
+    from ernie_style.tasks.finetuning import resolve_init
+
+    init = resolve_init(cfg)
+    if cfg.data.max_seq_len > init.model_config.max_position_embeddings:
+        raise ConfigError(f"data.max_seq_len={cfg.data.max_seq_len}: expected at most the init's "
+                          f"max_position_embeddings={init.model_config.max_position_embeddings}")
+    try:
+        cls = task_class(cfg.task.type)
+    except KeyError:
+        raise ConfigError(f"task.type={cfg.task.type!r}: not implemented yet in this version") from None
+    task = cls(cfg, init)
+    run = cfg.resolve(init.model_config, task.n_train, world_size)
+    run.accumulation_steps(world_size)
+    has_gpu = _has_gpu()
+    if cfg.dist.sharding_stage == 2 and (not has_gpu or cfg.train.device == "cpu"):
+        raise ConfigError("dist.sharding_stage=2: Paddle's group_sharded_parallel runs only on GPU/XPU "
+                          "(expected 0 or 1 on CPU)")
+    _check_resume(run, task, preflight)
+    return task, run
+
+
+def _has_gpu() -> bool:
+    import paddle
+
+    return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+
+def _check_resume(run, task, preflight) -> None:
+    """Resuming (train.resume=auto with a checkpoint in OUTPUT, or a path) needs the same data and seed."""
+    import json
+
+    from ernie_style import checkpoint as ckpt
+    from ernie_style.config import ConfigError
+
+    r = run.train.resume
+    if r == "none":
+        return
+    if r == "auto":
+        root = os.path.join(run.train.output_dir, "checkpoints")
+        found = ckpt.find_resumable(root, log=lambda m: None) if os.path.isdir(root) else None
+    else:
+        if not os.path.isdir(r):
+            raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint directory")
+        found = r
+    state_file = os.path.join(found, ckpt.TRAINER_STATE) if found else None
+    if not state_file or not os.path.isfile(state_file):
+        return
+    with open(state_file, encoding="utf-8") as f:
+        saved = json.load(f).get("data_fingerprint") or {}
+    diff = preflight.fingerprint_diff(saved, task.data_fingerprint())
+    if diff:
+        raise ConfigError(f"train.resume={r!r}: the checkpoint {found} was trained on other data or settings "
+                          f"({'; '.join(diff)}); use another train.output_dir or train.resume=none")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parse(argv)
+    from ernie_style.config import ConfigError
+    from ernie_style.finetune_config import load_finetune_config
+
+    try:
+        cfg = load_finetune_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    if args.print_output_dir:
+        print(os.path.abspath(cfg.train.output_dir))
+        return 0
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    if args.world_size is not None:
+        if not args.check or args.world_size < 1:
+            print(f"error: --world-size={args.world_size}: expected >= 1, together with --check", file=sys.stderr)
+            return 2
+        world = args.world_size
+    from ernie_style.downstream.common import DataError
+
+    try:
+        task, run = prepare(cfg, world)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    if args.check:
+        for line in task.reports:
+            print(line)
+        return 0
+    from ernie_style.checkpoint import CheckpointError
+    from ernie_style.parallelize import die_with_launcher, init_distributed
+    from ernie_style.trainer import Trainer
+
+    die_with_launcher()
+    try:
+        info = init_distributed(run)
+        trainer = Trainer(run, info, task)
+    except (ValueError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    for line in task.reports:
+        trainer.text(f"data: {line}")
+    for line in task.init_notes:
+        trainer.text(f"init: {line}")
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

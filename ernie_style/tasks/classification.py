@@ -1,0 +1,145 @@
+"""seq_cls and pair_cls: a label per text or text pair from the [CLS] vector (heads.RoFormerForSequenceClassification).
+
+Loss: mean cross-entropy over the labelled examples of the global batch.  Dev/test metrics on the full split:
+``accuracy`` (the main metric) and ``macro_f1`` = the unweighted mean over the labels occurring in the gold or
+predicted labels of per-label F1 = 2TP / (2TP + FP + FN) (``sklearn.metrics.f1_score(average="macro")``), and
+``loss`` (mean cross-entropy).  A test file without labels gets predictions only.
+``classifier.dense`` starts from the pretrained pooler's dense layer when the init has one.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from ernie_style.downstream.cls_data import encode_example, read_cls
+from ernie_style.downstream.common import build_label_set, check_labels
+from ernie_style.heads import RoFormerForSequenceClassification
+from ernie_style.modeling import IGNORE_INDEX
+from ernie_style.tasks.base import LossSpec
+from ernie_style.tasks.finetuning import FinetuneTask, labels_to_ids, load_encoder
+
+
+def accuracy_macro_f1(gold: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
+    """accuracy and macro-F1 (over the labels present in ``gold`` or ``pred``) of int label arrays."""
+    assert len(gold) == len(pred) and len(gold) > 0
+    f1s = []
+    for c in np.union1d(gold, pred):
+        tp = float(np.sum((pred == c) & (gold == c)))
+        fp = float(np.sum((pred == c) & (gold != c)))
+        fn = float(np.sum((pred != c) & (gold == c)))
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": float(np.mean(gold == pred)), "macro_f1": float(np.mean(f1s))}
+
+
+class SeqClsTask(FinetuneTask):
+    name = "seq_cls"
+    pair = False
+    tensor_keys = ("input_ids", "token_type_ids", "attention_mask", "labels")
+    losses = (LossSpec("cls_loss", "acc", "labels"),)
+    main_metric = "accuracy"
+
+    # -- data -------------------------------------------------------------------------------------------------
+
+    def read_data(self) -> None:
+        d = self.cfg.data
+        kw = dict(pair=self.pair, fmt=d.format, columns=d.columns, text_keys=d.text_keys, label_key=d.label_key)
+        train = read_cls(d.train_file, **kw)
+        dev = read_cls(d.dev_file, **kw)
+        test = read_cls(d.test_file, allow_unlabelled=True, **kw) if d.test_file else None
+        self.id2label = build_label_set(ex.label for ex in train.examples)
+        self.label2id = {lab: i for i, lab in enumerate(self.id2label)}
+        for f in (dev, test):
+            if f is not None and f.labelled:
+                check_labels(f.path, [(ex.line, ex.label) for ex in f.examples], self.label2id)
+        self.files = {"train": train, "dev": dev, "test": test}
+        self.reports = [f.report() for f in (train, dev, test) if f is not None]
+        self.train_features = self._encode(train)
+        self.dev_features = self._encode(dev)
+        self.test_features = self._encode(test) if test is not None else None
+
+    def _encode(self, f) -> List[dict]:
+        labels = labels_to_ids([ex.label for ex in f.examples], self.label2id)
+        out = []
+        for ex, label in zip(f.examples, labels):
+            ids, types = encode_example(self.tokenizer, ex, self.cfg.data.max_seq_len)
+            out.append({"input_ids": ids, "token_type_ids": types, "label": int(label)})
+        return out
+
+    def collate(self, features: List[dict]) -> dict:
+        lengths = [len(f["input_ids"]) for f in features]
+        b, width = len(features), max(lengths)
+        input_ids = np.full((b, width), self.tokenizer.pad_id, np.int64)
+        token_type_ids = np.zeros((b, width), np.int64)
+        attention_mask = np.zeros((b, width), np.int64)
+        for row, f in enumerate(features):
+            n = lengths[row]
+            input_ids[row, :n] = f["input_ids"]
+            token_type_ids[row, :n] = f["token_type_ids"]
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
+                "labels": np.array([f["label"] for f in features], np.int64), "num_tokens": int(sum(lengths))}
+
+    # -- model --------------------------------------------------------------------------------------------------
+
+    def build_model(self):
+        model = RoFormerForSequenceClassification(self.model_config, len(self.id2label))
+        self.init_notes = load_encoder(model, self.init)
+        if self.init.state is not None and "roformer.pooler.dense.weight" in self.init.state:
+            # The [CLS] vector through the pretrained pooler's dense layer (then the task's activation).
+            dense = model.classifier.dense
+            dense.weight.set_value(paddle.to_tensor(np.asarray(self.init.state["roformer.pooler.dense.weight"],
+                                                               np.float32)))
+            dense.bias.set_value(paddle.to_tensor(np.asarray(self.init.state["roformer.pooler.dense.bias"],
+                                                             np.float32)))
+            self.init_notes.append("classifier.dense initialised from roformer.pooler.dense")
+        return model
+
+    def forward(self, model, t):
+        return model(t["input_ids"], t["token_type_ids"], t["attention_mask"])  # (B, C)
+
+    def loss_terms(self, logits, t) -> List[paddle.Tensor]:
+        labels = t["labels"]
+        valid = (labels != IGNORE_INDEX).astype("float32")
+        safe = paddle.where(labels != IGNORE_INDEX, labels, paddle.zeros_like(labels))
+        per_example = F.cross_entropy(logits.astype("float32"), safe.unsqueeze(-1), reduction="none").reshape([-1])
+        return [(per_example * valid).sum() / paddle.clip(valid.sum(), min=1.0)]
+
+    def correct_counts(self, logits, t) -> List[paddle.Tensor]:
+        labels = t["labels"]
+        hit = (logits.argmax(axis=-1).astype("int64") == labels) & (labels != IGNORE_INDEX)
+        return [hit.astype("int64").sum()]
+
+    # -- eval ---------------------------------------------------------------------------------------------------
+
+    @property
+    def row_width(self) -> int:
+        return len(self.id2label)
+
+    def eval_rows(self, batch, t, logits) -> np.ndarray:
+        return logits.astype("float32").numpy()  # (B, C)
+
+    def split_metrics(self, split: str, rows: np.ndarray) -> Dict[str, float]:
+        features = self.dev_features if split == "dev" else self.test_features
+        gold = np.array([f["label"] for f in features], np.int64)
+        keep = gold != IGNORE_INDEX
+        if not keep.any():
+            return {}  # an unlabelled test file: predictions only
+        logits = rows[keep]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        out = accuracy_macro_f1(gold[keep], logits.argmax(axis=1))
+        out["loss"] = float(-log_probs[np.arange(len(logits)), gold[keep]].mean())
+        return out
+
+    def predictions(self, split: str, rows: np.ndarray) -> List[dict]:
+        f = self.files[split]
+        return [{"prediction": self.id2label[int(k)], "line": ex.line}
+                for k, ex in zip(rows.argmax(axis=1), f.examples)]
+
+
+class PairClsTask(SeqClsTask):
+    name = "pair_cls"
+    pair = True

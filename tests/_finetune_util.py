@@ -1,0 +1,80 @@
+"""Small learnable classification data sets for the fine-tuning tests (own generator, own vocab)."""
+import json
+import os
+
+import numpy as np
+
+from _trainer_util import N_PLAIN, SPECIALS
+
+CHARS = [chr(0x4E00 + k) for k in range(N_PLAIN)]
+# Topic k owns the keyword characters CHARS[8k : 8k+8]; the rest (from 40 on) are neutral filler.
+N_TOPICS = 5
+NEUTRAL = CHARS[40:]
+
+
+def write_vocab(root: str) -> str:
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, "vocab.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(SPECIALS + CHARS) + "\n")
+    return path
+
+
+def topic_text(rng, topic: int, n_key: int = 3) -> str:
+    """Filler with ``n_key`` keyword characters of ``topic`` mixed in."""
+    filler = list(rng.choice(NEUTRAL, size=int(rng.integers(4, 12))))
+    for c in rng.choice(CHARS[8 * topic: 8 * topic + 8], size=n_key):
+        filler.insert(int(rng.integers(0, len(filler) + 1)), c)
+    return "".join(filler)
+
+
+def seq_examples(n: int, seed: int, n_labels: int = 3):
+    """[(label, text)]: the label names the topic of the text's keywords."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_labels, size=n)
+    return [(f"t{k}", topic_text(rng, int(k))) for k in labels]
+
+
+def pair_examples(n: int, seed: int):
+    """[(label, a, b)]: label "1" when both texts have the same topic (of 2), else "0"."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        ta, same = int(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        tb = ta if same else 1 - ta
+        out.append(("1" if same else "0", topic_text(rng, ta), topic_text(rng, tb)))
+    return out
+
+
+def write_tsv(path: str, rows, header=("label", "text_a", "text_b"), labelled=True) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        names = list(header[:len(rows[0])]) if labelled else list(header[1:len(rows[0])])
+        if header:
+            f.write("\t".join(names) + "\n")
+        for r in rows:
+            f.write("\t".join(r if labelled else r[1:]) + "\n")
+    return path
+
+
+def write_jsonl(path: str, rows, keys=("sentence",), labelled=True) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            obj = dict(zip(keys, r[1:]))
+            if labelled:
+                obj["label"] = r[0]
+            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    return path
+
+
+def tiny_overrides(out: str, train: str, dev: str, vocab: str, test: str = "", **extra) -> list:
+    items = {
+        "model.init": "random", "data.vocab_file": vocab, "data.train_file": train, "data.dev_file": dev,
+        "data.test_file": test, "data.max_seq_len": 64,
+        "model.hidden_size": 32, "model.num_hidden_layers": 2, "model.num_attention_heads": 2,
+        "model.intermediate_size": 64, "model.max_position_embeddings": 128,
+        "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0,
+        "train.output_dir": out, "train.epochs": 2, "train.micro_batch_size": 16, "train.logging_steps": 5,
+        "train.resume": "none", "optim.max_lr": 3e-3,
+    }
+    items.update(extra)
+    return [f"{k}={v}" for k, v in items.items()]
