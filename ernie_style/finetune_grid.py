@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-import yaml
-
 from data_tools.io_utils import atomic_write, write_json_atomic
 from ernie_style.finetune_report import (
     METRICS, RESULTS_FILE, ReportError, cell, mean_std, model_label, read_results,
@@ -95,25 +93,23 @@ def parse_seeds(text: str) -> List[int]:
     return list(range(parts[0])) if len(parts) == 1 else parts
 
 
-def grid_dir(config: str, overrides: Sequence[str], out: Optional[str]) -> str:
-    """``--out``, else train.output_dir from the overrides, else from CONFIG."""
-    if out:
-        return os.path.abspath(out)
-    for item in reversed(overrides):
-        key, value = _split_override(item, "override")
-        if key == "train.output_dir" and value:
-            return os.path.abspath(value)
-    if not os.path.isfile(config):
-        raise GridError(f"CONFIG {config!r}: file not found")
+def check_configs(config: str, overrides: Sequence[str], axes: Sequence[Axis]) -> str:
+    """Load the fine-tune config of every combination (ConfigError -> GridError naming it) before any run;
+    returns train.output_dir of the overrides/CONFIG."""
+    from ernie_style.config import ConfigError
+    from ernie_style.finetune_config import load_finetune_config
+
     try:
-        with open(config, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
-        raise GridError(f"{config}: not valid YAML ({str(e).splitlines()[0]})") from None
-    value = (raw.get("train") or {}).get("output_dir") if isinstance(raw, dict) else None
-    if not value:
-        raise GridError(f"{config}: no train.output_dir; pass --out GRID_DIR or train.output_dir=GRID_DIR")
-    return os.path.abspath(str(value))
+        base = load_finetune_config(config, list(overrides))
+    except ConfigError as e:
+        raise GridError(str(e)) from None
+    for values in itertools.product(*(a.values for a in axes)):
+        combo = [f"{a.key}={v}" for a, v in zip(axes, values)]
+        try:
+            load_finetune_config(config, [*overrides, *combo])
+        except ConfigError as e:
+            raise GridError(f"combination {' '.join(combo)}: {e}") from None
+    return base.train.output_dir
 
 
 def combination_name(axes: Sequence[Axis], params: Dict[str, str]) -> str:
@@ -252,9 +248,8 @@ def run_grid(config, axis_items, seeds_text, overrides, out=None, launcher="pyth
             raise GridError(f"override {item!r}: {key} is also a --grid axis")
     if any(a.key in ("train.seed", "train.output_dir") for a in axes):
         raise GridError("--grid: train.seed and train.output_dir are set per run (use --seeds, --out)")
-    if not os.path.isfile(config):
-        raise GridError(f"CONFIG {config!r}: file not found")
-    root = grid_dir(config, overrides, out)
+    output_dir = check_configs(config, overrides, axes)
+    root = os.path.abspath(out or output_dir)
     overrides = [o for o in overrides if _split_override(o, "override")[0] != "train.output_dir"]
     runs = plan(axes, seeds, root)
     n_combos = len(runs) // len(seeds)

@@ -5,6 +5,7 @@ mean and sample std. Budget: < 10 s for these.
 """
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -110,13 +111,150 @@ def test_grid_bad_command_lines_one_line_exit_2(tmp_path, args, message):
     assert not (tmp_path / "grid").exists()
 
 
-def test_grid_without_output_dir_or_config(tmp_path, capsys):
+# ---------------------------------------------------------------------------------------------- with the real fine-tune
+
+
+@pytest.fixture(scope="module")
+def topics(tmp_path_factory):
+    """A learnable 3-topic classification set (train/dev/test) and the tiny-model overrides of the fine-tune tests."""
+    import _finetune_util as FU
+
+    root = tmp_path_factory.mktemp("data") / "topics"
+    root.mkdir()
+    vocab = FU.write_vocab(str(root))
+    train = FU.write_tsv(str(root / "train.tsv"), FU.seq_examples(96, 0))
+    dev = FU.write_tsv(str(root / "dev.tsv"), FU.seq_examples(32, 1))
+    test = FU.write_tsv(str(root / "test.tsv"), FU.seq_examples(32, 2))
+    config = root / "seq_cls.yaml"
+    config.write_text("task:\n  type: seq_cls\n", encoding="utf-8")
+    overrides = [o for o in FU.tiny_overrides("unused", train, dev, vocab, test)
+                 if not o.startswith(("train.output_dir=", "optim.max_lr="))]
+    return str(config), overrides
+
+
+def _json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def grid(topics, tmp_path_factory):
+    """2 learning rates x 2 seeds of the real fine-tune; (grid dir, printed output)."""
     from ernie_style import finetune_grid as G
 
-    config = tmp_path / "c.yaml"
-    config.write_text("optim:\n  max_lr: 1.0e-4\n", encoding="utf-8")
-    assert G.main([str(config), "--grid", "optim.max_lr=1e-4"]) == 2
-    assert "no train.output_dir; pass --out GRID_DIR or train.output_dir=GRID_DIR" in capsys.readouterr().err
+    config, overrides = topics
+    out = tmp_path_factory.mktemp("grid") / "g"
+    r = subprocess.run([sys.executable, "-m", "ernie_style.finetune_grid", config, "--grid", "optim.max_lr=1e-3,3e-3",
+                        "--seeds", "2", "--out", str(out), *overrides], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r.stdout, G
+
+
+def test_grid_runs_every_combination_and_summarizes(grid):
+    out, printed, G = grid
+    assert printed.count(": done in ") == 4 and "2 combination(s) x 2 seed(s) = 4 run(s)" in printed
+    g = _json(out / "grid.json")
+    assert g["task"] == "seq_cls" and g["init"] == "random" and g["metric"] == "accuracy" and g["name"] == "topics"
+    means = []
+    for c, lr in zip(g["combinations"], ["1e-3", "3e-3"]):
+        assert c["params"] == {"optim.max_lr": lr} and c["seeds"] == [0, 1]
+        runs = [_json(out / "runs" / f"max_lr={lr}" / f"seed_{s}" / "results.json") for s in (0, 1)]
+        assert [r["config"]["optim"]["max_lr"] for r in runs] == [float(lr)] * 2
+        assert [r["config"]["train"]["seed"] for r in runs] == [0, 1]
+        dev = np.array([r["dev"]["accuracy"] for r in runs])
+        test = np.array([r["test"]["accuracy"] for r in runs])
+        assert c["dev"] == dev.tolist() and c["test"] == test.tolist()
+        assert c["dev_mean"] == pytest.approx(dev.mean()) and c["dev_std"] == pytest.approx(dev.std(ddof=1))
+        means.append((dev.mean(), test))
+    best = int(np.argmax([m for m, _ in means]))
+    assert g["best"]["params"] == {"optim.max_lr": ["1e-3", "3e-3"][best]}
+    md = (out / "grid.md").read_text(encoding="utf-8")
+    test = means[best][1] * 100
+    assert f"Best combination: `optim.max_lr={['1e-3', '3e-3'][best]}`." in md
+    assert f"| random | {R.cell(g['best']['dev'])} | {test.mean():.2f} ± {test.std(ddof=1):.2f} |" in md
+    assert f"| **{['1e-3', '3e-3'][best]}** |" in md
+
+
+def test_grid_rerun_skips_finished_runs_and_redoes_a_missing_one(grid, topics):
+    import shutil
+
+    out, _, G = grid
+    config, overrides = topics
+    before = _json(out / "grid.json")
+    cmd = [sys.executable, "-m", "ernie_style.finetune_grid", config, "--grid", "optim.max_lr=1e-3,3e-3", "--seeds",
+           "2", "--out", str(out), *overrides]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("skipped, results.json exists") == 4 and ": done in " not in r.stdout
+    assert _json(out / "grid.json") == before
+    shutil.rmtree(out / "runs" / "max_lr=3e-3" / "seed_1")  # an unfinished run: started again, the others skipped
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("skipped, results.json exists") == 3 and r.stdout.count(": done in ") == 1
+    assert "[4/4] runs/max_lr=3e-3/seed_1: done in" in r.stdout
+    assert _json(out / "grid.json") == before  # same seed, same data order: the same result
+
+
+def test_grid_bad_combination_or_config_stops_before_any_run(topics, tmp_path, capsys):
+    from ernie_style import finetune_grid as G
+
+    config, overrides = topics
+    out = tmp_path / "g"
+    assert G.main([config, "--grid", "optim.max_lr=1e-3,abc", "--out", str(out), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: combination optim.max_lr=abc: optim.max_lr='abc': expected") and \
+        err.count("\n") == 1, err
+    assert G.main([config, "--grid", "optim.max_lr=1e-3", "--out", str(out), *overrides, "train.epoch=2"]) == 2
+    assert "unknown config key 'train.epoch'" in capsys.readouterr().err
     assert G.main([str(tmp_path / "nope.yaml"), "--grid", "optim.max_lr=1e-4"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: CONFIG ") and err.rstrip().endswith("nope.yaml': file not found"), err
+    assert not out.exists()
+
+
+def test_report_on_two_grids(grid, topics, tmp_path):
+    """A second grid fine-tunes from the first grid's best model: two rows (models), one column (task)."""
+    out, _, G = grid
+    config, overrides = topics
+    g1 = _json(out / "grid.json")
+    init = out / g1["best"]["dir"] / "seed_0" / "best_model"
+    out2 = tmp_path / "g2"
+    same_data = [o for o in overrides if not o.startswith("model.")]  # the architecture comes with the init
+    assert G.main([config, "--grid", "optim.max_lr=1e-3", "--out", str(out2), *same_data, f"model.init={init}"]) == 0
+    g2 = _json(out2 / "grid.json")
+    assert g2["init"] == str(init)
+    table_path = tmp_path / "table.md"
+    assert R.main([str(out), str(out2), "--out", str(table_path)]) == 0
+    table = table_path.read_text(encoding="utf-8")
+    assert table.splitlines()[0] == "| model | topics (accuracy) | average |"
+    t1 = np.array(g1["best"]["test"]) * 100
+    assert _row(table, "random") == ["random", f"{t1.mean():.2f} ± {t1.std(ddof=1):.2f}", f"{t1.mean():.2f}"]
+    t2 = 100 * g2["best"]["test"][0]
+    assert _row(table, "seed_0/best_model") == ["seed_0/best_model", f"{t2:.2f}", f"{t2:.2f}"]
+
+
+def test_export_of_a_real_fine_tuned_model(grid, topics, tmp_path, capsys):
+    """best_model of a real run -> transformers with --verify; transformers' own tokenizer + model predict the
+    labels of predictions_dev.jsonl for the dev texts; id2label is the training file's label set."""
+    import torch
+    import transformers
+
+    from export import to_pytorch
+
+    out, _, _ = grid
+    run = out / "runs" / "max_lr=3e-3" / "seed_0"
+    hf = tmp_path / "hf"
+    assert to_pytorch.main([str(run / "best_model"), str(hf), "--verify"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("verify:")][0]
+    assert float(line.split("= ")[1].split()[0]) <= 1e-5
+    model = transformers.RoFormerForSequenceClassification.from_pretrained(hf).eval()
+    assert model.config.id2label == {0: "t0", 1: "t1", 2: "t2"}
+    tok = transformers.AutoTokenizer.from_pretrained(hf)
+    dev = (Path(_json(run / "results.json")["config"]["data"]["dev_file"])).read_text(encoding="utf-8")
+    texts = [ln.split("\t")[1] for ln in dev.splitlines()[1:]]
+    with torch.no_grad():
+        logits = model(**tok(texts, padding=True, return_tensors="pt")).logits
+    got = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    with open(run / "predictions_dev.jsonl", encoding="utf-8") as f:
+        want = [json.loads(ln)["prediction"] for ln in f]
+    assert got == want
