@@ -101,7 +101,7 @@ trap 'SIGNAL=INT; kill -INT "$LAUNCHER" 2>/dev/null || true' INT
 trap 'SIGNAL=TERM; kill -TERM "$LAUNCHER" 2>/dev/null || true' TERM
 while :; do
     rc=0
-    wait "$LAUNCHER" || rc=$?
+    wait "$LAUNCHER" 2>/dev/null || rc=$?  # (no job-control "Killed" dump; said in one line below)
     kill -0 "$LAUNCHER" 2>/dev/null || break  # wait returned for a trapped signal: the launcher is still stopping
 done
 trap - INT TERM
@@ -117,5 +117,10 @@ if [ -n "$SIGNAL" ]; then
     fi
     [ "$SIGNAL" = INT ] && exit 130
     exit 143
+fi
+if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then
+    latest=$(readlink -f "$OUTPUT/checkpoints/latest" 2>/dev/null || true)
+    echo "error: the launcher was killed (signal $((rc - 128))); its ranks and their DataLoader workers end with it;" \
+         "newest checkpoint: ${latest:-none}" >&2
 fi
 exit "$rc"

@@ -124,8 +124,9 @@ def test_kill_9_of_the_launcher_leaves_no_process(data, tmp_path):
     out = tmp_path / "out"
     p, launcher, _ = start(data, out)
     os.kill(launcher, signal.SIGKILL)
-    p.communicate(timeout=60)
-    assert p.returncode != 0
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 137
+    assert stderr.strip().splitlines()[-1].startswith("error: the launcher was killed (signal 9)"), stderr[-2000:]
     left = wait_gone(str(out))
     assert not left, left
 
