@@ -15,12 +15,14 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 CONFIG [section.key=value ...]" >&2
+    echo "usage: ${ERNIE_LAUNCHER:-$0} CONFIG [section.key=value ...]" >&2
     exit 2
 fi
 CONFIG="$1"
 shift
 PYTHON="${PYTHON:-python}"
+# The module each rank runs (run_finetune.sh runs ernie_style.finetune through this same launcher).
+ENTRY="${ERNIE_ENTRY:-ernie_style.run_pretrain}"
 
 has_gpu() {
     command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && return 0
@@ -50,8 +52,8 @@ fi
 
 # Validate config, data and batch sizes once, for the real number of ranks, before any process starts
 # (exit 2 with one message).
-"$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) "$@" || exit $?
-OUTPUT="$("$PYTHON" -m ernie_style.run_pretrain --config "$CONFIG" --print-output-dir "$@")"
+"$PYTHON" -m "$ENTRY" --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) "$@" || exit $?
+OUTPUT="$("$PYTHON" -m "$ENTRY" --config "$CONFIG" --print-output-dir "$@")"
 if [ -n "${IPS:-}${NNODES:-}" ]; then
     LOG_DIR="${LOG_DIR:-$OUTPUT/log/$(hostname)}"
 else
@@ -93,8 +95,8 @@ LOG_START=$(stat -c %s "$OUTPUT/train.log" 2>/dev/null || echo 0)
 SIGNAL=""
 set -m
 # paddle.distributed.launch runs a *.py path with python, anything else as an executable: hand it the
-# interpreter and `-m ernie_style.run_pretrain` so the installed package (not a file path) is used.
-"${LAUNCH[@]}" "$(command -v "$PYTHON")" -m ernie_style.run_pretrain --config "$CONFIG" "$@" >&$OUT 2>&$ERR &
+# interpreter and `-m $ENTRY` so the installed package (not a file path) is used.
+"${LAUNCH[@]}" "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" "$@" >&$OUT 2>&$ERR &
 LAUNCHER=$!
 set +m
 trap 'SIGNAL=INT; kill -INT "$LAUNCHER" 2>/dev/null || true' INT

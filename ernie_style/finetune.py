@@ -17,13 +17,21 @@ from typing import List, Optional
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m ernie_style.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="YAML config (see configs/finetune/)")
+    parser.add_argument("config", nargs="?", help="YAML config (see configs/finetune/)")
+    parser.add_argument("--config", dest="config_flag", metavar="CONFIG", help="the same, as an option (the "
+                        "form the shared launcher script uses)")
     parser.add_argument("--check", action="store_true", help="validate config, init and data, then exit")
     parser.add_argument("--world-size", type=int, default=None, metavar="N",
                         help="with --check: the number of ranks the launch will have (run_finetune.sh passes it)")
     parser.add_argument("--print-output-dir", action="store_true", help="print train.output_dir and exit")
     parser.add_argument("overrides", nargs="*", help="section.key=value, the value parsed as YAML")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.config_flag:
+        args.overrides = ([args.config] if args.config else []) + args.overrides
+        args.config = args.config_flag
+    if not args.config:
+        parser.error("CONFIG is required")
+    return args
 
 
 def prepare(cfg, world_size: int):

@@ -146,3 +146,38 @@ def test_bad_override_syntax_and_missing_file():
         load_config(None, ["train.max_steps"])
     with pytest.raises(ConfigError, match="file not found"):
         load_config("/nope/config.yaml")
+
+
+FINETUNE_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "finetune", "*.yaml")))
+
+
+def test_there_is_a_finetune_config_per_task():
+    from ernie_style.finetune_config import TASK_TYPES
+
+    assert sorted(os.path.basename(c)[:-5] for c in FINETUNE_CONFIGS) == sorted(TASK_TYPES)
+
+
+@pytest.mark.parametrize("path", FINETUNE_CONFIGS, ids=os.path.basename)
+def test_every_shipped_finetune_config_loads(path, vocab):
+    from ernie_style.finetune_config import load_finetune_config
+
+    cfg = load_finetune_config(path)
+    assert cfg.task.type == os.path.basename(path)[:-5]
+    assert cfg.optim.warmup_ratio == 0.1 and cfg.train.eval_every == 0
+    assert "task:" in cfg.to_yaml()
+    rnd = load_finetune_config(path, ["model.init=random", f"data.vocab_file={vocab}", "model.hidden_size=64"])
+    assert rnd.model.overrides() == {"hidden_size": 64}
+
+
+def test_finetune_config_errors(vocab):
+    from ernie_style.finetune_config import load_finetune_config
+
+    path = FINETUNE_CONFIGS[0]
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.epoch'; did you mean 'train\.epochs'\?"):
+        load_finetune_config(path, ["train.epoch=3"])
+    with pytest.raises(ConfigError, match=r"model\.hidden_size=64: expected no architecture keys with model\.init="):
+        load_finetune_config(path, ["model.hidden_size=64"])
+    with pytest.raises(ConfigError, match=r"data\.vocab_file=.*model\.init=random"):
+        load_finetune_config(path, ["model.init=random"])
+    with pytest.raises(ConfigError, match=r"task\.type='ner2': expected seq_cls \| pair_cls \| ner \| qa"):
+        load_finetune_config(path, ["task.type=ner2"])
