@@ -447,8 +447,10 @@ class Trainer:
         exit_at, hang_after = _debug_env("ERNIE_DEBUG_EXIT_AT"), _debug_env("ERNIE_DEBUG_HANG_AFTER")
         if self.step >= t.max_steps:
             self.text(f"trainer: already at step {self.step} >= train.max_steps={t.max_steps}; nothing to do")
+        if self.task.done():
+            self.text(f"trainer: the run stopped early at step {self.step}; not training further")
         batches = iter(self.train_loader)
-        while self.step < t.max_steps:
+        while self.step < t.max_steps and not self.task.done():
             stats = self.train_step([next(batches) for _ in range(self.acc)])
             self.step += 1
             # With an active fp16 loss scaler a non-finite loss only skips the step (counted); otherwise stop.

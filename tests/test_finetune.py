@@ -305,3 +305,28 @@ def test_fine_tuning_from_a_checkpoint_runs(pretrained, seq_data, tmp_path):
     res = json.load(open(tmp_path / "out" / "results.json"))
     assert res["init"] == pretrained["ckpt"] and 0.0 <= res["dev"]["accuracy"] <= 1.0
     assert json.load(open(tmp_path / "out" / "best_model" / "config.json"))["init"] == pretrained["ckpt"]
+
+
+def test_early_stopping_and_a_rerun_after_it(seq_data, tmp_path):
+    """lr ~ 0: dev accuracy never improves after the first evaluation; patience 2 stops at the third (step 3)."""
+    d = seq_data
+    over = F.tiny_overrides(str(tmp_path), d["train"], d["dev"], d["vocab"], **{
+        "optim.max_lr": 1e-12, "train.eval_every": 1, "train.early_stopping_patience": 2, "train.resume": "auto",
+        "train.logging_steps": 1})
+    assert finetune.main([SEQ, *over]) == 0
+    log = open(tmp_path / "train.log").read()
+    assert "trainer: stopped early at step 3" in log and "global step 4," not in log
+    res = json.load(open(tmp_path / "results.json"))
+    assert res["best_step"] == 1
+    assert finetune.main([SEQ, *over]) == 0  # the same command again: nothing more to train
+    log = open(tmp_path / "train.log").read()
+    assert "the run stopped early at step 3; not training further" in log and "global step 4," not in log
+    assert json.load(open(tmp_path / "results.json")) == res
+
+
+def test_docs_list_every_config_key():
+    from ernie_style.finetune_config import all_keys
+
+    text = open(os.path.join(T.REPO, "docs", "finetune.md"), encoding="utf-8").read()
+    missing = [k for k in all_keys() if f"`{k}`" not in text and not k.startswith(("amp.", "dist."))]
+    assert not missing

@@ -154,6 +154,10 @@ class Task(abc.ABC):
         """Called on every rank after the scheduled evaluation; True stops training (early stopping)."""
         return False
 
+    def done(self) -> bool:
+        """True when training must not continue (e.g. early stopping happened before a resume)."""
+        return False
+
     def finish(self, trainer) -> None:
         """End of training (every rank): e.g. the final test evaluation."""
 

@@ -370,6 +370,9 @@ class FinetuneTask(Task):
             trainer.text(f"dev: new best {self.main_metric} {value:.6f} at step {step}; saved {BEST_MODEL}/")
         else:
             self.bad_evals += 1
+        return self.done()
+
+    def done(self) -> bool:
         patience = self.cfg.train.early_stopping_patience
         return bool(patience) and self.bad_evals >= patience
 
