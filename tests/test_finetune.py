@@ -330,3 +330,16 @@ def test_docs_list_every_config_key():
     text = open(os.path.join(T.REPO, "docs", "finetune.md"), encoding="utf-8").read()
     missing = [k for k in all_keys() if f"`{k}`" not in text and not k.startswith(("amp.", "dist."))]
     assert not missing
+
+
+def test_resume_with_other_data_is_refused(seq_data, tmp_path, capsys):
+    d = seq_data
+    over = F.tiny_overrides(str(tmp_path / "out"), d["train"], d["dev"], d["vocab"], **{
+        "train.epochs": 0.5, "train.resume": "auto"})
+    assert finetune.main([SEQ, *over]) == 0
+    capsys.readouterr()
+    other = F.write_tsv(str(tmp_path / "other.tsv"), F.seq_examples(100, 7), header=("label", "text_a"))
+    over = [o if not o.startswith("data.train_file=") else f"data.train_file={other}" for o in over]
+    assert finetune.main([SEQ, *over]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on other data or settings (data.train_file: " in err and err.count("\n") == 1
