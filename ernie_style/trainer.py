@@ -402,9 +402,10 @@ class Trainer:
                 acc.add(batch, t, outputs)
         self.inner.train()
         out = acc.result(self.info)
-        shown = ", ".join(f"{k}: {v:.6f}" for k, v in out.items()) or "no metrics (no labels)"
+        scalars = {k: v for k, v in out.items() if isinstance(v, (int, float))}  # not ner's per_type dict
+        shown = ", ".join(f"{k}: {v:.6f}" for k, v in scalars.items()) or "no metrics (no labels)"
         self.text(f"{tag} at step {self.step}: {shown}")
-        self.vdl.scalars(tag, out, self.step)
+        self.vdl.scalars(tag, scalars, self.step)
         return out
 
     # -- checkpoint -----------------------------------------------------------------------------------------

@@ -210,3 +210,142 @@ def test_window_stitching_gives_every_char_one_prediction(tok, max_seq_len, stri
         for c in range(len(s.chars)):
             want = str(_max_context_window(first[c], starts, body, sum(n_pieces))) if n_pieces[c] else "O"
             assert ch[c] == want
+
+
+# ------------------------------------------------------------------------------- the task, end to end
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+CJK = [chr(0x4E00 + k) for k in range(100)]
+# Entity strings of fixed characters per type (CJK[0:36]); filler from CJK[40:] plus Latin items, digits and
+# spaces (a space has no token: it must come back as "O").
+ENTITY_STRINGS = {"PER": ["".join(CJK[k:k + 3]) for k in range(0, 12, 3)],
+                  "LOC": ["".join(CJK[k:k + 2]) for k in range(12, 24, 2)] + [CJK[36]],
+                  "ORG": ["".join(CJK[k:k + 4]) for k in range(24, 36, 4)]}
+FILLER = CJK[40:] + ["xy", "xye", "7", " "]
+
+
+def _synthetic_sentences(rng, n, scheme, spaces=True):
+    filler = FILLER if spaces else [c for c in FILLER if c != " "]
+    out = []
+    for _ in range(n):
+        chars, tags = [], []
+        for _ in range(rng.randint(1, 5)):
+            for _ in range(rng.randint(1, 7)):
+                chars.append(rng.choice(filler))
+                tags.append("O")
+            if rng.random() < 0.7:
+                typ = rng.choice(sorted(ENTITY_STRINGS))
+                ent = rng.choice(ENTITY_STRINGS[typ])
+                if scheme == "bio":
+                    t = [f"B-{typ}"] + [f"I-{typ}"] * (len(ent) - 1)
+                else:
+                    t = [f"S-{typ}"] if len(ent) == 1 else [f"B-{typ}"] + [f"I-{typ}"] * (len(ent) - 2) + [f"E-{typ}"]
+                chars.extend(ent)
+                tags.extend(t)
+        out.append((chars, tags))
+    return out
+
+
+def _write_conll(path, sentences, tagged=True):
+    with open(path, "w", encoding="utf-8") as f:
+        for chars, tags in sentences:
+            for c, t in zip(chars, tags):
+                f.write((f"{c}\t{t}" if tagged else c) + "\n")
+            f.write("\n")
+    return str(path)
+
+
+def _tiny_run(tmp_path, config, train, dev, test, **extra):
+    from ernie_style import finetune
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(SPECIALS + CJK + ["xy", "##e", "7"]) + "\n", encoding="utf-8")
+    items = {"model.init": "random", "data.vocab_file": str(vocab), "data.train_file": train,
+             "data.dev_file": dev, "data.test_file": test, "data.max_seq_len": 24, "data.doc_stride": 10,
+             "model.hidden_size": 32, "model.num_hidden_layers": 2, "model.num_attention_heads": 2,
+             "model.intermediate_size": 64, "model.max_position_embeddings": 64,
+             "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0,
+             "train.output_dir": str(tmp_path / "out"), "train.epochs": 3, "train.micro_batch_size": 16,
+             "train.logging_steps": 20, "train.resume": "none", "optim.max_lr": 5e-3}
+    items.update(extra)
+    rc = finetune.main([config, *[f"{k}={v}" for k, v in items.items()]])
+    return rc, tmp_path / "out"
+
+
+def _read_jsonl(path):
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("scheme", ["bio", "bioes"])
+def test_ner_task_learns_and_predictions_line_up(tmp_path, scheme):
+    """A tiny model learns to tag fixed entity strings in random filler (entity F1 far above chance, which is
+    ~0), with windows (sentences up to ~45 items, 22 sub-tokens per window); predictions: one list per test
+    sentence, in order, one tag per input line, spaces "O"; the test F1 in results.json is the F1 of the
+    predictions file against the gold tags (ours and seqeval's)."""
+    import json
+    import os
+
+    from seqeval.metrics import f1_score
+
+    rng = random.Random(5 if scheme == "bio" else 6)
+    train = _synthetic_sentences(rng, 320, scheme)
+    dev = _synthetic_sentences(rng, 60, scheme)
+    tagged = scheme == "bio"  # the BIOES run has an untagged test file: predictions only
+    test = _synthetic_sentences(rng, 50, scheme, spaces=tagged)  # (untagged, a space line would end a sentence)
+    paths = [_write_conll(tmp_path / f"{n}.txt", s, tagged or n != "test")
+             for n, s in (("train", train), ("dev", dev), ("test", test))]
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune",
+                          "ner.yaml")
+    rc, out = _tiny_run(tmp_path, config, *paths)
+    assert rc == 0
+    with open(out / "results.json", encoding="utf-8") as f:
+        results = json.load(f)
+    assert results["dev"]["f1"] > 0.9, results["dev"]
+    assert set(results["dev"]["per_type"]) == {"PER", "LOC", "ORG"}
+    preds = _read_jsonl(out / "predictions_test.jsonl")
+    assert len(preds) == len(test)
+    assert [len(p["prediction"]) for p in preds] == [len(chars) for chars, _ in test]
+    assert [p["line"] for p in preds] == list(np.cumsum([0] + [len(c) + 1 for c, _ in test[:-1]]) + 1)
+    for p, (chars, _) in zip(preds, test):
+        assert all(t == "O" for t, c in zip(p["prediction"], chars) if c == " ")
+    gold = [tags for _, tags in test]
+    pred = [p["prediction"] for p in preds]
+    if tagged:
+        assert results["test"]["f1"] == pytest.approx(ner.entity_scores(gold, pred)["f1"], abs=1e-12)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert results["test"]["f1"] == pytest.approx(f1_score(gold, pred), abs=1e-12)
+    else:
+        assert not results.get("test")  # no tags: no test metrics
+        assert ner.entity_scores(gold, pred)["f1"] > 0.9
+    dev_preds = _read_jsonl(out / "predictions_dev.jsonl")
+    assert len(dev_preds) == len(dev)
+    with open(out / "best_model" / "config.json", encoding="utf-8") as f:
+        task_cfg = json.load(f)
+    seen = {t for _, tags in train for t in tags}
+    labels = ["O"] + [f"{p}-{t}" for t in ("LOC", "ORG", "PER") for p in ner.SCHEMES[scheme] if f"{p}-{t}" in seen]
+    assert len(labels) == (7 if scheme == "bio" else 10)  # BIOES: LOC has B E S (no I: 1-2 chars), PER/ORG B I E
+    assert task_cfg["task"] == "ner" and list(task_cfg["id2label"].values()) == labels
+    import paddle
+
+    state = paddle.load(str(out / "best_model" / "model_state.pdparams"))
+    assert list(state["classifier.weight"].shape) == [32, len(labels)]
+    assert list(state["classifier.bias"].shape) == [len(labels)]
+
+
+def test_ner_task_data_errors(tmp_path, capsys):
+    """A dev tag not in the training file: one error line naming file and line, exit 2."""
+    import os
+
+    train = _write_conll(tmp_path / "train.txt", [(["一", "二"], ["B-PER", "I-PER"])])
+    dev = _write_conll(tmp_path / "dev.txt", [(["一"], ["O"]), (["二", "三"], ["O", "B-LOC"])])
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune",
+                          "ner.yaml")
+    rc, _ = _tiny_run(tmp_path, config, train, dev, "")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0].startswith("error: ") and err[0].endswith(
+        "dev.txt:4: tag 'B-LOC' does not occur in the training file (its tags: O, B-PER, I-PER)")

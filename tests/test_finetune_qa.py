@@ -5,6 +5,7 @@ and errors.
 Budget: ~5 s.
 """
 import json
+import os
 import random
 
 import numpy as np
@@ -281,3 +282,106 @@ def test_answer_without_tokens_is_counted(tok):
     ex = qa.QaExample("s", "哪", "北京  上海", ["  "], 2)  # the answer is two spaces: no token
     feats, bad = qa.encode_examples([ex], tok, 32, 8, 16, with_labels=True)
     assert feats == [] and bad.counts == {"answer covers no token": 1} and bad.first["answer covers no token"] == ["s"]
+
+
+# ------------------------------------------------------------------------------- the task, end to end
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+CJK = [chr(0x4E00 + k) for k in range(100)]
+CUE_OPEN, CUE_CLOSE = CJK[0], CJK[1]  # the answer is the text between these two cue characters
+ANSWER_ITEMS = CJK[10:40] + ["xy", "7", " "] * 10  # half of the inner items are Latin, digits or spaces
+FILLER = CJK[40:] + ["xy", "xye", "7", " "] * 5
+
+
+def _synthetic_questions(rng, n, prefix):
+    """SQuAD-format paragraphs: filler, CUE_OPEN, the answer (1-4 items, mixed CJK/Latin/digits/spaces inside),
+    CUE_CLOSE, filler; contexts up to ~70 tokens (several windows of 27)."""
+    paragraphs, answers = [], []
+    for k in range(n):
+        left = "".join(rng.choice(FILLER) for _ in range(rng.randint(0, 30)))
+        answer = rng.choice(CJK[10:40]) + "".join(rng.choice(ANSWER_ITEMS) for _ in range(rng.randint(0, 2)))
+        answer = answer + (rng.choice(CJK[10:40]) if rng.random() < 0.5 else "")
+        right = "".join(rng.choice(FILLER) for _ in range(rng.randint(0, 30)))
+        context = left + CUE_OPEN + answer + CUE_CLOSE + right
+        question = "".join(rng.choice(CJK[40:]) for _ in range(2))
+        qid = f"{prefix}{k}"
+        paragraphs.append({"context": context, "qas": [
+            {"id": qid, "question": question, "answers": [{"text": answer, "answer_start": len(left) + 1}]}]})
+        answers.append(answer)
+    return {"version": "synthetic", "data": [{"title": prefix, "paragraphs": paragraphs}]}, answers
+
+
+def _finetune(tmp_path, config, train, dev, test, **extra):
+    from ernie_style import finetune
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(SPECIALS + CJK + ["xy", "##e", "7"]) + "\n", encoding="utf-8")
+    items = {"model.init": "random", "data.vocab_file": str(vocab), "data.train_file": train,
+             "data.dev_file": dev, "data.test_file": test, "data.max_seq_len": 32, "data.max_query_len": 4,
+             "data.doc_stride": 10, "task.max_answer_length": 8, "task.n_best": 5,
+             "model.hidden_size": 32, "model.num_hidden_layers": 2, "model.num_attention_heads": 2,
+             "model.intermediate_size": 64, "model.max_position_embeddings": 64,
+             "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0,
+             "train.output_dir": str(tmp_path / "out"), "train.epochs": 4, "train.micro_batch_size": 32,
+             "train.logging_steps": 20, "train.resume": "none", "optim.max_lr": 5e-3}
+    items.update(extra)
+    rc = finetune.main([config, *[f"{k}={v}" for k, v in items.items()]])
+    return rc, tmp_path / "out"
+
+
+def _read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+QA_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune", "qa.yaml")
+
+
+def test_qa_task_learns_and_predictions_line_up(tmp_path):
+    """A tiny model learns to find the answer between two cue characters in contexts longer than a window
+    (EM/F1 far above chance, which is ~0); predictions: one answer per question, in input order, the original
+    text (Latin, digits, inner spaces) cut out of the context; an unanswered test file gets predictions only."""
+    rng = random.Random(21)
+    train, _ = _synthetic_questions(rng, 500, "tr")
+    dev, dev_answers = _synthetic_questions(rng, 80, "dv")
+    test, test_answers = _synthetic_questions(rng, 60, "ts")
+    for para in test["data"][0]["paragraphs"]:
+        del para["qas"][0]["answers"]
+    paths = [_write_json(tmp_path, f"{n}.json", d) for n, d in (("train", train), ("dev", dev), ("test", test))]
+    rc, out = _finetune(tmp_path, QA_CONFIG, *paths)
+    assert rc == 0
+    with open(out / "results.json", encoding="utf-8") as f:
+        results = json.load(f)
+    assert results["dev"]["f1"] > 0.8 and results["dev"]["em"] > 0.6, results["dev"]
+    assert not results.get("test")  # unanswered test file: no metrics
+    dev_preds = _read_jsonl(out / "predictions_dev.jsonl")
+    assert [p["id"] for p in dev_preds] == [f"dv{k}" for k in range(80)]
+    assert qa.qa_scores([[a] for a in dev_answers], [p["prediction"] for p in dev_preds]) == pytest.approx(
+        {k: results["dev"][k] for k in ("em", "f1")})
+    test_preds = _read_jsonl(out / "predictions_test.jsonl")
+    assert [p["id"] for p in test_preds] == [f"ts{k}" for k in range(60)]
+    exact = [p["prediction"] == a for p, a in zip(test_preds, test_answers)]
+    assert np.mean(exact) > 0.6
+    assert any(" " in a or "xy" in a for a, ok in zip(test_answers, exact) if ok)  # mixed answers come back whole
+    with open(out / "best_model" / "config.json", encoding="utf-8") as f:
+        task_cfg = json.load(f)
+    assert task_cfg["task"] == "qa" and "id2label" not in task_cfg
+    import paddle
+
+    state = paddle.load(str(out / "best_model" / "model_state.pdparams"))
+    assert list(state["qa_outputs.weight"].shape) == [32, 2] and list(state["qa_outputs.bias"].shape) == [2]
+
+
+def test_qa_task_config_and_data_errors(tmp_path, capsys):
+    """Bad inputs: one error line, exit 2."""
+    train, _ = _synthetic_questions(random.Random(1), 4, "tr")
+    good = _write_json(tmp_path, "train.json", train)
+    broken = tmp_path / "dev.json"
+    broken.write_text('{"data": [}', encoding="utf-8")
+    rc, _ = _finetune(tmp_path, QA_CONFIG, good, str(broken), "")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and "dev.json:1: not valid JSON" in err[0]
+    rc, _ = _finetune(tmp_path, QA_CONFIG, good, good, "", **{"data.max_query_len": 29})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["error: data.max_query_len=29: expected at most data.max_seq_len - 4 = 28 ([CLS] "
+                               "question [SEP] context [SEP] needs room for the context)"]

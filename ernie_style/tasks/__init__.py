@@ -11,6 +11,8 @@ TASKS = {
     "pretrain": "ernie_style.tasks.pretrain:PretrainTask",
     "seq_cls": "ernie_style.tasks.classification:SeqClsTask",
     "pair_cls": "ernie_style.tasks.classification:PairClsTask",
+    "ner": "ernie_style.tasks.ner:NerTask",
+    "qa": "ernie_style.tasks.qa:QaTask",
 }
 
 

@@ -1,0 +1,128 @@
+"""ner: a BIO/BIOES tag per input character (``heads.RoFormerForTokenClassification``).
+
+Data, windows, stitching and metrics: :mod:`ernie_style.downstream.ner` (rules in docs/finetune.md, "NER and QA
+metrics").  Loss: mean cross-entropy over the labelled sub-tokens (each character's first one) of the global
+batch.  Dev/test metrics on the full split, after stitching the windows back: entity-level ``f1`` (the main
+metric), ``precision``, ``recall``, ``per_type`` (conlleval semantics) and the per-character tag ``accuracy``.
+Predictions: per input sentence, the list of its tags, one per input line.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import paddle
+
+from ernie_style.downstream import ner
+from ernie_style.heads import RoFormerForTokenClassification
+from ernie_style.modeling import IGNORE_INDEX, _masked_ce
+from ernie_style.tasks.base import LossSpec
+from ernie_style.tasks.finetuning import FinetuneTask, load_encoder
+
+
+class NerTask(FinetuneTask):
+    name = "ner"
+    tensor_keys = ("input_ids", "token_type_ids", "attention_mask", "labels")
+    losses = (LossSpec("ner_loss", "tag_acc", "labels"),)
+    main_metric = "f1"
+
+    # -- data -------------------------------------------------------------------------------------------------
+
+    def read_data(self) -> None:
+        d = self.cfg.data
+        train = ner.read_conll(d.train_file)
+        dev = ner.read_conll(d.dev_file)
+        test = ner.read_conll(d.test_file, allow_untagged=True) if d.test_file else None
+        scheme = self.cfg.task.tag_scheme
+        if scheme == "auto":
+            scheme = ner.detect_scheme(t for s in train.sentences for t in s.tags)
+        self.scheme = scheme
+        self.id2label = ner.label_list(train, scheme)
+        self.label2id = {t: i for i, t in enumerate(self.id2label)}
+        for f in (dev, test):
+            if f is not None:
+                ner.check_tags(f, self.label2id)
+        self.files = {"train": train, "dev": dev, "test": test}
+        self.reports = [f.report() for f in (train, dev, test) if f is not None]
+        self.reports.append(f"ner: {scheme.upper()} scheme, {len(self.id2label)} tags: {' '.join(self.id2label)}")
+        char_tokens = ner.CharTokens(self.tokenizer)
+        body = d.max_seq_len - 2
+        stride = min(d.doc_stride, body)
+        self.windows = {}
+        for split, f in self.files.items():
+            if f is not None:
+                self.windows[split] = ner.encode_sentences(
+                    f.sentences, char_tokens, self.label2id if f.tagged else None, d.max_seq_len, stride,
+                    self.tokenizer.cls_id, self.tokenizer.sep_id)
+        self.train_features = [self._feature(w) for w in self.windows["train"]]
+        self.dev_features = [self._feature(w) for w in self.windows["dev"]]
+        self.test_features = [self._feature(w) for w in self.windows["test"]] if test is not None else None
+        for split in ("train", "dev", "test"):
+            if self.files[split] is not None:
+                n_sent, n_win = len(self.files[split].sentences), len(self.windows[split])
+                if n_win > n_sent:
+                    self.reports.append(f"ner: {split}: {n_sent} sentences -> {n_win} windows of at most "
+                                        f"{d.max_seq_len} tokens (stride {stride})")
+
+    @staticmethod
+    def _feature(w: ner.NerFeature) -> dict:
+        return {"input_ids": w.input_ids, "labels": w.labels}
+
+    def collate(self, features: List[dict]) -> dict:
+        lengths = [len(f["input_ids"]) for f in features]
+        b, width = len(features), max(lengths)
+        input_ids = np.full((b, width), self.tokenizer.pad_id, np.int64)
+        labels = np.full((b, width), IGNORE_INDEX, np.int64)
+        attention_mask = np.zeros((b, width), np.int64)
+        for row, f in enumerate(features):
+            n = lengths[row]
+            input_ids[row, :n] = f["input_ids"]
+            labels[row, :n] = f["labels"]
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "token_type_ids": np.zeros((b, width), np.int64),
+                "attention_mask": attention_mask, "labels": labels, "num_tokens": int(sum(lengths))}
+
+    # -- model --------------------------------------------------------------------------------------------------
+
+    def build_model(self):
+        model = RoFormerForTokenClassification(self.model_config, len(self.id2label))
+        self.init_notes = load_encoder(model, self.init)
+        return model
+
+    def forward(self, model, t):
+        return model(t["input_ids"], t["token_type_ids"], t["attention_mask"])  # (B, L, C)
+
+    def loss_terms(self, logits, t) -> List[paddle.Tensor]:
+        loss, _ = _masked_ce(logits.reshape([-1, logits.shape[-1]]), t["labels"])
+        return [loss]
+
+    def correct_counts(self, logits, t) -> List[paddle.Tensor]:
+        labels = t["labels"]
+        hit = (logits.argmax(axis=-1).astype("int64") == labels) & (labels != IGNORE_INDEX)
+        return [hit.astype("int64").sum()]
+
+    # -- eval ---------------------------------------------------------------------------------------------------
+
+    @property
+    def row_width(self) -> int:
+        return self.cfg.data.max_seq_len
+
+    def eval_rows(self, batch, t, logits) -> np.ndarray:
+        ids = logits.argmax(axis=-1).numpy().astype(np.float64)  # (B, Lb): predicted tag id per position
+        rows = np.full((ids.shape[0], self.row_width), -1.0)
+        rows[:, :ids.shape[1]] = ids
+        return rows
+
+    def _stitched(self, split: str, rows: np.ndarray) -> list:
+        f = self.files[split]
+        return ner.stitch(self.windows[split], rows.astype(np.int64), f.sentences, self.id2label)
+
+    def split_metrics(self, split: str, rows: np.ndarray) -> Dict[str, float]:
+        f = self.files[split]
+        if not f.tagged:
+            return {}  # an untagged test file: predictions only
+        return ner.entity_scores([s.tags for s in f.sentences], self._stitched(split, rows))
+
+    def predictions(self, split: str, rows: np.ndarray) -> List[dict]:
+        f = self.files[split]
+        return [{"prediction": tags, "line": s.line} for tags, s in zip(self._stitched(split, rows), f.sentences)]
