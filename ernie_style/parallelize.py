@@ -38,6 +38,10 @@ class DistInfo:
 
 def init_distributed(cfg: PretrainConfig) -> DistInfo:
     """Pick the device, start the collective runtime when launched with several ranks."""
+    # The process-group timeout Paddle reads (ms) when its global env is first built, i.e. in fleet.init below:
+    # a collective that waits longer (a stuck rank) fails the job instead of hanging it.  Paddle passes it to
+    # NCCL; its gloo (CPU) groups have a fixed 30 s timeout of their own.
+    os.environ["PADDLE_PG_TIMEOUT"] = str(int(cfg.dist.timeout_minutes * 60_000))
     want = cfg.train.device
     has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if want == "gpu" and not has_gpu:

@@ -110,7 +110,7 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
 
 
 def _debug_env(name: str) -> Optional[List[int]]:
-    """Test hooks: ERNIE_DEBUG_EXIT_AT=rank:step (that rank exits 3), ERNIE_DEBUG_HANG_AFTER=step (sleep)."""
+    """Test hooks: ERNIE_DEBUG_EXIT_AT=rank:step (that rank exits 3), ERNIE_DEBUG_HANG_AFTER=[rank:]step (sleep)."""
     v = os.environ.get(name)
     return [int(x) for x in v.split(":")] if v else None
 
@@ -352,6 +352,17 @@ class Trainer:
 
     def _load_checkpoint(self, path: str) -> None:
         state = ckpt.load_trainer_state(path)
+        saved_world = state.get("world_size")
+        if os.path.isfile(os.path.join(path, "optimizer.rank0.pdopt")) and \
+                (saved_world != self.info.world_size or not self.sharded_optimizer):
+            # Each optimizer.rank{R}.pdopt holds the states of the parameters rank R owned; another split of the
+            # parameters cannot be served from them (re-sharding is not implemented), and loading some would be
+            # silently wrong.
+            raise ConfigError(f"dist.sharding_stage={self.cfg.dist.sharding_stage} with {self.info.world_size} "
+                              f"rank(s): {path} holds optimizer states sharded over {saved_world} ranks; resume it "
+                              f"with {saved_world} ranks and dist.sharding_stage >= 1 (NPROC/GPUS), or start from "
+                              "its weights only (train.resume=a model dir with model_config.json and "
+                              "model_state.pdparams, e.g. a copy of those two files)")
         opt_state = ckpt.load_state_file(ckpt.optimizer_file(path, self.info.rank))
         self.optimizer.set_state_dict(ckpt.optimizer_state_from_structured(opt_state, self.inner))
         self.scheduler.set_state_dict(state["lr_scheduler"])
@@ -469,7 +480,7 @@ class Trainer:
                 self.save()
             if exit_at and exit_at[0] == self.info.rank and exit_at[1] == self.step:
                 os._exit(3)
-            if hang_after and hang_after[0] == self.step:
+            if hang_after and hang_after[-1] == self.step and (len(hang_after) == 1 or hang_after[0] == self.info.rank):
                 time.sleep(3600)
             signum = self.interrupts.agreed()  # SIGINT/SIGTERM on any rank: all save this step and exit
             if signum:

@@ -689,3 +689,73 @@ def test_9_13_out_of_vocab_token_ids_are_refused_at_open(tmp_path, capsys):
     assert len(err) == 1 and "tiny.bin: token ids" in err[0] and "..60000" in err[0] and "0..124" in err[0]
     cached = [n for n in os.listdir(tmp_path / "d") if "_token_range_" in n]
     assert len(cached) == 1 and json.load(open(tmp_path / "d" / cached[0]))["max"] == 60000
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 9.12 distributed: collective timeout, rank 0 decides the resume checkpoint, sharded resume with another world
+
+
+def test_9_12_timeout_minutes_reaches_paddles_process_group_env(data, tmp_path, monkeypatch):
+    from ernie_style.config import load_config
+    from ernie_style.parallelize import init_distributed
+
+    monkeypatch.delenv("PADDLE_PG_TIMEOUT", raising=False)
+    cfg = load_config(CONFIG, U.tiny_overrides(*data, str(tmp_path), **{"dist.timeout_minutes": 7}))
+    init_distributed(cfg)
+    assert paddle.distributed.ParallelEnv().pg_timeout == 7 * 60_000
+
+
+def test_9_12_a_stuck_rank_fails_the_gloo_job_instead_of_hanging(data, tmp_path):
+    """Rank 1 stops responding after step 1 (alive, sleeping): rank 0's next collective times out and the job
+    ends non-zero.  (The deadline below only stops a hung test; nothing is timed.)"""
+    over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"train.micro_batch_size": 4, "train.max_steps": 3})
+    p = U.launch(2, CONFIG, over, str(tmp_path / "log"), env={"ERNIE_DEBUG_HANG_AFTER": "1:1"}, timeout=400)
+    assert p.returncode != 0
+    rank0 = open(tmp_path / "log" / "workerlog.0", errors="replace").read()
+    assert "global step 1," in rank0 and "global step 2," not in rank0 and "TIMEOUT" in rank0
+
+
+@pytest.fixture(scope="module")
+def sharded_run(data, tmp_path_factory):
+    """A 2-rank job with sharding stage 1 (optimizer states split over the ranks), checkpoint at step 1."""
+    tmp = tmp_path_factory.mktemp("sharded")
+    over = U.tiny_overrides(*data, str(tmp / "out"), **{"train.micro_batch_size": 4, "train.max_steps": 1,
+                                                        "dist.sharding_stage": 1})
+    p = U.launch(2, CONFIG, over, str(tmp / "log"))
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert os.path.isfile(tmp / "out" / "checkpoints" / "step_00000001" / "optimizer.rank1.pdopt")
+    return tmp / "out"
+
+
+_HIDE_CHECKPOINTS_ON_RANK1 = """
+import os, os.path
+if os.environ.get("PADDLE_TRAINER_ID") == "1":  # rank 1 runs on a machine that does not see the checkpoints
+    _isfile = os.path.isfile
+    os.path.isfile = lambda p: False if "/checkpoints/step_" in str(p) else _isfile(p)
+"""
+
+
+def test_9_12_a_rank_that_cannot_see_the_resume_checkpoint_stops_the_job(data, sharded_run, tmp_path):
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(_HIDE_CHECKPOINTS_ON_RANK1)
+    out = tmp_path / "out"
+    shutil.copytree(sharded_run, out, ignore=shutil.ignore_patterns("*.lock", "log"))
+    over = U.tiny_overrides(*data, str(out), **{"train.micro_batch_size": 4, "train.max_steps": 2,
+                                                "train.resume": "auto", "dist.sharding_stage": 1})
+    p = U.launch(2, CONFIG, over, str(tmp_path / "log"), env={"PYTHONPATH": f"{inject}:{U.REPO}"})
+    assert p.returncode != 0
+    logs = [open(tmp_path / "log" / f"workerlog.{r}", errors="replace").read() for r in range(2)]
+    assert "train.resume: rank 1 cannot read" in logs[1] and "step_00000001" in logs[1]
+    assert "another rank cannot read" in logs[0]
+    assert not any("global step 2," in log for log in logs)
+
+
+def test_9_12_sharded_checkpoint_resumed_with_another_world_size_is_refused(data, sharded_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(sharded_run, out, ignore=shutil.ignore_patterns("*.lock", "log"))
+    capsys.readouterr()
+    assert run(data, out, **{"train.micro_batch_size": 8, "train.max_steps": 2, "train.resume": "auto",
+                             "dist.sharding_stage": 1}) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
+    assert len(err) == 1 and "sharded over 2 ranks" in err[0] and "with 2 ranks" in err[0]
