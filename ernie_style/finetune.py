@@ -39,7 +39,7 @@ def prepare(cfg, world_size: int):
     ConfigError / DataError (ValueErrors) for user mistakes."""
     from ernie_style import preflight
     from ernie_style.config import ConfigError
-    from ernie_style.tasks import task_class
+    from ernie_style.tasks import TASKS, task_class
     from ernie_style.tasks.finetuning import resolve_init
 
     init = resolve_init(cfg)
@@ -48,8 +48,10 @@ def prepare(cfg, world_size: int):
                           f"max_position_embeddings={init.model_config.max_position_embeddings}")
     try:
         cls = task_class(cfg.task.type)
-    except KeyError:
-        raise ConfigError(f"task.type={cfg.task.type!r}: not implemented yet in this version") from None
+    except ModuleNotFoundError as e:
+        if e.name != TASKS[cfg.task.type].split(":")[0]:
+            raise
+        raise ConfigError(f"task.type={cfg.task.type!r}: its module {e.name} is not in this installation") from None
     task = cls(cfg, init)
     run = cfg.resolve(init.model_config, task.n_train, world_size)
     run.accumulation_steps(world_size)

@@ -28,20 +28,21 @@ import yaml
 
 from ernie_style.config import (AmpConfig, ConfigError, DistConfig, OptimConfig, PretrainConfig, TrainConfig,
                                 _build, _check, _unknown_key, apply_override)
+from ernie_style.tasks import finetune_task_names
 
 SECTIONS = ("task", "model", "data", "train", "optim", "amp", "dist")
-TASK_TYPES = ("seq_cls", "pair_cls", "ner", "qa")
 
 
 @dataclass
 class TaskConfig:
-    type: str = "seq_cls"  # seq_cls | pair_cls | ner | qa
+    type: str = "seq_cls"  # a registered task (ernie_style/tasks/__init__.py): seq_cls | pair_cls | ner | qa
     tag_scheme: str = "auto"  # ner: auto (from the training tags) | bio | bioes
     max_answer_length: int = 30  # qa: longest answer in tokens
     n_best: int = 20  # qa: start/end candidates per window
 
     def __post_init__(self):
-        _check(self.type in TASK_TYPES, "task.type", self.type, " | ".join(TASK_TYPES))
+        names = finetune_task_names()
+        _check(self.type in names, "task.type", self.type, " | ".join(names))
         _check(self.tag_scheme in ("auto", "bio", "bioes"), "task.tag_scheme", self.tag_scheme, "auto, bio or bioes")
         _check(self.max_answer_length >= 1, "task.max_answer_length", self.max_answer_length, "an integer >= 1")
         _check(self.n_best >= 1, "task.n_best", self.n_best, "an integer >= 1")

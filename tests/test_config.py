@@ -152,9 +152,9 @@ FINETUNE_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "finetune", "*
 
 
 def test_there_is_a_finetune_config_per_task():
-    from ernie_style.finetune_config import TASK_TYPES
+    from ernie_style.tasks import finetune_task_names
 
-    assert sorted(os.path.basename(c)[:-5] for c in FINETUNE_CONFIGS) == sorted(TASK_TYPES)
+    assert sorted(os.path.basename(c)[:-5] for c in FINETUNE_CONFIGS) == sorted(finetune_task_names())
 
 
 @pytest.mark.parametrize("path", FINETUNE_CONFIGS, ids=os.path.basename)

@@ -343,3 +343,74 @@ def test_resume_with_other_data_is_refused(seq_data, tmp_path, capsys):
     assert finetune.main([SEQ, *over]) == 2
     err = capsys.readouterr().err
     assert "was trained on other data or settings (data.train_file: " in err and err.count("\n") == 1
+
+
+TOY_TASK = '''
+"""A toy task in one file: is the text longer than 9 characters?  Mean-pooled encoder + a linear layer."""
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from ernie_style.modeling import RoFormerModel
+from ernie_style.tasks.base import LossSpec
+from ernie_style.tasks.classification import SeqClsTask, accuracy_macro_f1
+from ernie_style.tasks.finetuning import load_encoder
+
+
+class MeanPooled(nn.Layer):
+    def __init__(self, config):
+        super().__init__()
+        self.roformer = RoFormerModel(config)
+        self.out = nn.Linear(config.hidden_size, 2)
+        for p in self.roformer.pooler.parameters():
+            p.stop_gradient = True
+
+    def forward(self, input_ids, attention_mask):
+        seq, _ = self.roformer(input_ids, None, attention_mask)
+        m = attention_mask.astype(seq.dtype).unsqueeze(-1)
+        return self.out((seq * m).sum(axis=1) / m.sum(axis=1))
+
+
+class LongTextTask(SeqClsTask):
+    name = "long_text"
+    tensor_keys = ("input_ids", "attention_mask", "labels")
+    losses = (LossSpec("long_loss", "long_acc", "labels"),)
+
+    def read_data(self):
+        super().read_data()  # the seq_cls readers; labels replaced by "long" / "short"
+        self.id2label, self.label2id = ["short", "long"], {"short": 0, "long": 1}
+        for features in (self.train_features, self.dev_features, self.test_features or []):
+            for f in features:
+                f["label"] = int(len(f["input_ids"]) - 2 > 9)
+
+    def build_model(self):
+        model = MeanPooled(self.model_config)
+        self.init_notes = load_encoder(model, self.init)
+        return model
+
+    def forward(self, model, t):
+        return model(t["input_ids"], t["attention_mask"])
+
+    def split_metrics(self, split, rows):
+        features = self.dev_features if split == "dev" else self.test_features
+        return accuracy_macro_f1(np.array([f["label"] for f in features]), rows.argmax(axis=1))
+'''
+
+
+def test_a_new_task_is_one_file_and_one_registry_line(seq_data, tmp_path, monkeypatch):
+    from ernie_style import tasks
+
+    (tmp_path / "toy_task.py").write_text(TOY_TASK, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(tasks.TASKS, "long_text", "toy_task:LongTextTask")  # the registry line
+    d = seq_data
+    out = tmp_path / "out"
+    over = F.tiny_overrides(str(out), d["train"], d["dev"], d["vocab"], **{"task.type": "long_text"})
+    assert finetune.main([SEQ, *over]) == 0
+    res = json.load(open(out / "results.json"))
+    long = np.mean([len(t) > 9 for _, t in F.seq_examples(90, 1)])
+    assert res["dev"]["accuracy"] >= max(long, 1 - long) + 0.15  # well above the majority class
+    assert res["config"]["task"]["type"] == "long_text"
+    assert ", long_loss: " in open(out / "train.log").read()
+    assert json.load(open(out / "best_model" / "config.json"))["id2label"] == {"0": "short", "1": "long"}

@@ -16,6 +16,11 @@ TASKS = {
 }
 
 
+def finetune_task_names() -> list:
+    """The names ``task.type`` of a fine-tuning config accepts: every registered task but pretraining."""
+    return [name for name in TASKS if name != "pretrain"]
+
+
 def task_class(name: str):
     """The Task class registered as ``name`` (KeyError naming the known tasks otherwise)."""
     if name not in TASKS:
