@@ -385,3 +385,14 @@ def test_qa_task_config_and_data_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err == ["error: data.max_query_len=29: expected at most data.max_seq_len - 4 = 28 ([CLS] "
                                "question [SEP] context [SEP] needs room for the context)"]
+
+
+def test_docs_state_the_punctuation_list():
+    """docs/finetune.md lists exactly the characters the metric strips (so the stated rules cannot drift)."""
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "finetune.md")
+    text = open(path, encoding="utf-8").read().split("## NER and QA metrics", 1)[1]
+    ascii_part, cjk_part = re.search(r"\*\*Punctuation\*\* = exactly these characters: ``(.*?)`` and `(.*?)`", text).groups()
+    assert set(ascii_part.split()) | set(cjk_part) == qa.CMRC_PUNCT
+    assert len(ascii_part.split()) + len(cjk_part) == len(qa.CMRC_PUNCT)

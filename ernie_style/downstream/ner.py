@@ -170,7 +170,7 @@ def check_scheme(data: ConllFile, scheme: str) -> None:
         for k, t in enumerate(s.tags or ()):
             if t != "O" and t[0] not in allowed:
                 raise DataError(f"{data.path}:{s.line + k}: tag {t!r} is not in the {scheme.upper()} scheme "
-                                f"(prefixes {'/'.join(allowed)}); set data.tag_scheme=bioes or fix the file")
+                                f"(prefixes {'/'.join(allowed)}); set task.tag_scheme=bioes or fix the file")
 
 
 def check_tags(data: ConllFile, label2id: dict) -> None:
