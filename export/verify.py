@@ -2,7 +2,7 @@
 vs the exported model.
 
 Optional by design: the converters run with numpy alone. Verification imports Paddle and our
-``ernie_style.modeling`` (the model the checkpoint came from), torch and transformers inside
+``ernie_style.modeling`` / ``ernie_style.heads`` (the model the checkpoint came from), torch and transformers inside
 functions; when one is missing it prints ``verification skipped: <x> not importable`` and
 returns None.
 
@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from export.errors import ExportError
+from export.state_dict_adapter import TASK_HEADS
 
 # max |logit difference| allowed per exported dtype; float32 is the parity contract, the
 # others only catch gross errors (rounding weights to 16 bits moves logits by ~1e-3..1e-2).
@@ -103,8 +104,6 @@ def hf_task_logits(hf_dir, task: str, batch) -> np.ndarray:
     import torch
     import transformers
 
-    from export.state_dict_adapter import TASK_HEADS
-
     model = getattr(transformers, TASK_HEADS[task][0]).from_pretrained(hf_dir).float().eval()
     with torch.no_grad():
         out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
@@ -114,41 +113,14 @@ def hf_task_logits(hf_dir, task: str, batch) -> np.ndarray:
 
 
 def paddle_task_model(config: dict, state: dict, task: str, num_labels: int):
-    """Our encoder + the task head of the fine-tuned model layout (eval mode), holding ``state``.
+    """The Paddle model a fine-tune run of ``task`` trains (``ernie_style.heads``, class named as transformers'),
+    holding ``state``, in eval mode."""
+    from ernie_style import heads
+    from ernie_style.modeling import RoFormerConfig, load_state_dict_checked
 
-    forward(input_ids, token_type_ids, attention_mask) -> logits (shapes in the module doc).
-    """
-    import paddle
-    import paddle.nn as nn
-
-    from ernie_style.modeling import RoFormerConfig, RoFormerModel, load_state_dict_checked
-    from ernie_style.ops import ACTIVATIONS
-
+    cls = getattr(heads, TASK_HEADS[task][0])
     cfg = RoFormerConfig.from_dict(config)
-    H = cfg.hidden_size
-
-    class ClassificationHead(nn.Layer):  # x = h[:, 0] -> dense -> act -> out_proj (dropout is off in eval)
-        def __init__(self):
-            super().__init__()
-            self.dense, self.out_proj = nn.Linear(H, H), nn.Linear(H, num_labels)
-
-        def forward(self, sequence_output):
-            return self.out_proj(ACTIVATIONS[cfg.hidden_act](self.dense(sequence_output[:, 0])))
-
-    class TaskModel(nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.roformer = RoFormerModel(cfg)
-            if task == "qa":
-                self.qa_outputs = nn.Linear(H, 2)
-            else:
-                self.classifier = ClassificationHead() if task in ("seq_cls", "pair_cls") else nn.Linear(H, num_labels)
-
-        def forward(self, input_ids, token_type_ids, attention_mask):
-            sequence_output, _ = self.roformer(input_ids, token_type_ids, attention_mask)  # (B, T, H)
-            return self.qa_outputs(sequence_output) if task == "qa" else self.classifier(sequence_output)
-
-    model = TaskModel()
+    model = cls(cfg) if task == "qa" else cls(cfg, num_labels)
     load_state_dict_checked(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
     model.eval()
     return model
@@ -161,6 +133,8 @@ def paddle_task_logits(config: dict, state: dict, task: str, num_labels: int, ba
     model = paddle_task_model(config, state, task, num_labels)
     with paddle.no_grad():
         out = model(*(paddle.to_tensor(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask")))
+    if task == "qa":
+        out = paddle.stack(out, axis=-1)  # (start [B, T], end [B, T]) -> [B, T, 2]
     return out.astype("float32").numpy()
 
 

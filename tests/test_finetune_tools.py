@@ -258,3 +258,14 @@ def test_export_of_a_real_fine_tuned_model(grid, topics, tmp_path, capsys):
     with open(run / "predictions_dev.jsonl", encoding="utf-8") as f:
         want = [json.loads(ln)["prediction"] for ln in f]
     assert got == want
+
+
+def test_report_main_metrics_are_the_tasks_own():
+    """The report/grid read results.json without Paddle, so they keep their own table; it must name the metric
+    each task maximises on dev."""
+    from ernie_style.tasks import TASKS, task_class
+
+    finetune_tasks = [t for t in TASKS if t != "pretrain"]
+    assert sorted(finetune_tasks) == sorted(R.METRICS)
+    for t in finetune_tasks:
+        assert R.MAIN_METRIC[t] == task_class(t).main_metric, t
