@@ -40,6 +40,8 @@ LAUNCHERS = {
     "script": [os.path.join(REPO, "run_finetune.sh")],
 }
 EXIT_USER_ERROR = 2
+# What a grid's table row and column stand for: the same in every run of a grid.
+ONE_PER_GRID = ("model.init", "task.type", "data.train_file", "data.dev_file", "data.test_file")
 
 
 class GridError(ValueError):
@@ -248,6 +250,10 @@ def run_grid(config, axis_items, seeds_text, overrides, out=None, launcher="pyth
             raise GridError(f"override {item!r}: {key} is also a --grid axis")
     if any(a.key in ("train.seed", "train.output_dir") for a in axes):
         raise GridError("--grid: train.seed and train.output_dir are set per run (use --seeds, --out)")
+    for a in axes:
+        if a.key in ONE_PER_GRID and len(a.values) > 1:
+            raise GridError(f"--grid {a.key}: a grid is one model on one task; run one grid per value and join "
+                            "them with python -m ernie_style.finetune_report")
     output_dir = check_configs(config, overrides, axes)
     root = os.path.abspath(out or output_dir)
     overrides = [o for o in overrides if _split_override(o, "override")[0] != "train.output_dir"]

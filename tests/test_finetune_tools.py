@@ -100,6 +100,7 @@ def test_model_labels():
     (["--grid", "optim.max_lr=1e-4", "--seeds", "0"], "--seeds '0': expected a count >= 1"),
     (["--grid", "optim.max_lr=1e-4", "--seeds", "2", "train.seed=3"], "train.seed is set per run by --seeds"),
     (["--grid", "train.output_dir=a,b"], "train.seed and train.output_dir are set per run"),
+    (["--grid", "model.init=random,/x/pre"], "--grid model.init: a grid is one model on one task; run one grid per"),
 ])
 def test_grid_bad_command_lines_one_line_exit_2(tmp_path, args, message):
     config = tmp_path / "c.yaml"
