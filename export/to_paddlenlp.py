@@ -11,7 +11,7 @@ import argparse
 import os
 
 from export.checkpoint_dir import CONFIG_FIELDS, atomic_output_dir, read_checkpoint, write_json, write_vocab
-from export.errors import run_cli
+from export.errors import ExportError, run_cli
 from export.pdparams import save_pdparams
 from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT
 
@@ -28,6 +28,9 @@ def paddlenlp_state(state: dict) -> tuple:
 
 def export(ckpt_dir, out_dir, overwrite=False) -> None:
     ckpt = read_checkpoint(ckpt_dir)
+    if ckpt.task is not None:
+        raise ExportError(f"{ckpt_dir}: a fine-tuned {ckpt.task} model; to_paddlenlp writes RoFormerForMaskedLM from "
+                          "pretraining checkpoints (export.to_pytorch converts fine-tuned models)")
     cfg = {k: ckpt.config[k] for k in CONFIG_FIELDS}
     cfg.update(architectures=["RoFormerForMaskedLM"], model_type="roformer", pool_act="tanh")
     if ckpt.source:

@@ -264,3 +264,12 @@ assert not [m for m in ("ernie_style.modeling", "ernie_style.trainer") if m in s
     assert "verification skipped: paddle not importable" in r.stdout
     cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert cfg["architectures"] == ["RoFormerForQuestionAnswering"] and "id2label" not in cfg
+
+
+def test_to_paddlenlp_refuses_a_fine_tuned_model(tmp_path, capsys):
+    from export import to_paddlenlp
+
+    src, _ = write_finetuned(tmp_path / "best_model", "ner")
+    assert to_paddlenlp.main([src, str(tmp_path / "pnlp")]) == 2
+    assert "a fine-tuned ner model; to_paddlenlp writes RoFormerForMaskedLM" in capsys.readouterr().err
+    assert not (tmp_path / "pnlp").exists()
