@@ -396,3 +396,55 @@ def test_docs_state_the_punctuation_list():
     ascii_part, cjk_part = re.search(r"\*\*Punctuation\*\* = exactly these characters: ``(.*?)`` and `(.*?)`", text).groups()
     assert set(ascii_part.split()) | set(cjk_part) == qa.CMRC_PUNCT
     assert len(ascii_part.split()) + len(cjk_part) == len(qa.CMRC_PUNCT)
+
+
+def test_qa_eval_independent_of_ranks_and_batching(tmp_path):
+    """The dev answers of a (random) model are the same whether the bucketed eval batches are dealt to 1, 2 or 3
+    ranks (rows gathered by index, as the trainer does) and equal a direct evaluation (one unpadded window at a
+    time, best_answers over those logits)."""
+    import paddle
+
+    from ernie_style import finetune
+    from ernie_style.finetune_config import load_finetune_config
+
+    rng = random.Random(4)
+    train, _ = _synthetic_questions(rng, 10, "tr")
+    dev, _ = _synthetic_questions(rng, 30, "dv")
+    paths = [_write_json(tmp_path, f"{n}.json", d) for n, d in (("train", train), ("dev", dev))]
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(SPECIALS + CJK + ["xy", "##e", "7"]) + "\n", encoding="utf-8")
+    cfg = load_finetune_config(QA_CONFIG, [
+        "model.init=random", f"data.vocab_file={vocab}", f"data.train_file={paths[0]}", f"data.dev_file={paths[1]}",
+        "data.test_file=", "data.max_seq_len=32", "data.max_query_len=4", "data.doc_stride=10",
+        "task.max_answer_length=6", "task.n_best=4", "model.hidden_size=32", "model.num_hidden_layers=1",
+        "model.num_attention_heads=2", "model.intermediate_size=64", "model.max_position_embeddings=64",
+        "train.micro_batch_size=4", f"train.output_dir={tmp_path / 'o'}"])
+    task, _ = finetune.prepare(cfg, 1)
+    paddle.seed(3)
+    model = task.build_model()
+    model.eval()
+    task.build_data(1, 4, 1)
+    split = task.valid
+
+    def rows_for(world):
+        full = np.zeros((len(split.features), task.row_width))
+        for rank in range(world):
+            for batch in split.batches(rank, world):
+                t = {k: paddle.to_tensor(batch[k]) for k in task.tensor_keys}
+                with paddle.no_grad():
+                    full[batch["index"]] += task.eval_rows(batch, t, task.forward(model, t))
+        return full
+
+    by_world = [task.predictions("dev", rows_for(w)) for w in (1, 2, 3)]
+    assert by_world[0] == by_world[1] == by_world[2]
+    assert [p["id"] for p in by_world[0]] == [f"dv{k}" for k in range(30)]
+    starts, ends = [], []
+    for w in task.windows["dev"]:
+        ids = paddle.to_tensor(w.input_ids[None])
+        with paddle.no_grad():
+            s, e = model(ids, paddle.to_tensor(w.token_type_ids[None]))  # (1, T) each, no padding
+        starts.append(s.numpy()[0])
+        ends.append(e.numpy()[0])
+    direct = qa.best_answers(task.windows["dev"], starts, ends, task.files["dev"].examples, 4, 6)
+    assert [p["prediction"] for p in by_world[0]] == direct
+    assert len(task.windows["dev"]) > 30  # several windows per question
