@@ -7,9 +7,9 @@ One run = a real 2-process ``paddle.distributed.launch`` of ``ernie_style.run_pr
 of ``tests/_trainer_util.py``: 30 steps, micro batch 4 x accumulation 2 per rank (global 16), dropout on (so the
 per-rank RNG streams count), eval every 10 steps.  Recorded: every logged loss (9 decimals as the log line prints
 it) and every other field of the log line but the timings, the eval lines, the sha256 of the final weights and
-optimizer state, and the final checkpoint's valid/test metrics at 9 decimals (``Trainer.evaluate`` in one process x micro 8, so the same 16 eval samples,
-resumed from that checkpoint).
-The figures are for this machine's CPU math; re-record on another machine before comparing there.
+optimizer state, and the final checkpoint's valid/test metrics at 9 decimals (``Trainer.evaluate`` in one process
+x micro 8, so the same 16 eval samples, resumed from that checkpoint).  The figures are for this machine's CPU
+math; re-record on another machine before comparing there.
 """
 from __future__ import annotations
 
