@@ -1,8 +1,10 @@
 """``make demo``: the whole journey on the embedded sample corpus, on CPU, in a few minutes.
 
 vocab -> preprocess -> 2-process pretraining through run_pretrain.sh -> VisualDL curves ->
-export to Hugging Face -> fill-mask in transformers.  Every step is the command a user
-would type (printed before it runs), so the demo doubles as a worked example.
+export to Hugging Face -> fill-mask in transformers -> does pretraining help? the pretrained model and a
+random init fine-tuned with identical settings on a generated downstream task (data_tools.sample_data.
+word_topics), side by side.  Every step is the command a user would type (printed before it runs), so the
+demo doubles as a worked example.
 
     python -m ernie_style.demo [--out demo_output] [--steps N] [--nproc 2]
 """
@@ -19,11 +21,84 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(REPO, "data_tools", "sample_data", "sample_corpus.txt")
 
 
+def _show(cmd) -> str:
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
 def _run(cmd, env=None) -> None:
-    print(f"\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
+    print(f"\n$ {_show(cmd)}", flush=True)
     proc = subprocess.run(cmd, cwd=REPO, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"demo: step failed with exit code {proc.returncode}: {' '.join(cmd)}")
+
+
+def _run_pair(cmds, env, logs) -> None:
+    """Two commands side by side (one core each), their output to ``logs``; a failure shows its log's tail."""
+    procs = []
+    for cmd, log in zip(cmds, logs):
+        print(f"\n$ {_show(cmd)} > {log}", flush=True)
+        with open(log, "w", encoding="utf-8") as f:
+            procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT))
+    for proc, cmd, log in zip(procs, cmds, logs):
+        if proc.wait() != 0:
+            with open(log, encoding="utf-8") as f:
+                tail = f.read()[-3000:]
+            raise SystemExit(f"demo: step failed with exit code {proc.returncode}: {_show(cmd)}\n{tail}")
+
+
+# The downstream stage: identical settings for both inits (a tiny model needs a larger LR than the 2e-5..1e-4
+# of base models); two seeds each, averaged, because the dev/test sets are small (~160 examples).
+FINETUNE_SEEDS = (42, 43)
+FINETUNE_SETTINGS = ["train.epochs=8", "train.micro_batch_size=8", "optim.max_lr=1e-3", "train.resume=none"]
+ARCH_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+             "max_position_embeddings", "type_vocab_size")
+
+
+def _finetune_stage(out: str, checkpoint: str, vocab: str, py: str) -> None:
+    """Fine-tune the pretrained checkpoint and a random init of the same architecture on word_topics."""
+    import json
+
+    task_dir = os.path.join(out, "word_topics")
+    _run([py, "-m", "data_tools.sample_data.word_topics", "--out", task_dir])
+    with open(os.path.join(checkpoint, "model_config.json"), encoding="utf-8") as f:
+        arch = json.load(f)
+    random_init = ["model.init=random", f"data.vocab_file={vocab}"] + [f"model.{k}={arch[k]}" for k in ARCH_KEYS]
+    data = [f"data.{s}_file={os.path.join(task_dir, s + '.tsv')}" for s in ("train", "dev", "test")]
+    # one process per run, the two inits side by side: the same two cores as the pretraining's two ranks
+    env = dict(os.environ, NPROC="1", PYTHON=py, OMP_NUM_THREADS="1")
+    runs = {"pretrained": [], "random": []}
+    for seed in FINETUNE_SEEDS:
+        cmds, logs = [], []
+        for name, init in (("pretrained", [f"model.init={checkpoint}"]), ("random", random_init)):
+            run_dir = os.path.join(out, "finetune", f"{name}_seed{seed}")
+            runs[name].append(run_dir)
+            cmds.append(["bash", os.path.join(REPO, "run_finetune.sh"), "configs/finetune/seq_cls.yaml", *init,
+                         *data, *FINETUNE_SETTINGS, f"train.seed={seed}", f"train.output_dir={run_dir}"])
+            logs.append(run_dir + ".log")
+        os.makedirs(os.path.dirname(logs[0]), exist_ok=True)
+        _run_pair(cmds, env, logs)
+
+    def mean(name, split):
+        values = []
+        for run_dir in runs[name]:
+            with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
+                values.append(json.load(f)[split]["accuracy"])
+        return sum(values) / len(values)
+
+    table = os.path.join(out, "finetune", "table.md")
+    _run([py, "-m", "ernie_style.finetune_report", *runs["pretrained"], *runs["random"], "--out", table])
+    print(f"\n== does pretraining help? word_topics: 8 classes, the dev/test words never seen in fine-tuning "
+          f"(chance 12.5%); accuracy, mean of {len(FINETUNE_SEEDS)} seeds ==")
+    print(f"  {'init':<12} {'dev':>7} {'test':>7}")
+    for name in runs:
+        print(f"  {name:<12} {mean(name, 'dev'):>7.1%} {mean(name, 'test'):>7.1%}")
+    gain = {split: mean("pretrained", split) - mean("random", split) for split in ("dev", "test")}
+    if gain["dev"] > 0 and gain["test"] > 0:
+        print(f"  pretraining helped: {100 * gain['dev']:+.1f} points on dev, {100 * gain['test']:+.1f} on test")
+    else:
+        print(f"  warning: pretraining did not help here ({100 * gain['dev']:+.1f} points on dev, "
+              f"{100 * gain['test']:+.1f} on test); "
+              "the demo's pretraining is short: try `python -m ernie_style.demo --steps 1000`")
 
 
 def _fill_mask(hf_dir: str, examples, top_k: int = 5) -> None:
@@ -85,6 +160,8 @@ def main(argv=None) -> int:
     _fill_mask(hf_dir, [("很多人认为，家乡的味道是任何地方都替代不了的。", "的"),
                         ("天气预报说，这个周末会转晴，适合全家一起出去走走！", "会")])
 
+    _finetune_stage(out, os.path.realpath(latest), vocab, py)
+
     print(f"\n== demo finished in {time.time() - t0:.0f} s; artefacts ==")
     for what, path in [
         ("vocab", vocab),
@@ -95,6 +172,8 @@ def main(argv=None) -> int:
         ("curves", curves),
         ("checkpoints", os.path.join(train_dir, "checkpoints")),
         ("Hugging Face model", hf_dir),
+        ("downstream task (TSV)", os.path.join(out, "word_topics")),
+        ("fine-tune runs (results.json, predictions)", os.path.join(out, "finetune")),
     ]:
         print(f"  {what:<42} {path}")
     return 0
