@@ -50,4 +50,4 @@ def wrap_sharding_grad_sync(optimizer, after_sync) -> None:
         # rank's parameters the way fleet does
         after_sync(optimizer._inner_opt.filter_parameters(parameter_list, optimizer._hcg))
 
-    optimizer._hybrid_sync_grad = sync_then_call
+    optimizer._hybrid_sync_grad = sync_then_call  # private: replaced on this optimizer instance only

@@ -21,6 +21,7 @@ import paddle
 import paddle.distributed as dist
 from paddle.distributed import fleet
 
+from ernie_style import paddle_internals
 from ernie_style.config import AmpConfig, OptimConfig, PretrainConfig
 
 
@@ -168,7 +169,7 @@ class Amp:
         """Optimizer step through the scaler; returns False when it was skipped (inf/nan gradients)."""
         self.scaler.step(optimizer)
         self.scaler.update()
-        skipped = bool(self.scaler.is_enable() and getattr(self.scaler, "_cache_found_inf", False))
+        skipped = bool(self.scaler.is_enable() and paddle_internals.scaler_found_inf(self.scaler))
         self.skipped_steps += int(skipped)
         return not skipped
 
@@ -176,12 +177,7 @@ class Amp:
         """loss_scaling / num_good_steps / num_bad_steps as in ernie-1.0's log line (1.0/0/0 when inactive)."""
         if not self.scaler.is_enable():
             return {"loss_scaling": 1.0, "num_good_steps": 0, "num_bad_steps": 0, "skipped_steps": self.skipped_steps}
-        return {
-            "loss_scaling": float(self.scaler._scale.numpy().reshape(-1)[0]),
-            "num_good_steps": int(self.scaler._incr_count),
-            "num_bad_steps": int(self.scaler._decr_count),
-            "skipped_steps": self.skipped_steps,
-        }
+        return {**paddle_internals.scaler_counters(self.scaler), "skipped_steps": self.skipped_steps}
 
     def state_dict(self) -> dict:
         state = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in self.scaler.state_dict().items()}
@@ -283,14 +279,10 @@ class GradNorm:
         self.stage = stage
         self._value = None
         if stage == 1:
-            sync = optimizer._hybrid_sync_grad
-
-            def sync_then_measure(parameter_list):
-                sync(parameter_list)
-                owned = optimizer._inner_opt.filter_parameters(parameter_list, optimizer._hcg)
+            def measure(owned):
                 self._value = global_grad_norm(owned, reduce_over_ranks=True)
 
-            optimizer._hybrid_sync_grad = sync_then_measure
+            paddle_internals.wrap_sharding_grad_sync(optimizer, measure)
 
     def before_step(self) -> None:
         if self.stage == 1:

@@ -204,20 +204,21 @@ def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
         calls["decorate"].append(kw)
         return real_decorate(**kw)
 
-    class SpyScaler(real_scaler):
-        def __init__(self, **kw):
-            calls["scaler"].append(kw)
-            super().__init__(**kw)
+    def spy_scaler(**kw):  # the real GradScaler, enabled although this is a CPU (see real_enabled_scaler)
+        calls["scaler"].append(kw)
+        scaler = real_enabled_scaler(real_scaler, **kw)
+        real_load = scaler.load_state_dict
 
-        def state_dict(self):  # Paddle disables the scaler on CPU; pretend it has state to check the round trip
-            return {"scale": np.array([1024.0], np.float32), "incr_count": 3, "decr_count": 1}
-
-        def load_state_dict(self, state):
+        def load_state_dict(state):
             calls["load"].append(state)
+            real_load(state)
+
+        scaler.load_state_dict = load_state_dict
+        return scaler
 
     monkeypatch.setattr(paddle.amp, "auto_cast", auto_cast)
     monkeypatch.setattr(paddle.amp, "decorate", decorate)
-    monkeypatch.setattr(paddle.amp, "GradScaler", SpyScaler)
+    monkeypatch.setattr(paddle.amp, "GradScaler", spy_scaler)
     amp = {"amp.enable": True, "amp.level": "O2", "amp.dtype": "float16", "amp.init_loss_scaling": 4096,
            "amp.custom_white_list": "[softmax]", "amp.custom_black_list": "[reduce_sum]", "train.max_steps": 2}
     assert run(data, tmp_path, **amp) == 0
@@ -231,27 +232,62 @@ def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
     log = open(os.path.join(tmp_path, "train.log")).read()
     assert log.count("no-ops there") == 1  # said once
     state = json.load(open(os.path.join(tmp_path, "checkpoints", "latest", "trainer_state.json")))
-    assert state["amp"]["scaler"] == {"scale": [1024.0], "incr_count": 3, "decr_count": 1}
+    # what the real scaler's state_dict() holds: 2 finite steps counted, the scale not yet raised
+    assert state["amp"]["scaler"]["scale"] == [4096.0] and state["amp"]["scaler"]["incr_count"] == 2
+    # a checkpoint whose scaler moved on (as on a GPU): the resumed real scaler reports the saved counters
+    saved = os.path.join(tmp_path, "checkpoints", "latest")
+    state["amp"]["scaler"].update(scale=[1024.0], incr_count=3, decr_count=1)
+    with open(os.path.join(saved, "trainer_state.json"), "w") as f:
+        json.dump(state, f)
+    sums = json.load(open(os.path.join(saved, "checksums.json")))
+    sums["trainer_state.json"] = ckpt.sha256_file(os.path.join(saved, "trainer_state.json"))
+    json.dump(sums, open(os.path.join(saved, "checksums.json"), "w"))
     assert run(data, tmp_path, **{**amp, "train.resume": "auto", "train.max_steps": 3}) == 0
     assert calls["load"] and calls["load"][-1]["incr_count"] == 3 and float(calls["load"][-1]["scale"][0]) == 1024.0
+    line = [x for x in open(os.path.join(tmp_path, "train.log")) if x.startswith("global step 3,")][0]
+    assert "loss_scaling: 1024.0, num_good_steps: 4, num_bad_steps: 0" in line, line  # the real scaler went on
 
 
-def test_amp_stats_count_skipped_steps():
-    class FakeScaler:
-        _cache_found_inf = True
+def real_enabled_scaler(cls=None, **kw):
+    """A real ``paddle.amp.GradScaler`` with ``enable=True`` on CPU.  Paddle turns the scaler off when the current
+    place is a CPU (its constructor checks the place only in dynamic mode); the test bypasses that one check so
+    that everything else -- the attributes ``ernie_style.paddle_internals`` reads, state_dict/load_state_dict --
+    is the real object's, and a rename in Paddle fails here."""
+    import paddle.amp.grad_scaler as gs
 
-        def is_enable(self):
-            return True
+    cls = cls or paddle.amp.GradScaler
+    real = gs.in_dynamic_mode
+    gs.in_dynamic_mode = lambda: False
+    try:
+        return cls(**kw)
+    finally:
+        gs.in_dynamic_mode = real
 
-        def step(self, opt):
-            pass
 
-        def update(self):
-            pass
+def test_amp_stats_read_the_real_grad_scaler():
+    amp = Amp(load_config(None, ["model.vocab_size=10"]).amp, "cpu", log=lambda m: None)
+    amp.scaler = real_enabled_scaler(enable=True, init_loss_scaling=512.0, incr_every_n_steps=7)
+    assert amp.scaler.is_enable()
+    assert amp.stats() == {"loss_scaling": 512.0, "num_good_steps": 0, "num_bad_steps": 0, "skipped_steps": 0}
+    state = json.loads(json.dumps(amp.state_dict()))  # as trainer_state.json stores it
+    state["scaler"].update(scale=[64.0], incr_count=5, decr_count=2)
+    other = Amp(load_config(None, ["model.vocab_size=10"]).amp, "cpu", log=lambda m: None)
+    other.scaler = real_enabled_scaler(enable=True)
+    other.load_state_dict(state)
+    assert other.stats() == {"loss_scaling": 64.0, "num_good_steps": 5, "num_bad_steps": 2, "skipped_steps": 0}
+    assert other.scaler.state_dict()["incr_every_n_steps"] == 7
 
-    amp = Amp(load_config(None, ["model.vocab_size=10"]).amp, "gpu", log=lambda m: None)
-    amp.scaler = FakeScaler()
-    assert amp.step(None) is False and amp.skipped_steps == 1
+
+@pytest.mark.skipif(not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0),
+                    reason="Paddle's GradScaler detects inf/nan gradients only on GPU")
+def test_amp_counts_skipped_steps_with_the_real_scaler():
+    cfg = load_config(None, ["model.vocab_size=10", "amp.enable=true", "amp.init_loss_scaling=1024"]).amp
+    amp = Amp(cfg, "gpu", log=lambda m: None)
+    layer = paddle.nn.Linear(2, 2)
+    opt = paddle.optimizer.AdamW(parameters=layer.parameters())
+    loss = (layer(paddle.ones([1, 2])) * float("inf")).sum()
+    amp.scale(loss).backward()
+    assert amp.step(opt) is False and amp.skipped_steps == 1 and amp.stats()["num_bad_steps"] >= 0
 
 
 def test_lr_schedule_matches_reference():
