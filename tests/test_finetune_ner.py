@@ -334,6 +334,10 @@ def test_ner_task_learns_and_predictions_line_up(tmp_path, scheme):
     state = paddle.load(str(out / "best_model" / "model_state.pdparams"))
     assert list(state["classifier.weight"].shape) == [32, len(labels)]
     assert list(state["classifier.bias"].shape) == [len(labels)]
+    if tagged:  # the head is transformers' RoFormerForTokenClassification: export + logit parity (<= 1e-5)
+        from export import to_pytorch
+
+        assert to_pytorch.main([str(out / "best_model"), str(tmp_path / "hf"), "--verify"]) == 0
 
 
 def test_ner_task_data_errors(tmp_path, capsys):

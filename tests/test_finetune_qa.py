@@ -370,6 +370,10 @@ def test_qa_task_learns_and_predictions_line_up(tmp_path):
 
     state = paddle.load(str(out / "best_model" / "model_state.pdparams"))
     assert list(state["qa_outputs.weight"].shape) == [32, 2] and list(state["qa_outputs.bias"].shape) == [2]
+    # the head is transformers' RoFormerForQuestionAnswering: export + start/end logit parity (<= 1e-5)
+    from export import to_pytorch
+
+    assert to_pytorch.main([str(out / "best_model"), str(tmp_path / "hf"), "--verify"]) == 0
 
 
 def test_qa_task_config_and_data_errors(tmp_path, capsys):
