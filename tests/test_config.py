@@ -47,9 +47,40 @@ def test_reference_recipe_numbers(vocab):
     assert a.enable and a.dtype == "float16" and a.level == "O1" and a.init_loss_scaling == 32768.0
 
 
-def test_tiny_demo_trains_on_two_processes(vocab):
+def test_tiny_demo_trains_on_two_processes(tmp_path):
+    """The shipped demo config as it is (model, batch, schedule), with only data, output and a short run given:
+    two real ranks train it, the loss is finite and the weights move."""
+    import math
+    import subprocess
+    import sys
+
+    import numpy as np
+    import paddle
+
+    import _trainer_util as U
+
+    prefix, vocab = U.make_data(str(tmp_path / "data"))
     cfg = load_config(os.path.join(REPO, "configs", "roformer_tiny_demo.yaml"), [f"data.vocab_file={vocab}"])
     assert cfg.accumulation_steps(2) == 1 and cfg.model.num_hidden_layers <= 4 and cfg.model.hidden_size <= 128
+    out = tmp_path / "out"
+    over = [f"data.prefixes=[{prefix}]", f"data.vocab_file={vocab}", f"train.output_dir={out}",
+            "train.max_steps=3", "train.save_steps=3", "train.logging_steps=1", "data.split=90,5,5"]
+    p = subprocess.run(["bash", os.path.join(REPO, "run_pretrain.sh"), os.path.join(REPO, "configs",
+                                                                                     "roformer_tiny_demo.yaml"), *over],
+                       cwd=REPO, env=dict(os.environ, PYTHON=sys.executable, NPROC="2", OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    log = open(out / "train.log", encoding="utf-8").read()
+    assert "trainer: 2 rank(s)" in log
+    losses = U.log_fields(str(out / "train.log"))
+    assert sorted(losses) == [1, 2, 3] and all(math.isfinite(v["loss"]) for v in losses.values())
+    final = paddle.load(str(out / "checkpoints" / "step_00000003" / "model_state.pdparams"))
+    from ernie_style.modeling import RoFormerForPretraining
+
+    cfg = load_config(os.path.join(REPO, "configs", "roformer_tiny_demo.yaml"), over)
+    paddle.seed(cfg.train.seed)  # the trainer's initialisation
+    init = RoFormerForPretraining(cfg.model).state_dict()
+    assert max(float(np.abs(final[k].numpy() - init[k].numpy()).max()) for k in init) > 1e-4
 
 
 def test_overrides_are_yaml(vocab):

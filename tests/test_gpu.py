@@ -68,6 +68,8 @@ def test_run_pretrain_sh_uses_gpus(sample_data, tmp_path):
                 f"data.prefixes=[{sample_data.prefix}]", f"data.vocab_file={sample_data.vocab}",
                 f"train.output_dir={tmp_path}", "amp.enable=true", *TINY], env={"GPUS": "0"})
     assert "global step 20, loss:" in out
+    assert "1 rank(s) on gpu" in out  # the trainer ran on the GPU, not on a CPU fallback
+    assert re.search(r"loss_scaling: (32768\.0|16384\.0|65536\.0)", out)  # fp16 loss scaling: live only on a GPU
     assert os.path.isdir(os.path.join(tmp_path, "log"))
 
 
