@@ -404,3 +404,21 @@ def test_ner_eval_independent_of_ranks_and_batching(tmp_path):
     sentences = task.files["dev"].sentences
     assert [p["prediction"] for p in by_world[0]] == ner.stitch(task.windows["dev"], direct, sentences, task.id2label)
     assert len(task.windows["dev"]) > len(sentences)  # windows were stitched
+
+
+def test_ner_resume_with_other_windows_refused(tmp_path, capsys):
+    """The windows decide the training features: resuming with another data.doc_stride is refused (exit 2)."""
+    import os
+
+    rng = random.Random(2)
+    paths = [_write_conll(tmp_path / f"{n}.txt", _synthetic_sentences(rng, k, "bio")) for n, k in
+             (("train", 40), ("dev", 10))]
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune",
+                          "ner.yaml")
+    rc, out = _tiny_run(tmp_path, config, *paths, "", **{"train.epochs": 1})
+    assert rc == 0 and (out / "checkpoints" / "latest").exists()
+    capsys.readouterr()
+    rc, _ = _tiny_run(tmp_path, config, *paths, "", **{"train.epochs": 1, "train.resume": "auto",
+                                                       "data.doc_stride": 7})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "data.doc_stride: 10 (checkpoint) vs 7 (now)" in err[0], err

@@ -229,7 +229,7 @@ def test_reader_examples_and_malformed(tmp_path):
     doc = _squad([
         {"context": ctx, "qas": [
             {"id": "a", "question": "首都是哪?", "answers": [{"text": "北京", "answer_start": 0}]},
-            {"id": "b", "question": "最大城市?", "answers": [{"text": "上海", "answer_start": 3}]},  # corrected
+            {"id": "b", "question": "最大城市?", "answers": [{"text": "上海", "answer_start": -11}]},  # corrected
             {"id": "c", "question": "", "answers": [{"text": "北京", "answer_start": 0}]},
             {"id": "a", "question": "重复?", "answers": [{"text": "北京", "answer_start": 0}]},
             {"id": "d", "question": "没有?", "answers": [{"text": "广州", "answer_start": 0}]},

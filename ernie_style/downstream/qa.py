@@ -67,12 +67,13 @@ class QaFile:
 
 def _nearest(context: str, text: str, start) -> int:
     """answer_start if the text is there, else the nearest occurrence's start (earliest on ties), else -1."""
-    if isinstance(start, int) and context[start:start + len(text)] == text:
+    valid = isinstance(start, int) and start >= 0  # (a negative start would slice from the end)
+    if valid and context[start:start + len(text)] == text:
         return start
     hits = [m.start() for m in re.finditer(re.escape(text), context)]
     if not hits:
         return -1
-    ref = start if isinstance(start, int) else 0
+    ref = start if valid else 0
     return min(hits, key=lambda h: (abs(h - ref), h))
 
 

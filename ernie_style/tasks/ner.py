@@ -20,6 +20,9 @@ from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, load_encoder
 
 
+assert ner.IGNORE_INDEX == IGNORE_INDEX  # downstream/ner.py is Paddle-free and keeps its own copy
+
+
 class NerTask(FinetuneTask):
     name = "ner"
     tensor_keys = ("input_ids", "token_type_ids", "attention_mask", "labels")
@@ -81,6 +84,12 @@ class NerTask(FinetuneTask):
             attention_mask[row, :n] = 1
         return {"input_ids": input_ids, "token_type_ids": np.zeros((b, width), np.int64),
                 "attention_mask": attention_mask, "labels": labels, "num_tokens": int(sum(lengths))}
+
+    def data_fingerprint(self) -> dict:
+        # the windowing decides which training features exist: a resume with other settings would not be exact
+        d = self.cfg.data
+        return {**super().data_fingerprint(), "data.doc_stride": d.doc_stride,
+                "task.tag_scheme": self.cfg.task.tag_scheme}
 
     # -- model --------------------------------------------------------------------------------------------------
 

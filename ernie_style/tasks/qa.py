@@ -85,6 +85,11 @@ class QaTask(FinetuneTask):
                 "end_positions": np.array([f["end"] for f in features], np.int64),
                 "num_tokens": int(sum(lengths))}
 
+    def data_fingerprint(self) -> dict:
+        # the windowing decides which training features exist: a resume with other settings would not be exact
+        d = self.cfg.data
+        return {**super().data_fingerprint(), "data.doc_stride": d.doc_stride, "data.max_query_len": d.max_query_len}
+
     # -- model --------------------------------------------------------------------------------------------------
 
     def build_model(self):
