@@ -130,3 +130,123 @@ def test_readme_journey(tmp_path):
     assert "global step 5, loss:" in out and "global step 1, loss:" not in out
     ckpts = os.path.join(root, "output", "roformer_base", "checkpoints")
     assert os.path.isdir(os.path.join(ckpts, "step_00000006"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Fine-tune and evaluate", executed as written on generated task files (the README's paths, a tiny pretraining).
+
+FT_TINY = ["train.epochs=1", "train.micro_batch_size=4", "data.max_seq_len=64"]
+FT_TINY_QA = ["data.doc_stride=24", "data.max_query_len=16"]
+FT_TINY_RANDOM = ["model.hidden_size=32", "model.num_hidden_layers=1", "model.num_attention_heads=2",
+                  "model.intermediate_size=64"]
+
+
+def finetune_blocks():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Fine-tune and evaluate", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+def _write_tsv(path, header, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\t".join(header) + "\n")
+        f.writelines("\t".join(r) + "\n" for r in rows)
+
+
+def _write_task_files(root):
+    """ChnSentiCorp-, LCQMC-, MSRA- and CMRC-shaped files under data/, made from the project's word lists;
+    returns the number of dev examples of each."""
+    import random
+
+    from data_tools.sample_data import generate as g
+    from data_tools.sample_data.word_topics import make_splits
+
+    rng = random.Random(5)
+    splits = make_splits(seed=5, frames_per_word=2)
+    for name, split in zip(("train", "dev", "test"), splits):
+        _write_tsv(os.path.join(root, "data", "chnsenticorp", f"{name}.tsv"), ["label", "text_a"], split[:40])
+    for name, n in (("train", 40), ("dev", 16), ("test", 16)):
+        rows = []
+        for _ in range(n):
+            a, b = rng.choice(g.FOODS), rng.choice(g.FOODS + g.CITIES)
+            rows.append((f"{a}好吃吗", f"{b}好吃吗", str(int(a == b))))
+        _write_tsv(os.path.join(root, "data", "lcqmc", f"{name}.tsv"), ["text_a", "text_b", "label"], rows)
+    for name, n in (("train", 30), ("dev", 10), ("test", 10)):
+        lines = []
+        for _ in range(n):
+            city, person = rng.choice(g.CITIES), rng.choice(g.PEOPLE)
+            for text, tag in ((person, "PER"), ("昨天去了", None), (city, "LOC"), ("。", None)):
+                for i, ch in enumerate(text):
+                    lines.append(f"{ch} {'O' if tag is None else ('B-' if i == 0 else 'I-') + tag}")
+            lines.append("")
+        os.makedirs(os.path.join(root, "data", "msra_ner"), exist_ok=True)
+        with open(os.path.join(root, "data", "msra_ner", f"{name}.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    os.makedirs(os.path.join(root, "data", "cmrc2018"), exist_ok=True)
+    for name, n in (("train", 30), ("dev", 10)):
+        paragraphs = []
+        for i in range(n):
+            city, food = rng.choice(g.CITIES), rng.choice(g.FOODS)
+            context = f"说到{city}的美食，很多人第一个想到的就是{food}。这家小店开了十年。"
+            paragraphs.append({"context": context, "qas": [{
+                "id": f"{name}-{i}", "question": f"说到{city}的美食，人们想到什么？",
+                "answers": [{"text": food, "answer_start": context.index(food)}]}]})
+        with open(os.path.join(root, "data", "cmrc2018", f"{name}.json"), "w", encoding="utf-8") as f:
+            json.dump({"version": "v1.0", "data": [{"title": name, "paragraphs": paragraphs}]}, f, ensure_ascii=False)
+    n_dev = len(splits[1][:40])
+    return {"chnsenticorp": n_dev, "chnsenticorp_random": n_dev, "lcqmc": 16, "msra_ner": 10, "cmrc2018": 10}
+
+
+def _tiny_pretraining(root):
+    """output/roformer_base: a 4-step pretraining run of the README's kind (vocab, preprocess, run)."""
+    _write_corpus(root)
+    _run(root, ["python", "-m", "data_tools.build_vocab", "--input", "corpus/part0.txt", "corpus/part1.txt",
+                "--output", "data/vocab.txt"], {})
+    _run(root, ["python", "-m", "data_tools.preprocess", "--input", "corpus/part0.txt", "corpus/part1.txt",
+                "--vocab", "data/vocab.txt", "--output-prefix", "data/clue_corpus", "--quiet"], {})
+    _run(root, ["python", "-m", "ernie_style.run_pretrain", "--config", "configs/roformer_base_wwm_cluecorpussmall.yaml",
+                "data.prefixes=[data/clue_corpus]", "data.vocab_file=data/vocab.txt",
+                "train.output_dir=output/roformer_base", *TINY], {})
+
+
+@pytest.mark.multiproc
+def test_readme_finetune_journey(tmp_path):
+    root = str(tmp_path)
+    for name in ("configs", "run_pretrain.sh", "run_finetune.sh"):
+        os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "data"))
+    _tiny_pretraining(root)
+    n_dev = _write_task_files(root)
+
+    ran = []
+    for lang, block in finetune_blocks():
+        if lang == "python":
+            out = _run(root, ["python", "-c", block], {"TRANSFORMERS_VERBOSITY": "error"})
+            assert "label" in out and "score" in out, out  # the pipeline printed a prediction
+            ran.append("python: text-classification")
+            continue
+        assert lang == "bash", lang
+        for env, words in bash_commands(block):
+            extra = []
+            if words[0] == "./run_finetune.sh" or words[:3] == ["python", "-m", "ernie_style.finetune_grid"]:
+                extra = FT_TINY + (FT_TINY_QA if "configs/finetune/qa.yaml" in words else []) + \
+                    (FT_TINY_RANDOM if "model.init=random" in words else [])
+            out = _run(root, words + extra, dict(env, NPROC="1"))
+            ran.append(" ".join(words[:3]))
+
+    assert len(ran) == 9, ran
+    for run in n_dev:
+        with open(os.path.join(root, "output", "ft", run, "results.json"), encoding="utf-8") as f:
+            results = json.load(f)
+        assert results["dev"] and "best_step" in results, (run, results)
+        assert ("test" in results) == (run != "cmrc2018"), (run, results)
+        with open(os.path.join(root, "output", "ft", run, "predictions_dev.jsonl"), encoding="utf-8") as f:
+            assert len(f.readlines()) == n_dev[run], run  # one prediction per dev example
+    assert os.path.exists(os.path.join(root, "output", "grid", "chnsenticorp", "grid.md"))
+    table = open(os.path.join(root, "table.md"), encoding="utf-8").read()
+    for task in ("chnsenticorp", "lcqmc", "msra_ner", "cmrc2018"):
+        assert task in table, table
+    with open(os.path.join(root, "hf", "chnsenticorp", "config.json"), encoding="utf-8") as f:
+        hf = json.load(f)
+    assert hf["architectures"] == ["RoFormerForSequenceClassification"] and len(hf["id2label"]) == 8, hf
