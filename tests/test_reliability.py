@@ -868,3 +868,24 @@ def test_9_16_no_timing_assertions_in_the_suite():
             if code.startswith("assert ") and timed.search(code):
                 found.append(f"{os.path.basename(path)}:{n}: {code}")
     assert not found, found
+
+
+def test_9_5_finetune_init_dir_with_a_payload_is_refused(trained, tmp_path):
+    import pickle
+
+    from ernie_style.config import ConfigError
+    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.tasks.finetuning import resolve_init
+
+    d = tmp_path / "init"
+    d.mkdir()
+    for name in ("model_config.json", "vocab.txt"):
+        shutil.copyfile(os.path.join(trained, name), d / name)
+    marker = tmp_path / "payload_ran"
+    with open(d / "model_state.pdparams", "wb") as f:
+        pickle.dump({"roformer.embeddings.word_embeddings.weight": _Payload(str(marker))}, f)
+    cfg = load_finetune_config(os.path.join(U.REPO, "configs", "finetune", "seq_cls.yaml"),
+                               [f"model.init={d}", f"data.vocab_file={d / 'vocab.txt'}"])
+    with pytest.raises(ConfigError, match="refused global"):
+        resolve_init(cfg)
+    assert not marker.exists()

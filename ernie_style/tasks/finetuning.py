@@ -110,8 +110,6 @@ def resolve_init(cfg: FinetuneConfig) -> InitSource:
 
 
 def _ours(init: str, d: str) -> InitSource:
-    import paddle
-
     kind = "checkpoint" if os.path.isfile(os.path.join(d, ckpt.TRAINER_STATE)) else "model_dir"
     if kind == "checkpoint":
         try:
@@ -130,7 +128,15 @@ def _ours(init: str, d: str) -> InitSource:
     for path, what in ((weights, "the weights"), (vocab, "the vocab the model was trained with")):
         if not os.path.isfile(path):
             raise _init_error(init, f"{path} not found ({what}; the vocab and tokenizer come with the init dir)")
-    state = {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in paddle.load(weights).items()}
+    if kind == "model_dir":
+        try:
+            ckpt.verify_model_dir(d)  # its checksums.json, when it has one
+        except ckpt.CheckpointError as e:
+            raise _init_error(init, str(e)) from None
+    try:  # the restricted unpickler: a downloaded init dir cannot run code
+        state = {k: np.asarray(v) for k, v in ckpt.load_state_file(weights).items()}
+    except ckpt.CheckpointError as e:
+        raise _init_error(init, str(e)) from None
     return InitSource(kind, d, model_config, state, vocab, _lowercase_of(d))
 
 
@@ -383,7 +389,7 @@ class FinetuneTask(Task):
 
         out = trainer.cfg.train.output_dir
         best = os.path.join(out, BEST_MODEL, ckpt.MODEL_STATE)
-        trainer.inner.set_state_dict(paddle.load(best))
+        trainer.inner.set_state_dict(ckpt.load_state_file(best))
         trainer.text(f"finish: best dev {self.main_metric} {self.best_metric:.6f} at step {self.best_step}; "
                      f"weights of {BEST_MODEL}/ loaded")
         results = {"dev": self.best_dev}
