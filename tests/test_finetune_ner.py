@@ -12,7 +12,7 @@ import pytest
 import _text_util as U
 from data_tools.tokenizer import BertTokenizer
 from ernie_style.downstream import ner
-from ernie_style.downstream.ner import DataError
+from ernie_style.downstream.common import DataError
 from ernie_style.downstream.windows import window_starts
 
 TYPES = ("PER", "LOC", "ORG")

@@ -14,7 +14,7 @@ import pytest
 import _text_util as U
 from data_tools.tokenizer import BertTokenizer
 from ernie_style.downstream import qa
-from ernie_style.downstream.ner import DataError
+from ernie_style.downstream.common import DataError
 
 MIXED = [
     "中国人民银行成立于1948年12月1日，总部在北京。",

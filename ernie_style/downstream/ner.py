@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ernie_style.downstream.common import DataError, Malformed  # noqa: F401  (one owner; re-exported for qa)
+from ernie_style.downstream.common import DataError, Malformed, read_lines
 from ernie_style.downstream.windows import owner_windows, window_starts
 
 NO_TOKEN_TAG = "O"
@@ -93,19 +93,8 @@ def read_conll(path, *, allow_untagged: bool = False) -> ConllFile:
     """Read a CoNLL file (rules in the module docstring).  Raises :class:`DataError` for an unreadable,
     empty or (unless `allow_untagged`) untagged file."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.split("\n")
-    tagged = any(("\t" in ln or " " in ln.strip(" \t\r")) for ln in lines if ln.strip(" \t\r"))
+    lines = read_lines(path)  # (BOM dropped, \r\n accepted)
+    tagged = any(("\t" in ln or " " in ln.strip(" \t")) for ln in lines if ln.strip(" \t"))
     malformed = Malformed()
     sentences, skipped = [], 0
     chars, tags, first, bad = [], [], 0, False
@@ -119,8 +108,7 @@ def read_conll(path, *, allow_untagged: bool = False) -> ConllFile:
                 sentences.append(Sentence(chars, tags if tagged else None, first))
         chars, tags, bad = [], [], False
 
-    for no, raw in enumerate(lines, 1):
-        line = raw.rstrip("\r")
+    for no, line in enumerate(lines, 1):
         if not line.strip(" \t"):
             flush()
             continue

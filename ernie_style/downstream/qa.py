@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ernie_style.downstream.ner import DataError, Malformed
+from ernie_style.downstream.common import DataError, Malformed, read_lines
 from ernie_style.downstream.windows import owner_windows, window_starts
 
 
@@ -81,17 +81,9 @@ def read_squad(path, *, train: bool = False, allow_unanswered: bool = False) -> 
     """Read a SQuAD-format file (rules in the module docstring).  `train`: answer positions are needed and
     checked.  `allow_unanswered`: a file without answers is accepted (the test split)."""
     path = os.fspath(path)
+    raw = "\n".join(read_lines(path))  # (BOM dropped, \r\n accepted; line numbers kept for JSON errors)
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        doc = json.loads(raw.lstrip("\ufeff"))
+        doc = json.loads(raw)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
     shape = 'SQuAD format {"data": [{"paragraphs": [{"context": ..., "qas": [...]}]}]}'
