@@ -110,9 +110,7 @@ def read_squad(path, *, train: bool = False, allow_unanswered: bool = False) -> 
                     malformed.add("bad question", where)
                     continue
                 qid = qa.get("id")
-                qid = str(qid) if qid not in (None, "") else where
-                if qid != where:
-                    where = qid
+                qid = where = str(qid) if qid not in (None, "") else where
                 if not isinstance(context, str) or not context.strip():
                     malformed.add("no context", where)
                     continue
