@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 from data_tools.io_utils import atomic_write, write_json_atomic
 from ernie_style.finetune_report import (
-    METRICS, RESULTS_FILE, ReportError, cell, mean_std, model_label, read_results,
+    MAIN_METRIC, METRICS, RESULTS_FILE, ReportError, cell, mean_std, model_label, read_results,
 )
 
 GRID_JSON, GRID_MD = "grid.json", "grid.md"
@@ -162,7 +162,7 @@ def execute(runs: Sequence[Run], launcher: str, config: str, overrides: Sequence
         took = time.time() - t0
         if rc == 0 and os.path.isfile(os.path.join(run.out, RESULTS_FILE)):
             r = read_results(run.out)
-            main = METRICS[r.task][0]
+            main = MAIN_METRIC[r.task]
             print(f"{label}: done in {took:.0f} s, dev {main} {100 * r.dev[main]:.2f}", flush=True)
             continue
         if rc == EXIT_USER_ERROR:
@@ -189,7 +189,7 @@ def summarize(axes: Sequence[Axis], runs: Sequence[Run], config: str, overrides:
             meta = here
         elif here != meta:
             raise GridError(f"{run.out}: task/data/init {here} differ from the other runs' {meta}")
-        main = METRICS[r.task][0]
+        main = MAIN_METRIC[r.task]
         c["seeds"].append(run.seed)
         c["dev"].append(r.dev[main])
         for m in METRICS[r.task]:
@@ -207,7 +207,7 @@ def summarize(axes: Sequence[Axis], runs: Sequence[Run], config: str, overrides:
     best = max(done, key=lambda c: c["dev_mean"])  # first of equal means: grid order
     return {
         "config": os.path.abspath(config), "overrides": list(overrides), "task": meta["task"], "name": meta["name"],
-        "init": meta["init"], "metric": METRICS[meta["task"]][0],
+        "init": meta["init"], "metric": MAIN_METRIC[meta["task"]],
         "axes": {a.key: a.values for a in axes}, "seeds": sorted({r.seed for r in runs}),
         "combinations": list(combos.values()), "best": best,
     }
@@ -292,6 +292,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except GridError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # the running fine-tune got the signal too and stops with a checkpoint
+        print("interrupted: run the same command again to go on (finished runs are skipped)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
