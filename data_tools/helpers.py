@@ -37,7 +37,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _helpers
+from . import _helpers, meta
 from .io_utils import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -170,11 +170,11 @@ def build_blending_indices(weights: Sequence[float], num_samples: int) -> Tuple[
 # ----------------------------------------------------------------------------- cache
 
 def idx_content_hash(prefix: str) -> str:
-    """sha256 of ``PREFIX.idx``: taken from ``PREFIX.meta.json`` when it records the index's
-    sha256 and size and the size matches the file, else streamed from the file itself."""
+    """sha256 of ``PREFIX.idx``: taken from ``PREFIX.meta.json`` (``data_tools.meta``) when it records the
+    index's sha256 and size and the size matches the file, else streamed from the file itself."""
     path = prefix + ".idx"
     size = os.path.getsize(path)
-    recorded = _meta_idx_checksum(prefix + ".meta.json")
+    recorded = meta.idx_checksum(prefix)
     if recorded is not None and recorded[1] == size:
         return recorded[0]
     h = hashlib.sha256()
@@ -182,40 +182,6 @@ def idx_content_hash(prefix: str) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
-
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _meta_idx_checksum(meta_path: str) -> Optional[Tuple[str, int]]:
-    """(sha256, size) of the ``.idx`` as recorded in meta.json, if both are there unambiguously.
-
-    Any layout is accepted where the checksum's key path mentions ``idx`` and ``sha256``
-    (e.g. ``{"sha256": {"idx": ...}}`` or ``{"files": {"x.idx": {"sha256": ..., "bytes": N}}}``)
-    and the size's key path mentions ``idx`` and ``size`` or ``bytes``.
-    """
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    shas, sizes = set(), set()
-
-    def walk(node, path):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, path + (str(k).lower(),))
-        elif any("idx" in p for p in path):
-            joined = "/".join(path)
-            if isinstance(node, str) and _HEX64.match(node.lower()) and "sha256" in joined:
-                shas.add(node.lower())
-            elif isinstance(node, int) and not isinstance(node, bool) and ("size" in joined or "bytes" in joined):
-                sizes.add(node)
-
-    walk(meta, ())
-    if len(shas) == 1 and len(sizes) == 1:
-        return shas.pop(), sizes.pop()
-    return None
 
 
 def _load_cached(npy_path: str, json_path: str, key: str, n_sentences: int):

@@ -16,7 +16,8 @@ import numpy as np
 
 from data_tools import indexed_dataset as ixd
 from data_tools import unk
-from data_tools.io_utils import UserError, format_table, human_bytes, read_meta, run_cli
+from data_tools.io_utils import UserError, format_table, human_bytes, run_cli
+from data_tools.meta import DatasetMeta, read_meta
 
 
 def load_vocab(path: str, from_meta: bool = False) -> List[str]:
@@ -59,26 +60,26 @@ def decode_words(ids: np.ndarray, wwm: np.ndarray, vocab: List[str]) -> str:
     return " | ".join(out)
 
 
-def stats(prefix: str, meta: dict, ds: ixd.MMapIndexedDataset) -> str:
-    c = meta.get("counts", {})
+def stats(prefix: str, meta: DatasetMeta, ds: ixd.MMapIndexedDataset) -> str:
+    c = meta.counts
     n_docs, n_sent, n_tok = ds.n_docs, len(ds), ds.n_tokens
     rows = [
-        ("created by", meta.get("created_by", "?")),
-        ("vocab", f"{meta['vocab']['path']} ({meta['vocab']['size']} tokens, sha256 {meta['vocab']['sha256'][:12]}…)"),
-        ("lowercase", str(meta["tokenizer"]["do_lower_case"])),
-        ("segmenter", f"{meta['segmenter']['name']} {meta['segmenter']['version']}"),
-        ("dtype", meta["dtype"]),
-        ("docs in / out", f"{c.get('docs_in', 0):,} / {c.get('docs_out', 0):,}"),
+        ("created by", meta.created_by),
+        ("vocab", f"{meta.vocab.path} ({meta.vocab.size} tokens, sha256 {meta.vocab.sha256[:12]}…)"),
+        ("lowercase", str(meta.tokenizer.do_lower_case)),
+        ("segmenter", f"{meta.segmenter.name} {meta.segmenter.version}"),
+        ("dtype", meta.dtype),
+        ("docs in / out", f"{c.docs_in:,} / {c.docs_out:,}"),
     ]
-    for reason, n in meta.get("skipped", {}).items():
-        first = ", ".join(meta.get("skipped_first", {}).get(reason, [])[:3])
+    for reason, n in meta.skipped.items():
+        first = ", ".join(meta.skipped_first.get(reason, [])[:3])
         rows.append((f"skipped: {reason}", f"{n:,}  (first: {first})"))
-    for reason, n in meta.get("repaired", {}).items():
+    for reason, n in meta.repaired.items():
         rows.append((f"repaired: {reason}", f"{n:,}"))
     rows += [("documents", f"{n_docs:,}"), ("sentences", f"{n_sent:,}"), ("tokens", f"{n_tok:,}")]
-    if "unk" in meta:  # measured from the .bin; meta.json names the id and the unknown characters
-        n_unk = unk.count_id(ixd.bin_path(prefix), ds.dtype, meta["unk"]["id"])
-        entry = dict(meta["unk"], tokens=n_unk, share=n_unk / n_tok if n_tok else 0.0)
+    if meta.unk is not None:  # measured from the .bin; meta.json names the id and the unknown characters
+        n_unk = unk.count_id(ixd.bin_path(prefix), ds.dtype, meta.unk["id"])
+        entry = dict(meta.unk, tokens=n_unk, share=n_unk / n_tok if n_tok else 0.0)
         rows.append(("[UNK] tokens", unk.describe(entry)))
         if unk.warning(entry):
             chars = ", ".join(f"{c!r} x{n:,}" for c, n in entry["top_unknown_chars"])
@@ -100,7 +101,7 @@ def stats(prefix: str, meta: dict, ds: ixd.MMapIndexedDataset) -> str:
     for ext in (".bin", ".idx", ".wwm"):
         if os.path.exists(prefix + ext):
             rows.append((f"file {ext}", human_bytes(os.path.getsize(prefix + ext))))
-    mismatch = (n_docs, n_sent, n_tok) != (c.get("docs_out"), c.get("sentences"), c.get("tokens"))
+    mismatch = (n_docs, n_sent, n_tok) != (c.docs_out, c.sentences, c.tokens)
     if mismatch:
         rows.append(("WARNING", "index counts differ from meta.json counts"))
     return format_table(rows, title=f"dataset {prefix}")
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
             raise UserError(str(e)) from None
         print(stats(args.prefix, meta, ds))
         if args.doc is not None:
-            vocab = load_vocab(args.vocab or meta["vocab"]["path"], from_meta=args.vocab is None)
+            vocab = load_vocab(args.vocab or meta.vocab.path, from_meta=args.vocab is None)
             print()
             print(show_document(ds, args.doc, vocab))
         return 0

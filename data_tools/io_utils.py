@@ -1,6 +1,6 @@
 """Small helpers shared by the corpus pipeline CLIs (preprocess, merge, inspect).
 
-Everything here is about files: hashing, atomic writes, the ``PREFIX.meta.json`` sidecar,
+Everything here is about files: hashing, atomic writes (``PREFIX.meta.json`` is ``data_tools.meta``'s),
 and the one-line error convention (``UserError`` -> ``error: ...`` on stderr, exit code 2).
 """
 from __future__ import annotations
@@ -12,16 +12,11 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional
 
-META_FORMAT = "ernie_style.meta/1"
 EXIT_USER_ERROR = 2
 
 
 class UserError(Exception):
     """A mistake in the user's input or environment; reported as one line, never a traceback."""
-
-
-def meta_path(prefix: str) -> str:
-    return prefix + ".meta.json"
 
 
 def sha256_file(path: str, chunk_bytes: int = 1 << 22) -> str:
@@ -95,53 +90,6 @@ def write_json_atomic(path: str, obj) -> None:
             os.remove(tmp)
         raise
     fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def publish_dataset(builder, prefix: str, build_meta: Callable[[Dict[str, dict]], dict]) -> dict:
-    """Make a staged dataset (an ``MMapIndexedDatasetBuilder`` after ``stage()``) and its
-    ``PREFIX.meta.json`` visible together; returns the meta.
-
-    ``build_meta(files)`` gets ``{ext: {"path", "bytes", "sha256"}}`` of the staged files.  The meta
-    is written and fsynced under a temporary name first, so a failure up to there (a full disk)
-    leaves the previous output untouched.  Only then is the old meta removed, the data renamed
-    (``.idx`` last) and the meta renamed last of all: a reader that finds a meta.json finds the data
-    it describes.  A failure among the renames removes the data files too, so what is left never
-    looks complete (no meta.json)."""
-    meta_tmp = tmp_name(meta_path(prefix))
-    try:
-        files = {ext: {"path": os.path.abspath(prefix + ext), "bytes": os.path.getsize(tmp),
-                       "sha256": sha256_file(tmp)} for ext, tmp in sorted(builder.staged.items())}
-        meta = build_meta(files)
-        write_json(meta_tmp, meta)
-    except BaseException:
-        builder.abort()
-        remove_quietly([meta_tmp])
-        raise
-    try:
-        remove_quietly([meta_path(prefix)])  # never pair new data with the old meta
-        builder.publish()
-        os.replace(meta_tmp, meta_path(prefix))
-    except BaseException:
-        builder.abort()
-        remove_quietly([meta_tmp, meta_path(prefix)] + [prefix + ext for ext in builder.staged])
-        raise
-    fsync_dir(os.path.dirname(os.path.abspath(prefix)))
-    return meta
-
-
-def read_meta(prefix: str) -> dict:
-    path = meta_path(prefix)
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no such file (expected the meta.json that data_tools.preprocess writes)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: unreadable meta.json ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-        raise UserError(f"{path}: format {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                        f"expected {META_FORMAT!r}")
-    return meta
 
 
 def check_output_prefix(prefix: str) -> None:

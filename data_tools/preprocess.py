@@ -58,14 +58,13 @@ import numpy as np
 
 from data_tools import indexed_dataset as ixd
 from data_tools import locking, unk
+from data_tools import meta as dmeta
 from data_tools.io_utils import (
-    META_FORMAT,
     UserError,
     check_output_prefix,
     describe_os_error,
     format_table,
     human_bytes,
-    publish_dataset,
     remove_quietly,
     run_cli,
     sha256_file,
@@ -825,8 +824,8 @@ def _cleanup_stale_temps(prefix: str) -> None:
         remove_quietly(glob.glob(glob.escape(prefix + ext) + ".tmp.*"))
 
 
-def preprocess(args) -> dict:
-    """Run the whole pipeline for parsed ``args``; returns the meta dict that was written.
+def preprocess(args) -> "dmeta.DatasetMeta":
+    """Run the whole pipeline for parsed ``args``; returns the meta that was written.
 
     Holds the exclusive lock ``PREFIX.lock`` throughout: a second preprocess or merge of the same prefix is
     refused (naming this process) instead of deleting this run's temporary files and shards."""
@@ -835,7 +834,7 @@ def preprocess(args) -> dict:
         return _preprocess_locked(args)
 
 
-def _preprocess_locked(args) -> dict:
+def _preprocess_locked(args) -> "dmeta.DatasetMeta":
     t0 = time.time()
     inputs, tok, seg, settings = _validate(args)
     prefix = args.output_prefix
@@ -870,47 +869,46 @@ def _preprocess_locked(args) -> dict:
         raise UserError(f"no document kept out of {acct.docs_in} read (skipped: {acct.skipped or 'none'}); "
                         f"nothing written to {prefix}")
 
-    def build_meta(files: dict) -> dict:
+    def build_meta(files: Dict[str, dmeta.FileInfo]) -> dmeta.DatasetMeta:
         elapsed = time.time() - t0
-        return {
-            "format": META_FORMAT,
-            "created_by": "data_tools.preprocess",
-            "vocab": {"path": settings.vocab, "sha256": tok.vocab_sha256, "size": int(tok.vocab_size)},
-            "tokenizer": {"do_lower_case": settings.do_lower_case},
-            "segmenter": {
-                "name": seg.name, "version": str(seg.version), "dict_sha256": seg.dict_sha256,
-                "user_dict": settings.user_dict, "user_dict_sha256": fingerprint["user_dict_sha256"],
-            },
-            "settings": {
+        return dmeta.DatasetMeta(
+            created_by="data_tools.preprocess",
+            vocab=dmeta.VocabInfo(path=settings.vocab, sha256=tok.vocab_sha256, size=int(tok.vocab_size)),
+            tokenizer=dmeta.TokenizerInfo(do_lower_case=settings.do_lower_case),
+            segmenter=dmeta.SegmenterInfo(
+                name=seg.name, version=str(seg.version), dict_sha256=seg.dict_sha256,
+                user_dict=settings.user_dict, user_dict_sha256=fingerprint["user_dict_sha256"],
+            ),
+            settings={
                 "max_sentence_tokens": settings.max_sentence_tokens, "min_doc_chars": settings.min_doc_chars,
                 "min_cjk_ratio": settings.min_cjk_ratio, "max_doc_mb": args.max_doc_mb,
                 "doc_separator": args.doc_separator, "json_key": settings.json_key,
             },
-            "dtype": settings.dtype,
-            "wwm_encoding": "uint8",
-            "inputs": [{"path": i["path"], "bytes": i["bytes"]} for i in inputs],
-            "counts": {"docs_in": acct.docs_in, "docs_out": acct.docs_out, "sentences": acct.sentences,
-                       "tokens": acct.tokens, "input_bytes": acct.input_bytes},
-            "skipped": dict(sorted(acct.skipped.items())),
-            "skipped_first": dict(sorted(acct.skipped_first.items())),
-            "repaired": dict(sorted(acct.repaired.items())),
-            "repaired_first": dict(sorted(acct.repaired_first.items())),
-            "files": files,
-            "unk": unk.report(tok, builder.staged[".bin"], settings.dtype, acct.tokens, list(args.input),
-                              settings.json_key),
-            "run": {"workers": args.workers, "elapsed_s": round(elapsed, 3), "processing_s": round(t_run, 3),
-                    "processed": {"input_bytes": acct.input_bytes - done.input_bytes,
-                                  "docs_in": acct.docs_in - done.docs_in, "tokens": acct.tokens - done.tokens},
-                    "resumed": resumed,
-                    "shards": len(store.shards)},
-        }
+            dtype=settings.dtype,
+            wwm_encoding="uint8",
+            inputs=[{"path": i["path"], "bytes": i["bytes"]} for i in inputs],
+            counts=dmeta.Counts(docs_in=acct.docs_in, docs_out=acct.docs_out, sentences=acct.sentences,
+                                tokens=acct.tokens, input_bytes=acct.input_bytes),
+            skipped=dict(sorted(acct.skipped.items())),
+            skipped_first=dict(sorted(acct.skipped_first.items())),
+            repaired=dict(sorted(acct.repaired.items())),
+            repaired_first=dict(sorted(acct.repaired_first.items())),
+            files=files,
+            unk=unk.report(tok, builder.staged[".bin"], settings.dtype, acct.tokens, list(args.input),
+                           settings.json_key),
+            run={"workers": args.workers, "elapsed_s": round(elapsed, 3), "processing_s": round(t_run, 3),
+                 "processed": {"input_bytes": acct.input_bytes - done.input_bytes,
+                               "docs_in": acct.docs_in - done.docs_in, "tokens": acct.tokens - done.tokens},
+                 "resumed": resumed,
+                 "shards": len(store.shards)},
+        )
 
-    # concatenate the shards into staged files, then publish them with their meta (io_utils.publish_dataset):
+    # concatenate the shards into staged files, then publish them with their meta (data_tools.meta.publish):
     # a failure leaves the previous output or nothing that looks complete, and the shards for a rerun
     try:
         builder = ixd.concat_datasets([store.shard_prefix(i) for i in range(len(store.shards))], prefix,
                                       with_wwm=True, publish=False)
-        meta = publish_dataset(builder, prefix, build_meta)
+        meta = dmeta.publish(builder, prefix, build_meta)
     except OSError as e:
         raise UserError(f"{describe_os_error(e, 'writing ' + prefix)}; no new output was published"
                         f" (committed shards kept in {store.dir}: rerun to finish)") from None
@@ -985,9 +983,9 @@ def main(argv=None) -> int:
                   f"rerun the same command to resume", file=sys.stderr)
             return 130
         if not args.quiet:
-            print(summary_table(meta))
-        if unk.warning(meta["unk"]):
-            print(unk.warning(meta["unk"]), file=sys.stderr)
+            print(summary_table(meta.to_dict()))
+        if unk.warning(meta.unk):
+            print(unk.warning(meta.unk), file=sys.stderr)
         return 0
 
     return run_cli(body)

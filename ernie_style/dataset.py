@@ -32,7 +32,6 @@ their constructor arguments; workers reopen the memory maps.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import tempfile
@@ -42,6 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from data_tools.indexed_dataset import MMapIndexedDataset, wwm_path
+from data_tools.meta import find_meta
 
 SPLIT_NAMES = ("train", "valid", "test")
 IGNORE_INDEX = -100
@@ -103,18 +103,6 @@ def _tokenizer(path: str, mtime_ns: int, size: int):
     from data_tools.tokenizer import BertTokenizer
 
     return BertTokenizer(path)
-
-
-def _meta_vocab_sha256(prefix: str) -> Optional[str]:
-    """The vocab sha256 recorded in ``PREFIX.meta.json`` by data_tools, if there is one."""
-    try:
-        with open(prefix + ".meta.json", encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    vocab = meta.get("vocab") if isinstance(meta, dict) else None
-    sha = vocab.get("sha256") if isinstance(vocab, dict) else None
-    return sha if isinstance(sha, str) else None
 
 
 class _Specials:
@@ -215,7 +203,8 @@ class PretrainingDataset:
                 "(rebuild the prefix with data_tools.preprocess)"
             )
         self.specials = _Specials(vocab_file)
-        built_with = _meta_vocab_sha256(prefix)
+        meta = find_meta(prefix)
+        built_with = meta.vocab.sha256 if meta is not None else None
         if built_with is not None and built_with != self.specials.vocab_sha256:
             raise ValueError(
                 f"{prefix}: built with a vocabulary of sha256 {built_with[:12]}… (see {prefix}.meta.json), "

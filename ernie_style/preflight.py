@@ -22,6 +22,7 @@ import json
 import os
 from typing import List, Optional
 
+from data_tools.meta import find_meta
 from ernie_style.config import ConfigError, PretrainConfig
 
 # Keys that change neither the shapes nor the function of saved weights: allowed to differ on resume.
@@ -103,9 +104,8 @@ def data_fingerprint(cfg: PretrainConfig) -> dict:
 
     prefixes = []
     for prefix, weight in cfg.data.prefixes_and_weights():
-        meta = _read_json(prefix + ".meta.json") or {}
-        files = meta.get("files") if isinstance(meta.get("files"), dict) else {}
-        digests = {ext: f.get("sha256") for ext, f in sorted(files.items()) if isinstance(f, dict)}
+        meta = find_meta(prefix)
+        digests = meta.content_digests() if meta is not None else {}
         if not digests:  # no meta.json: sizes stand in for the content
             digests = {ext: os.path.getsize(prefix + ext) for ext in (".bin", ".idx") if os.path.exists(prefix + ext)}
         prefixes.append({"prefix": os.path.abspath(prefix), "weight": float(weight), "content": digests})

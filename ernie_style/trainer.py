@@ -34,6 +34,7 @@ from ernie_style.config import ConfigError, PretrainConfig, count_vocab
 from ernie_style.metrics import TextLog, TrainLogger, VisualDL
 from ernie_style.modeling import load_state_dict_checked
 from data_tools.indexed_dataset import wwm_path
+from data_tools.meta import find_meta, meta_path
 from ernie_style.parallelize import Amp, DistInfo, GradNorm, WarmupLinearDecay, all_reduce_sum, apply_recompute, \
     build_optimizer, grads_synced, wrap_model
 from ernie_style.tasks.base import EvalSplit, StepStats, Task, TermStats, count_items
@@ -91,17 +92,10 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
         if not os.path.isfile(wwm_path(prefix)):
             raise ConfigError(f"data.prefixes: {wwm_path(prefix)} not found (the word-start flags whole-word "
                               "masking needs; rebuild the prefix with data_tools.preprocess)")
-        meta = prefix + ".meta.json"
-        if os.path.isfile(meta):
-            try:
-                with open(meta, encoding="utf-8") as f:
-                    m = json.load(f)
-            except ValueError:
-                m = {}
-            want = (m.get("vocab") or {}).get("sha256") if isinstance(m.get("vocab"), dict) else m.get("vocab_sha256")
-            if want and want != ckpt.sha256_file(vocab):
-                raise ConfigError(f"data.vocab_file={vocab!r}: not the vocab {prefix} was tokenized with "
-                                  f"(sha256 differs from {meta})")
+        meta = find_meta(prefix)
+        if meta is not None and meta.vocab.sha256 != ckpt.sha256_file(vocab):
+            raise ConfigError(f"data.vocab_file={vocab!r}: not the vocab {prefix} was tokenized with "
+                              f"(sha256 differs from {meta_path(prefix)})")
     r = cfg.train.resume
     if r not in ("auto", "none") and not os.path.isdir(r):
         raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint/model directory")

@@ -414,6 +414,8 @@ def test_cache_key_follows_index_content(tmp_path):
 
 
 def test_meta_checksum_shortcut(tmp_path):
+    from data_tools import meta as dmeta
+
     doc_idx, sizes = synthetic(20)
     prefix = str(tmp_path / "corpus")
     _write_dataset(prefix, doc_idx, sizes)
@@ -422,16 +424,24 @@ def test_meta_checksum_shortcut(tmp_path):
     assert helpers.idx_content_hash(prefix) == real
     size = os.path.getsize(prefix + ".idx")
     recorded = "ab" * 32
-    # the layout data_tools.preprocess writes
-    meta = {"files": {".idx": {"path": prefix + ".idx", "bytes": size, "sha256": recorded},
-                      ".bin": {"path": prefix + ".bin", "bytes": 10, "sha256": "cd" * 32}},
-            "vocab": {"sha256": "ef" * 32, "size": 21128}}
-    with open(prefix + ".meta.json", "w") as f:
-        json.dump(meta, f)
+
+    def write_meta(idx_bytes):  # through the one meta.json writer (data_tools.meta)
+        m = dmeta.DatasetMeta(
+            created_by="test", vocab=dmeta.VocabInfo("v.txt", "ef" * 32, 21128),
+            tokenizer=dmeta.TokenizerInfo(True), segmenter=dmeta.SegmenterInfo("none", "", ""), settings={},
+            dtype="uint16", wwm_encoding="uint8", inputs=[], counts=dmeta.Counts(), skipped={}, skipped_first={},
+            repaired={}, repaired_first={}, run={},
+            files={".idx": dmeta.FileInfo(prefix + ".idx", idx_bytes, recorded),
+                   ".bin": dmeta.FileInfo(prefix + ".bin", 10, "cd" * 32)})
+        with open(prefix + ".meta.json", "w") as f:
+            json.dump(m.to_dict(), f)
+
+    write_meta(size)
     assert helpers.idx_content_hash(prefix) == recorded
-    meta["files"][".idx"]["bytes"] = size + 8  # meta describes another index: hash the file
-    with open(prefix + ".meta.json", "w") as f:
-        json.dump(meta, f)
+    write_meta(size + 8)  # meta describes another index: hash the file
+    assert helpers.idx_content_hash(prefix) == real
+    with open(prefix + ".meta.json", "w") as f:  # not our format (no "format" key): the file is hashed
+        json.dump({"files": {".idx": {"path": prefix + ".idx", "bytes": size, "sha256": recorded}}}, f)
     assert helpers.idx_content_hash(prefix) == real
 
 

@@ -404,13 +404,21 @@ def test_data_tokenized_with_another_vocab_is_refused(data, tmp_path, capsys):
     copy = str(tmp_path / "copy")
     for ext in (".idx", ".bin", ".wwm"):
         shutil.copyfile(prefix + ext, copy + ext)
+    from dataclasses import replace
+
+    from data_tools import meta as dmeta
+
+    real = dmeta.DatasetMeta(  # only the vocab matters here
+        created_by="test", vocab=dmeta.VocabInfo(vocab, "0" * 64, 125), tokenizer=dmeta.TokenizerInfo(True),
+        segmenter=dmeta.SegmenterInfo("none", "", ""), settings={}, dtype="uint16", wwm_encoding="uint8", inputs=[],
+        counts=dmeta.Counts(), skipped={}, skipped_first={}, repaired={}, repaired_first={}, files={}, run={})
     with open(copy + ".meta.json", "w") as f:
-        json.dump({"vocab": {"sha256": "0" * 64, "size": 125}}, f)
+        json.dump(real.to_dict(), f)
     assert run((copy, vocab), tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert f"not the vocab {copy} was tokenized with" in err and "Traceback" not in err
     with open(copy + ".meta.json", "w") as f:
-        json.dump({"vocab": {"sha256": ckpt.sha256_file(vocab), "size": 125}}, f)
+        json.dump(replace(real, vocab=dmeta.VocabInfo(vocab, ckpt.sha256_file(vocab), 125)).to_dict(), f)
     from ernie_style.trainer import check_inputs
 
     check_inputs(load_config(CONFIG, U.tiny_overrides(copy, vocab, str(tmp_path / "out"))), 1)  # no error
