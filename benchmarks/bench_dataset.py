@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from data_tools.indexed_dataset import MMapIndexedDatasetBuilder
+from ernie_style.data_spec import SampleSpec, Split
 from ernie_style.dataset import PretrainingDataset
 
 N_SPECIAL = 5  # [PAD] [UNK] [CLS] [SEP] [MASK]
@@ -55,7 +56,7 @@ class PerTokenBaseline:
         self.cls, self.sep, self.mask = sp.cls_id, sp.sep_id, sp.mask_id
         self.special = set(np.flatnonzero(sp.is_special).tolist())
         self.vocab_ids = sp.non_special_ids.tolist()
-        self.max_ngrams = ds.max_ngrams
+        self.max_ngrams = ds.spec.max_ngrams
 
     def __getitem__(self, idx: int):
         ds = self.ds
@@ -160,8 +161,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         prefix, vocab = make_corpus(work)
-        ds = PretrainingDataset(prefix, vocab, splits="1,0,0", num_samples=args.samples,
-                                max_seq_len=args.max_seq_len, cache_dir=work)
+        spec = SampleSpec(vocab, Split.parse("1,0,0"), max_seq_len=args.max_seq_len)
+        ds = PretrainingDataset(prefix, spec, num_samples=args.samples, cache_dir=work)
         base = PerTokenBaseline(ds)
         lengths = [len(ds[i]["input_ids"]) for i in range(200)]
         masked = [len(ds[i]["masked_positions"]) for i in range(200)]

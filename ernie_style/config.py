@@ -29,6 +29,7 @@ from typing import Any, List, Optional
 
 import yaml
 
+from ernie_style.data_spec import DEFAULT_MASKING, Split, parse_blend
 from ernie_style.modeling import RoFormerConfig
 
 SECTIONS = ("model", "data", "train", "optim", "amp", "dist")
@@ -56,39 +57,31 @@ class DataConfig:
     binary_head: bool = True
     num_workers: int = 2
     cache_dir: str = ""  # sample-index cache; "" = next to the data (OUTPUT/index_cache when that is read-only)
+    masking: str = DEFAULT_MASKING  # a masker of ernie_style.masking.MASKERS; the knobs below are its settings
+    max_ngrams: int = 3  # whole-word n-grams of 1..max_ngrams words, p ∝ 1/n
+    favor_longer_ngram: bool = False  # p ∝ n instead
+    max_predictions_per_seq: Optional[int] = None  # cap on masked tokens per sample (None: no cap)
 
     def __post_init__(self):
-        parts = str(self.split).split(",")
-        ok = all(p.strip().replace(".", "", 1).isdigit() for p in parts) and 1 <= len(parts) <= 3
-        _check(ok and sum(float(p) for p in parts) > 0, "data.split", self.split,
-               'up to 3 non-negative comma-separated weights such as "949,50,1"')
+        try:
+            self.splits = Split.parse(self.split)  # the typed values: parsed once, here
+        except ValueError:
+            raise ConfigError(f"data.split={self.split!r}: expected up to 3 non-negative comma-separated weights "
+                              'such as "949,50,1"') from None
+        try:
+            self.blend = parse_blend(self.prefixes)
+        except ValueError as e:
+            raise ConfigError(f"data.prefixes={self.prefixes!r}: expected {e}") from None
         _check(self.max_seq_len >= 8, "data.max_seq_len", self.max_seq_len, "an integer >= 8")
         _check(0.0 < self.masked_lm_prob < 1.0, "data.masked_lm_prob", self.masked_lm_prob, "a number in (0, 1)")
         _check(0.0 <= self.short_seq_prob <= 1.0, "data.short_seq_prob", self.short_seq_prob, "a number in [0, 1]")
         _check(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer >= 0")
+        from ernie_style.masking import MASKERS
 
-    def split_weights(self) -> List[float]:
-        w = [float(p) for p in str(self.split).split(",")]
-        return w + [0.0] * (3 - len(w))
-
-    def prefixes_and_weights(self) -> List[tuple]:
-        """[(prefix, weight), ...] from ``prefixes`` (plain list or alternating weight, prefix)."""
-        items = list(self.prefixes)
-        if len(items) >= 2 and len(items) % 2 == 0 and _is_number(items[0]):
-            pairs = [(str(items[i + 1]), float(items[i])) for i in range(0, len(items), 2)]
-        else:
-            pairs = [(str(p), 1.0) for p in items]
-        for prefix, weight in pairs:
-            _check(weight > 0, "data.prefixes", self.prefixes, f"positive blend weights (got {weight} for {prefix})")
-        return pairs
-
-
-def _is_number(x) -> bool:
-    try:
-        float(x)
-        return True
-    except (TypeError, ValueError):
-        return False
+        _check(self.masking in MASKERS, "data.masking", self.masking, f"one of {', '.join(sorted(MASKERS))}")
+        _check(self.max_ngrams >= 1, "data.max_ngrams", self.max_ngrams, "an integer >= 1")
+        _check(self.max_predictions_per_seq is None or self.max_predictions_per_seq >= 1,
+               "data.max_predictions_per_seq", self.max_predictions_per_seq, "an integer >= 1 or null (no cap)")
 
 
 @dataclass

@@ -8,21 +8,17 @@ sample index (``data_tools.helpers.get_samples_mapping``)::
                             ──truncate──▶  len(A) + len(B) <= target_len: trim the longer
                                             segment one token at a time from a random end
                             ──assemble──▶  [CLS] A [SEP] B [SEP]   token types 0...0 1...1
-                            ──WWM mask──▶  n-grams of whole words, 80/10/10
+                            ──mask──────▶  the masker data.masking names (ernie_style.masking;
+                                            default: whole-word n-grams, 80/10/10)
 
 A span of one sentence (single-sentence documents, or ``binary_head=False``) gives the MLM-only
 sample ``[CLS] A [SEP]`` with ``sop_label = -100`` (ignored by the SOP loss).  The sample index is
 built with ``min_num_sent=1`` so such documents are used, not silently dropped.
 
-Whole-word masking follows Megatron/ernie-1.0 ``create_masked_lm_predictions``: candidate words
-come from the ``.wwm`` word-start flags (a word = a start token and the non-start tokens after
-it; a segment, sentence or a word cut by truncation starts a new word; special ids are never
-candidates).  Candidate n-gram starts are visited in random order, each draws n in
-``1..max_ngrams`` with p ∝ 1/n (shorter n-grams are tried when the span would overshoot the
-budget; a span that still overshoots, or touches an already masked word, is skipped).  The
-budget is ``num_to_predict = min(max_predictions_per_seq, max(1, round(n_body * masked_lm_prob)))``
-where ``n_body`` counts the sample's non-special tokens (Megatron counts [CLS]/[SEP] too).  Each
-masked token becomes [MASK] (80%), a random non-special id (10%) or stays (10%).
+The layout (the steps up to ``assemble``) is this module's; which tokens are masked is the masker's
+(``ernie_style.masking``).  Everything that decides a sample is one frozen ``SampleSpec``
+(``ernie_style.data_spec``): the dataset's arguments, and through ``SampleSpec.index_params`` the sample
+index and its cache key.
 
 Every random draw of sample ``i`` comes from ``np.random.default_rng([seed, split_index, i])``
 (``[seed, split_index, i, 1 + m]`` for member ``m`` of a blend, so members do not share random
@@ -42,48 +38,13 @@ import numpy as np
 
 from data_tools.indexed_dataset import MMapIndexedDataset, wwm_path
 from data_tools.meta import find_meta
+from ernie_style.data_spec import SPLIT_NAMES, BlendSource, SampleSpec
+from ernie_style.masking import Layout, make_masker
 
-SPLIT_NAMES = ("train", "valid", "test")
 IGNORE_INDEX = -100
 _TINY_SPLIT_DOCS = 10  # fewer documents than this in a used split -> warning (samples repeat a lot)
 
 Sample = Dict[str, np.ndarray]
-
-
-# --------------------------------------------------------------------------- splits
-
-
-def parse_splits(splits: Union[str, Sequence[float]]) -> List[float]:
-    """``"949,50,1"`` (or ``"949/50/1"``, or a sequence) -> three weights normalised to sum 1."""
-    if isinstance(splits, str):
-        sep = "," if "," in splits else "/"
-        try:
-            weights = [float(s) for s in splits.split(sep)]
-        except ValueError:
-            raise ValueError(f"splits={splits!r}: expected up to three numbers like '949,50,1'") from None
-    else:
-        weights = [float(s) for s in splits]
-    if not 1 <= len(weights) <= 3 or any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"splits={splits!r}: expected 1-3 non-negative weights with a positive sum, like '949,50,1'")
-    weights += [0.0] * (3 - len(weights))
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
-def split_boundaries(splits: Union[str, Sequence[float]], n_docs: int) -> List[int]:
-    """Document boundaries ``[0, a, b, n_docs]`` of train/valid/test (Megatron's rounding).
-
-    Each split's size is rounded on its own, then every boundary is shifted by the rounding
-    excess so the last one lands exactly on ``n_docs``.
-    """
-    weights = parse_splits(splits)
-    bounds = [0]
-    for w in weights:
-        bounds.append(bounds[-1] + int(round(w * float(n_docs))))
-    excess = bounds[-1] - n_docs
-    bounds = [0] + [b - excess for b in bounds[1:]]
-    assert bounds[-1] == n_docs
-    return bounds
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -105,8 +66,10 @@ def _tokenizer(path: str, mtime_ns: int, size: int):
     return BertTokenizer(path)
 
 
-class _Specials:
-    """Ids the dataset needs from ``vocab.txt``, taken from ``data_tools.tokenizer.BertTokenizer``."""
+class VocabIds:
+    """Ids the dataset and the maskers need from ``vocab.txt``, taken from ``data_tools.tokenizer.BertTokenizer``:
+    ``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``, ``mask_id``, ``is_special [V]`` bool and ``non_special_ids``
+    (the random-replacement pool)."""
 
     def __init__(self, vocab_file: str):
         tok = _tokenizer(os.path.abspath(vocab_file), *_file_stamp(vocab_file))
@@ -126,71 +89,36 @@ class _Specials:
 
 
 class PretrainingDataset:
-    """WWM + SOP samples of one split (a contiguous document range) of one ``data_tools`` prefix.
+    """Samples of one split (a contiguous document range) of one ``data_tools`` prefix, as ``spec`` says.
 
     ``ds[i]`` -> dict of numpy arrays: ``input_ids [L]`` int64, ``token_type_ids [L]`` int64,
     ``masked_positions [K]`` int64 (sorted), ``masked_labels [K]`` int64 (original ids),
     ``sop_label`` int64 scalar (1 = swapped, 0 = in order, -100 = single segment).
     ``len(ds) == num_samples``; the sample index is built (and cached under ``cache_dir``, by
-    default next to the data) with enough epochs to provide them, ``min_num_sent=1``.
-    ``splits`` weights partition the prefix's documents contiguously into train/valid/test.
-    ``max_predictions_per_seq=None`` puts no cap on the masked tokens beyond
-    ``round(n_body * masked_lm_prob)``.  ``blend_member=m`` (set by ``build_datasets`` for
-    member ``m`` of a blend) gives the samples their own random stream; ``None`` for a lone dataset.
+    default next to the data) with enough epochs to provide them from ``spec.index_params()``.
+    ``spec.splits`` partitions the prefix's documents contiguously into train/valid/test.
+    ``blend_member=m`` (set by ``build_datasets`` for member ``m`` of a blend) gives the samples their
+    own random stream; ``None`` for a lone dataset.
     """
 
-    def __init__(
-        self,
-        prefix: str,
-        vocab_file: str,
-        *,
-        split: str = "train",
-        splits: Union[str, Sequence[float]] = "949,50,1",
-        num_samples: int,
-        max_seq_len: int = 512,
-        masked_lm_prob: float = 0.15,
-        short_seq_prob: float = 0.1,
-        binary_head: bool = True,
-        seed: int = 1234,
-        max_ngrams: int = 3,
-        max_predictions_per_seq: Optional[int] = None,
-        favor_longer_ngram: bool = False,
-        cache_dir: Optional[str] = None,
-        blend_member: Optional[int] = None,
-    ):
-        self._args = dict(
-            prefix=prefix, vocab_file=vocab_file, split=split, splits=splits, num_samples=num_samples,
-            max_seq_len=max_seq_len, masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob,
-            binary_head=binary_head, seed=seed, max_ngrams=max_ngrams,
-            max_predictions_per_seq=max_predictions_per_seq, favor_longer_ngram=favor_longer_ngram,
-            cache_dir=cache_dir, blend_member=blend_member,
-        )
+    def __init__(self, prefix: str, spec: SampleSpec, *, split: str = "train", num_samples: int,
+                 cache_dir: Optional[str] = None, blend_member: Optional[int] = None):
+        self._args = dict(prefix=prefix, spec=spec, split=split, num_samples=num_samples, cache_dir=cache_dir,
+                          blend_member=blend_member)
         self._setup(**self._args)
 
     # -- construction -------------------------------------------------------------------------
 
-    def _setup(self, *, prefix, vocab_file, split, splits, num_samples, max_seq_len, masked_lm_prob,
-               short_seq_prob, binary_head, seed, max_ngrams, max_predictions_per_seq, favor_longer_ngram,
-               cache_dir, blend_member):
+    def _setup(self, *, prefix, spec, split, num_samples, cache_dir, blend_member):
+        assert isinstance(spec, SampleSpec), f"spec: expected a SampleSpec, got {spec!r}"
         if split not in SPLIT_NAMES:
             raise ValueError(f"split={split!r}: expected one of {', '.join(SPLIT_NAMES)}")
         if not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
             raise ValueError(f"num_samples={num_samples!r}: expected a positive integer")
-        if not isinstance(max_seq_len, (int, np.integer)) or max_seq_len < 8:
-            raise ValueError(f"max_seq_len={max_seq_len!r}: expected an integer >= 8")
-        if not 0.0 < masked_lm_prob < 1.0:
-            raise ValueError(f"masked_lm_prob={masked_lm_prob!r}: expected a probability in (0, 1)")
-        if not 0.0 <= short_seq_prob <= 1.0:
-            raise ValueError(f"short_seq_prob={short_seq_prob!r}: expected a probability in [0, 1]")
-        if not isinstance(max_ngrams, (int, np.integer)) or max_ngrams < 1:
-            raise ValueError(f"max_ngrams={max_ngrams!r}: expected an integer >= 1")
-        if max_predictions_per_seq is not None and max_predictions_per_seq < 1:
-            raise ValueError(f"max_predictions_per_seq={max_predictions_per_seq!r}: expected None or >= 1")
 
-        self.prefix, self.split, self.num_samples = prefix, split, int(num_samples)
-        self.max_seq_len, self.masked_lm_prob, self.binary_head = int(max_seq_len), float(masked_lm_prob), binary_head
-        self.seed, self.max_ngrams = int(seed), int(max_ngrams)
-        self.max_predictions = max_predictions_per_seq
+        self.prefix, self.split, self.num_samples, self.spec = prefix, split, int(num_samples), spec
+        self.max_seq_len, self.binary_head, self.seed = int(spec.max_seq_len), spec.binary_head, int(spec.seed)
+        self.masked_lm_prob = float(spec.masked_lm_prob)
         self._split_index = SPLIT_NAMES.index(split)
         # numpy's SeedSequence pads entropy with zeros, so the member key is 1 + m (never 0) to
         # stay distinct from a lone dataset's [seed, split, i].
@@ -202,7 +130,8 @@ class PretrainingDataset:
                 f"{wwm_path(prefix)}: missing word-start flags, needed for whole-word masking "
                 "(rebuild the prefix with data_tools.preprocess)"
             )
-        self.specials = _Specials(vocab_file)
+        vocab_file = spec.vocab_file
+        self.specials = VocabIds(vocab_file)
         meta = find_meta(prefix)
         built_with = meta.vocab.sha256 if meta is not None else None
         if built_with is not None and built_with != self.specials.vocab_sha256:
@@ -221,11 +150,12 @@ class PretrainingDataset:
                 "vocabulary (rebuild it with data_tools.preprocess)"
             )
         n_docs = self.data.n_docs
-        bounds = split_boundaries(splits, n_docs)
+        bounds = spec.splits.boundaries(n_docs)
         lo, hi = bounds[self._split_index], bounds[self._split_index + 1]
         self.doc_range = (lo, hi)
         counts = "/".join(str(bounds[k + 1] - bounds[k]) for k in range(3))
-        where = f"split {split!r} of {prefix} (splits={splits!r} -> train/valid/test = {counts} of {n_docs} documents)"
+        where = (f"split {split!r} of {prefix} (splits={spec.splits.text!r} -> train/valid/test = {counts} of "
+                 f"{n_docs} documents)")
         if hi <= lo:
             raise ValueError(f"{where}: the split has no documents; raise its weight, add data, or request 0 samples")
         if hi - lo < _TINY_SPLIT_DOCS:
@@ -234,25 +164,12 @@ class PretrainingDataset:
         from data_tools.helpers import get_samples_mapping
 
         try:
-            mapping = get_samples_mapping(
-                self.data, (lo, hi), cache_dir=cache_dir, name=split,
-                num_epochs=None, max_num_samples=self.num_samples, max_seq_len=self.max_seq_len,
-                short_seq_prob=short_seq_prob, seed=self.seed, min_num_sent=1, binary_head=binary_head,
-            )
+            mapping = get_samples_mapping(self.data, (lo, hi), cache_dir=cache_dir, name=split, num_epochs=None,
+                                          max_num_samples=self.num_samples, **spec.index_params())
         except ValueError as e:
             raise ValueError(f"{where}: cannot build samples: {e}") from None
         self.samples_mapping = mapping  # [N, 3] int64: first sentence, end sentence (excl.), target length
-
-        # p(n) ∝ 1/n (reversed when favouring longer n-grams); cdf[a-1] renormalised over the a
-        # n-grams available near the end of the sample, padded with 2.0 so it is never passed.
-        p = 1.0 / np.arange(1, self.max_ngrams + 1)
-        if favor_longer_ngram:
-            p = p[::-1]
-        cdf = np.full((self.max_ngrams, self.max_ngrams), 2.0)
-        for a in range(1, self.max_ngrams + 1):
-            cdf[a - 1, :a] = np.cumsum(p[:a]) / p[:a].sum()
-            cdf[a - 1, a - 1] = 1.0
-        self._ngram_cdf = cdf
+        self.masker = make_masker(spec, self.specials)
 
     def __getstate__(self):
         return self._args
@@ -272,7 +189,15 @@ class PretrainingDataset:
         first, end, target = (int(v) for v in self.samples_mapping[idx % len(self.samples_mapping)])
         rng = np.random.default_rng([self.seed, self._split_index, idx, *self._stream])
         segments, sop_label = self._segments(first, end, target, rng)
-        return self._assemble_and_mask(segments, sop_label, rng)
+        layout = self._layout(segments)
+        masked_positions, masked_labels = self.masker(layout, rng)
+        return {
+            "input_ids": layout.input_ids,
+            "token_type_ids": layout.token_type_ids,
+            "masked_positions": masked_positions,
+            "masked_labels": masked_labels,
+            "sop_label": np.int64(sop_label),
+        }
 
     def _segments(self, first: int, end: int, target: int, rng: np.random.Generator):
         """[(ids, word_start_flags)] of the one or two segments, truncated to ``target`` tokens."""
@@ -308,7 +233,8 @@ class PretrainingDataset:
             out.append((seg_ids, seg_flags))
         return out, sop_label
 
-    def _assemble_and_mask(self, segments, sop_label: int, rng: np.random.Generator) -> Sample:
+    def _layout(self, segments) -> Layout:
+        """``[CLS] A [SEP] (B [SEP])`` with token types 0...0 (1...1), and where the text tokens are."""
         sp = self.specials
         len0 = len(segments[0][0])
         seq_len = 2 + sum(len(s[0]) for s in segments) + (len(segments) - 1)
@@ -326,72 +252,7 @@ class PretrainingDataset:
         else:
             body_pos = np.arange(1, 1 + len0)
             body_flags = segments[0][1]
-        body_ids = input_ids[body_pos]
-
-        # candidates: non-special body tokens; a special token inside the text ends the word before it
-        special = sp.is_special[body_ids]
-        if special.any():
-            body_flags = body_flags.copy()
-            body_flags[1:] |= special[:-1]
-            keep = ~special
-            body_pos, body_flags = body_pos[keep], body_flags[keep]
-        n_body = len(body_pos)
-        masked_positions = np.zeros(0, dtype=np.int64)
-        if n_body:
-            num_to_predict = max(1, int(round(n_body * self.masked_lm_prob)))
-            if self.max_predictions is not None:
-                num_to_predict = min(num_to_predict, self.max_predictions)
-            body_flags[0] = True
-            word_starts = np.flatnonzero(body_flags)
-            chosen = self._choose_words(word_starts, n_body, num_to_predict, rng)
-            word_lengths = np.diff(np.append(word_starts, n_body))
-            masked_positions = body_pos[np.repeat(chosen, word_lengths)]  # sorted: body_pos increases
-
-        masked_labels = input_ids[masked_positions]
-        k = len(masked_positions)
-        u = rng.random(k)
-        to_mask = u < 0.8
-        to_random = (u >= 0.8) & (u < 0.9)  # the remaining 10% keep the original token
-        input_ids[masked_positions[to_mask]] = sp.mask_id
-        n_random = int(to_random.sum())
-        if n_random:
-            input_ids[masked_positions[to_random]] = sp.non_special_ids[
-                rng.integers(0, len(sp.non_special_ids), size=n_random)
-            ]
-        return {
-            "input_ids": input_ids,
-            "token_type_ids": token_type_ids,
-            "masked_positions": masked_positions,
-            "masked_labels": masked_labels,
-            "sop_label": np.int64(sop_label),
-        }
-
-    def _ngram_lengths(self, avail: np.ndarray, rng) -> np.ndarray:
-        """n in ``1..avail[j]`` for each candidate start j: p(n) ∝ 1/n renormalised over the
-        ``avail[j]`` n-grams that fit before the sample's end (reversed with favor_longer_ngram)."""
-        u = rng.random(len(avail))
-        return (u[:, None] >= self._ngram_cdf[avail - 1]).sum(axis=1) + 1
-
-    def _choose_words(self, word_starts: np.ndarray, n_tokens: int, budget: int, rng) -> np.ndarray:
-        """Bool [W]: the words to mask (whole), n-gram spans greedily in random order."""
-        n_words = len(word_starts)
-        order = rng.permutation(n_words)
-        ngram = self._ngram_lengths(np.minimum(self.max_ngrams, n_words - order), rng)
-        bounds = np.append(word_starts, n_tokens).tolist()  # token offset of word w = bounds[w]
-        covered = [False] * (n_words + self.max_ngrams)
-        count = 0
-        for s, n in zip(order.tolist(), ngram.tolist()):
-            if count >= budget:
-                break
-            size = bounds[s + n] - bounds[s]
-            while n > 1 and count + size > budget:  # try shorter n-grams before giving up
-                n -= 1
-                size = bounds[s + n] - bounds[s]
-            if count + size > budget or True in covered[s:s + n]:
-                continue
-            covered[s:s + n] = [True] * n
-            count += size
-        return np.array(covered[:n_words], dtype=bool)
+        return Layout(input_ids, token_type_ids, body_pos, body_flags)
 
 
 def _truncated_lengths(lengths: List[int], target: int) -> List[int]:
@@ -494,41 +355,17 @@ class BlendedDataset:
         return self.datasets[d][int(self.dataset_sample_index[idx])]
 
 
-def _parse_blend(prefixes_and_weights) -> Tuple[List[str], List[float]]:
-    """A prefix, ``[(prefix, weight), ...]`` or Megatron's flat ``[w1, p1, w2, p2, ...]``."""
-    if isinstance(prefixes_and_weights, str):
-        return [prefixes_and_weights], [1.0]
-    items = list(prefixes_and_weights)
-    if items and all(isinstance(x, (tuple, list)) and len(x) == 2 for x in items):
-        return [str(p) for p, _ in items], _normalise_weights([w for _, w in items])
-    if len(items) == 1 and isinstance(items[0], str):
-        return [items[0]], [1.0]
-    if len(items) % 2 == 0 and items:
-        try:
-            weights = [float(x) for x in items[0::2]]
-        except (TypeError, ValueError):
-            weights = None
-        if weights is not None:
-            return [str(p) for p in items[1::2]], _normalise_weights(weights)
-    raise ValueError(
-        f"data prefixes {prefixes_and_weights!r}: expected a prefix, [(prefix, weight), ...] or [w1, p1, w2, p2, ...]"
-    )
-
-
-def build_datasets(
-    prefixes_and_weights,
-    vocab_file: str,
-    *,
-    splits: Union[str, Sequence[float]] = "949,50,1",
-    num_samples: Tuple[int, int, int],
-    **sample_kwargs,
-):
-    """``(train, valid, test)`` datasets; a split with 0 requested samples is ``None``.
+def build_datasets(blend: Sequence[BlendSource], spec: SampleSpec, *, num_samples: Tuple[int, int, int],
+                   cache_dir: Optional[str] = None):
+    """``(train, valid, test)`` datasets of the blend ``[(prefix, weight), ...]`` (``data_spec.parse_blend``);
+    a split with 0 requested samples is ``None``.
 
     One prefix gives ``PretrainingDataset``s; several are blended by weight, each asked for
     ``ceil(n * weight * 1.005)`` samples (Megatron's margin) so the blend never runs short.
     """
-    prefixes, weights = _parse_blend(prefixes_and_weights)
+    assert blend and all(isinstance(b, BlendSource) for b in blend), f"blend: expected BlendSources, got {blend!r}"
+    prefixes = [b.prefix for b in blend]
+    weights = [1.0] if len(blend) == 1 else _normalise_weights([b.weight for b in blend])
     if len(num_samples) != 3 or any(int(n) < 0 for n in num_samples):
         raise ValueError(f"num_samples={num_samples!r}: expected three non-negative counts (train, valid, test)")
     out = []
@@ -538,15 +375,14 @@ def build_datasets(
             out.append(None)
             continue
         if len(prefixes) == 1:
-            out.append(PretrainingDataset(prefixes[0], vocab_file, split=split, splits=splits, num_samples=n,
-                                          **sample_kwargs))
+            out.append(PretrainingDataset(prefixes[0], spec, split=split, num_samples=n, cache_dir=cache_dir))
             continue
         members = [
-            PretrainingDataset(p, vocab_file, split=split, splits=splits,
-                               num_samples=int(math.ceil(n * w * 1.005)) or 1, blend_member=m, **sample_kwargs)
+            PretrainingDataset(p, spec, split=split, num_samples=int(math.ceil(n * w * 1.005)) or 1,
+                               cache_dir=cache_dir, blend_member=m)
             for m, (p, w) in enumerate(zip(prefixes, weights))
         ]
-        out.append(BlendedDataset(members, weights, n, seed=sample_kwargs.get("seed", 1234)))
+        out.append(BlendedDataset(members, weights, n, seed=spec.seed))
     return tuple(out)
 
 

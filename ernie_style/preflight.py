@@ -18,11 +18,13 @@ Optimisation keys (``optim.*``) may change on resume; :func:`optim_changes` give
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import List, Optional
 
 from data_tools.meta import find_meta
+from ernie_style.data_spec import MASKING_KNOBS, SampleSpec, Split
 from ernie_style.config import ConfigError, PretrainConfig
 
 # Keys that change neither the shapes nor the function of saved weights: allowed to differ on resume.
@@ -51,8 +53,6 @@ def _docs_of(prefix: str) -> int:
 
 def _split_advice(weights: List[float], n_docs: int) -> Optional[str]:
     """A ``data.split`` giving every split that is used at least one document of ``n_docs``, or None."""
-    from ernie_style.dataset import split_boundaries
-
     used = [w > 0 for w in weights]
     total = sum(weights)
     if n_docs < sum(used):
@@ -65,21 +65,19 @@ def _split_advice(weights: List[float], n_docs: int) -> Optional[str]:
     if counts[0] < 1:
         return None
     text = ",".join(str(c) for c in counts)
-    bounds = split_boundaries(text, n_docs)
+    bounds = Split.parse(text).boundaries(n_docs)
     assert [bounds[k + 1] - bounds[k] for k in range(3)] == counts, (text, n_docs, bounds)
     return text
 
 
 def check_split(cfg: PretrainConfig) -> None:
     """Every split the run reads (train; valid when eval_iters > 0; test likewise) gets documents of each prefix."""
-    from ernie_style.dataset import split_boundaries
-
     d, t = cfg.data, cfg.train
-    weights = d.split_weights()
+    weights = list(d.splits.weights)
     needed = [True, weights[1] > 0 and t.eval_iters > 0, weights[2] > 0 and (t.test_iters or t.eval_iters) > 0]
-    for prefix, _ in d.prefixes_and_weights():
+    for prefix, _ in d.blend:
         n_docs = _docs_of(prefix)
-        bounds = split_boundaries(d.split, n_docs)
+        bounds = d.splits.boundaries(n_docs)
         counts = [bounds[k + 1] - bounds[k] for k in range(3)]
         empty = [name for name, need, c in zip(("train", "valid", "test"), needed, counts) if need and c == 0]
         if not empty:
@@ -99,26 +97,30 @@ def check_split(cfg: PretrainConfig) -> None:
 
 
 def data_fingerprint(cfg: PretrainConfig) -> dict:
-    """What decides the samples a step reads: prefix contents (sha256 from meta.json), split, lengths, masking, seed."""
-    from ernie_style.dataset import parse_splits
-
+    """What decides the samples a step reads: prefix contents (sha256 from meta.json), the sample spec (split,
+    lengths, masking and its knobs, seed)."""
     prefixes = []
-    for prefix, weight in cfg.data.prefixes_and_weights():
+    for prefix, weight in cfg.data.blend:
         meta = find_meta(prefix)
         digests = meta.content_digests() if meta is not None else {}
         if not digests:  # no meta.json: sizes stand in for the content
             digests = {ext: os.path.getsize(prefix + ext) for ext in (".bin", ".idx") if os.path.exists(prefix + ext)}
         prefixes.append({"prefix": os.path.abspath(prefix), "weight": float(weight), "content": digests})
-    d = cfg.data
+    spec = SampleSpec.from_config(cfg)
     return {
         "data.prefixes": prefixes,
-        "data.split": [round(w, 9) for w in parse_splits(d.split)],
-        "data.max_seq_len": d.max_seq_len,
-        "data.masked_lm_prob": d.masked_lm_prob,
-        "data.short_seq_prob": d.short_seq_prob,
-        "data.binary_head": d.binary_head,
-        "train.seed": cfg.train.seed,
+        "data.split": [round(w, 9) for w in spec.splits.shares()],
+        "data.max_seq_len": spec.max_seq_len,
+        "data.masked_lm_prob": spec.masked_lm_prob,
+        "data.short_seq_prob": spec.short_seq_prob,
+        "data.binary_head": spec.binary_head,
+        "train.seed": spec.seed,
+        **{f"data.{k}": v for k, v in spec.masking_params().items()},
     }
+
+
+# A checkpoint from before these keys were saved was made with these values.
+_FINGERPRINT_DEFAULTS = {f"data.{f.name}": f.default for f in dataclasses.fields(SampleSpec) if f.name in MASKING_KNOBS}
 
 
 def _same(key: str, a, b) -> bool:
@@ -136,6 +138,7 @@ def _show(key: str, value) -> str:
 
 
 def fingerprint_diff(saved: dict, now: dict) -> List[str]:
+    saved = {**_FINGERPRINT_DEFAULTS, **saved}
     return [f"{k}: {_show(k, saved.get(k))} (checkpoint) vs {_show(k, now[k])} (now)"
             for k in now if k in saved and not _same(k, saved[k], now[k])]
 

@@ -80,7 +80,7 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
     if cfg.model.vocab_size < n_vocab:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size}: smaller than the {n_vocab} entries of "
                           f"data.vocab_file={vocab!r} (expected >= {n_vocab}, or leave it out to take it from the file)")
-    pairs = cfg.data.prefixes_and_weights()
+    pairs = cfg.data.blend
     if not pairs:
         raise ConfigError("data.prefixes=[]: expected at least one data prefix (the --output-prefix of "
                           "data_tools.preprocess)")

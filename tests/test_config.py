@@ -89,11 +89,13 @@ def test_overrides_are_yaml(vocab):
                              "amp.custom_white_list=[softmax]", "model.hidden_size=64", "model.num_attention_heads=4"])
     assert cfg.data.prefixes == ["/data/a", "/data/b"]
     assert cfg.amp.enable is False and cfg.optim.max_lr == 3e-4 and cfg.train.max_steps == 7
-    assert cfg.data.split_weights() == [98.0, 1.0, 1.0]
+    assert cfg.data.splits.weights == (98.0, 1.0, 1.0) and cfg.data.splits.text == "98,1,1"
     assert cfg.amp.custom_white_list == ["softmax"] and cfg.model.hidden_size == 64
-    assert cfg.data.prefixes_and_weights() == [("/data/a", 1.0), ("/data/b", 1.0)]
+    assert cfg.data.blend == (("/data/a", 1.0), ("/data/b", 1.0))
     cfg = load_config(None, [f"data.vocab_file={vocab}", "data.prefixes=[0.3,/data/a,0.7,/data/b]"])
-    assert cfg.data.prefixes_and_weights() == [("/data/a", 0.3), ("/data/b", 0.7)]
+    assert cfg.data.blend == (("/data/a", 0.3), ("/data/b", 0.7))
+    assert [type(b).__name__ for b in cfg.data.blend] == ["BlendSource", "BlendSource"]
+    assert "splits" not in cfg.to_dict()["data"] and "blend" not in cfg.to_dict()["data"]  # derived, not saved
 
 
 @pytest.mark.parametrize("override, needle", [
@@ -133,6 +135,11 @@ def test_wrong_types_name_field_value_and_type(override, needle, vocab):
     ("train.micro_batch_size=0", "train.micro_batch_size=0"),
     ("dist.sharding_stage=3", "dist.sharding_stage=3"),
     ("data.split=a,b", "data.split='a,b'"),
+    ("data.split=7/2/1", "data.split='7/2/1': expected up to 3 non-negative comma-separated weights"),
+    ("data.prefixes=[0,/a,1,/b]", "data.prefixes=['0', '/a', '1', '/b']: expected positive blend weights (got 0.0 for /a)"),
+    ("data.masking=span", "data.masking='span': expected one of wwm_ngram"),
+    ("data.max_ngrams=0", "data.max_ngrams=0: expected an integer >= 1"),
+    ("data.max_predictions_per_seq=0", "data.max_predictions_per_seq=0: expected an integer >= 1 or null"),
     ("data.max_seq_len=4096", "data.max_seq_len=4096: expected at most model.max_position_embeddings"),
     ("model.num_hidden_layers=0", "model.num_hidden_layers=0: expected a positive integer"),
 ])

@@ -6,6 +6,7 @@ import pytest
 
 import _dataset_util as du
 from data_tools.indexed_dataset import MMapIndexedDataset
+from ernie_style.data_spec import BlendSource, SampleSpec, Split
 from ernie_style.dataset import (
     BlendedDataset,
     Collator,
@@ -13,7 +14,6 @@ from ernie_style.dataset import (
     _truncated_lengths,
     blending_indices,
     build_datasets,
-    split_boundaries,
 )
 
 CLS, SEP, MASK, PAD, UNK = 2, 3, 4, 0, 1  # ids in du.write_vocab
@@ -27,10 +27,24 @@ def synth(tmp_path_factory):
     return prefix, vocab
 
 
+_DATASET_ARGS = ("split", "num_samples", "cache_dir", "blend_member")
+
+
+def _spec(vocab, splits="1,0,0", **kw):
+    return SampleSpec(vocab, Split.parse(splits), **kw)
+
+
 def _ds(prefix, vocab, **kw):
-    args = dict(split="train", splits="1,0,0", num_samples=400, max_seq_len=128, seed=7)
-    args.update(kw)
-    return PretrainingDataset(prefix, vocab, **args)
+    """A PretrainingDataset; ``kw`` holds its arguments and SampleSpec fields (``splits`` as text)."""
+    args = dict(split="train", num_samples=400)
+    spec = dict(max_seq_len=128, seed=7)
+    for k, v in kw.items():
+        (args if k in _DATASET_ARGS else spec)[k] = v
+    return PretrainingDataset(prefix, _spec(vocab, **spec), **args)
+
+
+def _blend(*pairs):
+    return [BlendSource(p, float(w)) for p, w in pairs]
 
 
 def _vocab_ids(vocab):
@@ -47,15 +61,45 @@ def _vocab_ids(vocab):
 def test_split_boundaries_match_paddlenlp():
     from paddlenlp.data.causal_dataset import get_train_valid_test_split_ as reference
 
-    for s in ["949,50,1", "98,2,0", "1,1,1", "7/2/1", "1", "3,1", "0.8,0.1,0.1"]:
+    for s in ["949,50,1", "98,2,0", "1,1,1", "7,2,1", "1", "3,1", "0.8,0.1,0.1", " 5 ,.5,5."]:
         for n in [0, 1, 2, 3, 7, 10, 99, 100, 601, 12345]:
-            assert split_boundaries(s, n) == reference(s, n), (s, n)
+            assert Split.parse(s).boundaries(n) == reference(s.replace(" ", ""), n), (s, n)
 
 
-@pytest.mark.parametrize("bad", ["", "a,b", "0,0,0", "-1,2,1", "1,2,3,4"])
+@pytest.mark.parametrize("bad", ["", "a,b", "0,0,0", "-1,2,1", "1,2,3,4", "7/2/1", "1e3", ".", "1,,1", "inf"])
 def test_bad_splits_are_clear_errors(bad):
-    with pytest.raises(ValueError, match="splits="):
-        split_boundaries(bad, 10)
+    with pytest.raises(ValueError, match="split="):
+        Split.parse(bad)
+
+
+def test_samples_equal_the_recorded_ones(synth):
+    """The samples of six spec variants hash to what the dataset gave before the layout/masker split
+    (tests/golden/samples_sha256.json, recorded with the code of 2026-12-02 before ernie_style/masking.py)."""
+    import hashlib
+    import json
+    import os
+
+    def digest(ds, n):
+        h = hashlib.sha256()
+        for i in range(n):
+            sample = ds[i]
+            for k in sorted(sample):
+                h.update(k.encode())
+                h.update(np.ascontiguousarray(np.asarray(sample[k], np.int64)).tobytes())
+        return h.hexdigest()
+
+    cases = {"default": {}, "max_ngrams_1": {"max_ngrams": 1}, "favor_longer": {"favor_longer_ngram": True,
+                                                                                   "max_ngrams": 4},
+             "cap_5": {"max_predictions_per_seq": 5}, "no_sop": {"binary_head": False},
+             "prob_03_len_64": {"masked_lm_prob": 0.3, "max_seq_len": 64, "short_seq_prob": 0.3}}
+    with open(os.path.join(os.path.dirname(__file__), "golden", "samples_sha256.json")) as f:
+        golden = json.load(f)
+    prefix, vocab = synth
+    for name, kw in cases.items():
+        spec = _spec(vocab, "8,1,1", **dict(dict(max_seq_len=128, seed=7), **kw))
+        got = [digest(PretrainingDataset(prefix, spec, split="train", num_samples=300), 300),
+               digest(PretrainingDataset(prefix, spec, split="valid", num_samples=50), 50)]
+        assert got == golden[name], name
 
 
 def test_truncation_lengths_match_literal_simulation():
@@ -203,8 +247,7 @@ def test_masking_statistics_synthetic(synth):
 
 
 def test_masking_statistics_sample_corpus(sample_data):
-    ds = PretrainingDataset(sample_data.prefix, sample_data.vocab, splits="1,0,0", num_samples=4000,
-                            max_seq_len=128, seed=11)
+    ds = _ds(sample_data.prefix, sample_data.vocab, num_samples=4000, max_seq_len=128, seed=11)
     stats = _check_masking(ds, MMapIndexedDataset(sample_data.prefix), len(ds), sample_data.vocab)
     _assert_statistics(stats)
     assert stats["words"] > 10000
@@ -247,8 +290,8 @@ def test_sop_label_means_corpus_order_and_the_cut_is_a_sentence_boundary(sample_
     prefix, vocab = sample_data.prefix, sample_data.vocab
     _, cls_id, sep_id, _ = _vocab_ids(vocab)
     data = MMapIndexedDataset(prefix)
-    long_samples = PretrainingDataset(prefix, vocab, splits="1,0,0", num_samples=1000, max_seq_len=512, seed=5)
-    short_samples = PretrainingDataset(prefix, vocab, splits="1,0,0", num_samples=500, max_seq_len=64, seed=5)
+    long_samples = _ds(prefix, vocab, num_samples=1000, max_seq_len=512, seed=5)
+    short_samples = _ds(prefix, vocab, num_samples=500, max_seq_len=64, seed=5)
     exact = {0: 0, 1: 0}
     located = 0
     for ds, i in [(ds, i) for ds in (long_samples, short_samples) for i in range(len(ds))]:
@@ -330,7 +373,7 @@ def test_ngram_lengths_are_drawn_with_p_inverse_to_n(synth):
     draws = 200_000
 
     def shares(ds, avail):
-        n = ds._ngram_lengths(np.full(draws, avail), rng)
+        n = ds.masker._ngram_lengths(np.full(draws, avail), rng)
         assert n.min() >= 1 and n.max() <= avail
         return np.bincount(n, minlength=avail + 1)[1:] / draws
 
@@ -455,8 +498,9 @@ def test_dataloader_workers_do_not_change_samples(synth, tmp_path):
 def test_splits_partition_documents(synth):
     prefix, vocab = synth
     data = MMapIndexedDataset(prefix)
-    bounds = split_boundaries("8,1,1", data.n_docs)
-    train, valid, test = build_datasets(prefix, vocab, splits="8,1,1", num_samples=(200, 50, 30), max_seq_len=64)
+    bounds = Split.parse("8,1,1").boundaries(data.n_docs)
+    spec = _spec(vocab, "8,1,1", max_seq_len=64)
+    train, valid, test = build_datasets(_blend((prefix, 1)), spec, num_samples=(200, 50, 30))
     assert train.doc_range == (bounds[0], bounds[1]) and valid.doc_range == (bounds[1], bounds[2])
     assert test.doc_range == (bounds[2], bounds[3]) and bounds[3] == data.n_docs
     for ds in (train, valid, test):
@@ -464,7 +508,7 @@ def test_splits_partition_documents(synth):
         m = ds.samples_mapping
         assert (m[:, 0] >= lo).all() and (m[:, 1] <= hi).all(), ds.split
         assert len(ds) == {"train": 200, "valid": 50, "test": 30}[ds.split]
-    assert build_datasets(prefix, vocab, splits="8,1,1", num_samples=(20, 0, 0), max_seq_len=64)[1:] == (None, None)
+    assert build_datasets(_blend((prefix, 1)), spec, num_samples=(20, 0, 0))[1:] == (None, None)
 
 
 def test_empty_and_tiny_split_messages(synth):
@@ -478,8 +522,8 @@ def test_empty_and_tiny_split_messages(synth):
 def test_blended_dataset_ratios_and_determinism(synth, tmp_path):
     prefix, vocab = synth
     other = du.synthetic_prefix(str(tmp_path / "other"), n_docs=100, seed=5)
-    train, valid, _ = build_datasets([(prefix, 3.0), (other, 1.0)], vocab, splits="9,1,0",
-                                     num_samples=(400, 40, 0), max_seq_len=64)
+    train, valid, _ = build_datasets(_blend((prefix, 3.0), (other, 1.0)), _spec(vocab, "9,1,0", max_seq_len=64),
+                                     num_samples=(400, 40, 0))
     assert isinstance(train, BlendedDataset) and len(train) == 400 and len(valid) == 40
     shares = np.bincount(train.dataset_index, minlength=2) / len(train)
     np.testing.assert_allclose(shares, [0.75, 0.25], atol=0.005)
@@ -498,13 +542,13 @@ def test_blend_members_draw_from_their_own_random_streams(synth):
     """Two members reading the same data used to repeat each other's masks and swaps; now each
     member has its own stream, and a lone dataset keeps its samples."""
     prefix, vocab = synth
-    kw = dict(splits="1,0,0", max_seq_len=64, seed=7)
-    blend = build_datasets([(prefix, 1.0), (prefix, 1.0)], vocab, num_samples=(100, 0, 0), **kw)[0]
+    spec = _spec(vocab, max_seq_len=64, seed=7)
+    blend = build_datasets(_blend((prefix, 1.0), (prefix, 1.0)), spec, num_samples=(100, 0, 0))[0]
     m0, m1 = blend.datasets
     assert (m0._args["blend_member"], m1._args["blend_member"]) == (0, 1)
-    lone = build_datasets(prefix, vocab, num_samples=(60, 0, 0), **kw)[0]
+    lone = build_datasets(_blend((prefix, 0.3)), spec, num_samples=(60, 0, 0))[0]
     assert isinstance(lone, PretrainingDataset) and lone._args["blend_member"] is None
-    direct = PretrainingDataset(prefix, vocab, split="train", num_samples=60, **kw)
+    direct = PretrainingDataset(prefix, spec, split="train", num_samples=60)
 
     def differ(x, y):
         return sum(not np.array_equal(x[i]["input_ids"], y[i]["input_ids"]) for i in range(50))
@@ -520,8 +564,8 @@ def test_blend_index_is_built_lazily_once_per_process_not_pickled(synth, tmp_pat
 
     prefix, vocab = synth
     other = du.synthetic_prefix(str(tmp_path / "other"), n_docs=100, seed=5)
-    train = build_datasets([(prefix, 3.0), (other, 1.0)], vocab, splits="1,0,0", num_samples=(300, 0, 0),
-                           max_seq_len=64)[0]
+    train = build_datasets(_blend((prefix, 3.0), (other, 1.0)), _spec(vocab, max_seq_len=64),
+                           num_samples=(300, 0, 0))[0]
     blob = pickle.dumps(train)
     assert len(blob) < 5000, "the blend must pickle its members' arguments, not its index"
     built = []
@@ -573,6 +617,6 @@ def test_collator_flattening_vs_numpy_reference(synth):
 def test_vocab_mismatch_is_a_clear_error(sample_data, tmp_path):
     other = du.write_vocab(str(tmp_path / "other_vocab.txt"))
     with pytest.raises(ValueError, match=r"meta\.json.*token ids would be misread"):
-        PretrainingDataset(sample_data.prefix, other, splits="1,0,0", num_samples=10)
+        _ds(sample_data.prefix, other, num_samples=10)
     with pytest.raises(ValueError, match="split='dev'"):
-        PretrainingDataset(sample_data.prefix, sample_data.vocab, split="dev", num_samples=10)
+        _ds(sample_data.prefix, sample_data.vocab, split="dev", num_samples=10)

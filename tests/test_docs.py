@@ -52,6 +52,7 @@ def test_data_format_worked_example(tmp_path, sample_data):
 def test_samples_worked_example(sample_data):
     """docs/samples.md's worked example is sample 3 of the demo data's train split, token for token."""
     from data_tools.tokenizer import BertTokenizer
+    from ernie_style.data_spec import SampleSpec, Split
     from ernie_style.dataset import PretrainingDataset
 
     example = _section("docs/samples.md", "### Worked example")
@@ -62,8 +63,8 @@ def test_samples_worked_example(sample_data):
     shown_labels = re.search(r"masked_labels\s+(.*)", block).group(1).split()
     shown_sop = int(re.search(r"sop_label (\d)", block).group(1))
 
-    ds = PretrainingDataset(sample_data.prefix, sample_data.vocab, split="train", splits="949,50,1",
-                            num_samples=100, max_seq_len=64, seed=1234)
+    spec = SampleSpec(sample_data.vocab, Split.parse("949,50,1"), max_seq_len=64, seed=1234)
+    ds = PretrainingDataset(sample_data.prefix, spec, split="train", num_samples=100)
     sample = ds[3]
     tok = BertTokenizer(sample_data.vocab)
     tokens = tok.convert_ids_to_tokens(sample["input_ids"].tolist())

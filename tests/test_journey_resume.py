@@ -87,6 +87,7 @@ def test_model_dir_of_another_width_one_line_before_launch(data, trained, tmp_pa
 @pytest.mark.parametrize("change, key", [({"data.max_seq_len": 32}, "data.max_seq_len: 64 (checkpoint) vs 32 (now)"),
                                          ({"data.split": "80,10,10"}, "data.split"),
                                          ({"data.masked_lm_prob": 0.2}, "data.masked_lm_prob"),
+                                         ({"data.max_ngrams": 2}, "data.max_ngrams: 3 (checkpoint) vs 2 (now)"),
                                          ({"train.seed": 7}, "train.seed: 1234 (checkpoint) vs 7 (now)"),
                                          ({"train.global_batch_size": 16}, "train.global_batch_size: 8 "
                                                                              "(checkpoint) vs 16 (now)"),

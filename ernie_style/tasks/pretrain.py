@@ -99,21 +99,20 @@ class PretrainTask(Task):
         from ernie_style.trainer import pad_id_of
 
         t, d = self.cfg.train, self.cfg.data
-        split_w = d.split_weights()
+        split_w = d.splits.weights
         eval_batch = t.micro_batch_size * world_size
         n_valid = t.eval_iters * eval_batch if split_w[1] > 0 else 0
         test_iters = t.test_iters or t.eval_iters
         n_test = test_iters * eval_batch if split_w[2] > 0 else 0
+        from ernie_style.data_spec import SampleSpec
         from ernie_style.dataset import index_cache_dir
 
-        cache_dir, note = index_cache_dir([p for p, _ in d.prefixes_and_weights()], d.cache_dir, t.output_dir)
+        cache_dir, note = index_cache_dir([p for p, _ in d.blend], d.cache_dir, t.output_dir)
         if note and os.environ.get("PADDLE_TRAINER_ID", "0") == "0":
             print(note, flush=True)
         train_ds, valid_ds, test_ds = build_datasets(
-            d.prefixes_and_weights(), d.vocab_file, splits=d.split,
-            num_samples=(max_steps * global_batch, n_valid, n_test),
-            max_seq_len=d.max_seq_len, masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob,
-            binary_head=d.binary_head, seed=t.seed, cache_dir=cache_dir)
+            d.blend, SampleSpec.from_config(self.cfg), num_samples=(max_steps * global_batch, n_valid, n_test),
+            cache_dir=cache_dir)
         collator = Collator(pad_id_of(d.vocab_file), pad_to_multiple_of=8, max_seq_len=d.max_seq_len)
         mb = t.micro_batch_size
         if valid_ds is not None and t.eval_iters:
