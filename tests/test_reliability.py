@@ -889,3 +889,25 @@ def test_9_5_finetune_init_dir_with_a_payload_is_refused(trained, tmp_path):
     with pytest.raises(ConfigError, match="refused global"):
         resolve_init(cfg)
     assert not marker.exists()
+
+
+def test_10_1_rerun_through_run_pretrain_sh_continues_the_lineage(data, trained, tmp_path):
+    """The README's continued-pretraining command, run twice through the launcher script."""
+    plain = _plain_dir(trained, tmp_path / "plain")
+    out = tmp_path / "out"
+    script = os.path.join(U.REPO, "run_pretrain.sh")
+    env = dict(_env(), PYTHON=sys.executable, NPROC="1")
+
+    def again(steps):
+        over = U.tiny_overrides(*data, str(out), **{"train.resume": plain, "train.max_steps": steps,
+                                                    "train.save_steps": 2})
+        p = subprocess.run(["bash", script, CONFIG, *over], cwd=U.REPO, env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        return p.stdout + p.stderr
+
+    first = again(2)
+    assert "initialised weights from model dir" in first
+    second = again(4)
+    assert "continuing it" in second and "global step 3," in second and "global step 1," not in second
+    assert steps_in(out) == [2, 4]
