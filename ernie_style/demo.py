@@ -49,7 +49,9 @@ def _run_pair(cmds, env, logs) -> None:
 # The downstream stage: identical settings for both inits (a tiny model needs a larger LR than the 2e-5..1e-4
 # of base models); two seeds each, averaged, because the dev/test sets are small (~160 examples).
 FINETUNE_SEEDS = (42, 43)
-FINETUNE_SETTINGS = ["train.epochs=8", "train.micro_batch_size=8", "optim.max_lr=1e-3", "train.resume=none"]
+# a fresh run every time the demo runs (an earlier demo's checkpoints are kept beside it, never pruned)
+FINETUNE_SETTINGS = ["train.epochs=8", "train.micro_batch_size=8", "optim.max_lr=1e-3", "train.resume=none",
+                     "train.overwrite_output=true"]
 ARCH_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
              "max_position_embeddings", "type_vocab_size")
 
@@ -143,7 +145,7 @@ def main(argv=None) -> int:
     _run([py, "-m", "data_tools.inspect", prefix, "--doc", "3", "--vocab", vocab])
 
     overrides = [f"data.prefixes=[{prefix}]", f"data.vocab_file={vocab}", f"train.output_dir={train_dir}",
-                 "train.resume=none"]
+                 "train.resume=none", "train.overwrite_output=true"]  # a re-run of the demo starts over
     if args.steps:
         overrides.append(f"train.max_steps={args.steps}")
     # one BLAS/OpenMP thread per core and process: oversubscribed cores make every process slower

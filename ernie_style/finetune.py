@@ -94,7 +94,8 @@ def _check_resume(run, task, preflight) -> None:
     diff = preflight.fingerprint_diff(saved, task.data_fingerprint())
     if diff:
         raise ConfigError(f"train.resume={r!r}: the checkpoint {found} was trained on other data or settings "
-                          f"({'; '.join(diff)}); use another train.output_dir or train.resume=none")
+                          f"({'; '.join(diff)}); use another train.output_dir, or train.resume=none with "
+                          "train.overwrite_output=true")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
