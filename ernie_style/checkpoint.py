@@ -327,7 +327,7 @@ class Checkpointer:
                     os.rename(path, final)
                     self.log(f"checkpoint: restored {final} (a replacement of it never completed)")
                     continue
-            if name.endswith(".tmp") and os.path.isdir(path):
+            if name.endswith(".tmp") and os.path.isdir(path) and not os.path.islink(path):  # not latest.tmp
                 shutil.rmtree(path, ignore_errors=True)
                 self.log(f"checkpoint: removed {path} left by an interrupted save")
 
