@@ -80,8 +80,8 @@ def test_readback_by_paddlenlp_and_ids_match_transformers(tmp_path, vocab):
 def _small_pieces(monkeypatch):
     # scale the giant-document path down (1 MB -> 40 KB documents, 256k -> 4k-char pieces) to keep tests fast;
     # forked workers inherit the patched module
-    monkeypatch.setattr(preprocess, "_GIANT_BYTES", 40_000)
-    monkeypatch.setattr(preprocess, "_PIECE_CHARS", 4_000)
+    monkeypatch.setattr(preprocess.reading, "_GIANT_BYTES", 40_000)
+    monkeypatch.setattr(preprocess.reading, "_PIECE_CHARS", 4_000)
 
 
 def test_worker_count_invariance_with_shards_and_giant_doc(tmp_path, vocab, monkeypatch):
@@ -101,7 +101,7 @@ def test_worker_count_invariance_with_shards_and_giant_doc(tmp_path, vocab, monk
     from data_tools.segment import make_segmenter
     from data_tools.tokenizer import BertTokenizer, DocumentEncoder
 
-    assert len(giant.encode()) > 2 * preprocess._GIANT_BYTES
+    assert len(giant.encode()) > 2 * preprocess.reading._GIANT_BYTES
     enc = DocumentEncoder(BertTokenizer(vocab), make_segmenter("jieba")).encode(giant)
     ids, wwm, _ = ds.document(20)
     assert np.array_equal(np.asarray(ids), enc.ids) and np.array_equal(np.asarray(wwm), enc.wwm)
@@ -353,23 +353,31 @@ def test_disk_full_cleans_up(tmp_path, vocab, capsys, monkeypatch, where):
     assert U.read_bytes(prefix) == U.read_bytes(clean)
 
 
-@pytest.mark.parametrize("layout", ["line_txt", "blank_txt_gz", "jsonl_gz"])
+@pytest.mark.parametrize("layout", ["line_txt", "blank_txt", "blank_txt_gz", "jsonl_gz"])
 def test_crash_then_resume_every_layout(tmp_path, vocab, monkeypatch, layout):
     """A crash after a few committed shards, then the same command: identical to a clean run
-    (checks the recorded input positions, including seeking inside .gz and blank-line layouts)."""
+    (checks the recorded input positions: byte ranges of a plain file in the line and blank-line layouts;
+    a .gz file is read whole by one worker, so the .gz layouts resume at the next of several files)."""
     docs = DOCS[:40]
     if layout == "line_txt":
         path, extra = U.write_lines(str(tmp_path / "c.txt"), docs), []
+    elif layout == "blank_txt":
+        path, extra = str(tmp_path / "c.txt"), ["--doc-separator", "blank"]
+        with open(path, "w", encoding="utf-8") as f:
+            for i, d in enumerate(docs):
+                f.write(d.replace("。", "。\n").rstrip("\n") + "\n" * (2 + i % 3))
     elif layout == "blank_txt_gz":
-        path, extra = str(tmp_path / "c.txt.gz"), ["--doc-separator", "blank"]
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            for d in docs:
-                f.write(d.replace("。", "。\n").rstrip("\n") + "\n\n")
+        path, extra = [str(tmp_path / f"c{k}.txt.gz") for k in range(5)], ["--doc-separator", "blank"]
+        for k, p in enumerate(path):
+            with gzip.open(p, "wt", encoding="utf-8") as f:
+                for d in docs[8 * k:8 * k + 8]:
+                    f.write(d.replace("。", "。\n").rstrip("\n") + "\n\n")
     else:
-        path, extra = str(tmp_path / "c.jsonl.gz"), []
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            for d in docs:
-                f.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
+        path, extra = [str(tmp_path / f"c{k}.jsonl.gz") for k in range(5)], []
+        for k, p in enumerate(path):
+            with gzip.open(p, "wt", encoding="utf-8") as f:
+                for d in docs[8 * k:8 * k + 8]:
+                    f.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
     clean = tmp_path / "clean"
     assert _run(path, vocab, clean, *extra) == 0
     real_commit = preprocess.ShardStore.commit

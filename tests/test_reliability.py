@@ -194,8 +194,8 @@ def test_9_2_second_preprocess_of_the_same_prefix_is_refused(tmp_path):
     args = ["--vocab", str(vocab), "--output-prefix", prefix, "--segmenter", "none", "--quiet", "--input", str(corpus)]
     base = [sys.executable, "-m", "data_tools.preprocess"]
     # The first run is a real preprocess made slow: it sleeps after validating its input (a long corpus)
-    slow = ("import sys, time; from data_tools import preprocess as p; v = p._validate; "
-            "p._validate = lambda a: (v(a), time.sleep(3600))[0]; sys.exit(p.main(sys.argv[1:]))")
+    slow = ("import sys, time; from data_tools.preprocess import main, run as p; v = p.resolve; "
+            "p.resolve = lambda s: (v(s), time.sleep(3600))[0]; sys.exit(main(sys.argv[1:]))")
     first = subprocess.Popen([sys.executable, "-c", slow, *args], cwd=U.REPO, env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
