@@ -11,6 +11,17 @@ path.  A single ``--giant-mb`` MB line is also run to show memory stays bounded.
 
 Targets (issue 2): jieba path >= 80% of jieba-alone per worker; rjieba >= 8 MB/s per worker;
 none >= 20 MB/s per worker; peak RSS < 1 GB.
+
+Scaling (issue 11.13): every run also reports the main process's share of the CPU time (``getrusage`` of the
+preprocess process itself vs its joined workers; goal <= 10% with 2 workers, start-up included and, "steady",
+with the tiny corpus's figures subtracted) and the 2- vs 1-worker throughput.
+
+``--vs-paddlenlp``: PaddleNLP's ``create_pretraining_data.py`` (v2.4, ernie-1.0: ``--split_sentences --chinese
+--cn_whole_word_segment --cn_seg_func jieba --data_impl mmap --workers 2``) against our rjieba and jieba paths with
+2 workers, on the same ``.jsonl`` (the corpus's documents, one sentence per line inside ``text``, as that script's
+``trans_to_json.py`` step leaves them), interleaved, medians.  That script is not part of the paddlenlp wheel and
+nothing can be downloaded here, so ``_PADDLENLP_V24`` below is a RE-STATEMENT of it: its converter and main loop
+with PaddleNLP's own ``BertTokenizer`` (our vocab.txt in place of ``from_pretrained``) and ``MMapIndexedDatasetBuilder``.
 """
 from __future__ import annotations
 
@@ -28,15 +39,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "data_tools", "sample_data", "sample_corpus.txt")
 
 _RUNNER = r"""
-import json, resource, subprocess, sys, time
-t0 = time.perf_counter()
-r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-dt = time.perf_counter() - t0
-if r.returncode:
-    sys.stderr.write(r.stderr)
-    sys.exit(r.returncode)
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # the preprocess process and its (joined) workers
-print(json.dumps({"seconds": dt, "cpu": ru.ru_utime + ru.ru_stime, "max_rss_kb": ru.ru_maxrss}))
+import json, resource, sys
+from data_tools.preprocess import main
+rc = main(sys.argv[1:])
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": rc, "main_cpu": me.ru_utime + me.ru_stime, "workers_cpu": kids.ru_utime + kids.ru_stime,
+                  "max_rss_kb": max(me.ru_maxrss, kids.ru_maxrss)}))
 """
 
 _JIEBA_ALONE = r"""
@@ -84,16 +92,193 @@ def make_vocab(corpus: str, path: str) -> None:
 
 
 def run_preprocess(corpus, vocab, prefix, segmenter, workers, extra=()):
-    cmd = [sys.executable, "-m", "data_tools.preprocess", "--input", corpus, "--vocab", vocab,
-           "--output-prefix", prefix, "--segmenter", segmenter, "--workers", str(workers), "--quiet", *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-c", _RUNNER, *cmd], capture_output=True, text=True, env=env, cwd=REPO)
+    """One ``data_tools.preprocess`` run in a fresh interpreter: wall seconds (start-up included), CPU seconds of
+    the main process and of its workers (getrusage SELF / CHILDREN inside that process), peak RSS, meta."""
+    args = ["--input", corpus, "--vocab", vocab, "--output-prefix", prefix, "--segmenter", segmenter,
+            "--workers", str(workers), "--quiet", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", _RUNNER, *args], capture_output=True, text=True, env=env, cwd=REPO)
+    seconds = time.perf_counter() - t0
     if r.returncode:
         raise SystemExit(f"preprocess failed ({segmenter}, {workers} workers): {r.stderr.strip()[-2000:]}")
-    res = json.loads(r.stdout)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["seconds"] = seconds
+    res["cpu"] = res["main_cpu"] + res["workers_cpu"]
     with open(prefix + ".meta.json", encoding="utf-8") as f:
         res["meta"] = json.load(f)
     return res
+
+
+# A RE-STATEMENT (not a copy) of PaddleNLP v2.4 model_zoo/ernie-1.0/preprocess/create_pretraining_data.py, the path
+# ernie-1.0 uses for Chinese: --split_sentences --chinese (NewlineSplitter) --cn_whole_word_segment
+# --cn_seg_func jieba (jieba.cut per sentence, "##" added inside jieba words by get_whole_word_mask_tokens, max word
+# length 6), --data_impl mmap, --workers N: the main process reads the .jsonl lines and writes the dataset, a
+# multiprocessing.Pool encodes (pool.imap(convert.encode, lines, 256)).  Differences: the tokenizer is PaddleNLP's
+# BertTokenizer built from our vocab.txt (the script calls from_pretrained(model_name), which needs a download);
+# no --append_eos (off for ernie-1.0); logging every --log_interval documents left out.
+_PADDLENLP_V24 = r"""
+import json, multiprocessing, re, sys
+import numpy as np
+
+def jieba_segmentation_fn():
+    import jieba
+    def process(line):
+        words = jieba.cut(line)
+        return list(words)
+    return process
+
+def get_whole_word_mask_tokens(tokens, words, max_word_length=6):
+    new_tokens = []
+    words_set = set(words)
+    i = 0
+    while i < len(tokens):
+        if len(re.findall("[\u4E00-\u9FA5]", tokens[i])) == 0:  # not Chinese: keep the WordPiece token
+            new_tokens.append(tokens[i])
+            i += 1
+            continue
+        has_add = False
+        for length in range(max_word_length, 0, -1):  # the longest jieba word starting here gets "##" inside
+            if i + length > len(tokens):
+                continue
+            if "".join(tokens[i:i + length]) in words_set:
+                new_tokens.append(tokens[i])
+                for l in range(1, length):
+                    new_tokens.append("##" + tokens[i + l])
+                i += length
+                has_add = True
+                break
+        if not has_add:
+            new_tokens.append(tokens[i])
+            i += 1
+    return new_tokens
+
+class NewlineSplitter:
+    def tokenize(self, text):
+        return text.split("\n")
+
+class Converter:
+    def __init__(self, vocab):
+        self.vocab = vocab
+
+    def initializer(self):
+        import jieba
+        jieba.setLogLevel(60)
+        from paddlenlp.transformers import BertTokenizer
+        Converter.tokenizer = BertTokenizer(self.vocab)
+        Converter.splitter = NewlineSplitter()
+        Converter.segment_func = jieba_segmentation_fn()
+        Converter.whole_word_mask = get_whole_word_mask_tokens
+
+        def process(text):
+            words = Converter.segment_func(text)
+            tokens = Converter.tokenizer.tokenize("".join(words))
+            tokens = Converter.whole_word_mask(tokens, words)
+            return Converter.tokenizer.convert_tokens_to_ids(tokens)
+
+        Converter.process = process
+
+    def encode(self, json_line):
+        text = json.loads(json_line)["text"]
+        doc_ids = []
+        for sentence in Converter.splitter.tokenize(text):
+            sentence_ids = Converter.process(sentence.strip())
+            if len(sentence_ids) > 0:
+                doc_ids.append(sentence_ids)
+        return doc_ids, len(text.encode("utf-8"))
+
+def main(path, vocab, prefix, workers):
+    import resource
+    from paddlenlp.data import indexed_dataset
+    convert = Converter(vocab)
+    pool = multiprocessing.Pool(workers, initializer=convert.initializer)
+    builder = indexed_dataset.make_builder(prefix + ".bin", "mmap", np.uint16)
+    docs = 0
+    with open(path, "r", encoding="utf-8") as text:
+        for doc, _ in pool.imap(convert.encode, text, 256):
+            if len(doc) == 0:
+                continue
+            for sentence in doc:
+                if len(sentence) == 0:
+                    continue
+                builder.add_item(sentence)
+            builder.end_document()
+            docs += 1
+    pool.close()
+    pool.join()
+    builder.finalize(prefix + ".idx")
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"docs": docs, "main_cpu": me.ru_utime + me.ru_stime, "workers_cpu": kids.ru_utime + kids.ru_stime}))
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+"""
+
+
+def make_jsonl(corpus: str, path: str, limit_mb: float) -> None:
+    """The corpus's documents as {"text": ...} lines with one sentence per line inside the text."""
+    import re
+
+    limit = int(limit_mb * 1e6) if limit_mb > 0 else None
+    written = 0
+    with open(corpus, encoding="utf-8") as f, open(path, "w", encoding="utf-8") as out:
+        for line in f:
+            doc = line.strip()
+            if not doc:
+                continue
+            sents = [x for x in re.findall(r"[^。！？]*[。！？]+|[^。！？]+$", doc) if x.strip()]
+            row = json.dumps({"text": "\n".join(sents)}, ensure_ascii=False) + "\n"
+            out.write(row)
+            written += len(row.encode())
+            if limit is not None and written >= limit:
+                break
+
+
+def run_paddlenlp_v24(path, vocab, prefix, workers):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", _PADDLENLP_V24, path, vocab, prefix, str(workers)],
+                       capture_output=True, text=True, env=env, cwd=REPO)
+    seconds = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"re-stated create_pretraining_data.py failed: {r.stderr.strip()[-2000:]}")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["seconds"] = seconds
+    return res
+
+
+def compare_with_paddlenlp(corpus, vocab, tmp, runs, ref_mb):
+    path = os.path.join(tmp, "corpus.jsonl")
+    make_jsonl(corpus, path, ref_mb)
+    mb = os.path.getsize(path) / 1e6
+    tiny = os.path.join(tmp, "tiny.jsonl")
+    make_jsonl(corpus, tiny, 0.002)
+    print(f"\nvs PaddleNLP create_pretraining_data.py v2.4 (RE-STATED, see _PADDLENLP_V24; jieba WWM), 2 workers, "
+          f"{mb:.1f} MB .jsonl, interleaved, median of {runs}; 'steady' subtracts each side's start-up "
+          f"(its run on a 2 KB .jsonl: interpreter, imports incl. paddle for PaddleNLP, dictionaries)")
+    sides = {
+        "PaddleNLP v2.4 re-stated (jieba)": lambda p: run_paddlenlp_v24(path if p else tiny, vocab,
+                                                                         os.path.join(tmp, "pnlp"), 2),
+        "ours, jieba": lambda p: run_preprocess(path if p else tiny, vocab, os.path.join(tmp, "ours_j"), "jieba", 2),
+        "ours, rjieba": lambda p: run_preprocess(path if p else tiny, vocab, os.path.join(tmp, "ours_r"), "rjieba", 2),
+    }
+    fixed = {name: statistics.median(run(False)["seconds"] for _ in range(runs)) for name, run in sides.items()}
+    got = {name: [] for name in sides}
+    for _ in range(runs):
+        for name, run in sides.items():
+            got[name].append(run(True))
+    rates = {}
+    for name, rs in got.items():
+        sec = statistics.median(r["seconds"] for r in rs)
+        share = statistics.median(r["main_cpu"] / (r["main_cpu"] + r["workers_cpu"]) for r in rs)
+        rates[name] = (mb / sec, mb / max(sec - fixed[name], 1e-9))
+        print(f"  {name:<34} {mb / sec:7.2f} MB/s wall, {rates[name][1]:7.2f} MB/s steady "
+              f"(start-up {fixed[name]:.1f} s), main process {share * 100:4.1f}% of CPU")
+    ref = rates["PaddleNLP v2.4 re-stated (jieba)"]
+    for name in ("ours, rjieba", "ours, jieba"):
+        print(f"  {name} / PaddleNLP v2.4 re-stated: {rates[name][0] / ref[0]:.1f}x wall, "
+              f"{rates[name][1] / ref[1]:.1f}x steady  (issue goal for rjieba: >= 25x)")
+
 
 
 def main(argv=None) -> int:
@@ -105,6 +290,10 @@ def main(argv=None) -> int:
     p.add_argument("--segmenters", default="jieba,rjieba,none")
     p.add_argument("--workers", default="1,2")
     p.add_argument("--giant-mb", type=float, default=30.0, help="size of the single-line memory check (0: skip)")
+    p.add_argument("--vs-paddlenlp", action="store_true",
+                   help="also run the re-stated PaddleNLP create_pretraining_data.py (v2.4) against ours, 2 workers")
+    p.add_argument("--ref-mb", type=float, default=0.0,
+                   help="with --vs-paddlenlp: give every side only the first MB of the corpus (0: all of it)")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
@@ -139,14 +328,17 @@ def main(argv=None) -> int:
             for _, line in zip(range(20), f):
                 g.write(line)
         header = f"{'segmenter':<9} {'workers':>7} {'fixed s':>7} {'wall MB/s':>9} {'steady MB/s':>11} " \
-                 f"{'per CPU-s':>9} {'docs/s':>9} {'tokens/s':>11} {'peak RSS':>9}  target (MB per CPU-s)"
+                 f"{'per CPU-s':>9} {'docs/s':>9} {'tokens/s':>11} {'peak RSS':>9} {'main CPU':>14}  target (MB per CPU-s)"
         print("\n" + header + "\n" + "-" * len(header))
+        shares = []
         for seg in args.segmenters.split(","):
+            walls = {}
             for w in (int(x) for x in args.workers.split(",")):
                 tiny_runs = [run_preprocess(tiny, vocab, os.path.join(tmp, f"tiny_{seg}_{w}"), seg, w)
                              for _ in range(args.runs)]
                 fixed = statistics.median(r["seconds"] for r in tiny_runs)
                 fixed_cpu = statistics.median(r["cpu"] for r in tiny_runs)
+                fixed_main = statistics.median(r["main_cpu"] for r in tiny_runs)
                 # jieba rows: a jieba-alone run before each run of the path, so that the ratio compares runs taken
                 # side by side (this VM's speed drifts by tens of percent over minutes)
                 runs, beside = [], []
@@ -159,9 +351,16 @@ def main(argv=None) -> int:
                 rss_mb = max(r["max_rss_kb"] for r in runs) / 1024
                 c = runs[0]["meta"]["counts"]
                 wall = size_mb / sec
+                walls[w] = wall
                 steady_sec = max(sec - fixed, 1e-9)
                 mbs = size_mb / steady_sec
                 per = size_mb / max(cpu - fixed_cpu, 1e-9)
+                # the main process's share of all CPU time: whole run, and without the fixed start-up
+                share = statistics.median(r["main_cpu"] / r["cpu"] for r in runs)
+                steady_share = statistics.median(max(r["main_cpu"] - fixed_main, 0.0) / max(r["cpu"] - fixed_cpu, 1e-9)
+                                                 for r in runs)
+                if w > 1:
+                    shares.append((seg, w, share, steady_share))
                 if seg == "jieba":
                     alone_mbs = size_mb / statistics.median(a["cpu"] for a in beside)
                     target = (f"{per / alone_mbs * 100:5.1f}% of jieba-alone run alongside ({alone_mbs:.2f}) "
@@ -171,8 +370,20 @@ def main(argv=None) -> int:
                 else:
                     target = f"{per / 20 * 100:5.1f}% of 20 MB/s per worker"
                 print(f"{seg:<9} {w:>7} {fixed:>7.2f} {wall:>9.2f} {mbs:>11.2f} {per:>9.2f} "
-                      f"{c['docs_in'] / steady_sec:>9,.0f} {c['tokens'] / steady_sec:>11,.0f} {rss_mb:>7.0f}MB  "
+                      f"{c['docs_in'] / steady_sec:>9,.0f} {c['tokens'] / steady_sec:>11,.0f} {rss_mb:>7.0f}MB "
+                      f"{share * 100:5.1f}% ({steady_share * 100:4.1f}%)  "
                       f"{target}; RSS {rss_mb / 1024 * 100:.0f}% of 1 GB")
+            if 1 in walls and 2 in walls:
+                print(f"{seg:<9} 2 vs 1 worker: {walls[2] / walls[1]:.2f}x wall MB/s "
+                      f"(a ceiling of 2.00x on 2 idle cores; other processes on this machine share them)")
+        print("main CPU = the preprocess process's own CPU time / (its own + its workers'), whole run "
+              "(in brackets: start-up subtracted); goal <= 10% with 2 workers")
+        for seg, w, share, steady_share in shares:
+            verdict = "meets" if share <= 0.10 else ("meets steady" if steady_share <= 0.10 else "MISSES")
+            print(f"  {seg} {w} workers: {share * 100:.1f}% ({steady_share * 100:.1f}% steady) -> {verdict} the 10% goal")
+
+        if args.vs_paddlenlp:
+            compare_with_paddlenlp(corpus, vocab, tmp, args.runs, args.ref_mb)
 
         if args.giant_mb > 0:
             giant = os.path.join(tmp, "giant.txt")
