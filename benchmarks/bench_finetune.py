@@ -100,7 +100,9 @@ def _ours(width, batch):
 
     import paddle
 
-    from ernie_style.parallelize import Amp, DistInfo, GradNorm, WarmupLinearDecay, build_optimizer
+    from ernie_style.amp import Amp
+    from ernie_style.distributed import DistInfo
+    from ernie_style.optim import GradNorm, WarmupLinearDecay, build_optimizer
     from ernie_style.trainer import TrainStep
 
     b, seq = batch["input_ids"].shape
@@ -197,7 +199,7 @@ def _eval(width, shape, args):
     """Our dev evaluation (``BucketedEvalSplit`` + the loop of ``Trainer.evaluate``) vs the same with padding."""
     import paddle
 
-    from ernie_style.parallelize import DistInfo
+    from ernie_style.distributed import DistInfo
     from ernie_style.tasks.finetuning import BucketedEvalSplit
 
     lengths = eval_lengths(shape, args.eval_examples, args.seq)

@@ -1,7 +1,7 @@
 """Forward+backward step time: ernie_style RoFormerForPretraining vs what a PaddleNLP user writes.
 
 ours:      RoFormerForPretraining with the gathered MLM head (15% of the positions masked) + SOP head,
-           loss from ernie_style.modeling.pretraining_loss.
+           loss from ernie_style.tasks.pretrain.pretraining_loss.
 reference: paddlenlp.transformers.RoFormerForMaskedLM computing logits at every position (labels -100 elsewhere)
            + nn.Linear(hidden, 2) SOP classifier on the pooled output, cross-entropy for both.
 
@@ -24,7 +24,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining, load_state_dict_checked, pretraining_loss
+from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
+from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
+from ernie_style.tasks.pretrain import pretraining_loss
 
 VOCAB = 21128  # the Chinese BERT/ERNIE character vocab used by roformer_base_wwm_cluecorpussmall
 CONFIGS = {

@@ -58,7 +58,9 @@ def _ours(cfg, batch):
     import paddle
 
     from ernie_style.modeling import RoFormerForPretraining
-    from ernie_style.parallelize import Amp, DistInfo, GradNorm, WarmupLinearDecay, build_optimizer
+    from ernie_style.amp import Amp
+    from ernie_style.distributed import DistInfo
+    from ernie_style.optim import GradNorm, WarmupLinearDecay, build_optimizer
     from ernie_style.trainer import TrainStep
 
     info = DistInfo(0, 1, 0, "gpu" if paddle.device.is_compiled_with_cuda() and
@@ -84,7 +86,8 @@ def _paddlenlp(cfg, batch):
     import paddle.nn.functional as F
     from paddlenlp.transformers import RoFormerConfig, RoFormerModel
 
-    from ernie_style.parallelize import Amp, WarmupLinearDecay, build_optimizer
+    from ernie_style.amp import Amp
+    from ernie_style.optim import WarmupLinearDecay, build_optimizer
 
     m = cfg.model
     pcfg = RoFormerConfig(vocab_size=m.vocab_size, embedding_size=m.embedding_size, hidden_size=m.hidden_size,

@@ -73,7 +73,7 @@ def run(work: str) -> dict:
     code = (
         "import json, sys\n"
         "from ernie_style.config import load_config\n"
-        "from ernie_style.parallelize import init_distributed\n"
+        "from ernie_style.distributed import init_distributed\n"
         "from ernie_style.trainer import Trainer\n"
         "cfg = load_config(sys.argv[1], sys.argv[3:])\n"
         "tr = Trainer(cfg, init_distributed(cfg))\n"

@@ -28,7 +28,7 @@ import os
 import re
 import sys
 
-from data_tools.io_utils import UserError, run_cli
+from data_tools.io_utils import UserError, atomic_write_path, run_cli
 from data_tools.tokenizer import CJK_RANGES, REQUIRED_SPECIALS, _is_punct
 from data_tools.vocab import read_vocab
 
@@ -158,17 +158,14 @@ def build_vocab(files, output, max_size=None, min_freq=1, json_key="text") -> di
         vocab = vocab[:max_size]
     n_pieces = len(vocab) - fixed - 2 * len(cjk)
 
-    tmp = f"{output}.tmp.{os.getpid()}"
-    try:
+    def write(tmp):
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write("\n".join(vocab) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
         read_vocab(tmp)  # the check every reader applies (no repeats, specials present) holds for what we write
-        os.replace(tmp, output)
+
+    try:
+        atomic_write_path(output, write)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise UserError(f"--output {output}: cannot write ({e.strerror or e})") from None
     return {
         "output": os.fspath(output),

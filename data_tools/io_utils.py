@@ -16,7 +16,8 @@ EXIT_USER_ERROR = 2
 
 
 class UserError(Exception):
-    """A mistake in the user's input or environment; reported as one line, never a traceback."""
+    """A mistake in the user's input or environment; reported as one line, never a traceback (:func:`run_cli`).
+    The project's one user-error type: every component's error class for user mistakes derives from it."""
 
 
 def sha256_file(path: str, chunk_bytes: int = 1 << 22) -> str:
@@ -42,19 +43,33 @@ def fsync_file(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, write: Callable) -> None:
-    """``write(f)`` into a temporary binary file, fsync, rename over ``path``; nothing left on failure."""
+def atomic_write_path(path: str, write_path: Callable[[str], None]) -> None:
+    """``write_path(tmp)`` writes a temporary file (by its path, e.g. ``paddle.save``); it is fsynced and
+    renamed over ``path``; nothing is left on failure.  The one atomic file write of the project."""
     tmp = tmp_name(path)
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        write_path(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write(path: str, write: Callable) -> None:
+    """``write(f)`` into a temporary binary file, fsync, rename over ``path``; nothing left on failure."""
+
+    def write_path(tmp):
+        with open(tmp, "wb") as f:
+            write(f)
+
+    atomic_write_path(path, write_path)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_path`)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def fsync_dir(path: str) -> None:
@@ -81,14 +96,7 @@ def write_json(path: str, obj) -> None:
 
 def write_json_atomic(path: str, obj) -> None:
     """Write ``obj`` as JSON under a temporary name, fsync, then rename over ``path``."""
-    tmp = tmp_name(path)
-    try:
-        write_json(tmp, obj)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_path(path, lambda tmp: write_json(tmp, obj))
     fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
@@ -115,15 +123,23 @@ def describe_os_error(e: OSError, what: str) -> str:
     return f"{what}: {detail}" + (f" ({e.filename})" if e.filename else "")
 
 
-def run_cli(body: Callable[[], int]) -> int:
-    """Run a CLI body, turning ``UserError`` and OS errors into one line on stderr and exit code 2."""
+def run_cli(body: Callable[[], Optional[int]], io_errors: bool = True) -> int:
+    """The one wrapper of every CLI entry point: runs ``body()`` and returns its exit code (None = 0).
+
+    The project's user-error type, :class:`UserError` (``ConfigError``, ``CheckpointError``, ``ExportError``,
+    ``VocabError``, ``DataError``, ... derive from it), becomes one ``error: <message>`` line on stderr and exit
+    code 2; with ``io_errors`` an ``OSError`` (a full disk, a missing directory) too.  Anything else is a bug and
+    propagates with its traceback."""
     try:
-        return body()
+        rc = body()
+        return 0 if rc is None else rc
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
     except OSError as e:
-        print(f"error: {describe_os_error(e, 'I/O error')}", file=sys.stderr)
+        if not io_errors:
+            raise
+        print(f"error: {describe_os_error(e, 'I/O error')}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
 
 
@@ -143,16 +159,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024.0
     return f"{n:.1f} GB"
-
-
-def merge_skipped(dst: Dict[str, dict], src: Dict[str, dict], max_locations: int) -> None:
-    """Add ``{reason: {"count": n, "first": [locations]}}`` from ``src`` into ``dst``."""
-    for reason, entry in src.items():
-        d = dst.setdefault(reason, {"count": 0, "first": []})
-        d["count"] += int(entry["count"])
-        room = max_locations - len(d["first"])
-        if room > 0:
-            d["first"].extend(entry["first"][:room])
 
 
 def format_table(rows: List[tuple], title: Optional[str] = None) -> str:

@@ -17,10 +17,13 @@ from __future__ import annotations
 import os
 from typing import List, Sequence
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+from data_tools.io_utils import UserError
+
+PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN)
 
 
-class VocabError(ValueError):
+class VocabError(UserError, ValueError):
     """A vocab.txt that cannot be used (unreadable, not UTF-8, malformed, missing a required special token)."""
 
 

@@ -1,6 +1,6 @@
 """Atomic, verifiable training checkpoints.
 
-Layout (DESIGN.md)::
+Layout (file names in ``ernie_style.constants``)::
 
     OUTPUT/checkpoints/step_00001000/
         model_state.pdparams      paddle.save(model.state_dict())            (rank 0)
@@ -52,20 +52,15 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from data_tools import locking, safe_pickle
-from data_tools.io_utils import fsync_file, human_bytes, sha256_file
+from data_tools.io_utils import UserError, fsync_file, human_bytes, sha256_file
+from ernie_style.constants import CHECKSUMS, LATEST, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TRAINER_STATE
 
-CHECKSUMS = "checksums.json"
-TRAINER_STATE = "trainer_state.json"
-MODEL_STATE = "model_state.pdparams"
-MODEL_CONFIG = "model_config.json"
-LATEST = "latest"
-READERS_LOCK = ".readers.lock"
 _STEP_RE = re.compile(r"^step_(\d{8})$")
 _REPLACED = ".replaced.tmp"  # an old step dir moved aside while a save of the same step is renamed into place
 STRUCTURED_KEY = "StructuredToParameterName@@"  # the name map paddle.save adds to a state dict
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used (damaged, incomplete, incompatible)."""
 
 
@@ -75,16 +70,6 @@ class SaveFailed(CheckpointError):
 
 def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
-
-
-def write_atomic_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_file(os.path.dirname(os.path.abspath(path)))
 
 
 def point_latest(ckpt_root: str, name: str) -> None:
@@ -286,7 +271,7 @@ def _failure_line(step: int, path: str, e: OSError, need: int) -> str:
 
 def agree(ok: bool, info) -> bool:
     """Collective: True when every rank's ``ok`` is True (one all-reduce, so also a barrier)."""
-    from ernie_style.parallelize import all_reduce_sum
+    from ernie_style.distributed import all_reduce_sum
 
     return all_reduce_sum([0.0 if ok else 1.0], info)[0] == 0.0
 

@@ -2,7 +2,8 @@
 
     cfg = load_config("configs/roformer_tiny_demo.yaml", ["train.max_steps=50", "amp.enable=false"])
 
-Sections: ``model`` (:class:`ernie_style.modeling.RoFormerConfig`), ``data``, ``train``, ``optim``,
+Sections: ``model`` (the config dataclass of the architecture ``model.arch`` names, default ``roformer``:
+:class:`ernie_style.arch.roformer.config.RoFormerConfig`; see :mod:`ernie_style.arch`), ``data``, ``train``, ``optim``,
 ``amp``, ``dist``.  An override is ``key.path=value`` with the value parsed as YAML
 (``data.prefixes=[/data/a,/data/b]``).  Every user mistake is a :class:`ConfigError` (a ``ValueError``)
 whose message names the key, the value and what was expected; unknown keys suggest the closest
@@ -29,13 +30,15 @@ from typing import Any, List, Optional
 
 import yaml
 
+from data_tools.io_utils import UserError
+from ernie_style.arch import DEFAULT_ARCH, get_arch
+from ernie_style.arch.roformer.config import RoFormerConfig
 from ernie_style.data_spec import DEFAULT_MASKING, Split, parse_blend
-from ernie_style.modeling import RoFormerConfig
 
 SECTIONS = ("model", "data", "train", "optim", "amp", "dist")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A user mistake in the config file or an override."""
 
 
@@ -177,12 +180,13 @@ class DistConfig:
 
 @dataclass
 class PretrainConfig:
-    model: RoFormerConfig  # vocab_size filled from data.vocab_file when not given
+    model: RoFormerConfig  # model.arch's config class; vocab_size filled from data.vocab_file when not given
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     amp: AmpConfig = field(default_factory=AmpConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+    model_arch: str = field(default=DEFAULT_ARCH, init=False)  # ``model.arch`` in YAML (ernie_style.arch)
 
     def __post_init__(self):
         _check(self.data.max_seq_len <= self.model.max_position_embeddings, "data.max_seq_len",
@@ -193,6 +197,8 @@ class PretrainConfig:
         for name in SECTIONS:
             section = getattr(self, name)
             out[name] = section.to_dict() if hasattr(section, "to_dict") else dataclasses.asdict(section)
+        if self.model_arch != DEFAULT_ARCH:  # written only when not the default: today's files stay as they were
+            out["model"] = {"arch": self.model_arch, **out["model"]}
         return out
 
     def to_yaml(self) -> str:
@@ -266,6 +272,8 @@ def _coerce(value, tp, name: str):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # e.g. a path or a split written as a bare number
     elif dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):  # built already (model.arch's class)
+            return value
         return _build(tp, value, name + ".")
     else:
         return value
@@ -305,7 +313,7 @@ def all_keys() -> List[str]:
     for name, f in zip(SECTIONS, [PretrainConfig.__dataclass_fields__[s] for s in SECTIONS]):
         tp = typing.get_type_hints(PretrainConfig)[name]
         keys += [f"{name}.{g.name}" for g in dataclasses.fields(tp) if g.init]
-    return keys
+    return keys + ["model.arch"]
 
 
 def apply_override(raw: dict, item: str, sections=SECTIONS, keys: Optional[List[str]] = None, root=None) -> None:
@@ -382,7 +390,18 @@ def config_from_dict(raw: dict) -> PretrainConfig:
                               "(expected the vocab.txt the data was tokenized with, or an explicit model.vocab_size)")
         model["vocab_size"] = count_vocab(vocab)
         raw["model"] = model
-    return _build(PretrainConfig, raw, "")
+    arch = DEFAULT_ARCH
+    if isinstance(model, dict):
+        model = dict(model)
+        arch = model.pop("arch", DEFAULT_ARCH)
+        try:
+            spec = get_arch(arch)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        raw["model"] = _build(spec.config_class(), model, "model.")
+    cfg = _build(PretrainConfig, raw, "")
+    cfg.model_arch = arch
+    return cfg
 
 
 def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> PretrainConfig:

@@ -38,10 +38,10 @@ import numpy as np
 
 from data_tools.indexed_dataset import MMapIndexedDataset, wwm_path
 from data_tools.meta import find_meta
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.data_spec import SPLIT_NAMES, BlendSource, SampleSpec
 from ernie_style.masking import Layout, make_masker
 
-IGNORE_INDEX = -100
 _TINY_SPLIT_DOCS = 10  # fewer documents than this in a used split -> warning (samples repeat a lot)
 
 Sample = Dict[str, np.ndarray]

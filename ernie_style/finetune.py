@@ -98,47 +98,38 @@ def _check_resume(run, task, preflight) -> None:
                           "train.overwrite_output=true")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, step_callbacks=()) -> int:
+    """``step_callbacks``: called with the trainer after every training step (see ``Trainer``)."""
     args = _parse(argv)
+    from data_tools.io_utils import run_cli
+
+    return run_cli(lambda: _run(args, step_callbacks), io_errors=False)
+
+
+def _run(args, step_callbacks) -> int:
     from ernie_style.config import ConfigError
     from ernie_style.finetune_config import load_finetune_config
 
-    try:
-        cfg = load_finetune_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+    cfg = load_finetune_config(args.config, args.overrides)
     if args.print_output_dir:
         print(os.path.abspath(cfg.train.output_dir))
         return 0
     world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
     if args.world_size is not None:
         if not args.check or args.world_size < 1:
-            print(f"error: --world-size={args.world_size}: expected >= 1, together with --check", file=sys.stderr)
-            return 2
+            raise ConfigError(f"--world-size={args.world_size}: expected >= 1, together with --check")
         world = args.world_size
-    from ernie_style.downstream.common import DataError
-
-    try:
-        task, run = prepare(cfg, world)
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+    task, run = prepare(cfg, world)
     if args.check:
         for line in task.reports:
             print(line)
         return 0
-    from ernie_style.checkpoint import CheckpointError
-    from ernie_style.parallelize import die_with_launcher, init_distributed
+    from ernie_style.distributed import die_with_launcher, init_distributed
     from ernie_style.trainer import Trainer
 
     die_with_launcher()
-    try:
-        info = init_distributed(run)
-        trainer = Trainer(run, info, task)
-    except (ValueError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+    info = init_distributed(run)
+    trainer = Trainer(run, info, task, step_callbacks=step_callbacks)
     for line in task.reports:
         trainer.text(f"data: {line}")
     for line in task.init_notes:

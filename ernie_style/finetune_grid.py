@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from data_tools.io_utils import atomic_write, write_json_atomic
+from data_tools.io_utils import EXIT_USER_ERROR, UserError, atomic_write, run_cli, write_json_atomic
 from ernie_style.finetune_report import (
     MAIN_METRIC, METRICS, RESULTS_FILE, ReportError, cell, mean_std, model_label, read_results,
 )
@@ -39,12 +39,11 @@ LAUNCHERS = {
     "python": [sys.executable, "-m", "ernie_style.finetune"],
     "script": [os.path.join(REPO, "run_finetune.sh")],
 }
-EXIT_USER_ERROR = 2
 # What a grid's table row and column stand for: the same in every run of a grid.
 ONE_PER_GRID = ("model.init", "task.type", "data.train_file", "data.dev_file", "data.test_file")
 
 
-class GridError(ValueError):
+class GridError(UserError, ValueError):
     """A user mistake in the grid's command line or config."""
 
 
@@ -288,10 +287,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("overrides", nargs="*", help="section.key=value for every run")
     args = ap.parse_intermixed_args(argv)
     try:
-        return run_grid(args.config, args.grid, args.seeds, args.overrides, args.out, args.launcher)
-    except GridError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return run_cli(lambda: run_grid(args.config, args.grid, args.seeds, args.overrides, args.out, args.launcher),
+                       io_errors=False)
     except KeyboardInterrupt:  # the running fine-tune got the signal too and stops with a checkpoint
         print("interrupted: run the same command again to go on (finished runs are skipped)", file=sys.stderr)
         return 130

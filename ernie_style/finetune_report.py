@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from data_tools.io_utils import atomic_write
+from data_tools.io_utils import UserError, atomic_write, run_cli
 
 # Metrics per task.type, main metric first: the one grids pick by and tables show. Values in results.json are
 # fractions in [0, 1]; tables print them in percent.
@@ -39,7 +39,7 @@ GRID_FILE = "grid.json"
 _GENERIC = ("latest", "best_model", "checkpoints", "model", "output", "final")
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A user mistake: a directory or file that is not what the report (or grid) expects."""
 
 
@@ -207,11 +207,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--split", choices=("test", "dev"), default="test", help="which scores to show (default test)")
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print it)")
     args = ap.parse_args(argv)
-    try:
-        table = build_table(args.dirs, args.split)
-    except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _report(args), io_errors=False)
+
+
+def _report(args) -> int:
+    table = build_table(args.dirs, args.split)
     if args.out:
         atomic_write(args.out, lambda f: f.write(table.encode("utf-8")))
         print(f"wrote {args.out}")

@@ -4,131 +4,25 @@ The math is PaddleNLP's RoFormer (= Hugging Face ``RoFormerForMaskedLM``): embed
 LayerNorm -> dropout (no absolute positions); optional ``embeddings_project`` when embedding_size != hidden_size;
 post-LN encoder layers whose self-attention rotates q and k (and v when ``rotary_value``) with interleaved rotary
 position embeddings; exact (erf) GELU; LayerNorm eps 1e-12; MLM decoder tied to the word embeddings.
-Parameter names are PaddleNLP's, so its RoFormer state dicts load directly (see ``load_state_dict_checked``).
+Parameter names are PaddleNLP's, so its RoFormer state dicts load directly.
 
 Outside code relies on:
   - ``model.roformer.encoder.layers`` is a plain ``nn.LayerList``; each layer's ``forward(hidden, attn_bias,
     sin, cos)`` is a pure function of its inputs, so a trainer can wrap it with fleet's ``recompute``;
-  - ``RoFormerForPretraining.forward(...) -> (mlm_logits, sop_logits)``, ``pretraining_loss``,
-    ``pretraining_metrics``; ``from_pretrained`` / ``save_pretrained``.
+  - ``RoFormerForPretraining.forward(...) -> (mlm_logits, sop_logits)``.
+What is not math lives with the architecture (``ernie_style/arch/roformer/``): the Paddle-free config
+(``config.py``), PaddleNLP compatibility and checked loading (``paddlenlp.py``), ``save_pretrained`` /
+``from_pretrained`` (``persistence.py``).  The losses belong to the task (``ernie_style/tasks/pretrain.py``).
 Kernel selection (plain / sdpa / flash / auto) lives in ``ernie_style.ops``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import json
-import os
-import tempfile
-import warnings
-from dataclasses import dataclass, field
-from typing import Any, Optional
-
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from ernie_style import ops
-
-CONFIG_NAME = "model_config.json"
-WEIGHTS_NAME = "model_state.pdparams"
-IGNORE_INDEX = -100
-
-# Keys of a PaddleNLP RoFormerConfig that carry no model math (bookkeeping of its PretrainedConfig).
-_PADDLENLP_BOOKKEEPING = {
-    "architectures", "model_type", "eos_token_id", "bos_token_id", "use_cache", "paddlenlp_version",
-    "dtype", "init_class", "return_dict", "output_hidden_states", "output_attentions", "use_return_dict",
-    "classifier_dropout", "num_labels", "num_choices", "id2label", "label2id", "tensor_parallel_degree",
-    "tensor_parallel_rank", "tensor_parallel_output", "fuse_attention_qkv", "fuse_attention_ffn",
-    "quantization_config", "transformers_version", "torch_dtype", "tokenizer_class", "chunk_size_feed_forward",
-    "_name_or_path", "problem_type",
-}  # fmt: skip
-
-
-@dataclass
-class RoFormerConfig:
-    """Architecture of a RoFormer. ``embedding_size=None`` means ``hidden_size``."""
-
-    vocab_size: int
-    embedding_size: Optional[int] = None
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 1536
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
-    pad_token_id: int = 0
-    rotary_value: bool = False
-
-    def __post_init__(self):
-        if self.embedding_size is None:
-            self.embedding_size = self.hidden_size
-
-        def bad(name, expected):
-            raise ValueError(f"RoFormerConfig.{name}={getattr(self, name)!r}: expected {expected}")
-
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                bad(name, "a positive integer")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
-                bad(name, "a probability in [0, 1)")
-        for name in ("initializer_range", "layer_norm_eps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                bad(name, "a positive number")
-        if self.hidden_act not in ops.ACTIVATIONS:
-            bad("hidden_act", f"one of {', '.join(sorted(ops.ACTIVATIONS))}")
-        if not isinstance(self.rotary_value, bool):
-            bad("rotary_value", "true or false")
-        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
-            bad("pad_token_id", f"an integer in [0, vocab_size={self.vocab_size})")
-        if self.hidden_size % self.num_attention_heads:
-            bad("hidden_size", f"a multiple of num_attention_heads={self.num_attention_heads}")
-        if self.head_dim % 2:
-            raise ValueError(
-                f"RoFormerConfig: head size hidden_size/num_attention_heads = {self.hidden_size}/"
-                f"{self.num_attention_heads} = {self.head_dim} is odd; expected an even head size "
-                "(rotary embeddings rotate pairs of features)"
-            )
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RoFormerConfig":
-        """Build from a dict; an unknown key is a ValueError that suggests the closest valid name."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
-                raise ValueError(f"RoFormerConfig: unknown key {key!r}{hint}")
-        if "vocab_size" not in d:
-            raise ValueError("RoFormerConfig: missing required key 'vocab_size'")
-        return cls(**d)
-
-    @classmethod
-    def from_paddlenlp_dict(cls, d: dict[str, Any]) -> "RoFormerConfig":
-        """Build from a PaddleNLP ``RoFormerConfig`` dict (its ``config.json``), dropping its bookkeeping keys."""
-        d = dict(d)
-        pool_act = d.pop("pool_act", "tanh")
-        if pool_act != "tanh":
-            raise ValueError(f"PaddleNLP config: pool_act={pool_act!r}; only 'tanh' is supported")
-        return cls.from_dict({k: v for k, v in d.items() if k not in _PADDLENLP_BOOKKEEPING})
+from ernie_style.arch.roformer.config import RoFormerConfig  # noqa: F401  (Paddle-free; re-exported: its old home)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -351,170 +245,17 @@ class RoFormerForPretraining(nn.Layer):
             sequence_output, pooled_output, self.roformer.embeddings.word_embeddings.weight, masked_positions
         )
 
-    # -- persistence ---------------------------------------------------------------------------------------------
+    # -- persistence (ernie_style/arch/roformer/persistence.py) ---------------------------------------------------
 
     def save_pretrained(self, directory: str) -> None:
         """Write ``model_config.json`` and ``model_state.pdparams`` into ``directory`` (each atomically)."""
-        os.makedirs(directory, exist_ok=True)
-        _atomic_write(
-            os.path.join(directory, CONFIG_NAME),
-            lambda path: _write_text(path, json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n"),
-        )
-        _atomic_write(os.path.join(directory, WEIGHTS_NAME), lambda path: paddle.save(self.state_dict(), path))
+        from ernie_style.arch.roformer.persistence import save_pretrained
+
+        save_pretrained(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str, allow_missing_heads: bool = False) -> "RoFormerForPretraining":
-        """Load a directory written by ``save_pretrained`` (or a PaddleNLP RoFormer dir: ``config.json`` +
-        ``model_state.pdparams``). With ``allow_missing_heads`` a state dict without the pretraining heads (e.g.
-        PaddleNLP RoFormerModel/RoFormerForMaskedLM) loads and those heads keep their fresh init; the report is
-        at ``model.load_report``."""
-        cfg_path = os.path.join(directory, CONFIG_NAME)
-        pnlp_path = os.path.join(directory, "config.json")
-        if os.path.isfile(cfg_path):
-            config = RoFormerConfig.from_dict(_read_json(cfg_path))
-        elif os.path.isfile(pnlp_path):
-            config = RoFormerConfig.from_paddlenlp_dict(_read_json(pnlp_path))
-        else:
-            raise FileNotFoundError(f"{directory}: no {CONFIG_NAME} (or PaddleNLP config.json) found")
-        weights = os.path.join(directory, WEIGHTS_NAME)
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"{directory}: no {WEIGHTS_NAME} found")
-        from data_tools import safe_pickle
+        """Load a model directory (ours or PaddleNLP's); see ``ernie_style.arch.roformer.persistence``."""
+        from ernie_style.arch.roformer.persistence import from_pretrained
 
-        model = cls(config)
-        # The restricted unpickler (numpy arrays and plain containers only): a downloaded file cannot run code.
-        state = safe_pickle.load(weights)
-        state.pop("StructuredToParameterName@@", None)
-        model.load_report = load_state_dict_checked(model, state, allow_missing_heads)
-        return model
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Loading with a report
-# ------------------------------------------------------------------------------------------------------------------
-
-# Prefixes that only the pretraining heads own; a state dict may lack them (PaddleNLP RoFormerModel has no `cls.`,
-# RoFormerForMaskedLM has no SOP classifier).
-HEAD_PREFIXES = ("cls.",)
-# PaddleNLP's RoFormerForMaskedLM registers the tied decoder weight a second time under this name.
-TIED_ALIAS = "cls.predictions.decoder_weight"
-WORD_EMBEDDINGS = "roformer.embeddings.word_embeddings.weight"
-
-
-@dataclass
-class LoadReport:
-    missing: list[str] = field(default_factory=list)  # in the model, not in the state dict (kept fresh)
-    notes: list[str] = field(default_factory=list)
-
-
-def load_state_dict_checked(model: nn.Layer, state: dict, allow_missing_heads: bool = False) -> LoadReport:
-    """Load ``state`` into ``model`` after checking names and shapes; raises ValueError listing every missing,
-    unexpected and mismatched key. Accepts PaddleNLP layouts: base-model keys without the ``roformer.`` prefix,
-    and the duplicated tied decoder weight ``cls.predictions.decoder_weight`` (must equal the word embeddings)."""
-    state = dict(state)
-    report = LoadReport()
-    expected = model.state_dict()
-    if not any(k.startswith("roformer.") for k in state) and any(k.startswith("embeddings.") for k in state):
-        state = {"roformer." + k: v for k, v in state.items()}
-        report.notes.append("base-model state dict: prefixed keys with 'roformer.'")
-    if TIED_ALIAS in state:
-        alias = state.pop(TIED_ALIAS)
-        words = state.get(WORD_EMBEDDINGS)
-        if words is None or tuple(alias.shape) != tuple(words.shape) or not bool((_t(alias) == _t(words)).all()):
-            raise ValueError(f"state dict: {TIED_ALIAS} differs from {WORD_EMBEDDINGS}; the decoder must be tied")
-        report.notes.append(f"dropped {TIED_ALIAS} (tied to {WORD_EMBEDDINGS})")
-    missing = sorted(k for k in expected if k not in state)
-    unexpected = sorted(k for k in state if k not in expected)
-    mismatched = sorted(
-        f"{k}: checkpoint {list(state[k].shape)} vs model {list(expected[k].shape)}"
-        for k in expected
-        if k in state and list(state[k].shape) != list(expected[k].shape)
-    )
-    allowed_missing = [k for k in missing if allow_missing_heads and k.startswith(HEAD_PREFIXES)]
-    hard_missing = [k for k in missing if k not in allowed_missing]
-    if hard_missing or unexpected or mismatched:
-        parts = []
-        if hard_missing:
-            parts.append(f"missing {hard_missing}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected}")
-        if mismatched:
-            parts.append(f"shape mismatch {mismatched}")
-        raise ValueError("state dict does not match RoFormerForPretraining: " + "; ".join(parts))
-    with warnings.catch_warnings():  # Paddle warns per absent key; they are reported below instead
-        warnings.filterwarnings("ignore", message="Skip loading for")
-        model.set_state_dict(state)
-    report.missing = allowed_missing
-    if allowed_missing:
-        report.notes.append(f"freshly initialised (absent from the state dict): {allowed_missing}")
-    return report
-
-
-def _t(x):
-    return x if isinstance(x, paddle.Tensor) else paddle.to_tensor(x)
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def _write_text(path, text):
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
-def _atomic_write(final_path, write):
-    directory = os.path.dirname(os.path.abspath(final_path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, final_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Losses and metrics
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def _masked_ce(logits, labels):
-    """Mean cross-entropy over labels != IGNORE_INDEX (0 when there are none), in float32; and the valid mask."""
-    labels = labels.reshape([-1]).astype("int64")
-    valid = labels != IGNORE_INDEX
-    safe = paddle.where(valid, labels, paddle.zeros_like(labels))
-    per_token = F.cross_entropy(logits.astype("float32"), safe.unsqueeze(-1), reduction="none").reshape([-1])
-    validf = valid.astype("float32")
-    return (per_token * validf).sum() / paddle.clip(validf.sum(), min=1.0), valid
-
-
-def pretraining_loss(mlm_logits, sop_logits, masked_labels, sop_labels):
-    """(loss, lm_loss, sop_loss), each a float32 scalar.
-
-    mlm_logits [K, V] (or [B, L, V]) with masked_labels of the same leading shape; sop_logits [B, 2] with
-    sop_labels [B] (0/1, IGNORE_INDEX=-100 for samples without SOP). Labels equal to -100 are ignored; when
-    nothing is left the term is 0 (never NaN). loss = lm_loss + sop_loss.
-    """
-    lm_loss, _ = _masked_ce(mlm_logits.reshape([-1, mlm_logits.shape[-1]]), masked_labels)
-    sop_loss, _ = _masked_ce(sop_logits, sop_labels)
-    return lm_loss + sop_loss, lm_loss, sop_loss
-
-
-def pretraining_metrics(mlm_logits, sop_logits, masked_labels, sop_labels) -> dict[str, paddle.Tensor]:
-    """Counts for accuracies (int64 scalar tensors, no host sync): mlm_correct, mlm_total, sop_correct,
-    sop_total. Labels equal to -100 are not counted."""
-    out = {}
-    for name, logits, labels in (("mlm", mlm_logits, masked_labels), ("sop", sop_logits, sop_labels)):
-        labels = labels.reshape([-1]).astype("int64")
-        pred = logits.reshape([-1, logits.shape[-1]]).argmax(axis=-1).astype("int64")
-        valid = labels != IGNORE_INDEX
-        out[f"{name}_correct"] = ((pred == labels) & valid).astype("int64").sum()
-        out[f"{name}_total"] = valid.astype("int64").sum()
-    return out
+        return from_pretrained(cls, directory, allow_missing_heads)

@@ -25,6 +25,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from ernie_style.arch.roformer.config import ACTIVATION_NAMES
+
 KERNEL_SETS = ("auto", "plain", "sdpa", "flash")
 ENV_VAR = "ERNIE_STYLE_KERNELS"
 
@@ -197,6 +199,7 @@ ACTIVATIONS = {
     "relu": F.relu,
     "tanh": paddle.tanh,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES  # the config accepts exactly what is implemented here
 
 
 def linear_act(x: paddle.Tensor, linear: paddle.nn.Linear, act: str, fused: bool) -> paddle.Tensor:

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Dict, List, Tuple
 
+from data_tools.io_utils import UserError, atomic_write_path, run_cli
+
 
 def read_scalars(output_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     """{tag: [(step, value), ...] sorted by step} from the VisualDL records under ``output_dir/visualdl``."""
@@ -60,10 +62,8 @@ def plot(output_dir: str, out: str) -> str:
             ax.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
+    atomic_write_path(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 
@@ -74,11 +74,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="PNG path (default OUTPUT_DIR/curves.png)")
     args = parser.parse_args(argv)
     out = args.out or os.path.join(args.output_dir, "curves.png")
+    return run_cli(lambda: _plot(args.output_dir, out), io_errors=False)
+
+
+def _plot(output_dir: str, out: str) -> int:
     try:
-        plot(args.output_dir, out)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        plot(output_dir, out)
+    except FileNotFoundError as e:  # no train.log / visualdl records in output_dir: the user named another dir
+        raise UserError(str(e)) from None
     print(f"curves written to {out}")
     return 0
 

@@ -1,8 +1,8 @@
 """Entry point: ``python -m ernie_style.run_pretrain --config FILE [section.key=value ...]``.
 
 Runs as a single process, or as one rank of ``paddle.distributed.launch`` (see ``run_pretrain.sh``).
-User mistakes (config, missing data, sizes that do not divide) print one ``error:`` line and exit 2
-before any training.  ``--check`` only validates (for ``--world-size`` ranks, by default the launcher's
+User mistakes (config, missing data, sizes that do not divide, a damaged checkpoint) print one ``error:`` line
+and exit 2 (``data_tools.io_utils.run_cli``); a bug shows its traceback.  ``--check`` only validates (for ``--world-size`` ranks, by default the launcher's
 ``PADDLE_TRAINERS_NUM`` or 1); ``--print-output-dir`` prints ``train.output_dir``.
 """
 from __future__ import annotations
@@ -11,7 +11,9 @@ import argparse
 import os
 import sys
 import warnings
-from typing import List, Optional
+from typing import Callable, List, Optional, Sequence
+
+StepCallback = Callable[["Trainer"], None]  # noqa: F821  (ernie_style.trainer.Trainer, imported late)
 
 
 def _parse(argv):
@@ -30,45 +32,37 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"  # not the source line Python adds, which says nothing to a user
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, step_callbacks: Sequence[StepCallback] = ()) -> int:
+    """``step_callbacks``: called with the trainer after every training step (see ``Trainer``)."""
     args = _parse(argv)
     warnings.formatwarning = _one_line_warning
+    from data_tools.io_utils import run_cli
+
+    return run_cli(lambda: _run(args, step_callbacks), io_errors=False)
+
+
+def _run(args, step_callbacks) -> int:
     from ernie_style.config import ConfigError, load_config
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+    cfg = load_config(args.config, args.overrides)
     if args.print_output_dir:
         print(os.path.abspath(cfg.train.output_dir))
         return 0
-    from ernie_style.checkpoint import CheckpointError
     from ernie_style.trainer import Trainer, check_inputs
 
     world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
     if args.world_size is not None:
         if not args.check or args.world_size < 1:
-            print(f"error: --world-size={args.world_size}: expected >= 1, together with --check", file=sys.stderr)
-            return 2
+            raise ConfigError(f"--world-size={args.world_size}: expected >= 1, together with --check")
         world = args.world_size
-    try:
-        check_inputs(cfg, world)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+    check_inputs(cfg, world)
     if args.check:
         return 0
-    from ernie_style.parallelize import die_with_launcher, init_distributed
+    from ernie_style.distributed import die_with_launcher, init_distributed
 
     die_with_launcher()
-
-    try:
-        info = init_distributed(cfg)
-        trainer = Trainer(cfg, info)
-    except (ValueError, CheckpointError) as e:  # ConfigError is a ValueError
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+    info = init_distributed(cfg)
+    trainer = Trainer(cfg, info, step_callbacks=step_callbacks)
     try:
         return trainer.train()
     finally:

@@ -22,8 +22,7 @@ import json
 import math
 import os
 import random
-import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -32,11 +31,13 @@ from ernie_style import checkpoint as ckpt, preflight
 from ernie_style.interrupt import Interrupts
 from ernie_style.config import ConfigError, PretrainConfig, count_vocab
 from ernie_style.metrics import TextLog, TrainLogger, VisualDL
-from ernie_style.modeling import load_state_dict_checked
+from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
 from data_tools.indexed_dataset import wwm_path
 from data_tools.meta import find_meta, meta_path
-from ernie_style.parallelize import Amp, DistInfo, GradNorm, WarmupLinearDecay, all_reduce_sum, apply_recompute, \
-    build_optimizer, grads_synced, wrap_model
+from ernie_style.amp import Amp
+from ernie_style.distributed import DistInfo, all_reduce_sum
+from ernie_style.optim import GradNorm, WarmupLinearDecay, build_optimizer
+from ernie_style.parallelize import apply_recompute, grads_synced, wrap_model
 from ernie_style.tasks.base import EvalSplit, StepStats, Task, TermStats, count_items
 
 
@@ -101,12 +102,6 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
         raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint/model directory")
     preflight.check_split(cfg)
     preflight.check_resume(cfg, world_size)
-
-
-def _debug_env(name: str) -> Optional[List[int]]:
-    """Test hooks: ERNIE_DEBUG_EXIT_AT=rank:step (that rank exits 3), ERNIE_DEBUG_HANG_AFTER=[rank:]step (sleep)."""
-    v = os.environ.get(name)
-    return [int(x) for x in v.split(":")] if v else None
 
 
 class TrainStep:
@@ -179,9 +174,14 @@ class TrainStep:
 class Trainer:
     """Runs ``task`` (default: pretraining from ``cfg``).  ``cfg`` supplies the machinery sections ``train``,
     ``optim``, ``amp``, ``dist`` (and ``to_dict``/``to_yaml``, batch-size arithmetic); the task supplies the model
-    config, vocab, data, model call, losses and metrics."""
+    config, vocab, data, model call, losses and metrics.
 
-    def __init__(self, cfg: PretrainConfig, info: DistInfo, task: Optional[Task] = None):
+    ``step_callbacks``: each is called as ``callback(trainer)`` after every training step, once the step's
+    checkpoint (if any) is written and before the interrupt check (tests inject faults through it:
+    ``tests/_faults.py``)."""
+
+    def __init__(self, cfg: PretrainConfig, info: DistInfo, task: Optional[Task] = None,
+                 step_callbacks: Sequence[Callable[["Trainer"], None]] = ()):
         from ernie_style import run_dir
 
         if task is None:
@@ -189,6 +189,7 @@ class Trainer:
 
             task = PretrainTask(cfg)
         self.cfg, self.info, self.task = cfg, info, task
+        self.step_callbacks = list(step_callbacks)
         self._run_lock = run_dir.claim(cfg.train.output_dir, info)  # before anything writes into the directory
         try:
             self._setup(cfg, info, task)
@@ -212,7 +213,7 @@ class Trainer:
         resume_dir = self._resume_dir()
         self.lineage, self.ancestor_lineage = None, None
         if resume_dir and ckpt.is_plain_model_dir(resume_dir):
-            load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(resume_dir, ckpt.MODEL_STATE)))
+            self._load_weights(resume_dir)
             self.lineage = ckpt.new_lineage(resume_dir)
             self.text(f"resume: initialised weights from model dir {resume_dir} (fresh optimizer, step 0; a new "
                       f"lineage, resumed from {t.output_dir}/checkpoints when this command is run again)")
@@ -226,7 +227,7 @@ class Trainer:
             if diff:
                 raise ConfigError(f"model.{diff[0]}={getattr(model_cfg, diff[0])!r}: the checkpoint {resume_dir} "
                                   f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
-            load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(resume_dir, ckpt.MODEL_STATE)))
+            self._load_weights(resume_dir)
             self.ancestor_lineage = ckpt.lineage_of(resume_dir)
             self.lineage = self.ancestor_lineage
         if t.recompute:
@@ -255,6 +256,12 @@ class Trainer:
         self.vdl.text("config", "```yaml\n" + cfg.to_yaml() + "```", step=self.step)
         self.logger = TrainLogger(t.logging_steps, self.text, self.vdl, task.losses)
         self._build_data()
+
+    def _load_weights(self, path: str) -> None:
+        try:
+            load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(path, ckpt.MODEL_STATE)))
+        except ValueError as e:  # names or shapes that do not fit this model: the user's choice of directory
+            raise ConfigError(f"train.resume: {path}: {e}") from None
 
     def release(self) -> None:
         """Give up the output directory (the run lock); the process ending does the same."""
@@ -315,8 +322,6 @@ class Trainer:
     def _broadcast_choice(self, root: str, chosen: Optional[str], error) -> Optional[str]:
         """Rank 0's decision to every rank: -2 = error, -1 = fresh, N = step N under ``root``, -3 = the path
         given as train.resume.  Each rank then checks it sees the files it will read."""
-        from ernie_style.parallelize import all_reduce_sum
-
         info = self.info
         code = 0.0
         if info.is_main:
@@ -450,7 +455,6 @@ class Trainer:
 
     def train(self) -> int:
         t = self.cfg.train
-        exit_at, hang_after = _debug_env("ERNIE_DEBUG_EXIT_AT"), _debug_env("ERNIE_DEBUG_HANG_AFTER")
         if self.step >= t.max_steps:
             self.text(f"trainer: already at step {self.step} >= train.max_steps={t.max_steps}; nothing to do")
         if self.task.done():
@@ -472,10 +476,8 @@ class Trainer:
                 stop = self.task.after_evaluate(self, self.step, self.evaluate(self.valid, "eval"))
             if self.checkpointer.should_save(self.step, force=self.step == t.max_steps or stop):
                 self.save()
-            if exit_at and exit_at[0] == self.info.rank and exit_at[1] == self.step:
-                os._exit(3)
-            if hang_after and hang_after[-1] == self.step and (len(hang_after) == 1 or hang_after[0] == self.info.rank):
-                time.sleep(3600)
+            for callback in self.step_callbacks:
+                callback(self)
             signum = self.interrupts.agreed()  # SIGINT/SIGTERM on any rank: all save this step and exit
             if signum:
                 return self.interrupts.stop(self, signum)

@@ -26,27 +26,22 @@ import numpy as np
 from data_tools import locking
 from data_tools.vocab import SPECIAL_TOKENS, VocabError, read_vocab as _read_vocab
 from data_tools.io_utils import fsync_dir, sha256_file  # sha256_file also re-exported for from_pytorch
+from ernie_style.arch.roformer.config import RoFormerConfig, field_types
+from ernie_style.constants import (
+    CHECKSUMS, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TASK_CONFIG, TOKENIZER_CONFIG, VOCAB,
+)
 from export.errors import ExportError
 from export.pdparams import load_pdparams
 from export.safetensors_io import bf16_bits_to_float32
 from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, TASK_HEADS, check_ours
 
-CONFIG_FILE = "model_config.json"
-STATE_FILE = "model_state.pdparams"
-VOCAB_FILE = "vocab.txt"
-TOKENIZER_FILE = "tokenizer_config.json"
-CHECKSUMS_FILE = "checksums.json"
-READERS_LOCK = ".readers.lock"  # ernie_style.checkpoint.READERS_LOCK: pruning waits while an export reads
-TASK_FILE = "config.json"
+# The layout's file names (defined once, in ernie_style.constants; the export-side names kept for its callers).
+CONFIG_FILE, STATE_FILE, VOCAB_FILE, TOKENIZER_FILE = MODEL_CONFIG, MODEL_STATE, VOCAB, TOKENIZER_CONFIG
+CHECKSUMS_FILE, TASK_FILE = CHECKSUMS, TASK_CONFIG
+# READERS_LOCK (imported): pruning waits while an export holds it shared
 
-# RoFormerConfig.to_dict() fields the converters need, with the type each must have.
-CONFIG_FIELDS = {
-    "vocab_size": int, "embedding_size": int, "hidden_size": int, "num_hidden_layers": int,
-    "num_attention_heads": int, "intermediate_size": int, "hidden_act": str,
-    "hidden_dropout_prob": float, "attention_probs_dropout_prob": float,
-    "max_position_embeddings": int, "type_vocab_size": int, "initializer_range": float,
-    "layer_norm_eps": float, "pad_token_id": int, "rotary_value": bool,
-}
+# model_config.json's fields with the type each must have: RoFormerConfig's own (Paddle-free) dataclass fields.
+CONFIG_FIELDS = field_types(RoFormerConfig)
 
 
 @dataclass

@@ -1,23 +1,20 @@
-"""The one error type of the export package and the CLI wrapper that turns it into exit code 2.
+"""The export package's user-error type; CLIs run through the project's one wrapper (``data_tools.io_utils.run_cli``).
 
 Every user-facing problem (missing file, wrong model type, shape mismatch, truncated or
 checksum-failing file, refused pickle) is raised as :class:`ExportError` with a one-line
-message that names the file and the problem; ``run_cli`` prints it without a traceback.
+message that names the file and the problem; ``run_cli`` prints it without a traceback (exit code 2).
 """
-import sys
-
-EXIT_USER_ERROR = 2
+from data_tools.io_utils import EXIT_USER_ERROR, UserError, run_cli as _run_cli  # noqa: F401
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """A problem with the user's input files or arguments (not a bug in the converter)."""
 
 
 def run_cli(fn, *args) -> int:
-    """Run ``fn(*args)``; an ExportError becomes ``error: <message>`` on stderr and exit code 2."""
-    try:
+    """Run ``fn(*args)`` through the project's CLI wrapper: a user error is one line and exit code 2."""
+    def body() -> int:
         fn(*args)
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    return 0
+        return 0
+
+    return _run_cli(body, io_errors=False)

@@ -1,6 +1,7 @@
 """The one name map between our (PaddleNLP-named) RoFormer and Hugging Face ``RoFormerForMaskedLM``.
 
-Both directions are driven by ``NAME_MAP``; nothing else in the package knows a parameter name.
+Both directions are driven by ``NAME_MAP`` (defined with the architecture, in
+``ernie_style/arch/roformer/state_dict_adapter.py``); nothing else in the package knows a parameter name.
 Paddle ``Linear.weight`` is ``[in, out]``, torch ``nn.Linear.weight`` is ``[out, in]``: every
 row marked ``T`` is transposed. Embeddings, LayerNorms and biases are copied as they are.
 
@@ -24,53 +25,8 @@ import re
 
 import numpy as np
 
+from ernie_style.arch.roformer.state_dict_adapter import L, NAME_MAP  # the one name map (Paddle-free)
 from export.errors import ExportError
-
-L = "{i}"  # layer index placeholder
-
-# (ours, hugging face, transpose, file)
-NAME_MAP = [
-    ("roformer.embeddings.word_embeddings.weight", "roformer.embeddings.word_embeddings.weight", False, "main"),
-    ("roformer.embeddings.token_type_embeddings.weight", "roformer.embeddings.token_type_embeddings.weight", False, "main"),
-    ("roformer.embeddings.layer_norm.weight", "roformer.embeddings.LayerNorm.weight", False, "main"),
-    ("roformer.embeddings.layer_norm.bias", "roformer.embeddings.LayerNorm.bias", False, "main"),
-    ("roformer.embeddings_project.weight", "roformer.embeddings_project.weight", True, "main"),  # only if E != H
-    ("roformer.embeddings_project.bias", "roformer.embeddings_project.bias", False, "main"),
-    (f"roformer.encoder.layers.{L}.self_attn.q_proj.weight", f"roformer.encoder.layer.{L}.attention.self.query.weight", True, "main"),
-    (f"roformer.encoder.layers.{L}.self_attn.q_proj.bias", f"roformer.encoder.layer.{L}.attention.self.query.bias", False, "main"),
-    (f"roformer.encoder.layers.{L}.self_attn.k_proj.weight", f"roformer.encoder.layer.{L}.attention.self.key.weight", True, "main"),
-    (f"roformer.encoder.layers.{L}.self_attn.k_proj.bias", f"roformer.encoder.layer.{L}.attention.self.key.bias", False, "main"),
-    (f"roformer.encoder.layers.{L}.self_attn.v_proj.weight", f"roformer.encoder.layer.{L}.attention.self.value.weight", True, "main"),
-    (f"roformer.encoder.layers.{L}.self_attn.v_proj.bias", f"roformer.encoder.layer.{L}.attention.self.value.bias", False, "main"),
-    (f"roformer.encoder.layers.{L}.self_attn.out_proj.weight", f"roformer.encoder.layer.{L}.attention.output.dense.weight", True, "main"),
-    (f"roformer.encoder.layers.{L}.self_attn.out_proj.bias", f"roformer.encoder.layer.{L}.attention.output.dense.bias", False, "main"),
-    (f"roformer.encoder.layers.{L}.norm1.weight", f"roformer.encoder.layer.{L}.attention.output.LayerNorm.weight", False, "main"),
-    (f"roformer.encoder.layers.{L}.norm1.bias", f"roformer.encoder.layer.{L}.attention.output.LayerNorm.bias", False, "main"),
-    (f"roformer.encoder.layers.{L}.linear1.weight", f"roformer.encoder.layer.{L}.intermediate.dense.weight", True, "main"),
-    (f"roformer.encoder.layers.{L}.linear1.bias", f"roformer.encoder.layer.{L}.intermediate.dense.bias", False, "main"),
-    (f"roformer.encoder.layers.{L}.linear2.weight", f"roformer.encoder.layer.{L}.output.dense.weight", True, "main"),
-    (f"roformer.encoder.layers.{L}.linear2.bias", f"roformer.encoder.layer.{L}.output.dense.bias", False, "main"),
-    (f"roformer.encoder.layers.{L}.norm2.weight", f"roformer.encoder.layer.{L}.output.LayerNorm.weight", False, "main"),
-    (f"roformer.encoder.layers.{L}.norm2.bias", f"roformer.encoder.layer.{L}.output.LayerNorm.bias", False, "main"),
-    ("cls.predictions.transform.weight", "cls.predictions.transform.dense.weight", True, "main"),
-    ("cls.predictions.transform.bias", "cls.predictions.transform.dense.bias", False, "main"),
-    ("cls.predictions.layer_norm.weight", "cls.predictions.transform.LayerNorm.weight", False, "main"),
-    ("cls.predictions.layer_norm.bias", "cls.predictions.transform.LayerNorm.bias", False, "main"),
-    ("cls.predictions.decoder_bias", "cls.predictions.bias", False, "main"),
-    ("roformer.pooler.dense.weight", "roformer.pooler.dense.weight", True, "side"),
-    ("roformer.pooler.dense.bias", "roformer.pooler.dense.bias", False, "side"),
-    ("cls.seq_relationship.weight", "cls.seq_relationship.weight", True, "side"),
-    ("cls.seq_relationship.bias", "cls.seq_relationship.bias", False, "side"),
-    # fine-tuned task heads (TASK_HEADS)
-    ("classifier.dense.weight", "classifier.dense.weight", True, "main"),
-    ("classifier.dense.bias", "classifier.dense.bias", False, "main"),
-    ("classifier.out_proj.weight", "classifier.out_proj.weight", True, "main"),
-    ("classifier.out_proj.bias", "classifier.out_proj.bias", False, "main"),
-    ("classifier.weight", "classifier.weight", True, "main"),
-    ("classifier.bias", "classifier.bias", False, "main"),
-    ("qa_outputs.weight", "qa_outputs.weight", True, "main"),
-    ("qa_outputs.bias", "qa_outputs.bias", False, "main"),
-]
 
 
 def _cls_head(H, C):

@@ -91,7 +91,8 @@ def hf_mlm_logits(hf_dir, batch) -> np.ndarray:
 
 def paddle_model(config: dict, state: dict):
     """Our ``RoFormerForPretraining`` (eval mode) with ``config`` and our ``state`` dict."""
-    from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining, load_state_dict_checked
+    from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
+    from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
 
     model = RoFormerForPretraining(RoFormerConfig.from_dict(config))
     load_state_dict_checked(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
@@ -116,7 +117,8 @@ def paddle_task_model(config: dict, state: dict, task: str, num_labels: int):
     """The Paddle model a fine-tune run of ``task`` trains (``ernie_style.heads``, class named as transformers'),
     holding ``state``, in eval mode."""
     from ernie_style import heads
-    from ernie_style.modeling import RoFormerConfig, load_state_dict_checked
+    from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
+    from ernie_style.modeling import RoFormerConfig
 
     cls = getattr(heads, TASK_HEADS[task][0])
     cfg = RoFormerConfig.from_dict(config)

@@ -55,10 +55,12 @@ def tiny_overrides(prefix: str, vocab: str, out: str, **extra) -> list:
     return [f"{k}={v}" for k, v in items.items()]
 
 
-def launch(nproc: int, config: str, overrides: list, log_dir: str, env=None, timeout=240, extra_launch=()):
-    """Run ernie_style.run_pretrain through the real paddle.distributed.launch on CPU."""
+def launch(nproc: int, config: str, overrides: list, log_dir: str, env=None, timeout=240, extra_launch=(),
+           entry=("ernie_style.run_pretrain",)):
+    """Run ernie_style.run_pretrain through the real paddle.distributed.launch on CPU (``entry``: the module and
+    its leading arguments, e.g. ``("tests._faults", "exit", "1", "2", "ernie_style.run_pretrain")``)."""
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc), "--log_dir", log_dir,
-           *extra_launch, sys.executable, "-m", "ernie_style.run_pretrain", "--config", config, *overrides]
+           *extra_launch, sys.executable, "-m", *entry, "--config", config, *overrides]
     e = dict(os.environ, OMP_NUM_THREADS="1")
     e.update(env or {})
     return subprocess.run(cmd, cwd=REPO, env=e, capture_output=True, text=True, timeout=timeout)

@@ -8,7 +8,7 @@ import paddle
 import pytest
 
 from ernie_style import checkpoint as ckpt
-from ernie_style.parallelize import DistInfo
+from ernie_style.distributed import DistInfo
 
 INFO = DistInfo(rank=0, world_size=1, local_rank=0, device="cpu")
 

@@ -93,8 +93,9 @@ def test_kill_9_mid_fine_tune_then_resume_gives_the_straight_run(data, tmp_path)
     assert finetune.main([SEQ, *over, f"train.output_dir={straight}"]) == 0
 
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "ernie_style.finetune", SEQ, *over, f"train.output_dir={killed}"]
-    job = subprocess.Popen(cmd, cwd=T.REPO, env=_env(ERNIE_DEBUG_HANG_AFTER="10"), stdout=subprocess.DEVNULL,
+    cmd = [sys.executable, "-m", "tests._faults", "hang", "all", "10", "ernie_style.finetune", SEQ, *over,
+           f"train.output_dir={killed}"]
+    job = subprocess.Popen(cmd, cwd=T.REPO, env=_env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     latest = killed / "checkpoints" / "latest"
     deadline = time.time() + 180

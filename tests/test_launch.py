@@ -142,9 +142,9 @@ def test_exact_resume_after_kill_9_of_the_whole_job(data, tmp_path):
 
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-           str(tmp_path / "log_k"), sys.executable, "-m", "ernie_style.run_pretrain", "--config", CONFIG,
-           *U.tiny_overrides(*data, str(killed), **drop)]
-    job = subprocess.Popen(cmd, cwd=U.REPO, env=_env(ERNIE_DEBUG_HANG_AFTER="10"), stdout=subprocess.DEVNULL,
+           str(tmp_path / "log_k"), sys.executable, "-m", "tests._faults", "hang", "all", "10",
+           "ernie_style.run_pretrain", "--config", CONFIG, *U.tiny_overrides(*data, str(killed), **drop)]
+    job = subprocess.Popen(cmd, cwd=U.REPO, env=_env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     latest = killed / "checkpoints" / "latest"
     deadline = time.time() + 180
@@ -197,7 +197,8 @@ def test_a_dying_rank_fails_the_job_promptly(data, tmp_path):
     over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"train.micro_batch_size": 4, "train.max_steps": 10000})
     # "promptly" = the job ends by itself soon after the rank dies, long before its 10000 steps: the launch
     # returns (the timeout only stops a hung test), non-zero, with the log stopping where the rank died.
-    p = U.launch(2, CONFIG, over, str(tmp_path / "log"), env={"ERNIE_DEBUG_EXIT_AT": "1:2"}, timeout=180)
+    p = U.launch(2, CONFIG, over, str(tmp_path / "log"), timeout=180, entry=("tests._faults", "exit", "1", "2",
+                                                                            "ernie_style.run_pretrain"))
     assert p.returncode != 0
     assert max(U.log_losses(tmp_path / "out" / "train.log")) < 100
 

@@ -10,14 +10,10 @@ import paddle
 import pytest
 
 from ernie_style import ops
-from ernie_style.modeling import (
-    IGNORE_INDEX,
-    RoFormerConfig,
-    RoFormerForPretraining,
-    load_state_dict_checked,
-    pretraining_loss,
-    pretraining_metrics,
-)
+from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
+from ernie_style.constants import IGNORE_INDEX
+from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
+from ernie_style.tasks.pretrain import pretraining_loss, pretraining_metrics
 
 paddle.set_device("cpu")
 try:  # the PaddleNLP parity reference (test extra of setup.py); only the parity tests need it

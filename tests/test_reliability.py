@@ -165,7 +165,8 @@ def test_9_2_second_training_into_the_same_output_dir_is_refused(data, tmp_path)
     prefix, vocab = data
     cmd = [sys.executable, "-m", "ernie_style.run_pretrain", "--config", CONFIG,
            *U.tiny_overrides(prefix, vocab, str(out), **{"train.max_steps": 3})]
-    first = subprocess.Popen(cmd, cwd=U.REPO, env=dict(_env(), ERNIE_DEBUG_HANG_AFTER="1"),
+    first = subprocess.Popen([sys.executable, "-m", "tests._faults", "hang", "all", "1", *cmd[2:]], cwd=U.REPO,
+                             env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: os.path.exists(out / "train.log") and "global step 1," in log_of(out), first, "step 1")
@@ -710,7 +711,8 @@ def test_9_12_a_stuck_rank_fails_the_gloo_job_instead_of_hanging(data, tmp_path)
     """Rank 1 stops responding after step 1 (alive, sleeping): rank 0's next collective times out and the job
     ends non-zero.  (The deadline below only stops a hung test; nothing is timed.)"""
     over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"train.micro_batch_size": 4, "train.max_steps": 3})
-    p = U.launch(2, CONFIG, over, str(tmp_path / "log"), env={"ERNIE_DEBUG_HANG_AFTER": "1:1"}, timeout=400)
+    p = U.launch(2, CONFIG, over, str(tmp_path / "log"), timeout=400,
+                 entry=("tests._faults", "hang", "1", "1", "ernie_style.run_pretrain"))
     assert p.returncode != 0
     rank0 = open(tmp_path / "log" / "workerlog.0", errors="replace").read()
     assert "global step 1," in rank0 and "global step 2," not in rank0 and "TIMEOUT" in rank0

@@ -15,7 +15,9 @@ import _trainer_util as U
 from ernie_style import checkpoint as ckpt
 from ernie_style import run_pretrain
 from ernie_style.config import load_config
-from ernie_style.parallelize import Amp, DistInfo, WarmupLinearDecay, build_optimizer, decay_param_names
+from ernie_style.amp import Amp
+from ernie_style.distributed import DistInfo
+from ernie_style.optim import WarmupLinearDecay, build_optimizer, decay_param_names
 from ernie_style.trainer import GlobalBatchSampler
 
 CONFIG = os.path.join(U.REPO, "configs", "roformer_tiny_demo.yaml")

@@ -19,6 +19,7 @@ import os
 import random
 from typing import Dict, List, Tuple
 
+from data_tools.io_utils import atomic_write_text
 from data_tools.sample_data import generate as corpus
 
 CLASSES: Dict[str, List[str]] = {
@@ -69,12 +70,7 @@ def make_splits(seed: int = 7, frames_per_word: int = 8) -> Tuple[List[Example],
 
 
 def write_tsv(path: str, examples: List[Example]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("label\ttext_a\n")
-        for label, text in examples:
-            f.write(f"{label}\t{text}\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "label\ttext_a\n" + "".join(f"{label}\t{text}\n" for label, text in examples))
 
 
 def main(argv=None) -> int:

@@ -14,10 +14,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+from data_tools.io_utils import UserError
+
 MAX_LINES_SHOWN = 5
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A user mistake in a data file; the message names the file (and line) and what was expected."""
 
 

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.downstream.common import DataError, Malformed, read_lines
 from ernie_style.downstream.windows import owner_windows, window_starts
 
 NO_TOKEN_TAG = "O"
-IGNORE_INDEX = -100
 SCHEMES = {"bio": "BI", "bioes": "BIES"}
 
 

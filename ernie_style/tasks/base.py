@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from ernie_style.modeling import IGNORE_INDEX  # labels equal to it are items of no loss term or metric
+from ernie_style.constants import IGNORE_INDEX  # labels equal to it are items of no loss term or metric
 
 Batch = Dict[str, Any]  # collated numpy arrays (and a few scalars such as num_tokens)
 

@@ -12,14 +12,14 @@ from typing import Dict, List
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from ernie_style.downstream.cls_data import encode_example, read_cls
 from ernie_style.downstream.common import build_label_set, check_labels
 from ernie_style.heads import RoFormerForSequenceClassification
-from ernie_style.modeling import IGNORE_INDEX
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, labels_to_ids, load_encoder
+from ernie_style.tasks.losses import masked_cross_entropy
 
 
 def accuracy_macro_f1(gold: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
@@ -101,11 +101,7 @@ class SeqClsTask(FinetuneTask):
         return model(t["input_ids"], t["token_type_ids"], t["attention_mask"])  # (B, C)
 
     def loss_terms(self, logits, t) -> List[paddle.Tensor]:
-        labels = t["labels"]
-        valid = (labels != IGNORE_INDEX).astype("float32")
-        safe = paddle.where(labels != IGNORE_INDEX, labels, paddle.zeros_like(labels))
-        per_example = F.cross_entropy(logits.astype("float32"), safe.unsqueeze(-1), reduction="none").reshape([-1])
-        return [(per_example * valid).sum() / paddle.clip(valid.sum(), min=1.0)]
+        return [masked_cross_entropy(logits, t["labels"])[0]]
 
     def correct_counts(self, logits, t) -> List[paddle.Tensor]:
         labels = t["labels"]

@@ -35,7 +35,8 @@ from data_tools.io_utils import atomic_write, write_json_atomic
 from ernie_style import checkpoint as ckpt
 from ernie_style.config import ConfigError, count_vocab
 from ernie_style.finetune_config import ARCH_KEYS, FinetuneConfig
-from ernie_style.modeling import IGNORE_INDEX, RoFormerConfig
+from ernie_style.arch.roformer.config import RoFormerConfig
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, Task, TaskData
 
 BEST_MODEL = "best_model"
@@ -385,7 +386,7 @@ class FinetuneTask(Task):
     def finish(self, trainer) -> None:
         import paddle
 
-        from ernie_style.parallelize import barrier
+        from ernie_style.distributed import barrier
 
         out = trainer.cfg.train.output_dir
         best = os.path.join(out, BEST_MODEL, ckpt.MODEL_STATE)
@@ -427,7 +428,7 @@ class FinetuneTask(Task):
         import paddle
 
         from data_tools.io_utils import fsync_file, sha256_file
-        from ernie_style.parallelize import barrier
+        from ernie_style.distributed import barrier
 
         out = trainer.cfg.train.output_dir
         final = os.path.join(out, BEST_MODEL)

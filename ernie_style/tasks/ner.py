@@ -15,12 +15,11 @@ import paddle
 
 from ernie_style.downstream import ner
 from ernie_style.heads import RoFormerForTokenClassification
-from ernie_style.modeling import IGNORE_INDEX, _masked_ce
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, load_encoder
+from ernie_style.tasks.losses import masked_cross_entropy
 
-
-assert ner.IGNORE_INDEX == IGNORE_INDEX  # downstream/ner.py is Paddle-free and keeps its own copy
 
 
 class NerTask(FinetuneTask):
@@ -102,7 +101,7 @@ class NerTask(FinetuneTask):
         return model(t["input_ids"], t["token_type_ids"], t["attention_mask"])  # (B, L, C)
 
     def loss_terms(self, logits, t) -> List[paddle.Tensor]:
-        loss, _ = _masked_ce(logits.reshape([-1, logits.shape[-1]]), t["labels"])
+        loss, _ = masked_cross_entropy(logits.reshape([-1, logits.shape[-1]]), t["labels"])
         return [loss]
 
     def correct_counts(self, logits, t) -> List[paddle.Tensor]:

@@ -12,9 +12,35 @@ from typing import Dict, Iterator, List, Optional
 
 import paddle
 
-from ernie_style.config import PretrainConfig
-from ernie_style.modeling import RoFormerForPretraining, pretraining_loss, pretraining_metrics
+from ernie_style.config import ConfigError, PretrainConfig
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, LossSpec, Task, TaskData
+from ernie_style.tasks.losses import masked_cross_entropy
+
+
+def pretraining_loss(mlm_logits, sop_logits, masked_labels, sop_labels):
+    """(loss, lm_loss, sop_loss), each a float32 scalar.
+
+    mlm_logits [K, V] (or [B, L, V]) with masked_labels of the same leading shape; sop_logits [B, 2] with
+    sop_labels [B] (0/1, IGNORE_INDEX=-100 for samples without SOP). Labels equal to -100 are ignored; when
+    nothing is left the term is 0 (never NaN). loss = lm_loss + sop_loss.
+    """
+    lm_loss, _ = masked_cross_entropy(mlm_logits.reshape([-1, mlm_logits.shape[-1]]), masked_labels)
+    sop_loss, _ = masked_cross_entropy(sop_logits, sop_labels)
+    return lm_loss + sop_loss, lm_loss, sop_loss
+
+
+def pretraining_metrics(mlm_logits, sop_logits, masked_labels, sop_labels) -> Dict[str, paddle.Tensor]:
+    """Counts for accuracies (int64 scalar tensors, no host sync): mlm_correct, mlm_total, sop_correct,
+    sop_total. Labels equal to -100 are not counted."""
+    out = {}
+    for name, logits, labels in (("mlm", mlm_logits, masked_labels), ("sop", sop_logits, sop_labels)):
+        labels = labels.reshape([-1]).astype("int64")
+        pred = logits.reshape([-1, logits.shape[-1]]).argmax(axis=-1).astype("int64")
+        valid = labels != IGNORE_INDEX
+        out[f"{name}_correct"] = ((pred == labels) & valid).astype("int64").sum()
+        out[f"{name}_total"] = valid.astype("int64").sum()
+    return out
 
 
 class _PretrainAccumulator(EvalAccumulator):
@@ -31,7 +57,7 @@ class _PretrainAccumulator(EvalAccumulator):
             self.sums[i] += v
 
     def result(self, info) -> Dict[str, float]:
-        from ernie_style.parallelize import all_reduce_sum
+        from ernie_style.distributed import all_reduce_sum
 
         lm_sum, n_m, sop_sum, n_s, mc, sc = all_reduce_sum(self.sums, info)
         lm = lm_sum / max(n_m, 1.0)
@@ -80,7 +106,9 @@ class PretrainTask(Task):
         return self.cfg.data.do_lower_case
 
     def build_model(self):
-        return RoFormerForPretraining(self.cfg.model)
+        from ernie_style.arch import get_arch
+
+        return get_arch(self.cfg.model_arch).pretraining_model_class()(self.cfg.model)
 
     def forward(self, model, t):
         return model(t["input_ids"], t["token_type_ids"], t["attention_mask"], t["masked_positions"])
@@ -110,9 +138,12 @@ class PretrainTask(Task):
         cache_dir, note = index_cache_dir([p for p, _ in d.blend], d.cache_dir, t.output_dir)
         if note and os.environ.get("PADDLE_TRAINER_ID", "0") == "0":
             print(note, flush=True)
-        train_ds, valid_ds, test_ds = build_datasets(
-            d.blend, SampleSpec.from_config(self.cfg), num_samples=(max_steps * global_batch, n_valid, n_test),
-            cache_dir=cache_dir)
+        try:
+            train_ds, valid_ds, test_ds = build_datasets(
+                d.blend, SampleSpec.from_config(self.cfg), num_samples=(max_steps * global_batch, n_valid, n_test),
+                cache_dir=cache_dir)
+        except ValueError as e:  # the dataset's messages name what in the data or its settings cannot work
+            raise ConfigError(str(e)) from None
         collator = Collator(pad_id_of(d.vocab_file), pad_to_multiple_of=8, max_seq_len=d.max_seq_len)
         mb = t.micro_batch_size
         if valid_ds is not None and t.eval_iters:

@@ -19,7 +19,7 @@ import paddle.nn.functional as F
 from ernie_style.config import ConfigError
 from ernie_style.downstream import qa
 from ernie_style.heads import RoFormerForQuestionAnswering
-from ernie_style.modeling import IGNORE_INDEX
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, load_encoder
 

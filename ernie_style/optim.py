@@ -1,0 +1,104 @@
+"""The optimizer and its schedule: AdamW (weight decay on matrices only), global-norm clipping, warmup + linear
+decay of the learning rate, and the gradient norm of each step (:class:`GradNorm`, which knows where each
+parallel setup keeps the reduced gradients)."""
+from __future__ import annotations
+
+import paddle
+import paddle.distributed as dist
+
+from ernie_style import paddle_internals
+from ernie_style.config import OptimConfig
+
+
+class WarmupLinearDecay(paddle.optimizer.lr.LRScheduler):
+    """Linear warmup to ``max_lr``, linear decay to ``min_lr`` at ``decay_steps``, then constant.
+
+    The LR of the n-th optimizer update (n = 1, 2, ...) is ``lr_at(n)``; it depends only on these
+    keys, so extending ``train.max_steps`` never changes it.
+    """
+
+    def __init__(self, cfg: OptimConfig):
+        self.max_lr, self.min_lr = cfg.max_lr, cfg.min_lr
+        self.warmup = cfg.resolved_warmup_steps()
+        self.decay_steps = cfg.decay_steps
+        super().__init__(learning_rate=cfg.max_lr)
+
+    def lr_at(self, n: int) -> float:
+        if self.warmup and n <= self.warmup:
+            return self.max_lr * n / self.warmup
+        if n >= self.decay_steps:
+            return self.min_lr
+        frac = (n - self.warmup) / (self.decay_steps - self.warmup)
+        return self.max_lr - (self.max_lr - self.min_lr) * frac
+
+    def get_lr(self) -> float:
+        return self.lr_at(self.last_epoch + 1)  # last_epoch = updates done so far
+
+
+def decay_param_names(model) -> set:
+    """Paddle names of the parameters that get weight decay: the matrices (rank >= 2: Linear weights and
+    embeddings), not the vectors (biases, LayerNorm scales and shifts), decided by shape as nanoGPT does."""
+    return {p.name for p in model.parameters() if p.ndim >= 2}
+
+
+def build_optimizer(model, cfg: OptimConfig, scheduler):
+    decay = decay_param_names(model)
+    return paddle.optimizer.AdamW(
+        learning_rate=scheduler,
+        parameters=model.parameters(),
+        beta1=cfg.adam_beta1,
+        beta2=cfg.adam_beta2,
+        epsilon=cfg.adam_epsilon,
+        weight_decay=cfg.weight_decay,
+        apply_decay_param_fun=lambda name: name in decay,
+        grad_clip=paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip > 0 else None,
+    )
+
+
+def global_grad_norm(parameters, reduce_over_ranks: bool = False):
+    """L2 norm of the gradients of ``parameters`` as a 0-d float32 tensor (no host sync without ``reduce_over_ranks``).
+
+    ``reduce_over_ranks``: every rank holds the reduced gradients of a disjoint shard of the parameters (sharding),
+    so the squared norms are summed over all ranks before the square root.
+    """
+    sq = paddle.zeros([], dtype="float32")
+    for p in parameters:
+        if p.grad is not None:
+            sq = sq + paddle.sum(paddle.square(p.grad.astype("float32")))
+    if reduce_over_ranks:
+        dist.all_reduce(sq)
+    return paddle.sqrt(sq)
+
+
+class GradNorm:
+    """The norm of the gradient one optimizer step applies (averaged over ranks, before clipping), equal on
+    every rank.  ``TrainStep`` calls :meth:`before_step` between backward and ``optimizer.step()`` and reads
+    :meth:`value` after it.
+
+    - one rank / plain data parallel: backward all-reduces the gradients, so the local norm is the norm.
+    - sharding stage 2: backward reduces each gradient to the rank owning it and frees it elsewhere, so
+      every rank holds a disjoint shard: squared norms summed over the ranks.
+    - sharding stage 1: gradients stay rank-local until ``optimizer.step()`` reduces each to its owner, and
+      the clip then scales them in place; the norm is taken in between, over the parameters this rank owns,
+      by wrapping the fleet optimizer's gradient sync (``HybridParallelOptimizer._hybrid_sync_grad``).
+    """
+
+    def __init__(self, parameters, stage: int = 0, optimizer=None):
+        self.parameters = list(parameters)
+        self.stage = stage
+        self._value = None
+        if stage == 1:
+            def measure(owned):
+                self._value = global_grad_norm(owned, reduce_over_ranks=True)
+
+            paddle_internals.wrap_sharding_grad_sync(optimizer, measure)
+
+    def before_step(self) -> None:
+        if self.stage == 1:
+            self._value = paddle.full([], float("nan"), dtype="float32")  # stays nan if the step is skipped
+        else:
+            self._value = global_grad_norm(self.parameters, reduce_over_ranks=self.stage == 2)
+
+    def value(self):
+        assert self._value is not None, "before_step() was not called"
+        return self._value

@@ -1,0 +1,36 @@
+"""Test entry point: an ernie_style CLI with a fault injected after a training step.
+
+    python -m tests._faults exit RANK STEP ernie_style.run_pretrain ARGS...   # rank RANK exits 3 after STEP
+    python -m tests._faults hang RANK STEP ernie_style.finetune ARGS...       # rank RANK sleeps after STEP
+
+RANK ``all`` means every rank.  The fault is a step callback given to the CLI's ``main`` (the trainer calls it
+after each step, once that step's checkpoint is written), so nothing in the production loop knows about tests.
+Runs under ``paddle.distributed.launch`` like the real entry points (the launcher starts it as
+``python -m tests._faults ...`` from the repository root).
+"""
+import importlib
+import os
+import sys
+import time
+
+
+def fault(kind: str, rank: str, step: int):
+    def callback(trainer) -> None:
+        if trainer.step != step or (rank != "all" and int(rank) != trainer.info.rank):
+            return
+        if kind == "exit":
+            os._exit(3)  # a rank dying without any cleanup
+        time.sleep(3600)  # a rank that stops responding (alive)
+
+    assert kind in ("exit", "hang"), kind
+    return callback
+
+
+def main(argv) -> int:
+    kind, rank, step, module, *rest = argv
+    cli = importlib.import_module(module)
+    return cli.main(rest, step_callbacks=[fault(kind, rank, int(step))])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
