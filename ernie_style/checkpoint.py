@@ -511,6 +511,22 @@ def load_rng_state(path: str, rank: int, log: Callable[[str], None] = print) -> 
         raise CheckpointError(f"{fp}: not valid JSON ({e})") from None
 
 
+def merge_sharded_optimizer_states(path: str, world: int) -> dict:
+    """The whole optimizer state of a checkpoint saved with sharding over ``world`` ranks: the union of its
+    ``optimizer.rank{R}.pdopt`` files (disjoint parameter states; the LR scheduler entry is the same in each)."""
+    merged: Dict[str, object] = {}
+    for r in range(int(world)):
+        fp = os.path.join(path, f"optimizer.rank{r}.pdopt")
+        if not os.path.isfile(fp):
+            raise CheckpointError(f"checkpoint {path}: {os.path.basename(fp)} missing (saved by {world} ranks)")
+        for key, value in load_state_file(fp).items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}  # master_weights: one part per rank
+            else:
+                merged.setdefault(key, value)
+    return merged
+
+
 def optimizer_file(path: str, rank: int) -> str:
     per_rank = os.path.join(path, f"optimizer.rank{rank}.pdopt")
     return per_rank if os.path.isfile(per_rank) else os.path.join(path, "optimizer.pdopt")

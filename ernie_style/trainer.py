@@ -341,7 +341,10 @@ class Trainer:
         path = self.cfg.train.resume if code == -3 else os.path.join(root, ckpt.step_dir_name(code))
         need = [os.path.join(path, ckpt.MODEL_STATE)]
         if not ckpt.is_plain_model_dir(path):
-            need.append(ckpt.optimizer_file(path, info.rank))
+            own, first = (os.path.join(path, f"optimizer.rank{r}.pdopt") for r in (info.rank, 0))
+            # sharded: this rank's file, or (another world size) the files it merges; else optimizer.pdopt
+            need.append(own if os.path.isfile(own) else first if os.path.isfile(first) else
+                        os.path.join(path, "optimizer.pdopt"))
         missing = [p for p in need if not os.path.isfile(p)]
         if not ckpt.agree(not missing, info):
             raise ConfigError(f"train.resume: rank {info.rank} cannot read {missing[0]}" if missing else
@@ -354,15 +357,13 @@ class Trainer:
         saved_world = state.get("world_size")
         if os.path.isfile(os.path.join(path, "optimizer.rank0.pdopt")) and \
                 (saved_world != self.info.world_size or not self.sharded_optimizer):
-            # Each optimizer.rank{R}.pdopt holds the states of the parameters rank R owned; another split of the
-            # parameters cannot be served from them (re-sharding is not implemented), and loading some would be
-            # silently wrong.
-            raise ConfigError(f"dist.sharding_stage={self.cfg.dist.sharding_stage} with {self.info.world_size} "
-                              f"rank(s): {path} holds optimizer states sharded over {saved_world} ranks; resume it "
-                              f"with {saved_world} ranks and dist.sharding_stage >= 1 (NPROC/GPUS), or start from "
-                              "its weights only (train.resume=a model dir with model_config.json and "
-                              "model_state.pdparams, e.g. a copy of those two files)")
-        opt_state = ckpt.load_state_file(ckpt.optimizer_file(path, self.info.rank))
+            # Sharded over another number of ranks: each optimizer.rank{R}.pdopt holds the states of the parameters
+            # rank R owned.  Their union is the whole state; every rank takes what its new share needs from it.
+            opt_state = ckpt.merge_sharded_optimizer_states(path, saved_world)
+            self.text(f"resume: optimizer states of {saved_world} sharded ranks merged and re-split over "
+                      f"{self.info.world_size} rank(s) (dist.sharding_stage={self.cfg.dist.sharding_stage})")
+        else:
+            opt_state = ckpt.load_state_file(ckpt.optimizer_file(path, self.info.rank))
         self.optimizer.set_state_dict(ckpt.optimizer_state_from_structured(opt_state, self.inner))
         self.scheduler.set_state_dict(state["lr_scheduler"])
         self.scheduler.last_lr = self.scheduler.get_lr()  # from the config's schedule (optim.* may have changed)
