@@ -313,11 +313,12 @@ def main(argv=None) -> int:
                                check=True)
             return json.loads(r.stdout)
 
-        alone = [jieba_alone() for _ in range(args.runs)]
-        jieba_wall = size_mb / statistics.median(a["seconds"] for a in alone)
-        jieba_mbs = size_mb / statistics.median(a["cpu"] for a in alone)
-        print(f"\njieba.lcut alone (1 process): {jieba_wall:.2f} MB/s wall, {jieba_mbs:.2f} MB per CPU-second"
-              f"  <- ceiling of the jieba path per worker")
+        if "jieba" in args.segmenters.split(","):
+            alone = [jieba_alone() for _ in range(args.runs)]
+            jieba_wall = size_mb / statistics.median(a["seconds"] for a in alone)
+            jieba_mbs = size_mb / statistics.median(a["cpu"] for a in alone)
+            print(f"\njieba.lcut alone (1 process): {jieba_wall:.2f} MB/s wall, {jieba_mbs:.2f} MB per CPU-second"
+                  f"  <- ceiling of the jieba path per worker")
         print("'per CPU-s' = input MB per CPU-second of all processes (main + workers), start-up subtracted:\n"
               "the per-worker rate on an idle core, and unlike wall-clock figures not skewed by other load.")
 
@@ -333,19 +334,25 @@ def main(argv=None) -> int:
         shares = []
         for seg in args.segmenters.split(","):
             walls = {}
-            for w in (int(x) for x in args.workers.split(",")):
-                tiny_runs = [run_preprocess(tiny, vocab, os.path.join(tmp, f"tiny_{seg}_{w}"), seg, w)
-                             for _ in range(args.runs)]
+            ws = [int(x) for x in args.workers.split(",")]
+            # worker counts interleaved run by run (and, for jieba, a jieba-alone run before each), so that the
+            # figures compare runs taken side by side (this VM's speed drifts by tens of percent over minutes)
+            tiny_of = {w: [] for w in ws}
+            runs_of = {w: [] for w in ws}
+            beside_of = {w: [] for w in ws}
+            for _ in range(args.runs):
+                for w in ws:
+                    tiny_of[w].append(run_preprocess(tiny, vocab, os.path.join(tmp, f"tiny_{seg}_{w}"), seg, w))
+            for _ in range(args.runs):
+                for w in ws:
+                    if seg == "jieba":
+                        beside_of[w].append(jieba_alone())
+                    runs_of[w].append(run_preprocess(corpus, vocab, os.path.join(tmp, f"{seg}_{w}"), seg, w))
+            for w in ws:
+                tiny_runs, runs, beside = tiny_of[w], runs_of[w], beside_of[w]
                 fixed = statistics.median(r["seconds"] for r in tiny_runs)
                 fixed_cpu = statistics.median(r["cpu"] for r in tiny_runs)
                 fixed_main = statistics.median(r["main_cpu"] for r in tiny_runs)
-                # jieba rows: a jieba-alone run before each run of the path, so that the ratio compares runs taken
-                # side by side (this VM's speed drifts by tens of percent over minutes)
-                runs, beside = [], []
-                for _ in range(args.runs):
-                    if seg == "jieba":
-                        beside.append(jieba_alone())
-                    runs.append(run_preprocess(corpus, vocab, os.path.join(tmp, f"{seg}_{w}"), seg, w))
                 sec = statistics.median(r["seconds"] for r in runs)
                 cpu = statistics.median(r["cpu"] for r in runs)
                 rss_mb = max(r["max_rss_kb"] for r in runs) / 1024

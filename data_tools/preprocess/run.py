@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Optional
 
+import numpy as np
+
 from data_tools import indexed_dataset as ixd
 from data_tools import locking
 from data_tools import meta as dmeta
@@ -26,9 +28,11 @@ def cleanup_stale_temps(prefix: str) -> None:
 
 
 class _Progress:
+    """tqdm over input bytes read (by all workers), with a docs/s postfix."""
+
     def __init__(self, total: Optional[int], initial: int, quiet: bool):
         self.bar = None
-        self.docs = 0
+        self.initial = initial
         self.t0 = time.time()
         self.last = 0.0
         if not quiet:
@@ -37,15 +41,15 @@ class _Progress:
             self.bar = tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc="preprocess",
                             file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
 
-    def update(self, nbytes: int, docs: int) -> None:
-        self.docs += docs
+    def show(self, nbytes: int, docs: int) -> None:
+        """``nbytes`` and ``docs`` read by this run so far."""
         if self.bar is None:
             return
-        self.bar.update(nbytes)
+        self.bar.update(self.initial + nbytes - self.bar.n)
         now = time.time()
         if now - self.last > 0.5:
             self.last = now
-            self.bar.set_postfix_str(f"{self.docs / max(now - self.t0, 1e-9):,.0f} docs/s", refresh=False)
+            self.bar.set_postfix_str(f"{docs / max(now - self.t0, 1e-9):,.0f} docs/s", refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -77,12 +81,17 @@ def _preprocess_locked(settings: Settings) -> dmeta.DatasetMeta:
                         settings.max_doc_bytes)
     executor = Executor(job, settings.workers)  # fork before tqdm starts its monitor thread
     progress = _Progress(total, done.input_bytes, settings.quiet)
+    # the output is staged while the workers run: each committed shard is appended at once (the main process is
+    # idle otherwise), so only the last shard, the index and the checksums are left for the end
+    output = ixd.MMapIndexedDatasetBuilder(prefix, np.dtype(job.dtype), with_wwm=True)
     ok = False
     t_run = time.time()
     try:
-        for task, result in zip(tasks, executor.results(tasks)):
+        for i in range(len(store.shards)):
+            output.add_prefix(ixd.MMapIndexedDataset(store.shard_prefix(i)))
+        for task, result in zip(tasks, executor.results(tasks, lambda: progress.show(*executor.counter.get()))):
             store.commit(task, result)
-            progress.update(result.accounting.input_bytes, result.accounting.docs_in)
+            output.add_prefix(ixd.MMapIndexedDataset(task.prefix))
         ok = True
         t_run = time.time() - t_run
     except OSError as e:
@@ -92,11 +101,13 @@ def _preprocess_locked(settings: Settings) -> dmeta.DatasetMeta:
         executor.close(ok)
         progress.close()
         if not ok:
+            output.abort()
             # an unfinished shard's files (a failed worker in this process, or the pool's, cut short)
             cleanup_uncommitted(store)
     acct = store.total()
     acct.check()
     if acct.docs_out == 0:
+        output.abort()
         store.remove()
         raise UserError(f"no document kept out of {acct.docs_in} read (skipped: {acct.skipped or 'none'}); "
                         f"nothing written to {prefix}")
@@ -104,14 +115,17 @@ def _preprocess_locked(settings: Settings) -> dmeta.DatasetMeta:
 
     def meta_for(files: dict) -> dmeta.DatasetMeta:
         facts.elapsed_s = time.time() - t0
-        return build_meta(job, acct, files, builder.staged[".bin"], facts)
+        return build_meta(job, acct, files, output.staged[".bin"], facts)
 
-    # concatenate the shards into staged files, then publish them with their meta (data_tools.meta.publish):
-    # a failure leaves the previous output or nothing that looks complete, and the shards for a rerun
+    # stage the output, then publish it with its meta (data_tools.meta.publish): a failure leaves the previous
+    # output or nothing that looks complete, and the shards for a rerun
     try:
-        builder = ixd.concat_datasets([store.shard_prefix(i) for i in range(len(store.shards))], prefix,
-                                      with_wwm=True, publish=False)
-        meta = dmeta.publish(builder, prefix, meta_for)
+        try:
+            output.stage()
+        except BaseException:
+            output.abort()
+            raise
+        meta = dmeta.publish(output, prefix, meta_for)
     except OSError as e:
         raise UserError(f"{describe_os_error(e, 'writing ' + prefix)}; no new output was published"
                         f" (committed shards kept in {store.dir}: rerun to finish)") from None

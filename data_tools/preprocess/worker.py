@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .settings import Resolved
 
 _BATCH_BYTES = 1 << 19  # kept tokens' input bytes per builder write
 _BATCH_DOCS = 2048
+_REPORT_BYTES = 1 << 18  # progress granularity
 
 
 def judge(settings, n_tokens: int, n_chars: int, n_cjk: int) -> Optional[str]:
@@ -73,10 +74,11 @@ class _Batch:
 class Worker:
     """Per-process encoder built from ``Resolved`` (tokenizer and segmenter shared, not reloaded)."""
 
-    def __init__(self, job: Resolved):
+    def __init__(self, job: Resolved, report: Callable[[int, int], None] = lambda nbytes, docs: None):
         from data_tools.tokenizer import DocumentEncoder
 
         self.job = job
+        self.report = report  # (input bytes, documents) read since the last call, every ~_REPORT_BYTES
         self.settings = job.settings
         self.encoder = DocumentEncoder(job.tok, job.seg, max_sentence_tokens=job.settings.max_sentence_tokens)
 
@@ -99,7 +101,11 @@ class Worker:
         is_json = reading.is_json_input(path)
         reader = reading.SegmentReader(path, seg.start, seg.end, s.doc_separator == "blank", s.max_doc_bytes)
         batch = _Batch(builder, acct)
+        unreported = (acct.input_bytes, acct.docs_in)
         for rec in reader:
+            if acct.input_bytes - unreported[0] >= _REPORT_BYTES:
+                self.report(acct.input_bytes - unreported[0], acct.docs_in - unreported[1])
+                unreported = (acct.input_bytes, acct.docs_in)
             loc = (k, rec.line)
             acct.docs_in += 1
             acct.input_bytes += rec.nbytes
@@ -121,6 +127,7 @@ class Worker:
             else:
                 batch.add(enc, rec.nbytes)
         batch.flush()
+        self.report(acct.input_bytes - unreported[0], acct.docs_in - unreported[1])
         return reader.lines
 
     def _giant(self, rec: reading.Record, is_json: bool, loc, builder, acct: Accounting) -> None:
@@ -171,33 +178,71 @@ def _die_with_parent() -> None:
         pass
 
 
-def _init(job: Resolved) -> None:
+def _init(job: Resolved, counter: "ReadCounter") -> None:
     """Runs once in each forked worker; the tokenizer and segmenter come over with the fork."""
     global _WORKER
     _die_with_parent()
-    _WORKER = Worker(job)
+    _WORKER = Worker(job, report=counter.add)
 
 
 def _run(task: ShardTask) -> ShardDone:
     return _WORKER.run(task)
 
 
+class ReadCounter:
+    """Input bytes and documents read so far by all workers (shared memory under a pool), for the progress bar."""
+
+    def __init__(self, shared: bool):
+        self.values = mp.get_context("fork").Array("q", 2) if shared else [0, 0]
+        self.shared = shared
+
+    def add(self, nbytes: int, docs: int) -> None:
+        if self.shared:
+            with self.values.get_lock():
+                self.values[0] += nbytes
+                self.values[1] += docs
+        else:
+            self.values[0] += nbytes
+            self.values[1] += docs
+
+    def get(self):
+        return self.values[0], self.values[1]
+
+
 class Executor:
-    """``results(tasks)`` yields a ``ShardDone`` per task, in task order, as soon as it and all before it are done.
+    """``results(tasks, tick)`` yields a ``ShardDone`` per task, in task order, as soon as it and all before it
+    are done, calling ``tick()`` now and then while it waits (``counter`` says how far the workers have read).
 
     ``workers == 1`` runs in this process; otherwise a fork pool whose workers each take the next task."""
 
     def __init__(self, job: Resolved, workers: int):
         self.pool = None
+        self.counter = ReadCounter(shared=workers > 1)
+        self.tick = lambda: None
         if workers == 1:
-            self.local = Worker(job)
+            self.local = Worker(job, report=self._local_report)
         else:
-            self.pool = mp.get_context("fork").Pool(workers, initializer=_init, initargs=(job,))
+            self.pool = mp.get_context("fork").Pool(workers, initializer=_init, initargs=(job, self.counter))
 
-    def results(self, tasks):
+    def _local_report(self, nbytes: int, docs: int) -> None:
+        self.counter.add(nbytes, docs)
+        self.tick()
+
+    def results(self, tasks: List[ShardTask], tick: Callable[[], None]) -> Iterator[ShardDone]:
+        self.tick = tick
         if self.pool is None:
-            return map(self.local.run, tasks)
-        return self.pool.imap(_run, tasks)
+            yield from map(self.local.run, tasks)
+            return
+        it = self.pool.imap(_run, tasks)
+        for _ in tasks:
+            while True:
+                try:
+                    done = it.next(timeout=0.5)
+                    break
+                except mp.TimeoutError:
+                    tick()
+            tick()
+            yield done
 
     def close(self, ok: bool) -> None:
         if self.pool is not None:
