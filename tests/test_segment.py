@@ -28,9 +28,12 @@ def tok(tmp_path_factory, sample_corpus):
     text = open(sample_corpus, encoding="utf-8").read()
     vocab = str(tmp_path_factory.mktemp("seg") / "vocab.txt")
     build_vocab([sample_corpus], vocab)
+    with open(vocab, encoding="utf-8") as f:
+        have = set(f.read().splitlines())
     with open(vocab, "a", encoding="utf-8") as f:  # the characters of SENTENCES that the corpus lacks
         extra = sorted({c for s in SENTENCES for c in s.lower() if not c.isspace()} - set(text.lower()))
-        f.write("".join(f"{c}\n##{c}\n" for c in extra) + "un\n##aff\n##able\nrun\n##ner\n##s\n")
+        pieces = [p for c in extra for p in (c, "##" + c)] + ["un", "##aff", "##able", "run", "##ner", "##s"]
+        f.write("".join(p + "\n" for p in pieces if p not in have))  # a vocab holds each token once
     return BertTokenizer(vocab)
 
 
