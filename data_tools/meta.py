@@ -17,9 +17,9 @@ On disk (format ``ernie_style.meta/1``; keys in this order, JSON with ``indent=1
     skipped {reason: n}, skipped_first {reason: [location]}, repaired {...}, repaired_first {...},
     files {".bin"|".idx"|".wwm": {path, bytes, sha256}}, unk {...} (see data_tools.unk), run {...}
 
-``tokenizer.kind`` names the tokenizer the ids come from (``data_tools.tokenizers``); it is written only when
-it is not the default ``bert_wordpiece``, so files of today's kind stay byte-identical and old files read as
-that kind.
+``tokenizer`` is a ``data_tools.tokenizers.TokenizerSpec``: its ``kind`` names the tokenizer the ids come from
+and is written only when it is not the default ``bert_wordpiece``, so files of today's kind stay
+byte-identical and old files read as that kind.
 """
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from data_tools import io_utils
 from data_tools.io_utils import UserError
+from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec
 
 META_FORMAT = "ernie_style.meta/1"
-DEFAULT_TOKENIZER_KIND = "bert_wordpiece"  # BERT BasicTokenizer + WordPiece, every CJK character its own token
+TokenizerInfo = TokenizerSpec  # meta.json's "tokenizer": one definition, in data_tools.tokenizers
 
 
 class MetaError(UserError):
@@ -49,18 +50,6 @@ class VocabInfo:
     path: Optional[str]  # as given to preprocess
     sha256: str
     size: int
-
-
-@dataclass(frozen=True)
-class TokenizerInfo:
-    do_lower_case: bool
-    kind: str = DEFAULT_TOKENIZER_KIND
-
-    def to_dict(self) -> dict:
-        out = {"do_lower_case": self.do_lower_case}
-        if self.kind != DEFAULT_TOKENIZER_KIND:
-            out["kind"] = self.kind
-        return out
 
 
 @dataclass(frozen=True)
@@ -98,7 +87,7 @@ class DatasetMeta:
 
     created_by: str
     vocab: VocabInfo
-    tokenizer: TokenizerInfo
+    tokenizer: TokenizerSpec
     segmenter: SegmenterInfo
     settings: Dict[str, Any]
     dtype: str
@@ -167,8 +156,7 @@ class DatasetMeta:
                 format=d["format"],
                 created_by=str(d.get("created_by", "?")),
                 vocab=VocabInfo(path=d["vocab"].get("path"), sha256=d["vocab"]["sha256"], size=d["vocab"]["size"]),
-                tokenizer=TokenizerInfo(do_lower_case=tok["do_lower_case"],
-                                        kind=tok.get("kind", DEFAULT_TOKENIZER_KIND)),
+                tokenizer=TokenizerSpec(do_lower_case=tok["do_lower_case"], kind=tok.get("kind", DEFAULT_KIND)),
                 segmenter=SegmenterInfo(**d["segmenter"]),
                 settings=d.get("settings", {}),
                 dtype=d["dtype"],

@@ -188,6 +188,8 @@ def _utf8(text: str) -> bytes:
 class BertTokenizer:
     """BERT BasicTokenizer + WordPiece over a vocab.txt; ids as transformers.BertTokenizer."""
 
+    kind = "bert_wordpiece"  # its name in data_tools.tokenizers.KINDS (the default kind)
+
     def __init__(self, vocab_file, do_lower_case: bool = True, flavor: str = "transformers",
                  keep_special_tokens: bool = False):
         if flavor not in FLAVORS:

@@ -53,6 +53,7 @@ import numpy as np
 
 from data_tools import locking, safe_pickle
 from data_tools.io_utils import UserError, fsync_file, human_bytes, sha256_file
+from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec
 from ernie_style.constants import CHECKSUMS, LATEST, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TRAINER_STATE
 
 _STEP_RE = re.compile(r"^step_(\d{8})$")
@@ -323,7 +324,8 @@ class Checkpointer:
         return agree(ok, self.info)
 
     def save(self, step: int, *, model_state: dict, optimizer_state: dict, trainer_state: dict,
-             model_config: dict, vocab_file: str, do_lower_case: bool, sharded_optimizer: bool = False) -> str:
+             model_config: dict, vocab_file: str, do_lower_case: bool, sharded_optimizer: bool = False,
+             tokenizer_kind: str = DEFAULT_KIND) -> str:
         """Collective: every rank must call it.  Returns the final directory; raises SaveFailed on every rank
         when any rank failed to write (after removing the partial directory)."""
         import paddle
@@ -351,7 +353,7 @@ class Checkpointer:
             if self._agree(error is None) and self.info.is_main:
                 try:
                     self._write_main(tmp, model_state, optimizer_state, dict(trainer_state, lineage=self.lineage),
-                                     model_config, vocab_file, do_lower_case, sharded_optimizer)
+                                     model_config, vocab_file, do_lower_case, sharded_optimizer, tokenizer_kind)
                 except OSError as e:
                     error = e
         if not self._agree(error is None):
@@ -370,7 +372,7 @@ class Checkpointer:
         return final
 
     def _write_main(self, tmp, model_state, optimizer_state, trainer_state, model_config, vocab_file,
-                    do_lower_case, sharded_optimizer) -> None:
+                    do_lower_case, sharded_optimizer, tokenizer_kind=DEFAULT_KIND) -> None:
         import paddle
 
         paddle.save(model_state, os.path.join(tmp, MODEL_STATE))
@@ -381,7 +383,7 @@ class Checkpointer:
         with open(os.path.join(tmp, MODEL_CONFIG), "w", encoding="utf-8") as f:
             json.dump(model_config, f, indent=2, sort_keys=True)
         with open(os.path.join(tmp, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump({"do_lower_case": bool(do_lower_case)}, f)
+            json.dump(TokenizerSpec(bool(do_lower_case), tokenizer_kind).to_dict(), f)  # kind only when not default
         shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
         sums = {}
         for name in sorted(os.listdir(tmp)):

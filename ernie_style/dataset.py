@@ -38,6 +38,7 @@ import numpy as np
 
 from data_tools.indexed_dataset import MMapIndexedDataset, wwm_path
 from data_tools.meta import find_meta
+from data_tools.tokenizers import TokenizerSpec, load_tokenizer
 from ernie_style.constants import IGNORE_INDEX
 from ernie_style.data_spec import SPLIT_NAMES, BlendSource, SampleSpec
 from ernie_style.masking import Layout, make_masker
@@ -59,20 +60,19 @@ def _file_stamp(path: str):
 
 
 @functools.lru_cache(maxsize=8)
-def _tokenizer(path: str, mtime_ns: int, size: int):
-    """One tokenizer per vocab file version (building it costs ~0.3 s; a run builds several datasets)."""
-    from data_tools.tokenizer import BertTokenizer
-
-    return BertTokenizer(path)
+def _tokenizer(path: str, spec: TokenizerSpec, mtime_ns: int, size: int):
+    """One tokenizer per vocab file version and kind (building it costs ~0.3 s; a run builds several datasets)."""
+    return load_tokenizer(path, spec)
 
 
 class VocabIds:
-    """Ids the dataset and the maskers need from ``vocab.txt``, taken from ``data_tools.tokenizer.BertTokenizer``:
+    """Ids the dataset and the maskers need from ``vocab.txt``, taken from the data's tokenizer
+    (``data_tools.tokenizers``, the kind recorded in meta.json):
     ``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``, ``mask_id``, ``is_special [V]`` bool and ``non_special_ids``
     (the random-replacement pool)."""
 
-    def __init__(self, vocab_file: str):
-        tok = _tokenizer(os.path.abspath(vocab_file), *_file_stamp(vocab_file))
+    def __init__(self, vocab_file: str, tokenizer: TokenizerSpec = TokenizerSpec()):
+        tok = _tokenizer(os.path.abspath(vocab_file), tokenizer, *_file_stamp(vocab_file))
         self.vocab_size = int(tok.vocab_size)
         self.vocab_sha256 = tok.vocab_sha256
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
@@ -131,8 +131,8 @@ class PretrainingDataset:
                 "(rebuild the prefix with data_tools.preprocess)"
             )
         vocab_file = spec.vocab_file
-        self.specials = VocabIds(vocab_file)
         meta = find_meta(prefix)
+        self.specials = VocabIds(vocab_file, meta.tokenizer if meta is not None else TokenizerSpec())
         built_with = meta.vocab.sha256 if meta is not None else None
         if built_with is not None and built_with != self.specials.vocab_sha256:
             raise ValueError(

@@ -34,6 +34,7 @@ from ernie_style.metrics import TextLog, TrainLogger, VisualDL
 from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
 from data_tools.indexed_dataset import wwm_path
 from data_tools.meta import find_meta, meta_path
+from data_tools.tokenizers import KINDS, TokenizerSpec, data_tokenizer
 from ernie_style.amp import Amp
 from ernie_style.distributed import DistInfo, all_reduce_sum
 from ernie_style.optim import GradNorm, WarmupLinearDecay, build_optimizer
@@ -97,6 +98,11 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
         if meta is not None and meta.vocab.sha256 != ckpt.sha256_file(vocab):
             raise ConfigError(f"data.vocab_file={vocab!r}: not the vocab {prefix} was tokenized with "
                               f"(sha256 differs from {meta_path(prefix)})")
+        kind = (meta.tokenizer if meta is not None else TokenizerSpec()).kind
+        if kind not in KINDS or kind != data_tokenizer(pairs[0].prefix).kind:
+            raise ConfigError(f"data.prefixes: {prefix} was tokenized by a {kind!r} tokenizer (see "
+                              f"{meta_path(prefix)}); expected {data_tokenizer(pairs[0].prefix).kind!r} like "
+                              f"{pairs[0].prefix}, one of {', '.join(sorted(KINDS))}")
     r = cfg.train.resume
     if r not in ("auto", "none") and not os.path.isdir(r):
         raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint/model directory")
@@ -447,7 +453,8 @@ class Trainer:
                 self.step, model_state=model_state,
                 optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
                 trainer_state=state, model_config=self.task.model_config.to_dict(), vocab_file=self.task.vocab_file,
-                do_lower_case=self.task.do_lower_case, sharded_optimizer=self.sharded_optimizer)
+                do_lower_case=self.task.do_lower_case, sharded_optimizer=self.sharded_optimizer,
+                tokenizer_kind=self.task.tokenizer_kind)
         except ckpt.SaveFailed as e:  # every rank gets here: nobody is left waiting in a collective
             self.text.error(str(e))
             raise SystemExit(1) from None

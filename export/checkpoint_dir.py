@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from data_tools import locking
+from data_tools.tokenizers import DEFAULT_KIND, KINDS, TokenizerSpec
 from data_tools.vocab import SPECIAL_TOKENS, VocabError, read_vocab as _read_vocab
 from data_tools.io_utils import fsync_dir, sha256_file  # sha256_file also re-exported for from_pytorch
 from ernie_style.arch.roformer.config import RoFormerConfig, field_types
@@ -56,6 +57,7 @@ class Checkpoint:
     max_seq_len: Optional[int] = None
     init: Optional[str] = None
     source: Optional[dict] = None     # set by read_checkpoint: resolved path, step, sha256 of the weights
+    tokenizer_kind: str = DEFAULT_KIND  # TOKENIZER_FILE's "kind" (data_tools.tokenizers; absent = the default)
 
     @property
     def num_labels(self):
@@ -194,7 +196,7 @@ def _read_checkpoint(ckpt_dir) -> Checkpoint:
     config = validate_config(_read_json(cfg_path), cfg_path)
     vocab = read_vocab(os.path.join(ckpt_dir, VOCAB_FILE))
     tok_path = os.path.join(ckpt_dir, TOKENIZER_FILE)
-    do_lower_case = True
+    do_lower_case, kind = True, DEFAULT_KIND
     task_path = os.path.join(ckpt_dir, TASK_FILE)
     tasked = validate_task_config(_read_json(task_path), task_path) if os.path.exists(task_path) else {}
     if os.path.exists(tok_path):
@@ -202,12 +204,15 @@ def _read_checkpoint(ckpt_dir) -> Checkpoint:
         do_lower_case = tok.get("do_lower_case", True) if isinstance(tok, dict) else True
         if not isinstance(do_lower_case, bool):
             raise ExportError(f"{tok_path}: do_lower_case is {do_lower_case!r}, expected true or false")
+        kind = TokenizerSpec.from_dict(tok).kind if isinstance(tok, dict) else kind
+        if kind not in KINDS:
+            raise ExportError(f"{tok_path}: tokenizer kind {kind!r}, expected one of {', '.join(sorted(KINDS))}")
     state_path = os.path.join(ckpt_dir, STATE_FILE)
     state = load_pdparams(state_path)
     state = _untie_check(state, state_path)
     state = _widen(state, state_path)
     do_lower_case = tasked.pop("do_lower_case", do_lower_case)
-    ckpt = Checkpoint(ckpt_dir, config, state, vocab, do_lower_case, **tasked)
+    ckpt = Checkpoint(ckpt_dir, config, state, vocab, do_lower_case, **tasked, tokenizer_kind=kind)
     check_ours(state, config, state_path, task=ckpt.task, num_labels=ckpt.num_labels)
     if len(vocab) > config["vocab_size"]:  # fewer is fine: rows past the vocab are padding, exported as they are
         raise ExportError(f"{os.path.join(ckpt_dir, VOCAB_FILE)}: {len(vocab)} tokens, more than model_config "

@@ -10,6 +10,7 @@ the SOP head in sop_head.pdparams (PaddleNLP's MaskedLM has no place for it). No
 import argparse
 import os
 
+from data_tools.tokenizers import hf_tokenizer_class
 from export.checkpoint_dir import CONFIG_FIELDS, atomic_output_dir, read_checkpoint, write_json, write_vocab
 from export.errors import ExportError, run_cli
 from export.pdparams import save_pdparams
@@ -42,7 +43,7 @@ def export(ckpt_dir, out_dir, overwrite=False) -> None:
         save_pdparams(os.path.join(tmp, SOP_FILE), sop)
         write_vocab(os.path.join(tmp, "vocab.txt"), ckpt.vocab)
         write_json(os.path.join(tmp, "tokenizer_config.json"), {
-            "tokenizer_class": "BertTokenizer", "do_lower_case": ckpt.do_lower_case,
+            "tokenizer_class": hf_tokenizer_class(ckpt.tokenizer_kind), "do_lower_case": ckpt.do_lower_case,
             "model_max_length": ckpt.config["max_position_embeddings"],
         })
     print(f"exported {ckpt_dir} -> {out_dir} (PaddleNLP RoFormerForMaskedLM)")

@@ -13,6 +13,7 @@ see export/verify.py). See docs/export.md.
 import argparse
 import os
 
+from data_tools.tokenizers import DEFAULT_KIND, hf_tokenizer_class
 from export.checkpoint_dir import (
     CONFIG_FIELDS, Checkpoint, atomic_output_dir, read_checkpoint, write_json, write_vocab,
 )
@@ -28,7 +29,8 @@ SPECIAL_TOKENS_MAP = {
 }
 
 
-def hf_config(config: dict, dtype: str, where: str = "model_config.json", task=None, labels=None) -> dict:
+def hf_config(config: dict, dtype: str, where: str = "model_config.json", task=None, labels=None,
+              tokenizer_kind: str = DEFAULT_KIND) -> dict:
     """transformers' config.json for our ``config``; with ``task`` (and ``labels``, id order) the task model's."""
     act = config["hidden_act"]
     if act not in HF_ACTIVATIONS:
@@ -41,7 +43,7 @@ def hf_config(config: dict, dtype: str, where: str = "model_config.json", task=N
         hidden_act=HF_ACTIVATIONS[act],
         tie_word_embeddings=True,
         is_decoder=False,
-        tokenizer_class="BertTokenizer",
+        tokenizer_class=hf_tokenizer_class(tokenizer_kind),
         dtype=dtype,  # transformers >= 4.56 and 5.x read `dtype` (older: `torch_dtype`, now deprecated)
     )
     if task is not None:
@@ -57,7 +59,7 @@ def hf_config(config: dict, dtype: str, where: str = "model_config.json", task=N
 def tokenizer_config(ckpt: Checkpoint) -> dict:
     return {
         # Character-level BERT WordPiece: AutoTokenizer would otherwise pick RoFormerTokenizer (jieba words).
-        "tokenizer_class": "BertTokenizer",
+        "tokenizer_class": hf_tokenizer_class(ckpt.tokenizer_kind),
         "do_lower_case": ckpt.do_lower_case,
         "tokenize_chinese_chars": True,
         "strip_accents": None,
@@ -72,7 +74,8 @@ def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
     cfg = ckpt.config
     main, side = ours_to_hf(ckpt.state)
     main[ROTARY_KEY] = sinusoidal_table(cfg["max_position_embeddings"], cfg["hidden_size"] // cfg["num_attention_heads"])
-    config = hf_config(cfg, dtype, os.path.join(ckpt.path, "model_config.json"), ckpt.task, ckpt.labels)
+    config = hf_config(cfg, dtype, os.path.join(ckpt.path, "model_config.json"), ckpt.task, ckpt.labels,
+                       ckpt.tokenizer_kind)
     if ckpt.source:  # which checkpoint this is (transformers keeps unknown config keys as attributes)
         config["ernie_style_source"] = ckpt.source
     write_json(os.path.join(out, "config.json"), config)

@@ -415,6 +415,7 @@ def test_cache_key_follows_index_content(tmp_path):
 
 def test_meta_checksum_shortcut(tmp_path):
     from data_tools import meta as dmeta
+    from data_tools.tokenizers import TokenizerSpec
 
     doc_idx, sizes = synthetic(20)
     prefix = str(tmp_path / "corpus")
@@ -428,7 +429,7 @@ def test_meta_checksum_shortcut(tmp_path):
     def write_meta(idx_bytes):  # through the one meta.json writer (data_tools.meta)
         m = dmeta.DatasetMeta(
             created_by="test", vocab=dmeta.VocabInfo("v.txt", "ef" * 32, 21128),
-            tokenizer=dmeta.TokenizerInfo(True), segmenter=dmeta.SegmenterInfo("none", "", ""), settings={},
+            tokenizer=TokenizerSpec(True), segmenter=dmeta.SegmenterInfo("none", "", ""), settings={},
             dtype="uint16", wwm_encoding="uint8", inputs=[], counts=dmeta.Counts(), skipped={}, skipped_first={},
             repaired={}, repaired_first={}, run={},
             files={".idx": dmeta.FileInfo(prefix + ".idx", idx_bytes, recorded),

@@ -15,6 +15,7 @@ import pytest
 import _pipeline_util as U
 from data_tools import merge, meta, preprocess
 from data_tools.io_utils import UserError
+from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 NAMES = ("a", "b", "ab")
@@ -65,15 +66,15 @@ def test_read_then_write_is_the_same_file(built):
     ab = meta.read_meta(os.path.join(tmp, "ab"))
     assert ab.counts == meta.Counts.total([meta.read_meta(os.path.join(tmp, n)).counts for n in "ab"])
     assert [d["prefix"] for d in ab.merged_from] == [os.path.join(tmp, "a"), os.path.join(tmp, "b")]
-    assert ab.tokenizer.kind == meta.DEFAULT_TOKENIZER_KIND  # absent on disk = today's kind
+    assert ab.tokenizer.kind == DEFAULT_KIND  # absent on disk = today's kind
 
 
 def test_tokenizer_kind_is_written_only_when_not_the_default(built):
     m = meta.read_meta(os.path.join(built[0], "a"))
     assert "kind" not in m.to_dict()["tokenizer"]
-    word = m.__class__(**{**m.__dict__, "tokenizer": meta.TokenizerInfo(True, kind="word_level")})
+    word = m.__class__(**{**m.__dict__, "tokenizer": TokenizerSpec(True, kind="word_level")})
     again = meta.DatasetMeta.from_dict(json.loads(json.dumps(word.to_dict())))
-    assert again.tokenizer == meta.TokenizerInfo(True, "word_level") and again == word
+    assert again.tokenizer == TokenizerSpec(True, "word_level") and again == word
 
 
 def test_unusable_files_are_one_line_errors(tmp_path):

@@ -409,9 +409,10 @@ def test_data_tokenized_with_another_vocab_is_refused(data, tmp_path, capsys):
     from dataclasses import replace
 
     from data_tools import meta as dmeta
+    from data_tools.tokenizers import TokenizerSpec
 
     real = dmeta.DatasetMeta(  # only the vocab matters here
-        created_by="test", vocab=dmeta.VocabInfo(vocab, "0" * 64, 125), tokenizer=dmeta.TokenizerInfo(True),
+        created_by="test", vocab=dmeta.VocabInfo(vocab, "0" * 64, 125), tokenizer=TokenizerSpec(True),
         segmenter=dmeta.SegmenterInfo("none", "", ""), settings={}, dtype="uint16", wwm_encoding="uint8", inputs=[],
         counts=dmeta.Counts(), skipped={}, skipped_first={}, repaired={}, repaired_first={}, files={}, run={})
     with open(copy + ".meta.json", "w") as f:

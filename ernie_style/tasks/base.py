@@ -118,6 +118,13 @@ class Task(abc.ABC):
     def do_lower_case(self) -> bool:
         ...
 
+    @property
+    def tokenizer_kind(self) -> str:
+        """The tokenizer kind (``data_tools.tokenizers``) the model's inputs come from; saved with checkpoints."""
+        from data_tools.tokenizers import DEFAULT_KIND
+
+        return DEFAULT_KIND
+
     @abc.abstractmethod
     def build_model(self):
         """The model with its initial weights (called after ``paddle.seed(train.seed)``, same on every rank)."""

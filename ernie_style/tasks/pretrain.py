@@ -105,6 +105,12 @@ class PretrainTask(Task):
     def do_lower_case(self) -> bool:
         return self.cfg.data.do_lower_case
 
+    @property
+    def tokenizer_kind(self) -> str:
+        from data_tools.tokenizers import data_tokenizer
+
+        return data_tokenizer(self.cfg.data.blend[0].prefix).kind  # the prefixes agree (trainer.check_inputs)
+
     def build_model(self):
         from ernie_style.arch import get_arch
 
