@@ -85,6 +85,16 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def read_json_dict(path: str) -> Optional[dict]:
+    """The JSON object in ``path``; None when the file is missing, unreadable or holds something else."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            out = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
 def write_json(path: str, obj) -> None:
     """Write ``obj`` as JSON to ``path`` and fsync it (no rename: see ``write_json_atomic``)."""
     with open(path, "w", encoding="utf-8") as f:

@@ -404,19 +404,25 @@ def config_from_dict(raw: dict) -> PretrainConfig:
     return cfg
 
 
+def read_yaml(path: Optional[str], sections=SECTIONS, arg: str = "--config") -> dict:
+    """The mapping a YAML config file holds ({} for no file); ConfigError names ``arg`` or the file."""
+    if path is None:
+        return {}
+    if not os.path.isfile(path):
+        raise ConfigError(f"{arg} {path!r}: file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {', '.join(sections)}")
+    return raw
+
+
 def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> PretrainConfig:
     """Read a YAML file (or nothing, when path is None), apply ``key.path=value`` overrides, validate."""
-    raw: dict = {}
-    if path is not None:
-        if not os.path.isfile(path):
-            raise ConfigError(f"--config {path!r}: file not found")
-        try:
-            with open(path, encoding="utf-8") as f:
-                raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    raw = read_yaml(path)
     given = set()
     for item in overrides or []:
         apply_override(raw, item)

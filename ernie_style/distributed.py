@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Optional
 
 import paddle
 import paddle.distributed as dist
@@ -56,6 +57,16 @@ def init_distributed(cfg: PretrainConfig) -> DistInfo:
                                    "sharding_degree": world if stage1 else 1}
         fleet.init(is_collective=True, strategy=strategy)
     return DistInfo(rank=dist.get_rank() if world > 1 else 0, world_size=world, local_rank=local_rank, device=device)
+
+
+def launch_world_size(requested: Optional[int] = None, check: bool = False) -> int:
+    """The number of ranks of this launch (the launcher's PADDLE_TRAINERS_NUM, 1 without one); a CLI's
+    ``--world-size N`` replaces it, only together with ``--check`` (validating for a launch yet to come)."""
+    if requested is None:
+        return int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    if not check or requested < 1:
+        raise ConfigError(f"--world-size={requested}: expected >= 1, together with --check")
+    return requested
 
 
 def die_with_launcher() -> None:

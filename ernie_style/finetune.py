@@ -107,24 +107,19 @@ def main(argv: Optional[List[str]] = None, step_callbacks=()) -> int:
 
 
 def _run(args, step_callbacks) -> int:
-    from ernie_style.config import ConfigError
     from ernie_style.finetune_config import load_finetune_config
 
     cfg = load_finetune_config(args.config, args.overrides)
     if args.print_output_dir:
         print(os.path.abspath(cfg.train.output_dir))
         return 0
-    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
-    if args.world_size is not None:
-        if not args.check or args.world_size < 1:
-            raise ConfigError(f"--world-size={args.world_size}: expected >= 1, together with --check")
-        world = args.world_size
-    task, run = prepare(cfg, world)
+    from ernie_style.distributed import die_with_launcher, init_distributed, launch_world_size
+
+    task, run = prepare(cfg, launch_world_size(args.world_size, args.check))
     if args.check:
         for line in task.reports:
             print(line)
         return 0
-    from ernie_style.distributed import die_with_launcher, init_distributed
     from ernie_style.trainer import Trainer
 
     die_with_launcher()

@@ -27,7 +27,7 @@ from typing import List, Optional
 import yaml
 
 from ernie_style.config import (AmpConfig, ConfigError, DistConfig, OptimConfig, PretrainConfig, TrainConfig,
-                                _build, _check, _unknown_key, apply_override)
+                                _build, _check, _unknown_key, apply_override, read_yaml)
 from ernie_style.tasks import finetune_task_names
 
 SECTIONS = ("task", "model", "data", "train", "optim", "amp", "dist")
@@ -234,17 +234,7 @@ class TrainerConfig:
 
 def load_finetune_config(path: Optional[str], overrides: Optional[List[str]] = None) -> FinetuneConfig:
     """Read a YAML file, apply ``section.key=value`` overrides, validate (ConfigError on any mistake)."""
-    raw: dict = {}
-    if path is not None:
-        if not os.path.isfile(path):
-            raise ConfigError(f"CONFIG {path!r}: file not found")
-        try:
-            with open(path, encoding="utf-8") as f:
-                raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    raw = read_yaml(path, SECTIONS, arg="CONFIG")
     for key in raw:
         if key not in SECTIONS:
             raise ConfigError(_unknown_key(str(key), list(SECTIONS)))

@@ -19,10 +19,10 @@ Optimisation keys (``optim.*``) may change on resume; :func:`optim_changes` give
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import List, Optional
 
+from data_tools.io_utils import read_json_dict
 from data_tools.meta import find_meta
 from ernie_style.data_spec import MASKING_KNOBS, SampleSpec, Split
 from ernie_style.config import ConfigError, PretrainConfig
@@ -30,15 +30,6 @@ from ernie_style.config import ConfigError, PretrainConfig
 # Keys that change neither the shapes nor the function of saved weights: allowed to differ on resume.
 MODEL_FREE_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
-
-
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            out = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return out if isinstance(out, dict) else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +201,7 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
             raise ConfigError(f"data.vocab_file={cfg.data.vocab_file!r} (sha256 {mine[:12]}) is not the vocabulary "
                               f"of the {kind} {path} ({vocab}, sha256 {theirs[:12]}): its token ids would mean other "
                               "tokens; train with that vocab and data preprocessed with it")
-    saved = _read_json(os.path.join(path, ckpt.MODEL_CONFIG))
+    saved = read_json_dict(os.path.join(path, ckpt.MODEL_CONFIG))
     if saved is not None:
         now = cfg.model.to_dict()
         diff = [k for k in now if k in saved and k not in MODEL_FREE_KEYS and saved[k] != now[k]]
@@ -219,7 +210,7 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
                               + f" -- the {kind} {path} has another architecture; set these model.* keys to "
                               f"its values (its {ckpt.MODEL_CONFIG})")
     if kind == "checkpoint":
-        state = _read_json(os.path.join(path, ckpt.TRAINER_STATE)) or {}
+        state = read_json_dict(os.path.join(path, ckpt.TRAINER_STATE)) or {}
         saved_fp = state.get("data_fingerprint")
         gbs = state.get("global_batch_size")
         if isinstance(saved_fp, dict) or gbs is not None:

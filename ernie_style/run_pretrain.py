@@ -42,23 +42,18 @@ def main(argv: Optional[List[str]] = None, step_callbacks: Sequence[StepCallback
 
 
 def _run(args, step_callbacks) -> int:
-    from ernie_style.config import ConfigError, load_config
+    from ernie_style.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     if args.print_output_dir:
         print(os.path.abspath(cfg.train.output_dir))
         return 0
+    from ernie_style.distributed import die_with_launcher, init_distributed, launch_world_size
     from ernie_style.trainer import Trainer, check_inputs
 
-    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
-    if args.world_size is not None:
-        if not args.check or args.world_size < 1:
-            raise ConfigError(f"--world-size={args.world_size}: expected >= 1, together with --check")
-        world = args.world_size
-    check_inputs(cfg, world)
+    check_inputs(cfg, launch_world_size(args.world_size, args.check))
     if args.check:
         return 0
-    from ernie_style.distributed import die_with_launcher, init_distributed
 
     die_with_launcher()
     info = init_distributed(cfg)

@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from data_tools.io_utils import atomic_write, write_json_atomic
+from data_tools.io_utils import atomic_write, read_json_dict, write_json_atomic
 from ernie_style import checkpoint as ckpt
 from ernie_style.config import ConfigError, count_vocab
 from ernie_style.finetune_config import ARCH_KEYS, FinetuneConfig
@@ -62,18 +62,9 @@ def _init_error(init: str, what: str) -> ConfigError:
     return ConfigError(f"model.init={init!r}: {what}")
 
 
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            out = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return out if isinstance(out, dict) else None
-
-
 def _lowercase_of(d: str) -> bool:
     for name in ("tokenizer_config.json", TASK_CONFIG):
-        v = (_read_json(os.path.join(d, name)) or {}).get("do_lower_case")
+        v = (read_json_dict(os.path.join(d, name)) or {}).get("do_lower_case")
         if isinstance(v, bool):
             return v
     return True
@@ -100,7 +91,7 @@ def resolve_init(cfg: FinetuneConfig) -> InitSource:
         d = os.path.realpath(latest)  # a pretraining run's output dir: its newest checkpoint
     if os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)):
         src = _ours(init, d)
-    elif (_read_json(os.path.join(d, "config.json")) or {}).get("model_type") == "roformer":
+    elif (read_json_dict(os.path.join(d, "config.json")) or {}).get("model_type") == "roformer":
         src = _huggingface(init, d)
     else:
         raise _init_error(init, f"{d} holds neither {ckpt.MODEL_CONFIG} (our checkpoint/model dir) nor a "
@@ -117,7 +108,7 @@ def _ours(init: str, d: str) -> InitSource:
             ckpt.verify(d)
         except ckpt.CheckpointError as e:
             raise _init_error(init, str(e)) from None
-    raw = _read_json(os.path.join(d, ckpt.MODEL_CONFIG))
+    raw = read_json_dict(os.path.join(d, ckpt.MODEL_CONFIG))
     if raw is None:
         raise _init_error(init, f"{os.path.join(d, ckpt.MODEL_CONFIG)} is not a JSON object")
     try:
