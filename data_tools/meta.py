@@ -34,7 +34,6 @@ from data_tools.io_utils import UserError
 from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec
 
 META_FORMAT = "ernie_style.meta/1"
-TokenizerInfo = TokenizerSpec  # meta.json's "tokenizer": one definition, in data_tools.tokenizers
 
 
 class MetaError(UserError):

@@ -1,9 +1,9 @@
 """The tokenizer seam (data_tools.tokenizers): the kind is recorded in meta.json and in checkpoints, and every
 caller gets its tokenizer through the registry.
 
-A second kind is registered the documented way (one class + one line in ``KINDS``); data recorded as that kind
-trains, its checkpoint records the kind and export names the kind's transformers class -- without a change to
-any caller.  Budget: ~10 s.
+A second kind is registered the documented way (one class + one line in ``KINDS``); preprocess makes data of that
+kind (``--tokenizer``) and records it, the data trains, its checkpoint records the kind and export names the
+kind's transformers class -- without a change to any caller.  Budget: ~10 s.
 """
 import json
 import os
@@ -72,8 +72,17 @@ def test_a_new_kind_flows_from_the_data_to_the_checkpoint_and_export(tmp_path, m
                         tokenizers.Kind("toy_tokenizer:ToyWordTokenizer", "ToyTokenizer"))  # the registry line
     import toy_tokenizer
 
-    prefix, vocab = U.make_data(str(tmp_path / "d"))
-    _write_meta(prefix, vocab, "toy_words")
+    import _pipeline_util as P
+    from data_tools.preprocess import main as preprocess
+
+    docs = P.sample_docs(300)
+    vocab = P.write_vocab(str(tmp_path / "vocab.txt"), docs)
+    prefix = str(tmp_path / "toy")
+    assert preprocess(["--input", P.write_lines(str(tmp_path / "c.txt"), docs), "--vocab", vocab,
+                       "--output-prefix", prefix, "--tokenizer", "toy_words", "--quiet"]) == 0
+    assert dmeta.read_meta(prefix).tokenizer == TokenizerSpec(True, "toy_words")
+    with open(dmeta.meta_path(prefix)) as f:
+        assert json.load(f)["tokenizer"] == {"do_lower_case": True, "kind": "toy_words"}
     out = tmp_path / "out"
     over = U.tiny_overrides(prefix, vocab, str(out), **{"train.save_steps": 2, "train.max_steps": 2})
     assert run_pretrain.main(["--config", CONFIG, *over]) == 0
@@ -90,7 +99,8 @@ def test_a_new_kind_flows_from_the_data_to_the_checkpoint_and_export(tmp_path, m
     assert tokenizer_config(ckpt)["tokenizer_class"] == "ToyTokenizer"
     assert hf_config(ckpt.config, "float32", tokenizer_kind=ckpt.tokenizer_kind)["tokenizer_class"] == "ToyTokenizer"
 
-    # the same data recorded as a kind this version does not know: refused before launch, one line
+    # data recorded as a kind this version does not know: refused before launch, one line
+    prefix, vocab = U.make_data(str(tmp_path / "d"))
     _write_meta(prefix, vocab, "unknown_words")
     assert run_pretrain.main(["--config", CONFIG, *U.tiny_overrides(prefix, vocab, str(tmp_path / "o2"))]) == 2
     err = capsys.readouterr().err.strip()

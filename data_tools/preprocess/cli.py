@@ -6,6 +6,7 @@ import sys
 
 from data_tools import unk
 from data_tools.io_utils import run_cli
+from data_tools.tokenizers import DEFAULT_KIND, KINDS
 
 from . import settings as S
 from .report import summary_table
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"input MB per shard at most, the unit of work and of resume (default "
                         f"{S.DEFAULT_SHARD_MB:g}; smaller inputs get ~1/256 of their size, at least 1 MB)")
     p.add_argument("--no-lower-case", action="store_true", help="keep case (for cased vocabularies)")
+    p.add_argument("--tokenizer", choices=sorted(KINDS), default=DEFAULT_KIND,
+                   help=f"tokenizer kind, recorded in meta.json (default: {DEFAULT_KIND})")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p
 

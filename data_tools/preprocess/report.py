@@ -31,7 +31,7 @@ def build_meta(job: Resolved, acct: Accounting, files: Dict[str, dmeta.FileInfo]
     return dmeta.DatasetMeta(
         created_by="data_tools.preprocess",
         vocab=dmeta.VocabInfo(path=os.path.abspath(s.vocab), sha256=job.tok.vocab_sha256, size=int(job.tok.vocab_size)),
-        tokenizer=dmeta.TokenizerInfo(do_lower_case=s.do_lower_case),
+        tokenizer=dmeta.TokenizerSpec(do_lower_case=s.do_lower_case, kind=job.tok.kind),
         segmenter=dmeta.SegmenterInfo(
             name=job.seg.name, version=str(job.seg.version), dict_sha256=job.seg.dict_sha256,
             user_dict=s.user_dict_path, user_dict_sha256=job.user_dict_sha256,

@@ -15,6 +15,7 @@ import numpy as np
 
 from data_tools import indexed_dataset as ixd
 from data_tools.io_utils import UserError, check_output_prefix, sha256_file
+from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec, load_tokenizer
 
 DEFAULT_MIN_DOC_CHARS = 10
 DEFAULT_MIN_CJK_RATIO = 0.1
@@ -42,6 +43,7 @@ class Settings:
     shard_size_mb: float = DEFAULT_SHARD_MB
     do_lower_case: bool = True
     quiet: bool = False
+    tokenizer: str = DEFAULT_KIND  # a kind of data_tools.tokenizers.KINDS
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -55,7 +57,7 @@ class Settings:
                    user_dict=args.user_dict, workers=args.workers, min_doc_chars=args.min_doc_chars,
                    min_cjk_ratio=args.min_cjk_ratio, max_sentence_tokens=args.max_sentence_tokens,
                    max_doc_mb=args.max_doc_mb, shard_size_mb=args.shard_size_mb,
-                   do_lower_case=not args.no_lower_case, quiet=args.quiet)
+                   do_lower_case=not args.no_lower_case, quiet=args.quiet, tokenizer=args.tokenizer)
 
     @property
     def max_doc_bytes(self) -> int:
@@ -129,7 +131,7 @@ class Resolved:
 
     settings: Settings
     inputs: List[dict]  # {"path": absolute, "bytes", "mtime_ns"} per input
-    tok: object  # data_tools.tokenizer.BertTokenizer
+    tok: object  # data_tools.tokenizers.load_tokenizer's (today data_tools.tokenizer.BertTokenizer)
     seg: object  # data_tools.segment segmenter
     dtype: str  # token id dtype of .bin ("uint16" | "int32")
     user_dict_sha256: Optional[str]
@@ -144,22 +146,26 @@ class Resolved:
             "user_dict_sha256": self.user_dict_sha256,
             **self.settings.output_settings(),
             "dtype": self.dtype,
+            # today's kind is left out, so fingerprints of runs from before kinds existed still match
+            **({"tokenizer": self.tok.kind} if self.tok.kind != DEFAULT_KIND else {}),
         }
 
 
 def resolve(settings: Settings) -> Resolved:
     """Check ``settings`` and load the tokenizer and segmenter (``UserError`` on any problem)."""
     settings.check()
-    from data_tools.tokenizer import BertTokenizer, VocabError
+    from data_tools.tokenizer import VocabError
 
     inputs = []
     for path in settings.inputs:
         st = os.stat(path)
         inputs.append({"path": os.path.abspath(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
     try:
-        tok = BertTokenizer(settings.vocab, do_lower_case=settings.do_lower_case)
+        tok = load_tokenizer(settings.vocab, TokenizerSpec(settings.do_lower_case, settings.tokenizer))
     except VocabError as e:
         raise UserError(f"--vocab: {e}") from None  # the message names the file
+    except ValueError as e:  # a tokenizer kind this version does not know (library callers; the CLI has choices)
+        raise UserError(f"--tokenizer: {e}") from None
     try:
         seg = load_segmenter(settings.segmenter, settings.user_dict_path)
     except (ValueError, ImportError) as e:
