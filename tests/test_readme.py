@@ -5,7 +5,7 @@ import re
 
 import yaml
 
-from ernie_style.config import PretrainConfig
+from ernie_style.config import SECTIONS, PretrainConfig
 from ernie_style.modeling import RoFormerConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,8 +27,10 @@ def readme_table() -> dict:
 
 
 def config_defaults() -> dict:
-    out = {}
+    out = {"model.arch": PretrainConfig.__dataclass_fields__["model_arch"].default}  # selects the model section
     for section in dataclasses.fields(PretrainConfig):
+        if section.name not in SECTIONS:
+            continue
         cls = RoFormerConfig if section.name == "model" else section.default_factory
         for f in dataclasses.fields(cls):
             if f.default is not dataclasses.MISSING:
