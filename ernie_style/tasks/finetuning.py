@@ -283,10 +283,16 @@ class FinetuneTask(Task):
     row_width = 1
 
     def __init__(self, cfg: FinetuneConfig, init: InitSource):
-        from data_tools.tokenizer import BertTokenizer
+        from data_tools.tokenizers import TokenizerSpec, load_tokenizer
 
         self.cfg, self.init = cfg, init
-        self.tokenizer = BertTokenizer(init.vocab_file, do_lower_case=init.do_lower_case)
+        # the init's tokenizer kind, as its tokenizer_config.json records it (absent: today's default kind)
+        recorded = read_json_dict(os.path.join(init.path, "tokenizer_config.json")) if init.path else None
+        self.tokenizer_spec = TokenizerSpec(init.do_lower_case, TokenizerSpec.from_dict(recorded or {}).kind)
+        try:
+            self.tokenizer = load_tokenizer(init.vocab_file, self.tokenizer_spec)
+        except ValueError as e:  # a kind this version does not know (VocabErrors were reported by resolve_init)
+            raise ConfigError(f"model.init={cfg.model.init!r}: {e}") from None
         self.read_data()
         self.best_metric: Optional[float] = None
         self.best_step = 0
@@ -331,6 +337,10 @@ class FinetuneTask(Task):
     @property
     def do_lower_case(self) -> bool:
         return self.init.do_lower_case
+
+    @property
+    def tokenizer_kind(self) -> str:
+        return self.tokenizer_spec.kind
 
     @property
     def n_train(self) -> int:
