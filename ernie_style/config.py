@@ -33,7 +33,7 @@ import yaml
 from data_tools.io_utils import UserError
 from ernie_style.arch import DEFAULT_ARCH, get_arch
 from ernie_style.arch.roformer.config import RoFormerConfig
-from ernie_style.data_spec import DEFAULT_MASKING, Split, parse_blend
+from ernie_style.data_spec import DEFAULT_MASKING, SPEC_CONFIG_KEYS, SampleSpec, Split, parse_blend
 
 SECTIONS = ("model", "data", "train", "optim", "amp", "dist")
 
@@ -66,25 +66,15 @@ class DataConfig:
     max_predictions_per_seq: Optional[int] = None  # cap on masked tokens per sample (None: no cap)
 
     def __post_init__(self):
+        # the typed values (ernie_style.data_spec), parsed and checked once, here; their messages name the
+        # field, so "data." makes them name the config key
         try:
-            self.splits = Split.parse(self.split)  # the typed values: parsed once, here
-        except ValueError:
-            raise ConfigError(f"data.split={self.split!r}: expected up to 3 non-negative comma-separated weights "
-                              'such as "949,50,1"') from None
-        try:
+            self.splits = Split.parse(self.split)
             self.blend = parse_blend(self.prefixes)
+            SampleSpec(self.vocab_file, self.splits, **{k: getattr(self, k) for k in SPEC_CONFIG_KEYS})
         except ValueError as e:
-            raise ConfigError(f"data.prefixes={self.prefixes!r}: expected {e}") from None
-        _check(self.max_seq_len >= 8, "data.max_seq_len", self.max_seq_len, "an integer >= 8")
-        _check(0.0 < self.masked_lm_prob < 1.0, "data.masked_lm_prob", self.masked_lm_prob, "a number in (0, 1)")
-        _check(0.0 <= self.short_seq_prob <= 1.0, "data.short_seq_prob", self.short_seq_prob, "a number in [0, 1]")
+            raise ConfigError(f"data.{e}") from None
         _check(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer >= 0")
-        from ernie_style.masking import MASKERS
-
-        _check(self.masking in MASKERS, "data.masking", self.masking, f"one of {', '.join(sorted(MASKERS))}")
-        _check(self.max_ngrams >= 1, "data.max_ngrams", self.max_ngrams, "an integer >= 1")
-        _check(self.max_predictions_per_seq is None or self.max_predictions_per_seq >= 1,
-               "data.max_predictions_per_seq", self.max_predictions_per_seq, "an integer >= 1 or null (no cap)")
 
 
 @dataclass

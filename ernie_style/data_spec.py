@@ -14,9 +14,13 @@ import re
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
+
 SPLIT_NAMES = ("train", "valid", "test")
 DEFAULT_MASKING = "wwm_ngram"
 MASKING_KNOBS = ("masking", "max_ngrams", "favor_longer_ngram", "max_predictions_per_seq")  # besides masked_lm_prob
+# SampleSpec fields that are config keys data.NAME (vocab_file and the split too, seed is train.seed)
+SPEC_CONFIG_KEYS = ("max_seq_len", "short_seq_prob", "binary_head", "masked_lm_prob") + MASKING_KNOBS
 _WEIGHT = re.compile(r"^\d*\.?\d*$")  # a non-negative decimal without sign or exponent, like the YAML the user wrote
 
 
@@ -86,7 +90,7 @@ def parse_blend(items: Sequence) -> Tuple[BlendSource, ...]:
         pairs = [BlendSource(str(p), 1.0) for p in items]
     for prefix, weight in pairs:
         if not weight > 0:
-            raise ValueError(f"positive blend weights (got {weight} for {prefix})")
+            raise ValueError(f"prefixes={items!r}: expected positive blend weights (got {weight} for {prefix})")
     return tuple(pairs)
 
 
@@ -118,13 +122,14 @@ class SampleSpec:
         if not _is_int(self.max_seq_len) or self.max_seq_len < 8:
             raise ValueError(f"max_seq_len={self.max_seq_len!r}: expected an integer >= 8")
         if not 0.0 < self.masked_lm_prob < 1.0:
-            raise ValueError(f"masked_lm_prob={self.masked_lm_prob!r}: expected a probability in (0, 1)")
+            raise ValueError(f"masked_lm_prob={self.masked_lm_prob!r}: expected a number in (0, 1)")
         if not 0.0 <= self.short_seq_prob <= 1.0:
-            raise ValueError(f"short_seq_prob={self.short_seq_prob!r}: expected a probability in [0, 1]")
+            raise ValueError(f"short_seq_prob={self.short_seq_prob!r}: expected a number in [0, 1]")
         if not _is_int(self.max_ngrams) or self.max_ngrams < 1:
             raise ValueError(f"max_ngrams={self.max_ngrams!r}: expected an integer >= 1")
         if self.max_predictions_per_seq is not None and self.max_predictions_per_seq < 1:
-            raise ValueError(f"max_predictions_per_seq={self.max_predictions_per_seq!r}: expected None or >= 1")
+            raise ValueError(f"max_predictions_per_seq={self.max_predictions_per_seq!r}: expected an integer >= 1 "
+                             "or null (no cap)")
         from ernie_style.masking import MASKERS
 
         if self.masking not in MASKERS:
@@ -134,10 +139,7 @@ class SampleSpec:
     def from_config(cls, cfg) -> "SampleSpec":
         """The spec of a ``PretrainConfig`` (its ``data`` section and ``train.seed``)."""
         d = cfg.data
-        return cls(vocab_file=d.vocab_file, splits=d.splits, max_seq_len=d.max_seq_len,
-                   short_seq_prob=d.short_seq_prob, binary_head=d.binary_head, seed=cfg.train.seed,
-                   masking=d.masking, masked_lm_prob=d.masked_lm_prob, max_ngrams=d.max_ngrams,
-                   favor_longer_ngram=d.favor_longer_ngram, max_predictions_per_seq=d.max_predictions_per_seq)
+        return cls(d.vocab_file, d.splits, seed=cfg.train.seed, **{k: getattr(d, k) for k in SPEC_CONFIG_KEYS})
 
     def replace(self, **changes) -> "SampleSpec":
         return dataclasses.replace(self, **changes)
@@ -154,6 +156,4 @@ class SampleSpec:
 
 
 def _is_int(v) -> bool:
-    import numpy as np
-
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
