@@ -83,6 +83,13 @@ def test_a_new_kind_flows_from_the_data_to_the_checkpoint_and_export(tmp_path, m
     assert dmeta.read_meta(prefix).tokenizer == TokenizerSpec(True, "toy_words")
     with open(dmeta.meta_path(prefix)) as f:
         assert json.load(f)["tokenizer"] == {"do_lower_case": True, "kind": "toy_words"}
+    default = str(tmp_path / "default")  # other text of today's kind: merge refuses to mix the two kinds
+    assert preprocess(["--input", P.write_lines(str(tmp_path / "d.txt"), docs[:50]), "--vocab", vocab,
+                       "--output-prefix", default, "--quiet"]) == 0
+    from data_tools import merge
+
+    assert merge.main(["--inputs", default, prefix, "--output-prefix", str(tmp_path / "m"), "--quiet"]) == 2
+    assert "tokenizer 'toy_words' differs from" in capsys.readouterr().err
     out = tmp_path / "out"
     over = U.tiny_overrides(prefix, vocab, str(out), **{"train.save_steps": 2, "train.max_steps": 2})
     assert run_pretrain.main(["--config", CONFIG, *over]) == 0
