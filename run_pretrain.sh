@@ -73,11 +73,11 @@ elif [ -n "${NNODES:-}" ]; then
     fi
 fi
 
-# The terminal shows our lines and real errors; the launcher's banner and flag dump, glog INFO lines and fleet's
-# topology INFO lines are dropped from it (VERBOSE=1 shows everything). The per-rank logs in LOG_DIR stay complete.
+# The terminal shows our lines and real errors; the launcher's banner and flag dump, glog INFO lines and the INFO
+# lines of Python loggers in Paddle's format (fleet's topology, the sample index being built) are dropped from it (VERBOSE=1 shows everything). The per-rank logs in LOG_DIR stay complete.
 NOISE='^LAUNCH INFO |^=+ Modified FLAGS detected =+$|^FLAGS\(name=|^=+$'
 NOISE+='|^I[0-9]{4} [0-9:.]+ +[0-9]+ [a-z_]+\.(cc|h):[0-9]+\] '
-NOISE+='|^\[[0-9-]+ [0-9:,]+\] \[ +INFO\] (distributed_strategy|topology)\.py:'
+NOISE+='|^\[[0-9-]+ [0-9:,]+\] \[ +INFO\] [A-Za-z_0-9]+\.py:[0-9]+ - '  # every INFO line in Paddle's log format
 if [ "${VERBOSE:-0}" = 1 ]; then
     NOISE='^$^'
 fi

@@ -155,7 +155,7 @@ def test_terminal_shows_our_lines_and_the_rank_logs_stay_complete(data, tmp_path
     ours = [line for line in terminal if line.startswith(("global step ", "trainer: ", "checkpoint: ", "test at ",
                                                                 "warning: ")) or "building sample index" in line]
     assert [line for line in ours if line.startswith("global step ")][-1].startswith("global step 3,")
-    assert len(ours) == len(terminal), terminal  # was ~16 of 80
+    assert len(ours) == len(terminal), [line for line in terminal if line not in ours]  # was ~16 of 80
     # the per-rank log keeps what the terminal leaves out
     rank0 = open(out / "log" / "workerlog.0", errors="replace").read()
     assert "topology.py" in rank0 and "global step 3," in rank0
