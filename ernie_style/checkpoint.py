@@ -54,15 +54,12 @@ import numpy as np
 from data_tools import locking, safe_pickle
 from data_tools.io_utils import UserError, fsync_file, human_bytes, sha256_file
 from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec
+from ernie_style.checkpoint_files import CheckpointError, verify, write_checksums  # noqa: F401  (the layout's owner)
 from ernie_style.constants import CHECKSUMS, LATEST, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TRAINER_STATE
 
 _STEP_RE = re.compile(r"^step_(\d{8})$")
 _REPLACED = ".replaced.tmp"  # an old step dir moved aside while a save of the same step is renamed into place
 STRUCTURED_KEY = "StructuredToParameterName@@"  # the name map paddle.save adds to a state dict
-
-
-class CheckpointError(UserError, RuntimeError):
-    """A checkpoint that cannot be used (damaged, incomplete, incompatible)."""
 
 
 class SaveFailed(CheckpointError):
@@ -127,37 +124,10 @@ def rng_file(path: str, rank: int) -> str:
 # Verification and discovery
 
 
-def verify(path: str, required=(TRAINER_STATE, MODEL_STATE), what: str = "checkpoint") -> None:
-    """Raise CheckpointError unless every file listed in checksums.json exists with its sha256."""
-    sums_file = os.path.join(path, CHECKSUMS)
-    if not os.path.isfile(sums_file):
-        raise CheckpointError(f"{what} {path}: {CHECKSUMS} missing (incomplete write?)")
-    try:
-        with open(sums_file, encoding="utf-8") as f:
-            sums = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{what} {path}: {CHECKSUMS} unreadable ({e})") from None
-    if not isinstance(sums, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sums.items()):
-        raise CheckpointError(f"{what} {path}: {CHECKSUMS} is damaged (expected a JSON object "
-                              f"{{file name: sha256}}, got {type(sums).__name__})")
-    for name, want in sorted(sums.items()):
-        fp = os.path.join(path, name)
-        if os.path.basename(name) != name or not os.path.isfile(fp):
-            raise CheckpointError(f"{what} {path}: file {name} missing")
-        got = sha256_file(fp)
-        if got != want:
-            raise CheckpointError(f"{what} {path}: file {name} is damaged (sha256 {got[:12]}..., "
-                                  f"expected {want[:12]}...)")
-    for name in required:
-        if name not in sums:
-            raise CheckpointError(f"{what} {path}: {name} missing from {CHECKSUMS}")
-
-
 def verify_model_dir(path: str) -> None:
     """A plain model dir is verified against its checksums.json when it has one (``export.from_pytorch``
     writes it); the weights file must then be listed."""
-    if os.path.exists(os.path.join(path, CHECKSUMS)):
-        verify(path, required=(MODEL_STATE, MODEL_CONFIG), what="model dir")
+    verify(path, what="model dir")
 
 
 def step_of(path: str) -> int:
@@ -385,16 +355,7 @@ class Checkpointer:
         with open(os.path.join(tmp, "tokenizer_config.json"), "w", encoding="utf-8") as f:
             json.dump(TokenizerSpec(bool(do_lower_case), tokenizer_kind).to_dict(), f)  # kind only when not default
         shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
-        sums = {}
-        for name in sorted(os.listdir(tmp)):
-            fp = os.path.join(tmp, name)
-            fsync_file(fp)
-            sums[name] = sha256_file(fp)
-        with open(os.path.join(tmp, CHECKSUMS), "w", encoding="utf-8") as f:
-            json.dump(sums, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        fsync_file(tmp)
+        write_checksums(tmp)
 
     def _publish(self, tmp: str, final: str, step: int) -> None:
         """Rename the complete ``tmp`` into place.  An existing dir of the same step is moved aside first and

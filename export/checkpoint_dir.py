@@ -28,6 +28,7 @@ from data_tools.tokenizers import DEFAULT_KIND, KINDS, TokenizerSpec
 from data_tools.vocab import SPECIAL_TOKENS, VocabError, read_vocab as _read_vocab
 from data_tools.io_utils import fsync_dir, sha256_file  # sha256_file also re-exported for from_pytorch
 from ernie_style.arch.roformer.config import RoFormerConfig, field_types
+from ernie_style.checkpoint_files import CheckpointError, kind_of, verify
 from ernie_style.constants import (
     CHECKSUMS, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TASK_CONFIG, TOKENIZER_CONFIG, VOCAB,
 )
@@ -108,21 +109,12 @@ def read_vocab(path) -> list:
 
 
 def verify_checksums(ckpt_dir) -> None:
-    """Compare every file listed in checksums.json (if present) with its sha256."""
-    path = os.path.join(ckpt_dir, CHECKSUMS_FILE)
-    if not os.path.exists(path):
-        return
-    sums = _read_json(path)
-    if not isinstance(sums, dict):
-        raise ExportError(f"{path}: expected a JSON object {{filename: sha256}}")
-    for name, want in sums.items():
-        f = os.path.join(ckpt_dir, name)
-        if not os.path.isfile(f):
-            raise ExportError(f"{f}: listed in {CHECKSUMS_FILE} but missing")
-        got = sha256_file(f)
-        if got != want:
-            raise ExportError(f"{f}: checksum mismatch (sha256 {got[:12]}…, {CHECKSUMS_FILE} says {str(want)[:12]}…): "
-                              "file is truncated or modified")
+    """The project's one verifier (``ernie_style.checkpoint_files.verify``): a training checkpoint must have an
+    intact checksums.json, a model directory is checked when it has one; errors as ExportError."""
+    try:
+        verify(ckpt_dir, what=kind_of(ckpt_dir))
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
 
 
 def validate_task_config(cfg, path) -> dict:

@@ -211,3 +211,52 @@ def test_every_cli_entry_point_runs_through_the_one_wrapper():
         tree = ast.parse(open(os.path.join(REPO, rel), encoding="utf-8").read())
         calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
         assert "run_cli" in calls, f"{rel}: its main does not go through run_cli"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoint layout: one checksum writer, one verify() for the trainer, checkpoint.py and export
+
+
+def test_one_verifier_for_trainer_checkpoint_and_export(tmp_path):
+    import json
+
+    import _export_util as E
+    from ernie_style import checkpoint as ckpt
+    from ernie_style.checkpoint_files import CheckpointError, verify, write_checksums
+    from export.checkpoint_dir import read_checkpoint
+    from export.errors import ExportError
+
+    def export_error(path):
+        with pytest.raises(ExportError) as e:
+            read_checkpoint(str(path))
+        return str(e.value)
+
+    cfg = E.tiny_config()
+    model_dir = tmp_path / "model"
+    E.write_checkpoint(model_dir, cfg, E.random_state(cfg))
+    # A model dir without checksums.json: every reader accepts it.
+    ckpt.verify_model_dir(str(model_dir))
+    read_checkpoint(str(model_dir))
+    sums = write_checksums(str(model_dir))
+    assert json.loads((model_dir / "checksums.json").read_text()) == sums and "model_state.pdparams" in sums
+    assert (model_dir / "checksums.json").read_text() == json.dumps(sums, indent=2, sort_keys=True)
+    read_checkpoint(str(model_dir))
+    # Damaged: the same message from the trainer's check and from export.
+    data = bytearray((model_dir / "vocab.txt").read_bytes())
+    (model_dir / "vocab.txt").write_bytes(bytes(data[:-3]))
+    with pytest.raises(CheckpointError) as trainer_side:
+        ckpt.verify_model_dir(str(model_dir))
+    assert "file vocab.txt is damaged" in str(trainer_side.value)
+    assert export_error(model_dir) == str(trainer_side.value)
+
+    # A training checkpoint (it holds trainer_state.json) without checksums.json: both refuse it.
+    step = tmp_path / "checkpoints" / "step_00000003"
+    E.write_checkpoint(step, cfg, E.random_state(cfg))
+    (step / "trainer_state.json").write_text("{}")
+    with pytest.raises(CheckpointError) as trainer_side:
+        ckpt.verify(str(step))
+    assert "checksums.json missing" in str(trainer_side.value)
+    assert export_error(step) == str(trainer_side.value)
+    write_checksums(str(step))
+    verify(str(step))
+    read_checkpoint(str(step))

@@ -461,12 +461,12 @@ def _break_checksum(d):
     data = bytearray((d / "model_state.pdparams").read_bytes())
     data[-100] ^= 1
     (d / "model_state.pdparams").write_bytes(bytes(data))
-    return "model_state.pdparams: checksum mismatch"
+    return "file model_state.pdparams is damaged (checksum mismatch"
 
 
 def _break_missing_listed_file(d):
     os.remove(d / "vocab.txt")  # checksums.json still lists it
-    return "vocab.txt: listed in checksums.json but missing"
+    return "file vocab.txt listed in checksums.json is missing"
 
 
 @pytest.mark.parametrize("breaker", [_missing("model_state.pdparams"), _break_model_type, _break_shape,

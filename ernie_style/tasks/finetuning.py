@@ -36,12 +36,12 @@ from ernie_style import checkpoint as ckpt
 from ernie_style.config import ConfigError, count_vocab
 from ernie_style.finetune_config import ARCH_KEYS, FinetuneConfig
 from ernie_style.arch.roformer.config import RoFormerConfig
-from ernie_style.constants import IGNORE_INDEX
+from ernie_style.constants import IGNORE_INDEX, TASK_CONFIG
 from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, Task, TaskData
 
 BEST_MODEL = "best_model"
 RESULTS = "results.json"
-TASK_CONFIG = "config.json"  # a fine-tuned model dir's task file (export reads it)
+# TASK_CONFIG (ernie_style.constants): a fine-tuned model dir's task file (export reads it)
 
 
 # ------------------------------------------------------------------------------------------------------ init
@@ -428,7 +428,6 @@ class FinetuneTask(Task):
         """Rewrite OUTPUT/best_model (rank 0; built beside it, then swapped in); every rank waits for it."""
         import paddle
 
-        from data_tools.io_utils import fsync_file, sha256_file
         from ernie_style.distributed import barrier
 
         out = trainer.cfg.train.output_dir
@@ -444,13 +443,7 @@ class FinetuneTask(Task):
                 with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
                     json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
             shutil.copyfile(self.vocab_file, os.path.join(tmp, "vocab.txt"))
-            sums = {}
-            for name in sorted(os.listdir(tmp)):
-                fsync_file(os.path.join(tmp, name))
-                sums[name] = sha256_file(os.path.join(tmp, name))
-            with open(os.path.join(tmp, ckpt.CHECKSUMS), "w", encoding="utf-8") as f:
-                json.dump(sums, f, indent=2, sort_keys=True)
-            fsync_file(os.path.join(tmp, ckpt.CHECKSUMS))
+            ckpt.write_checksums(tmp)
             if os.path.exists(final):
                 os.rename(final, old)
             os.rename(tmp, final)
