@@ -66,6 +66,16 @@ def write_jsonl(path: str, rows, keys=("sentence",), labelled=True) -> str:
     return path
 
 
+def seq_files(root: str, n_train: int = 480, n_dev: int = 90) -> dict:
+    """3 topics: train/dev TSV with a header and a labelled CLUE-style test JSONL, under ``root``."""
+    vocab = write_vocab(root)
+    train = write_tsv(os.path.join(root, "train.tsv"), seq_examples(n_train, 0), header=("label", "text_a"))
+    dev = write_tsv(os.path.join(root, "dev.tsv"), seq_examples(n_dev, 1), header=("label", "text_a"))
+    test_rows = seq_examples(60, 2)
+    test = write_jsonl(os.path.join(root, "test.jsonl"), test_rows)
+    return {"root": root, "vocab": vocab, "train": train, "dev": dev, "test": test, "test_rows": test_rows}
+
+
 def tiny_overrides(out: str, train: str, dev: str, vocab: str, test: str = "", **extra) -> list:
     items = {
         "model.init": "random", "data.vocab_file": vocab, "data.train_file": train, "data.dev_file": dev,

@@ -31,13 +31,7 @@ def read_jsonl(path):
 @pytest.fixture(scope="module")
 def seq_data(tmp_path_factory):
     """3 topics; train/dev TSV with a header, test CLUE JSONL with labels."""
-    root = str(tmp_path_factory.mktemp("seq"))
-    vocab = F.write_vocab(root)
-    train = F.write_tsv(os.path.join(root, "train.tsv"), F.seq_examples(480, 0), header=("label", "text_a"))
-    dev = F.write_tsv(os.path.join(root, "dev.tsv"), F.seq_examples(90, 1), header=("label", "text_a"))
-    test_rows = F.seq_examples(60, 2)
-    test = F.write_jsonl(os.path.join(root, "test.jsonl"), test_rows)
-    return {"root": root, "vocab": vocab, "train": train, "dev": dev, "test": test, "test_rows": test_rows}
+    return F.seq_files(str(tmp_path_factory.mktemp("seq")))
 
 
 @pytest.fixture(scope="module")
