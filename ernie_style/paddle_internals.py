@@ -51,3 +51,9 @@ def wrap_sharding_grad_sync(optimizer, after_sync) -> None:
         after_sync(optimizer._inner_opt.filter_parameters(parameter_list, optimizer._hcg))
 
     optimizer._hybrid_sync_grad = sync_then_call  # private: replaced on this optimizer instance only
+
+
+def grads_synced(model) -> bool:
+    """False while a backward pass would skip the data-parallel gradient all-reduce (inside ``no_sync``)."""
+    # undocumented: paddle.DataParallel's flag that no_sync() clears; other models have none (always synced)
+    return bool(getattr(model, "grad_need_sync", True))

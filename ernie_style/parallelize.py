@@ -40,11 +40,6 @@ def apply_recompute(model) -> int:
     return len(layers)
 
 
-def grads_synced(model) -> bool:
-    """False while a backward pass would skip the data-parallel gradient all-reduce (inside ``no_sync``)."""
-    return bool(getattr(model, "grad_need_sync", True))
-
-
 def wrap_model(model, optimizer, amp: Amp, cfg: PretrainConfig, info: DistInfo):
     """Returns (model_for_forward, optimizer, no_sync, grad_norm) where ``no_sync()`` is a context manager that
     skips the gradient all-reduce on non-boundary micro-steps (a null context when not applicable) and

@@ -38,7 +38,8 @@ from data_tools.tokenizers import KINDS, TokenizerSpec, data_tokenizer
 from ernie_style.amp import Amp
 from ernie_style.distributed import DistInfo, all_reduce_sum
 from ernie_style.optim import GradNorm, WarmupLinearDecay, build_optimizer
-from ernie_style.parallelize import apply_recompute, grads_synced, wrap_model
+from ernie_style.paddle_internals import grads_synced
+from ernie_style.parallelize import apply_recompute, wrap_model
 from ernie_style.tasks.base import EvalSplit, StepStats, Task, TermStats, count_items
 
 
