@@ -30,7 +30,7 @@ import sys
 
 from data_tools.io_utils import UserError, atomic_write_path, run_cli
 from data_tools.tokenizer import CJK_RANGES, REQUIRED_SPECIALS, _is_punct
-from data_tools.vocab import read_vocab
+from data_tools.vocab import UNK_TOKEN, read_vocab
 
 _CJK_RE = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES) + "]")
 FULLWIDTH_PUNCT = "，。！？；：、“”‘’（）【】《》「」『』〈〉〔〕…—–·～￥％＃＆＊＋－／＜＝＞＠＼＾＿｀｜"
@@ -124,7 +124,7 @@ def build_vocab(files, output, max_size=None, min_freq=1, json_key="text") -> di
         raise UserError(f"--input {' '.join(files)}: no documents found")
 
     # Pass 2: WordPiece pieces for the non-CJK text.
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(unk_token=UNK_TOKEN))
     tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     # The trainer numbers "##x" forms in hash-map order, and merge ties are broken by those numbers;

@@ -32,6 +32,7 @@ import numpy as np
 
 from data_tools import _text_core
 from data_tools.vocab import SPECIAL_TOKENS as REQUIRED_SPECIALS, VocabError, read_vocab  # noqa: F401 (re-exported)
+from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
 FLAVORS = ("transformers", "paddlenlp")
 MAX_WORD_CHARS = 100
 LONG_DOCUMENT_CHARS = 1 << 16
@@ -205,11 +206,11 @@ class BertTokenizer:
             self.vocab_sha256 = hashlib.sha256(f.read()).hexdigest()
         self.ids_to_tokens = tokens
         self.vocab_size = len(tokens)
-        self.pad_id = self.vocab["[PAD]"]
-        self.unk_id = self.vocab["[UNK]"]
-        self.cls_id = self.vocab["[CLS]"]
-        self.sep_id = self.vocab["[SEP]"]
-        self.mask_id = self.vocab["[MASK]"]
+        self.pad_id = self.vocab[PAD_TOKEN]
+        self.unk_id = self.vocab[UNK_TOKEN]
+        self.cls_id = self.vocab[CLS_TOKEN]
+        self.sep_id = self.vocab[SEP_TOKEN]
+        self.mask_id = self.vocab[MASK_TOKEN]
         self.special_ids = np.array(
             sorted(i for t, i in self.vocab.items() if len(t) > 2 and t[0] == "[" and t[-1] == "]"), np.int32
         )

@@ -64,9 +64,9 @@ class GlobalBatchSampler:
 
 
 def pad_id_of(vocab_file: str) -> int:
-    from data_tools.vocab import read_vocab
+    from data_tools.vocab import PAD_TOKEN, read_vocab
 
-    return read_vocab(vocab_file).index("[PAD]")
+    return read_vocab(vocab_file).index(PAD_TOKEN)
 
 
 def check_inputs(cfg: PretrainConfig, world_size: int) -> None:

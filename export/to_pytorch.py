@@ -14,6 +14,7 @@ import argparse
 import os
 
 from data_tools.tokenizers import DEFAULT_KIND, hf_tokenizer_class
+from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
 from export.checkpoint_dir import (
     CONFIG_FIELDS, Checkpoint, atomic_output_dir, read_checkpoint, write_json, write_vocab,
 )
@@ -25,7 +26,7 @@ from export.state_dict_adapter import ROTARY_KEY, SIDE_FILE, TASK_HEADS, ours_to
 # "gelu" is the exact erf form in both; "gelu_new" the tanh approximation in both.
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh"}
 SPECIAL_TOKENS_MAP = {
-    "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+    "unk_token": UNK_TOKEN, "sep_token": SEP_TOKEN, "pad_token": PAD_TOKEN, "cls_token": CLS_TOKEN, "mask_token": MASK_TOKEN,
 }
 
 

@@ -260,3 +260,43 @@ def test_one_verifier_for_trainer_checkpoint_and_export(tmp_path):
     write_checksums(str(step))
     verify(str(step))
     read_checkpoint(str(step))
+
+
+def test_special_token_literals_live_in_the_vocab_module_only():
+    import re
+
+    found = []
+    for root in ("ernie_style", "export", "data_tools"):
+        for d, _, files in os.walk(os.path.join(REPO, root)):
+            for name in files:
+                if name.endswith(".py") and "sample_data" not in d:
+                    path = os.path.join(d, name)
+                    if re.search(r"\"\[(PAD|UNK|CLS|SEP|MASK)\]\"", open(path, encoding="utf-8").read()):
+                        found.append(os.path.relpath(path, REPO))
+    assert found == [os.path.join("data_tools", "vocab.py")]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Test hooks left the production loop: the trainer calls step callbacks, tests drive faults through them
+
+
+def test_step_callbacks_run_after_each_step_with_its_checkpoint_written(tmp_path):
+    import _trainer_util as U
+    from ernie_style import run_pretrain
+
+    for d, _, files in os.walk(os.path.join(REPO, "ernie_style")):
+        for name in files:
+            if name.endswith(".py"):
+                assert "ERNIE_DEBUG" not in open(os.path.join(d, name), encoding="utf-8").read(), name
+    prefix, vocab = U.make_data(str(tmp_path / "data"), n_docs=30)
+    out = tmp_path / "out"
+    seen = []
+
+    def record(trainer):
+        latest = out / "checkpoints" / "latest"
+        seen.append((trainer.step, os.readlink(latest) if os.path.islink(latest) else None))
+
+    over = U.tiny_overrides(prefix, vocab, str(out), **{"train.save_steps": 2})
+    config = os.path.join(REPO, "configs", "roformer_tiny_demo.yaml")
+    assert run_pretrain.main(["--config", config, *over], step_callbacks=[record]) == 0
+    assert seen == [(1, None), (2, "step_00000002"), (3, "step_00000003")]
