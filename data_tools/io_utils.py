@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 EXIT_USER_ERROR = 2
 
