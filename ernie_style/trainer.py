@@ -31,7 +31,7 @@ from ernie_style import checkpoint as ckpt, preflight
 from ernie_style.interrupt import Interrupts
 from ernie_style.config import ConfigError, PretrainConfig, count_vocab
 from ernie_style.metrics import TextLog, TrainLogger, VisualDL
-from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
+from ernie_style.arch import arch_of
 from data_tools.indexed_dataset import wwm_path
 from data_tools.meta import find_meta, meta_path
 from data_tools.tokenizers import KINDS, TokenizerSpec, data_tokenizer
@@ -265,6 +265,7 @@ class Trainer:
         self._build_data()
 
     def _load_weights(self, path: str) -> None:
+        load_state_dict_checked = arch_of(self.task.model_config).load_state_dict_fn()
         try:
             load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(path, ckpt.MODEL_STATE)))
         except ValueError as e:  # names or shapes that do not fit this model: the user's choice of directory

@@ -300,3 +300,13 @@ def test_step_callbacks_run_after_each_step_with_its_checkpoint_written(tmp_path
     config = os.path.join(REPO, "configs", "roformer_tiny_demo.yaml")
     assert run_pretrain.main(["--config", config, *over], step_callbacks=[record]) == 0
     assert seen == [(1, None), (2, "step_00000002"), (3, "step_00000003")]
+
+
+def test_the_trainer_finds_the_architecture_from_the_model_config():
+    from ernie_style.arch import arch_of
+    from ernie_style.arch.roformer import paddlenlp
+
+    spec = arch_of(RoFormerConfig(vocab_size=9, hidden_size=8, num_attention_heads=2))
+    assert spec.name == "roformer" and spec.load_state_dict_fn() is paddlenlp.load_state_dict_checked
+    with pytest.raises(AssertionError, match="no registered architecture"):
+        arch_of(object())

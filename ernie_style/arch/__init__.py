@@ -17,6 +17,15 @@ ARCHS = {
 }
 
 
+def arch_of(config) -> ArchSpec:
+    """The architecture whose config class ``config`` is (the trainer loads weights through it)."""
+    for name in ARCHS:
+        spec = get_arch(name)
+        if isinstance(config, spec.config_class()):
+            return spec
+    raise AssertionError(f"no registered architecture has the config class {type(config).__name__}")
+
+
 def get_arch(name: str = DEFAULT_ARCH) -> ArchSpec:
     """The :class:`ArchSpec` registered as ``name`` (ValueError naming the known ones otherwise)."""
     if name not in ARCHS:

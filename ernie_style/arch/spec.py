@@ -32,3 +32,6 @@ class ArchSpec:
 
     def pretraining_model_class(self):
         return resolve(self.pretraining_model)
+
+    def load_state_dict_fn(self):
+        return resolve(self.load_state_dict)
