@@ -102,6 +102,21 @@ def test_samples_equal_the_recorded_ones(synth):
         assert got == golden[name], name
 
 
+def test_sample_index_cache_names_are_the_recorded_ones(synth, tmp_path):
+    """The index cache key (from SampleSpec.index_params) is the one the dataset used before the spec existed:
+    existing caches stay valid.  Names recorded with the code of 2026-12-02 before ernie_style/data_spec.py."""
+    import os
+
+    prefix, vocab = synth
+    for kw in ({}, {"max_seq_len": 64, "short_seq_prob": 0.3, "binary_head": False}):
+        spec = _spec(vocab, "8,1,1", **dict(dict(max_seq_len=128, seed=7), **kw))
+        for split, n in (("train", 300), ("valid", 40)):
+            PretrainingDataset(prefix, spec, split=split, num_samples=n, cache_dir=str(tmp_path))
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".npy")) == [
+        "synth_train_samples_2c21da9532a2a392.npy", "synth_train_samples_665d50dea7a56a10.npy",
+        "synth_valid_samples_0916645b033bf743.npy", "synth_valid_samples_696500ec5449edbc.npy"]
+
+
 def test_truncation_lengths_match_literal_simulation():
     for la in range(1, 25):
         for lb in range(1, 25):
