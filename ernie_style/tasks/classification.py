@@ -18,8 +18,8 @@ from ernie_style.downstream.common import build_label_set, check_labels
 from ernie_style.heads import RoFormerForSequenceClassification
 from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
-from ernie_style.tasks.finetuning import FinetuneTask, labels_to_ids, load_encoder
-from ernie_style.tasks.losses import masked_cross_entropy
+from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, labels_to_ids, load_encoder
+from ernie_style.tasks.losses import masked_correct, masked_cross_entropy
 
 
 def accuracy_macro_f1(gold: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
@@ -69,18 +69,8 @@ class SeqClsTask(FinetuneTask):
         return out
 
     def collate(self, features: List[dict]) -> dict:
-        lengths = [len(f["input_ids"]) for f in features]
-        b, width = len(features), max(lengths)
-        input_ids = np.full((b, width), self.tokenizer.pad_id, np.int64)
-        token_type_ids = np.zeros((b, width), np.int64)
-        attention_mask = np.zeros((b, width), np.int64)
-        for row, f in enumerate(features):
-            n = lengths[row]
-            input_ids[row, :n] = f["input_ids"]
-            token_type_ids[row, :n] = f["token_type_ids"]
-            attention_mask[row, :n] = 1
-        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
-                "labels": np.array([f["label"] for f in features], np.int64), "num_tokens": int(sum(lengths))}
+        return {**encoder_inputs(features, self.tokenizer.pad_id),
+                "labels": np.array([f["label"] for f in features], np.int64)}
 
     # -- model --------------------------------------------------------------------------------------------------
 
@@ -104,9 +94,7 @@ class SeqClsTask(FinetuneTask):
         return [masked_cross_entropy(logits, t["labels"])[0]]
 
     def correct_counts(self, logits, t) -> List[paddle.Tensor]:
-        labels = t["labels"]
-        hit = (logits.argmax(axis=-1).astype("int64") == labels) & (labels != IGNORE_INDEX)
-        return [hit.astype("int64").sum()]
+        return [masked_correct(logits, t["labels"])]
 
     # -- eval ---------------------------------------------------------------------------------------------------
 

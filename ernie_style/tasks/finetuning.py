@@ -462,3 +462,22 @@ class FinetuneTask(Task):
 def labels_to_ids(labels: List[Optional[str]], label2id: Dict[str, int]) -> np.ndarray:
     """int64 label ids, IGNORE_INDEX for unlabelled examples."""
     return np.array([IGNORE_INDEX if lab is None else label2id[lab] for lab in labels], np.int64)
+
+
+def encoder_inputs(features: List[dict], pad_id: int) -> Batch:
+    """The encoder's inputs of a fine-tuning batch: ``input_ids`` (right-padded with ``pad_id``),
+    ``token_type_ids`` (0 where a feature has none), ``attention_mask`` -- each int64 [B, longest] -- and
+    ``num_tokens`` (non-pad tokens, for the log line)."""
+    lengths = [len(f["input_ids"]) for f in features]
+    b, width = len(features), max(lengths)
+    input_ids = np.full((b, width), pad_id, np.int64)
+    token_type_ids = np.zeros((b, width), np.int64)
+    attention_mask = np.zeros((b, width), np.int64)
+    for row, f in enumerate(features):
+        n = lengths[row]
+        input_ids[row, :n] = f["input_ids"]
+        if "token_type_ids" in f:
+            token_type_ids[row, :n] = f["token_type_ids"]
+        attention_mask[row, :n] = 1
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
+            "num_tokens": int(sum(lengths))}

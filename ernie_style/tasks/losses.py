@@ -1,5 +1,5 @@
 """The masked cross-entropy every classification-shaped loss term is made of (pretraining MLM/SOP, seq_cls,
-NER): a mean over the labels that are not ``IGNORE_INDEX``."""
+NER): a mean over the labels that are not ``IGNORE_INDEX``; and the matching count of correct predictions."""
 from __future__ import annotations
 
 import paddle
@@ -18,3 +18,9 @@ def masked_cross_entropy(logits, labels):
     per_token = F.cross_entropy(logits.astype("float32"), safe.unsqueeze(-1), reduction="none").reshape([-1])
     validf = valid.astype("float32")
     return (per_token * validf).sum() / paddle.clip(validf.sum(), min=1.0), valid
+
+
+def masked_correct(logits, labels):
+    """int64 scalar: the labels != IGNORE_INDEX that argmax(logits) predicts (logits [..., C], labels [...])."""
+    hit = (logits.argmax(axis=-1).astype("int64") == labels) & (labels != IGNORE_INDEX)
+    return hit.astype("int64").sum()

@@ -17,8 +17,8 @@ from ernie_style.downstream import ner
 from ernie_style.heads import RoFormerForTokenClassification
 from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
-from ernie_style.tasks.finetuning import FinetuneTask, load_encoder
-from ernie_style.tasks.losses import masked_cross_entropy
+from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, load_encoder
+from ernie_style.tasks.losses import masked_correct, masked_cross_entropy
 
 
 
@@ -71,18 +71,11 @@ class NerTask(FinetuneTask):
         return {"input_ids": w.input_ids, "labels": w.labels}
 
     def collate(self, features: List[dict]) -> dict:
-        lengths = [len(f["input_ids"]) for f in features]
-        b, width = len(features), max(lengths)
-        input_ids = np.full((b, width), self.tokenizer.pad_id, np.int64)
-        labels = np.full((b, width), IGNORE_INDEX, np.int64)
-        attention_mask = np.zeros((b, width), np.int64)
+        batch = encoder_inputs(features, self.tokenizer.pad_id)  # ner features have no token types: all 0
+        labels = np.full(batch["input_ids"].shape, IGNORE_INDEX, np.int64)
         for row, f in enumerate(features):
-            n = lengths[row]
-            input_ids[row, :n] = f["input_ids"]
-            labels[row, :n] = f["labels"]
-            attention_mask[row, :n] = 1
-        return {"input_ids": input_ids, "token_type_ids": np.zeros((b, width), np.int64),
-                "attention_mask": attention_mask, "labels": labels, "num_tokens": int(sum(lengths))}
+            labels[row, :len(f["labels"])] = f["labels"]
+        return {**batch, "labels": labels}
 
     def data_fingerprint(self) -> dict:
         # the windowing decides which training features exist: a resume with other settings would not be exact
@@ -105,9 +98,7 @@ class NerTask(FinetuneTask):
         return [loss]
 
     def correct_counts(self, logits, t) -> List[paddle.Tensor]:
-        labels = t["labels"]
-        hit = (logits.argmax(axis=-1).astype("int64") == labels) & (labels != IGNORE_INDEX)
-        return [hit.astype("int64").sum()]
+        return [masked_correct(logits, t["labels"])]
 
     # -- eval ---------------------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from ernie_style.downstream import qa
 from ernie_style.heads import RoFormerForQuestionAnswering
 from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
-from ernie_style.tasks.finetuning import FinetuneTask, load_encoder
+from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, load_encoder
 
 
 class QaTask(FinetuneTask):
@@ -70,20 +70,9 @@ class QaTask(FinetuneTask):
                 "end": w.end_position if labelled else IGNORE_INDEX}
 
     def collate(self, features: List[dict]) -> dict:
-        lengths = [len(f["input_ids"]) for f in features]
-        b, width = len(features), max(lengths)
-        input_ids = np.full((b, width), self.tokenizer.pad_id, np.int64)
-        token_type_ids = np.zeros((b, width), np.int64)
-        attention_mask = np.zeros((b, width), np.int64)
-        for row, f in enumerate(features):
-            n = lengths[row]
-            input_ids[row, :n] = f["input_ids"]
-            token_type_ids[row, :n] = f["token_type_ids"]
-            attention_mask[row, :n] = 1
-        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
+        return {**encoder_inputs(features, self.tokenizer.pad_id),
                 "start_positions": np.array([f["start"] for f in features], np.int64),
-                "end_positions": np.array([f["end"] for f in features], np.int64),
-                "num_tokens": int(sum(lengths))}
+                "end_positions": np.array([f["end"] for f in features], np.int64)}
 
     def data_fingerprint(self) -> dict:
         # the windowing decides which training features exist: a resume with other settings would not be exact
