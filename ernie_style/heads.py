@@ -15,7 +15,8 @@ from __future__ import annotations
 import paddle.nn as nn
 
 from ernie_style import ops
-from ernie_style.modeling import RoFormerConfig, RoFormerModel, _init_weights
+from ernie_style.arch import arch_of
+from ernie_style.modeling import RoFormerConfig, _init_weights
 
 
 class RoFormerClassificationHead(nn.Layer):
@@ -40,7 +41,7 @@ class _EncoderWithHead(nn.Layer):
     def __init__(self, config: RoFormerConfig):
         super().__init__()
         self.config = config
-        self.roformer = RoFormerModel(config)
+        self.roformer = arch_of(config).base_model_class()(config)  # the architecture's encoder (RoFormerModel)
         for p in self.roformer.pooler.parameters():
             p.stop_gradient = True
 
