@@ -100,9 +100,14 @@ class TrainConfig:
             _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), "an integer >= 1")
         for name in ("global_batch_size", "eval_iters", "test_iters"):
             _check(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "an integer >= 0")
-        _check(bool(self.output_dir), "train.output_dir", self.output_dir, "a directory path")
-        _check(bool(self.resume), "train.resume", self.resume, "auto, none or a path")
-        _check(self.device in ("auto", "cpu", "gpu"), "train.device", self.device, "auto, cpu or gpu")
+        check_run_keys(self)
+
+
+def check_run_keys(train) -> None:
+    """The ``train`` keys every run has (pretraining and fine-tuning): output_dir, resume, device."""
+    _check(bool(train.output_dir), "train.output_dir", train.output_dir, "a directory path")
+    _check(bool(train.resume), "train.resume", train.resume, "auto, none or a path")
+    _check(train.device in ("auto", "cpu", "gpu"), "train.device", train.device, "auto, cpu or gpu")
 
 
 @dataclass

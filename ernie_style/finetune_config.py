@@ -27,7 +27,7 @@ from typing import List, Optional
 import yaml
 
 from ernie_style.config import (AmpConfig, ConfigError, DistConfig, OptimConfig, PretrainConfig, TrainConfig,
-                                _build, _check, _unknown_key, apply_override, read_yaml)
+                                _build, _check, _unknown_key, apply_override, check_run_keys, read_yaml)
 from ernie_style.tasks import finetune_task_names
 
 SECTIONS = ("task", "model", "data", "train", "optim", "amp", "dist")
@@ -139,9 +139,7 @@ class FtTrainConfig:
             _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), "an integer >= 1")
         for name in ("global_batch_size", "eval_batch_size", "eval_every", "early_stopping_patience", "save_steps"):
             _check(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "an integer >= 0")
-        _check(bool(self.output_dir), "train.output_dir", self.output_dir, "a directory path")
-        _check(bool(self.resume), "train.resume", self.resume, "auto, none or a path")
-        _check(self.device in ("auto", "cpu", "gpu"), "train.device", self.device, "auto, cpu or gpu")
+        check_run_keys(self)
 
 
 @dataclass
