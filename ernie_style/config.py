@@ -110,6 +110,16 @@ def check_run_keys(train) -> None:
     _check(train.device in ("auto", "cpu", "gpu"), "train.device", train.device, "auto, cpu or gpu")
 
 
+def check_adamw(optim) -> None:
+    """The checks of the AdamW keys that the pretraining and the fine-tuning ``optim`` sections share."""
+    _check(optim.max_lr > 0, "optim.max_lr", optim.max_lr, "a number > 0")
+    _check(optim.weight_decay >= 0, "optim.weight_decay", optim.weight_decay, "a number >= 0")
+    _check(optim.grad_clip >= 0, "optim.grad_clip", optim.grad_clip, "a number >= 0 (0 = off)")
+    _check(0 <= optim.adam_beta1 < 1, "optim.adam_beta1", optim.adam_beta1, "a number in [0, 1)")
+    _check(0 <= optim.adam_beta2 < 1, "optim.adam_beta2", optim.adam_beta2, "a number in [0, 1)")
+    _check(optim.adam_epsilon > 0, "optim.adam_epsilon", optim.adam_epsilon, "a number > 0")
+
+
 @dataclass
 class OptimConfig:
     max_lr: float = 1e-4
@@ -124,7 +134,6 @@ class OptimConfig:
     adam_epsilon: float = 1e-8
 
     def __post_init__(self):
-        _check(self.max_lr > 0, "optim.max_lr", self.max_lr, "a number > 0")
         _check(0 <= self.min_lr <= self.max_lr, "optim.min_lr", self.min_lr, f"a number in [0, max_lr={self.max_lr}]")
         _check(self.decay_steps >= 1, "optim.decay_steps", self.decay_steps, "an integer >= 1")
         _check(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "an integer >= 0")
@@ -133,11 +142,7 @@ class OptimConfig:
                "0 when optim.warmup_steps is given (set one of them)")
         _check(self.resolved_warmup_steps() <= self.decay_steps, "optim.warmup_steps", self.warmup_steps,
                f"at most optim.decay_steps={self.decay_steps}")
-        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
-        _check(self.grad_clip >= 0, "optim.grad_clip", self.grad_clip, "a number >= 0 (0 = off)")
-        _check(0 <= self.adam_beta1 < 1, "optim.adam_beta1", self.adam_beta1, "a number in [0, 1)")
-        _check(0 <= self.adam_beta2 < 1, "optim.adam_beta2", self.adam_beta2, "a number in [0, 1)")
-        _check(self.adam_epsilon > 0, "optim.adam_epsilon", self.adam_epsilon, "a number > 0")
+        check_adamw(self)
 
     def resolved_warmup_steps(self) -> int:
         return self.warmup_steps or int(round(self.warmup_ratio * self.decay_steps))

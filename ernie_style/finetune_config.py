@@ -26,7 +26,7 @@ from typing import List, Optional
 
 import yaml
 
-from ernie_style.config import (AmpConfig, ConfigError, DistConfig, OptimConfig, PretrainConfig, TrainConfig,
+from ernie_style.config import (AmpConfig, ConfigError, check_adamw, DistConfig, OptimConfig, PretrainConfig, TrainConfig,
                                 _build, _check, _unknown_key, apply_override, check_run_keys, read_yaml)
 from ernie_style.tasks import finetune_task_names
 
@@ -153,10 +153,8 @@ class FtOptimConfig:
     adam_epsilon: float = 1e-8
 
     def __post_init__(self):
-        _check(self.max_lr > 0, "optim.max_lr", self.max_lr, "a number > 0")
+        check_adamw(self)
         _check(0.0 <= self.warmup_ratio < 1.0, "optim.warmup_ratio", self.warmup_ratio, "a number in [0, 1)")
-        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
-        _check(self.grad_clip >= 0, "optim.grad_clip", self.grad_clip, "a number >= 0 (0 = off)")
 
 
 @dataclass

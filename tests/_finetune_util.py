@@ -88,3 +88,58 @@ def tiny_overrides(out: str, train: str, dev: str, vocab: str, test: str = "", *
     }
     items.update(extra)
     return [f"{k}={v}" for k, v in items.items()]
+
+
+# The NER and QA end-to-end tests: a vocab of the specials, 100 CJK characters and a few Latin pieces, and one
+# tiny random-init fine-tune run through ``ernie_style.finetune.main``.
+TASK_CJK = [chr(0x4E00 + k) for k in range(100)]
+TINY_RUN = {"model.init": "random", "model.hidden_size": 32, "model.num_hidden_layers": 2,
+            "model.num_attention_heads": 2, "model.intermediate_size": 64, "model.max_position_embeddings": 64,
+            "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0,
+            "train.logging_steps": 20, "train.resume": "none", "optim.max_lr": 5e-3}
+
+
+def write_task_vocab(tmp_path) -> str:
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(SPECIALS + TASK_CJK + ["xy", "##e", "7"]) + "\n", encoding="utf-8")
+    return str(vocab)
+
+
+def tiny_finetune(tmp_path, config, train, dev, test, **items):
+    """(exit code, output dir) of a tiny run of ``config`` on the given files; ``items`` override TINY_RUN."""
+    from ernie_style import finetune
+
+    keys = dict(TINY_RUN, **{"data.vocab_file": write_task_vocab(tmp_path), "data.train_file": train,
+                             "data.dev_file": dev, "data.test_file": test,
+                             "train.output_dir": str(tmp_path / "out")})
+    keys.update(items)
+    rc = finetune.main([config, *[f"{k}={v}" for k, v in keys.items()]])
+    return rc, tmp_path / "out"
+
+
+def dev_predictions_by_world(config, overrides, worlds=(1, 2, 3)):
+    """(task, model, [predictions of the dev split with its eval batches spread over W ranks, for W in worlds]):
+    a tiny random model, its dev rows gathered by index the way ranks gather them."""
+    import numpy as np
+    import paddle
+
+    from ernie_style import finetune
+    from ernie_style.finetune_config import load_finetune_config
+
+    task, _ = finetune.prepare(load_finetune_config(config, overrides), 1)
+    paddle.seed(3)
+    model = task.build_model()
+    model.eval()
+    task.build_data(1, 4, 1)
+    split = task.valid
+
+    def rows_for(world):
+        full = np.zeros((len(split.features), task.row_width))
+        for rank in range(world):
+            for batch in split.batches(rank, world):
+                t = {k: paddle.to_tensor(batch[k]) for k in task.tensor_keys}
+                with paddle.no_grad():
+                    full[batch["index"]] += task.eval_rows(batch, t, task.forward(model, t))
+        return full
+
+    return task, model, [task.predictions("dev", rows_for(w)) for w in worlds]

@@ -214,8 +214,8 @@ def test_window_stitching_gives_every_char_one_prediction(tok, max_seq_len, stri
 
 # ------------------------------------------------------------------------------- the task, end to end
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-CJK = [chr(0x4E00 + k) for k in range(100)]
+from _finetune_util import (SPECIALS, TASK_CJK as CJK, dev_predictions_by_world, tiny_finetune,  # noqa: E402
+                            write_task_vocab)
 # Entity strings of fixed characters per type (CJK[0:36]); filler from CJK[40:] plus Latin items, digits and
 # spaces (a space has no token: it must come back as "O").
 ENTITY_STRINGS = {"PER": ["".join(CJK[k:k + 3]) for k in range(0, 12, 3)],
@@ -256,20 +256,8 @@ def _write_conll(path, sentences, tagged=True):
 
 
 def _tiny_run(tmp_path, config, train, dev, test, **extra):
-    from ernie_style import finetune
-
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(SPECIALS + CJK + ["xy", "##e", "7"]) + "\n", encoding="utf-8")
-    items = {"model.init": "random", "data.vocab_file": str(vocab), "data.train_file": train,
-             "data.dev_file": dev, "data.test_file": test, "data.max_seq_len": 24, "data.doc_stride": 10,
-             "model.hidden_size": 32, "model.num_hidden_layers": 2, "model.num_attention_heads": 2,
-             "model.intermediate_size": 64, "model.max_position_embeddings": 64,
-             "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0,
-             "train.output_dir": str(tmp_path / "out"), "train.epochs": 3, "train.micro_batch_size": 16,
-             "train.logging_steps": 20, "train.resume": "none", "optim.max_lr": 5e-3}
-    items.update(extra)
-    rc = finetune.main([config, *[f"{k}={v}" for k, v in items.items()]])
-    return rc, tmp_path / "out"
+    return tiny_finetune(tmp_path, config, train, dev, test, **{
+        "data.max_seq_len": 24, "data.doc_stride": 10, "train.epochs": 3, "train.micro_batch_size": 16, **extra})
 
 
 def _read_jsonl(path):
@@ -363,38 +351,17 @@ def test_ner_eval_independent_of_ranks_and_batching(tmp_path):
 
     import paddle
 
-    from ernie_style import finetune
-    from ernie_style.finetune_config import load_finetune_config
-
     rng = random.Random(9)
     paths = [_write_conll(tmp_path / f"{n}.txt", _synthetic_sentences(rng, k, "bio")) for n, k in
              (("train", 20), ("dev", 30))]
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(SPECIALS + CJK + ["xy", "##e", "7"]) + "\n", encoding="utf-8")
+    vocab = write_task_vocab(tmp_path)
     config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune",
                           "ner.yaml")
-    cfg = load_finetune_config(config, [
+    task, model, by_world = dev_predictions_by_world(config, [
         "model.init=random", f"data.vocab_file={vocab}", f"data.train_file={paths[0]}", f"data.dev_file={paths[1]}",
         "data.test_file=", "data.max_seq_len=16", "data.doc_stride=5", "model.hidden_size=32",
         "model.num_hidden_layers=1", "model.num_attention_heads=2", "model.intermediate_size=64",
         "model.max_position_embeddings=64", "train.micro_batch_size=4", f"train.output_dir={tmp_path / 'o'}"])
-    task, _ = finetune.prepare(cfg, 1)
-    paddle.seed(3)
-    model = task.build_model()
-    model.eval()
-    task.build_data(1, 4, 1)
-    split = task.valid
-
-    def rows_for(world):
-        full = np.zeros((len(split.features), task.row_width))
-        for rank in range(world):
-            for batch in split.batches(rank, world):
-                t = {k: paddle.to_tensor(batch[k]) for k in task.tensor_keys}
-                with paddle.no_grad():
-                    full[batch["index"]] += task.eval_rows(batch, t, task.forward(model, t))
-        return full
-
-    by_world = [task.predictions("dev", rows_for(w)) for w in (1, 2, 3)]
     assert by_world[0] == by_world[1] == by_world[2]
     direct = []
     for w in task.windows["dev"]:

@@ -286,8 +286,8 @@ def test_answer_without_tokens_is_counted(tok):
 
 # ------------------------------------------------------------------------------- the task, end to end
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-CJK = [chr(0x4E00 + k) for k in range(100)]
+from _finetune_util import (SPECIALS, TASK_CJK as CJK, dev_predictions_by_world, tiny_finetune,  # noqa: E402
+                            write_task_vocab)
 CUE_OPEN, CUE_CLOSE = CJK[0], CJK[1]  # the answer is the text between these two cue characters
 ANSWER_ITEMS = CJK[10:40] + ["xy", "7", " "] * 10  # half of the inner items are Latin, digits or spaces
 FILLER = CJK[40:] + ["xy", "xye", "7", " "] * 5
@@ -312,21 +312,9 @@ def _synthetic_questions(rng, n, prefix):
 
 
 def _finetune(tmp_path, config, train, dev, test, **extra):
-    from ernie_style import finetune
-
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(SPECIALS + CJK + ["xy", "##e", "7"]) + "\n", encoding="utf-8")
-    items = {"model.init": "random", "data.vocab_file": str(vocab), "data.train_file": train,
-             "data.dev_file": dev, "data.test_file": test, "data.max_seq_len": 32, "data.max_query_len": 4,
-             "data.doc_stride": 10, "task.max_answer_length": 8, "task.n_best": 5,
-             "model.hidden_size": 32, "model.num_hidden_layers": 2, "model.num_attention_heads": 2,
-             "model.intermediate_size": 64, "model.max_position_embeddings": 64,
-             "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0,
-             "train.output_dir": str(tmp_path / "out"), "train.epochs": 4, "train.micro_batch_size": 32,
-             "train.logging_steps": 20, "train.resume": "none", "optim.max_lr": 5e-3}
-    items.update(extra)
-    rc = finetune.main([config, *[f"{k}={v}" for k, v in items.items()]])
-    return rc, tmp_path / "out"
+    return tiny_finetune(tmp_path, config, train, dev, test, **{
+        "data.max_seq_len": 32, "data.max_query_len": 4, "data.doc_stride": 10, "task.max_answer_length": 8,
+        "task.n_best": 5, "train.epochs": 4, "train.micro_batch_size": 32, **extra})
 
 
 def _read_jsonl(path):
@@ -408,38 +396,17 @@ def test_qa_eval_independent_of_ranks_and_batching(tmp_path):
     time, best_answers over those logits)."""
     import paddle
 
-    from ernie_style import finetune
-    from ernie_style.finetune_config import load_finetune_config
-
     rng = random.Random(4)
     train, _ = _synthetic_questions(rng, 10, "tr")
     dev, _ = _synthetic_questions(rng, 30, "dv")
     paths = [_write_json(tmp_path, f"{n}.json", d) for n, d in (("train", train), ("dev", dev))]
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(SPECIALS + CJK + ["xy", "##e", "7"]) + "\n", encoding="utf-8")
-    cfg = load_finetune_config(QA_CONFIG, [
+    vocab = write_task_vocab(tmp_path)
+    task, model, by_world = dev_predictions_by_world(QA_CONFIG, [
         "model.init=random", f"data.vocab_file={vocab}", f"data.train_file={paths[0]}", f"data.dev_file={paths[1]}",
         "data.test_file=", "data.max_seq_len=32", "data.max_query_len=4", "data.doc_stride=10",
         "task.max_answer_length=6", "task.n_best=4", "model.hidden_size=32", "model.num_hidden_layers=1",
         "model.num_attention_heads=2", "model.intermediate_size=64", "model.max_position_embeddings=64",
         "train.micro_batch_size=4", f"train.output_dir={tmp_path / 'o'}"])
-    task, _ = finetune.prepare(cfg, 1)
-    paddle.seed(3)
-    model = task.build_model()
-    model.eval()
-    task.build_data(1, 4, 1)
-    split = task.valid
-
-    def rows_for(world):
-        full = np.zeros((len(split.features), task.row_width))
-        for rank in range(world):
-            for batch in split.batches(rank, world):
-                t = {k: paddle.to_tensor(batch[k]) for k in task.tensor_keys}
-                with paddle.no_grad():
-                    full[batch["index"]] += task.eval_rows(batch, t, task.forward(model, t))
-        return full
-
-    by_world = [task.predictions("dev", rows_for(w)) for w in (1, 2, 3)]
     assert by_world[0] == by_world[1] == by_world[2]
     assert [p["id"] for p in by_world[0]] == [f"dv{k}" for k in range(30)]
     starts, ends = [], []
