@@ -35,6 +35,8 @@ def _extensions():
     return exts
 
 
+TOOL_HELPERS = "tool_helpers==0.1.1"
+
 PADDLENLP_PINS = [
     # paddlenlp 2.8.1 imports only with these pinned beside it.
     "paddlenlp==2.8.1",
@@ -59,10 +61,11 @@ EXTRAS = {
         # independent references for the fine-tuning metrics (NER entity F1; accuracy / macro-F1)
         "seqeval",
         "scikit-learn",
-        # the PaddleNLP/Megatron sample-index reference of tests/test_helpers.py and tests/test_dataset.py
-        "tool_helpers>=0.1.1,<0.2",
+        # the PaddleNLP/Megatron sample-index reference of tests/test_helpers.py and tests/test_dataset.py;
+        # exact pin: 0.1.2 requires numpy<=1.26.4, which breaks pyarrow (numpy>=2), hence datasets and paddlenlp
+        TOOL_HELPERS,
     ],
-    "bench": ["tool_helpers"],
+    "bench": [TOOL_HELPERS],
 }
 EXTRAS["all"] = sorted({d for k in ("cpu", "rjieba", "test", "bench") for d in EXTRAS[k]})
 
