@@ -57,11 +57,7 @@ def _run(args, step_callbacks) -> int:
 
     die_with_launcher()
     info = init_distributed(cfg)
-    trainer = Trainer(cfg, info, step_callbacks=step_callbacks)
-    try:
-        return trainer.train()
-    finally:
-        trainer.interrupts.restore()
+    return Trainer(cfg, info, step_callbacks=step_callbacks).train()
 
 
 if __name__ == "__main__":

@@ -464,6 +464,14 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------------------
 
     def train(self) -> int:
+        """Train to ``train.max_steps`` (or an early stop / interrupt); the signal handlers installed by
+        ``__init__`` are put back whatever happens, so in-process callers get their own handlers back."""
+        try:
+            return self._train()
+        finally:
+            self.interrupts.restore()
+
+    def _train(self) -> int:
         t = self.cfg.train
         if self.step >= t.max_steps:
             self.text(f"trainer: already at step {self.step} >= train.max_steps={t.max_steps}; nothing to do")
