@@ -1,7 +1,7 @@
 """The process group and the collectives the trainer uses (fleet collective on GPUs/NCCL, gloo on CPU).
 
-- :func:`init_distributed`: device choice and ``fleet.init(is_collective=True)`` (a single process needs no
-  launcher); :class:`DistInfo` says who this rank is.
+- :func:`init_distributed`: device choice (on CPU with the process settings of :mod:`ernie_style.cpu_runtime`) and
+  ``fleet.init(is_collective=True)`` (a single process needs no launcher); :class:`DistInfo` says who this rank is.
 - :func:`die_with_launcher`: process-death handling (a rank dies with its launcher instead of hanging).
 - :func:`barrier`, :func:`all_reduce_sum`: the two collectives of the trainer's bookkeeping.
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import paddle
 import paddle.distributed as dist
 from paddle.distributed import fleet
 
 from ernie_style.config import ConfigError, PretrainConfig
+from ernie_style.cpu_runtime import tune_cpu_process
 
 
 @dataclass
@@ -25,6 +26,7 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: str  # "cpu" or "gpu"
+    runtime: Tuple[str, ...] = ()  # process settings applied for the device (ernie_style.cpu_runtime)
 
     @property
     def is_main(self) -> bool:
@@ -44,6 +46,7 @@ def init_distributed(cfg: PretrainConfig) -> DistInfo:
     device = "gpu" if (has_gpu and want != "cpu") else "cpu"
     local_rank = int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("PADDLE_RANK_IN_NODE", "0")))
     paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}" if device == "gpu" else "cpu")
+    runtime = tuple(tune_cpu_process()) if device == "cpu" else ()
     world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
     if cfg.dist.sharding_stage == 2 and device != "gpu":
         raise ConfigError("dist.sharding_stage=2: Paddle's group_sharded_parallel runs only on GPU/XPU "
@@ -56,7 +59,8 @@ def init_distributed(cfg: PretrainConfig) -> DistInfo:
         strategy.hybrid_configs = {"dp_degree": 1 if stage1 else world, "mp_degree": 1, "pp_degree": 1,
                                    "sharding_degree": world if stage1 else 1}
         fleet.init(is_collective=True, strategy=strategy)
-    return DistInfo(rank=dist.get_rank() if world > 1 else 0, world_size=world, local_rank=local_rank, device=device)
+    return DistInfo(rank=dist.get_rank() if world > 1 else 0, world_size=world, local_rank=local_rank, device=device,
+                    runtime=runtime)
 
 
 def launch_world_size(requested: Optional[int] = None, check: bool = False) -> int:

@@ -120,11 +120,15 @@ def apply_rotary(x: paddle.Tensor, sin: paddle.Tensor, cos: paddle.Tensor) -> pa
     out[2i] = x[2i] cos - x[2i+1] sin, out[2i+1] = x[2i] sin + x[2i+1] cos, written as
     x * cos2 + (x @ R) * sin2 with every angle repeated for both members of its pair: two multiplies, an add
     and a small matmul, forward and backward, instead of strided slices and a stack (15% of a CPU step).
+    The multiplies run on [B, L, nH*D] against tables tiled over the heads ([L, nH*D]): a broadcast over the
+    leading axis only, which Paddle's CPU kernels do at twice the speed of the [L, 1, D] broadcast over heads
+    (the same products, so the same bits).
     """
-    d = x.shape[-1]
-    cos2 = paddle.repeat_interleave(cos, 2, axis=-1).unsqueeze(1).astype(x.dtype)  # (L, 1, D)
-    sin2 = paddle.repeat_interleave(sin, 2, axis=-1).unsqueeze(1).astype(x.dtype)
-    return x * cos2 + paddle.matmul(x, _pair_rotation(d, x.dtype)) * sin2
+    b, l, nh, d = x.shape
+    cos2 = paddle.tile(paddle.repeat_interleave(cos, 2, axis=-1), [1, nh]).astype(x.dtype)  # (L, nH*D)
+    sin2 = paddle.tile(paddle.repeat_interleave(sin, 2, axis=-1), [1, nh]).astype(x.dtype)
+    turned = paddle.matmul(x, _pair_rotation(d, x.dtype)).reshape([b, l, nh * d])
+    return (x.reshape([b, l, nh * d]) * cos2 + turned * sin2).reshape([b, l, nh, d])
 
 
 def apply_rotary_fused(q, k, v, sin, cos):
@@ -173,7 +177,8 @@ def attention(q, k, v, bias, dropout_p: float, training: bool, impl: str) -> pad
 def _attention_plain(q, k, v, bias, dropout_p, training):
     b, l, nh, d = q.shape
     assert bias.shape == [b, 1, 1, l], bias.shape
-    q = q.transpose([0, 2, 1, 3]) * (d**-0.5)  # (B, nH, L, D)
+    # Scaled before the transpose: the same products, on contiguous memory (10x faster than on the strided view).
+    q = (q * (d**-0.5)).transpose([0, 2, 1, 3])  # (B, nH, L, D)
     k = k.transpose([0, 2, 1, 3])
     v = v.transpose([0, 2, 1, 3])
     # The key-padding bias rides in the matmul as one more dimension: q gets a column of ones, k its position's

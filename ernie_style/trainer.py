@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 
-from ernie_style import checkpoint as ckpt, preflight
+from ernie_style import checkpoint as ckpt, cpu_runtime, preflight
 from ernie_style.interrupt import Interrupts
 from ernie_style.config import ConfigError, PretrainConfig, count_vocab
 from ernie_style.metrics import TextLog, TrainLogger, VisualDL
@@ -212,6 +212,9 @@ class Trainer:
         self.gbs = cfg.global_batch_size(info.world_size)
         self.text(f"trainer: {info.world_size} rank(s) on {info.device}, micro batch {t.micro_batch_size}, "
                   f"accumulation {self.acc}, global batch {self.gbs}, max_steps {t.max_steps}")
+        if info.runtime:
+            self.text(f"trainer: {info.device} process settings: {', '.join(info.runtime)} "
+                      f"(ernie_style/cpu_runtime.py; {cpu_runtime.ENV_VAR}=0 leaves the defaults)")
 
         # Same init on every rank (data parallel also broadcasts rank 0's parameters).
         paddle.seed(t.seed)
