@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple, Type
 
 EXIT_USER_ERROR = 2
 
@@ -83,6 +83,26 @@ def fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_text(path: str, error: Type[Exception], *, cannot_read: str, not_utf8: str,
+              not_found: Optional[str] = None, encoding: str = "utf-8") -> Tuple[bytes, str]:
+    """``(raw bytes, decoded text)`` of the file ``path``.  A failure raises ``error("{path}: <message>")`` with the
+    caller's message: ``not_found`` for a missing file (when given, else ``cannot_read``), ``cannot_read``
+    formatted with ``strerror``, ``not_utf8`` formatted with ``reason`` and ``start`` (the first bad byte)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError as e:
+        message = not_found or cannot_read.format(strerror=e.strerror)
+        raise error(f"{path}: {message}") from None
+    except OSError as e:
+        raise error(f"{path}: {cannot_read.format(strerror=e.strerror)}") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: {not_utf8.format(reason=e.reason, start=e.start)}") from None
+    return raw, text
 
 
 def read_json_dict(path: str) -> Optional[dict]:

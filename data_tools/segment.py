@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from data_tools import _text_core
+from data_tools.io_utils import read_text
 
 SEGMENTERS = ("jieba", "rjieba", "none")
 
@@ -70,15 +71,8 @@ def _chunked_starts(words, text: str, limit: int = CHUNK_CHARS) -> np.ndarray:
 def _read_user_dict(path):
     """[(word, freq or None, tag or None)] from a jieba user dict (``word [freq] [tag]`` per line)."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise SegmenterError(f"{path}: cannot read user dict ({e.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SegmenterError(f"{path}: user dict is not UTF-8 (byte {e.start})") from None
+    raw, text = read_text(path, SegmenterError, cannot_read="cannot read user dict ({strerror})",
+                          not_utf8="user dict is not UTF-8 (byte {start})", encoding="utf-8-sig")
     entries = []
     for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()

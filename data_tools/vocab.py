@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import List, Sequence
 
-from data_tools.io_utils import UserError
+from data_tools.io_utils import UserError, read_text
 
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN)
@@ -30,17 +30,9 @@ class VocabError(UserError, ValueError):
 def read_vocab(path, required: Sequence[str] = SPECIAL_TOKENS) -> List[str]:
     """Tokens of ``path`` in id order.  Raises VocabError naming the file (and line) and the reason."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise VocabError(f"{path}: vocab file not found") from None
-    except OSError as e:
-        raise VocabError(f"{path}: cannot read vocab ({e.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise VocabError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    _, text = read_text(path, VocabError, not_found="vocab file not found",
+                        cannot_read="cannot read vocab ({strerror})",
+                        not_utf8="not UTF-8 text ({reason} at byte {start})")
     lines = text.split("\n")
     while lines and lines[-1] == "":
         lines.pop()  # the final newline, and blank lines at the end
