@@ -121,17 +121,37 @@ def check_adamw(optim) -> None:
 
 
 @dataclass
-class OptimConfig:
-    max_lr: float = 1e-4
-    min_lr: float = 1e-5
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0  # of decay_steps; used when warmup_steps is 0
-    decay_steps: int = 100000
+class AdamWConfig:
+    """The AdamW keys that end both ``optim`` sections (pretraining's :class:`OptimConfig`, fine-tuning's
+    ``FtOptimConfig``); :func:`check_adamw` checks them.
+
+    A section derives from ``(AdamWConfig, <its schedule keys>)``: a dataclass lists the fields of its last base
+    first, so the schedule keys come first and config.yaml keeps its key order."""
+
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # global norm; 0 = off
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
+
+
+def adamw_kwargs(optim: AdamWConfig) -> dict:
+    """The AdamW keys of ``optim`` by name (to build another ``optim`` section with the same AdamW)."""
+    return {f.name: getattr(optim, f.name) for f in dataclasses.fields(AdamWConfig)}
+
+
+@dataclass
+class _PretrainSchedule:
+    max_lr: float = 1e-4
+    min_lr: float = 1e-5
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # of decay_steps; used when warmup_steps is 0
+    decay_steps: int = 100000
+
+
+@dataclass
+class OptimConfig(AdamWConfig, _PretrainSchedule):
+    """``optim`` of pretraining: linear warmup to max_lr, linear decay to min_lr at decay_steps, and AdamW."""
 
     def __post_init__(self):
         _check(0 <= self.min_lr <= self.max_lr, "optim.min_lr", self.min_lr, f"a number in [0, max_lr={self.max_lr}]")

@@ -26,8 +26,9 @@ from typing import List, Optional
 
 import yaml
 
-from ernie_style.config import (AmpConfig, ConfigError, check_adamw, DistConfig, OptimConfig, PretrainConfig, TrainConfig,
-                                _build, _check, _unknown_key, apply_override, check_run_keys, read_yaml)
+from ernie_style.config import (AdamWConfig, AmpConfig, ConfigError, check_adamw, DistConfig, OptimConfig,
+                                PretrainConfig, TrainConfig, _build, _check, _unknown_key, adamw_kwargs, apply_override,
+                                check_run_keys, read_yaml)
 from ernie_style.tasks import finetune_task_names
 
 SECTIONS = ("task", "model", "data", "train", "optim", "amp", "dist")
@@ -143,14 +144,14 @@ class FtTrainConfig:
 
 
 @dataclass
-class FtOptimConfig:
+class _FtSchedule:
     max_lr: float = 5e-5
     warmup_ratio: float = 0.1  # of the total steps; then linear decay to 0
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0  # global norm; 0 = off
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
+
+
+@dataclass
+class FtOptimConfig(AdamWConfig, _FtSchedule):
+    """``optim`` of fine-tuning: warmup then linear decay from max_lr to 0, and AdamW."""
 
     def __post_init__(self):
         check_adamw(self)
@@ -197,10 +198,8 @@ class FinetuneConfig:
             max_steps=max_steps, logging_steps=t.logging_steps, eval_steps=eval_every, eval_iters=0,
             save_steps=t.save_steps or eval_every, keep_checkpoints=t.keep_checkpoints, seed=t.seed,
             resume=t.resume, overwrite_output=t.overwrite_output, recompute=t.recompute, device=t.device)
-        optim = OptimConfig(
-            max_lr=o.max_lr, min_lr=0.0, warmup_steps=int(round(o.warmup_ratio * max_steps)), decay_steps=max_steps,
-            weight_decay=o.weight_decay, grad_clip=o.grad_clip, adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2,
-            adam_epsilon=o.adam_epsilon)
+        optim = OptimConfig(max_lr=o.max_lr, min_lr=0.0, warmup_steps=int(round(o.warmup_ratio * max_steps)),
+                            decay_steps=max_steps, **adamw_kwargs(o))
         return TrainerConfig(model=model_config, data=self.data, train=train, optim=optim, amp=self.amp,
                              dist=self.dist, source=self)
 
