@@ -101,18 +101,13 @@ def _check_resume(run, task, preflight) -> None:
 def main(argv: Optional[List[str]] = None, step_callbacks=()) -> int:
     """``step_callbacks``: called with the trainer after every training step (see ``Trainer``)."""
     args = _parse(argv)
-    from data_tools.io_utils import run_cli
-
-    return run_cli(lambda: _run(args, step_callbacks), io_errors=False)
-
-
-def _run(args, step_callbacks) -> int:
+    from ernie_style.cli import run_training
     from ernie_style.finetune_config import load_finetune_config
 
-    cfg = load_finetune_config(args.config, args.overrides)
-    if args.print_output_dir:
-        print(os.path.abspath(cfg.train.output_dir))
-        return 0
+    return run_training(args, load_finetune_config, lambda cfg: _run(args, cfg, step_callbacks))
+
+
+def _run(args, cfg, step_callbacks) -> int:
     from ernie_style.distributed import die_with_launcher, init_distributed, launch_world_size
 
     task, run = prepare(cfg, launch_world_size(args.world_size, args.check))

@@ -8,9 +8,7 @@ and exit 2 (``data_tools.io_utils.run_cli``); a bug shows its traceback.  ``--ch
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import warnings
 from typing import Callable, List, Optional, Sequence
 
 StepCallback = Callable[["Trainer"], None]  # noqa: F821  (ernie_style.trainer.Trainer, imported late)
@@ -28,26 +26,16 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"  # not the source line Python adds, which says nothing to a user
-
-
 def main(argv: Optional[List[str]] = None, step_callbacks: Sequence[StepCallback] = ()) -> int:
     """``step_callbacks``: called with the trainer after every training step (see ``Trainer``)."""
     args = _parse(argv)
-    warnings.formatwarning = _one_line_warning
-    from data_tools.io_utils import run_cli
-
-    return run_cli(lambda: _run(args, step_callbacks), io_errors=False)
-
-
-def _run(args, step_callbacks) -> int:
+    from ernie_style.cli import run_training
     from ernie_style.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
-    if args.print_output_dir:
-        print(os.path.abspath(cfg.train.output_dir))
-        return 0
+    return run_training(args, load_config, lambda cfg: _run(args, cfg, step_callbacks))
+
+
+def _run(args, cfg, step_callbacks) -> int:
     from ernie_style.distributed import die_with_launcher, init_distributed, launch_world_size
     from ernie_style.trainer import Trainer, check_inputs
 
