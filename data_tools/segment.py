@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import re
@@ -102,7 +103,10 @@ class NoneSegmenter:
 
 
 class JiebaSegmenter:
-    """jieba's accurate mode with HMM (= ``jieba.lcut(text)``) on a private Tokenizer."""
+    """jieba's accurate mode with HMM (= ``jieba.lcut(text)``) on a private Tokenizer.
+
+    The dictionary is loaded on the first ``words()`` (~1 s): the object's facts (version, dictionary checksum)
+    come without it, so a process that only records them (preprocess's main process) never loads it."""
 
     name = "jieba"
 
@@ -110,20 +114,26 @@ class JiebaSegmenter:
         import jieba
 
         jieba.setLogLevel(logging.WARNING)  # no "Building prefix dict" chatter on stderr
-        raw, entries = _read_user_dict(user_dict) if user_dict is not None else (None, [])
+        raw, self._entries = _read_user_dict(user_dict) if user_dict is not None else (None, [])
         self.version = jieba.__version__
         self._tk = jieba.Tokenizer()
-        self._tk.initialize()
         h = hashlib.sha256()
         with self._tk.get_dict_file() as f:
             h.update(f.read())
         if raw is not None:
             h.update(b"\0user\0" + raw)
-        for word, freq, tag in entries:
-            self._tk.add_word(word, freq, tag)
         self.dict_sha256 = h.hexdigest()
+        self._loaded = False
+
+    def _load(self):
+        self._tk.initialize()
+        for word, freq, tag in self._entries:
+            self._tk.add_word(word, freq, tag)
+        self._loaded = True
 
     def words(self, text: str) -> list[str]:
+        if not self._loaded:
+            self._load()
         return self._tk.lcut(text, HMM=True)
 
     def word_starts(self, text: str) -> np.ndarray:
@@ -131,26 +141,33 @@ class JiebaSegmenter:
 
 
 class RJiebaSegmenter:
-    """rjieba (jieba-rs): jieba's dictionary and HMM, in Rust."""
+    """rjieba (jieba-rs): jieba's dictionary and HMM, in Rust.  Loaded on the first ``words()``, as jieba."""
 
     name = "rjieba"
 
     def __init__(self, user_dict=None):
-        try:
-            import rjieba
-        except ImportError:
-            raise SegmenterError("segmenter 'rjieba' needs the rjieba package (pip install rjieba)") from None
+        if importlib.util.find_spec("rjieba") is None:
+            raise SegmenterError("segmenter 'rjieba' needs the rjieba package (pip install rjieba)")
         self.version = importlib.metadata.version("rjieba")
-        self._jb = rjieba.Jieba()
         h = hashlib.sha256(f"rjieba {self.version} builtin jieba dictionary".encode())
+        self._entries = []
         if user_dict is not None:
-            raw, entries = _read_user_dict(user_dict)
+            raw, self._entries = _read_user_dict(user_dict)
             h.update(b"\0user\0" + raw)
-            for word, freq, tag in entries:
-                self._jb.add_word(word, freq, tag)
         self.dict_sha256 = h.hexdigest()
+        self._jb = None
+
+    def _load(self):
+        import rjieba
+
+        jb = rjieba.Jieba()
+        for word, freq, tag in self._entries:
+            jb.add_word(word, freq, tag)
+        self._jb = jb
 
     def words(self, text: str) -> list[str]:
+        if self._jb is None:
+            self._load()
         return self._jb.cut(text)
 
     def word_starts(self, text: str) -> np.ndarray:

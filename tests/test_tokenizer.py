@@ -262,3 +262,27 @@ def test_encoder_invariants_on_fuzz(vocab):
             assert not doc.wwm[cont].any()
             assert doc.sentence_lengths.sum() == doc.ids.size and (doc.sentence_lengths > 0).all()
             assert doc.sentence_lengths.max(initial=0) <= 7 and doc.n_chars == len(text)
+
+
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("flavor", ["transformers", "paddlenlp"])
+def test_character_tables_skip_only_characters_that_map_to_themselves(lower, flavor):
+    """The tables' fast filter (``_may_map``) against the full mapping of every character it lets through."""
+    import unicodedata
+
+    from data_tools.tokenizer import _map_char, _tables
+
+    _, map_cps, map_texts = _tables(lower, flavor)
+    got = dict(zip(map_cps, map_texts))
+    # Every code point outside the four large unified-ideograph blocks the tables skip (they neither case nor
+    # decompose; checked here too) and not removed or a space.
+    expected = {}
+    for c in range(0x110000):
+        ch = chr(c)
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zs") or ch.isspace():
+            continue
+        m = _map_char(ch, lower, flavor)
+        if m != ch:
+            expected[c] = m
+    expected.pop(0xFFFD, None)  # removed by the tokenizer, never mapped
+    assert got == expected

@@ -40,9 +40,10 @@ Parallelism
     split it to spread it), and it is also the resume unit.
 
 Determinism and resume
-    Shards are committed under ``PREFIX.shards/`` with a ``manifest.json`` that records each shard's input
-    ranges, where the input stands after it, its counts and checksums, and a fingerprint of everything that
-    determines the output (``Resolved.fingerprint``: inputs, vocab, tokenizer and segmenter settings).
+    Shards are committed under ``PREFIX.shards/``: ``manifest.json`` holds a fingerprint of everything that
+    determines the output (``Resolved.fingerprint``: inputs, vocab, tokenizer and segmenter settings), and
+    ``committed.jsonl`` gets one line per committed shard (its input ranges, where the input stands after it,
+    its counts and checksums).
     Rerunning the same command after a crash or ``kill -9`` continues after the last committed shard; a rerun
     with different settings is refused.  At the end the shards are concatenated (streaming, atomically) into
     ``PREFIX.*`` and the shard directory removed, so the output is byte-identical for any worker count and

@@ -1,6 +1,7 @@
 """The run: lock the prefix, resolve the settings, plan the shards, let the workers do them, commit each in input
 order, concatenate, publish with the meta.  The main process only coordinates: it reads no input text and
-encodes nothing (it writes the manifest, concatenates the shards and counts ``[UNK]`` at the end)."""
+encodes nothing, and does not load the tokenizer's tables or the segmenter's dictionary, which the workers build
+for themselves (it writes the shard journal, concatenates the shards and counts ``[UNK]`` at the end)."""
 from __future__ import annotations
 
 import glob
@@ -18,7 +19,7 @@ from data_tools.io_utils import UserError, check_output_prefix, describe_os_erro
 
 from .report import RunFacts, build_meta
 from .settings import Settings, resolve
-from .shards import ShardStore, shard_size
+from .shards import JOURNAL, MANIFEST, ShardStore, shard_size
 from .worker import Executor
 
 
@@ -134,9 +135,9 @@ def _preprocess_locked(settings: Settings) -> dmeta.DatasetMeta:
 
 
 def cleanup_uncommitted(store: ShardStore) -> None:
-    """Remove shard files the manifest does not list (a worker's complete but uncommitted shard, temp files)."""
+    """Remove shard files the journal does not list (a worker's complete but uncommitted shard, temp files)."""
     listed = {os.path.basename(store.shard_prefix(i)) + ext for i in range(len(store.shards))
               for ext in (".bin", ".idx", ".wwm")}
     if os.path.isdir(store.dir):
         remove_quietly([os.path.join(store.dir, n) for n in os.listdir(store.dir)
-                        if n != "manifest.json" and n not in listed])
+                        if n not in (MANIFEST, JOURNAL) and n not in listed])

@@ -126,8 +126,9 @@ def load_segmenter(name: str, user_dict: Optional[str]):
 
 @dataclass(frozen=True)
 class Resolved:
-    """Validated ``Settings`` with what they resolve to.  Built once in the main process; forked workers
-    inherit it, so the tokenizer and segmenter are loaded once."""
+    """Validated ``Settings`` with what they resolve to.  Built once in the main process and inherited by the
+    forked workers.  The tokenizer's character tables and the segmenter's dictionary are built on first use, so
+    only the processes that encode (the workers) build them, and the main process stays a light coordinator."""
 
     settings: Settings
     inputs: List[dict]  # {"path": absolute, "bytes", "mtime_ns"} per input

@@ -2,9 +2,11 @@
 
 A shard is the unit of work of a worker and of resume: consecutive segments of the inputs of about
 ``shard_bytes`` input bytes (a plain file is cut at document starts, ``reading.document_boundary``; a ``.gz``
-file is always one whole segment).  ``manifest.json`` lists the committed shards in input order, each with its
-segments, where the input stands after it, its accounting, sizes and checksums; it is the only source of truth.
-The output is the shards concatenated, so where the shards end never changes it.
+file is always one whole segment).  ``manifest.json`` holds the run's format and fingerprint (written once);
+``committed.jsonl`` lists the committed shards in input order, one line each, appended and fsynced as each is
+committed (a cost per commit that does not grow with the run): its segments, where the input stands after it, its
+accounting, sizes and checksums.  The two are the only source of truth; a torn last line (a crash while appending)
+is an uncommitted shard.  The output is the shards concatenated, so where the shards end never changes it.
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ import shutil
 from dataclasses import asdict
 from typing import Dict, List, Optional, Tuple
 
-from data_tools.io_utils import UserError, sha256_file, write_json_atomic
+from data_tools.io_utils import UserError, atomic_write, sha256_file, write_json_atomic
 
 from . import reading
 from .messages import Accounting, Segment, ShardDone, ShardTask
 
-MANIFEST_FORMAT = "ernie_style.shards/2"
+MANIFEST_FORMAT = "ernie_style.shards/3"
+MANIFEST = "manifest.json"
+JOURNAL = "committed.jsonl"
 _MIN_AUTO_SHARD = 1 << 20
 _AUTO_SHARDS = 256  # inputs under shard_bytes * this are cut finer, so every worker gets work
 
@@ -65,11 +69,12 @@ def plan(paths: List[str], sizes: List[int], position: Position, shard_bytes: in
 
 
 class ShardStore:
-    """``PREFIX.shards/``: committed shard datasets plus ``manifest.json``."""
+    """``PREFIX.shards/``: committed shard datasets plus ``manifest.json`` and ``committed.jsonl``."""
 
     def __init__(self, prefix: str, fingerprint: dict, paths: List[str], sizes: List[int]):
         self.dir = prefix + ".shards"
-        self.manifest_path = os.path.join(self.dir, "manifest.json")
+        self.manifest_path = os.path.join(self.dir, MANIFEST)
+        self.journal_path = os.path.join(self.dir, JOURNAL)
         self.fingerprint = fingerprint
         self.paths = paths  # as given (locations in meta.json name them so)
         self.sizes = sizes
@@ -79,16 +84,17 @@ class ShardStore:
         return os.path.join(self.dir, f"shard_{i:05d}")
 
     def open(self) -> bool:
-        """Load a previous run's manifest; True when resuming.  Refuses a different fingerprint."""
+        """Load a previous run's manifest and journal; True when resuming.  Refuses a different fingerprint."""
         if not os.path.exists(self.manifest_path):
             if os.path.isdir(self.dir):
                 shutil.rmtree(self.dir)  # nothing was committed: start clean
             os.makedirs(self.dir)
-            self._write()
+            write_json_atomic(self.manifest_path, {"format": MANIFEST_FORMAT, "fingerprint": self.fingerprint})
             return False
         try:
             with open(self.manifest_path, encoding="utf-8") as f:
                 manifest = json.load(f)
+            listed = self._read_journal()
         except (OSError, ValueError) as e:
             raise UserError(f"{self.manifest_path}: unreadable ({e}); delete {self.dir} to start over") from None
         old = manifest.get("fingerprint", {})
@@ -99,18 +105,36 @@ class ShardStore:
                 f"rerun with the original arguments to resume, or delete {self.dir} to start over"
             )
         keep = []
-        for i, shard in enumerate(manifest.get("shards", [])):
+        for i, shard in enumerate(listed):
             if not self._intact(i, shard):
                 break  # damaged: redo from here
             keep.append(shard)
         self.shards = keep
-        listed = {os.path.basename(self.shard_prefix(i)) + ext for i in range(len(keep)) for ext in (".bin", ".idx", ".wwm")}
+        names = {os.path.basename(self.shard_prefix(i)) + ext for i in range(len(keep)) for ext in (".bin", ".idx", ".wwm")}
         for name in os.listdir(self.dir):
-            if name != "manifest.json" and name not in listed:
+            if name not in (MANIFEST, JOURNAL) and name not in names:
                 os.remove(os.path.join(self.dir, name))  # leftovers of an uncommitted shard
-        if len(keep) != len(manifest.get("shards", [])):
-            self._write()
+        self._rewrite_journal()  # drops a torn last line and the entries of damaged shards
         return True
+
+    def _read_journal(self) -> List[dict]:
+        """The committed shards; stops at a torn or unparsable line (the append a crash cut short)."""
+        if not os.path.exists(self.journal_path):
+            return []
+        shards = []
+        with open(self.journal_path, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    shards.append(json.loads(line))
+                except ValueError:
+                    break
+        return shards
+
+    def _rewrite_journal(self) -> None:
+        lines = "".join(json.dumps(shard) + "\n" for shard in self.shards)
+        atomic_write(self.journal_path, lambda f: f.write(lines.encode("utf-8")))
 
     def _intact(self, i: int, shard: dict) -> bool:
         for ext, digest in shard["sha256"].items():
@@ -120,10 +144,6 @@ class ShardStore:
             if sha256_file(path) != digest:
                 return False
         return True
-
-    def _write(self) -> None:
-        write_json_atomic(self.manifest_path, {
-            "format": MANIFEST_FORMAT, "fingerprint": self.fingerprint, "shards": self.shards})
 
     @property
     def position(self) -> Position:
@@ -159,7 +179,10 @@ class ShardStore:
             "bytes": done.bytes,
             "sha256": done.sha256,
         })
-        self._write()
+        with open(self.journal_path, "ab") as f:  # one line per commit, durable before the next shard is
+            f.write((json.dumps(self.shards[-1]) + "\n").encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
 
     def total(self) -> Accounting:
         acct = Accounting()
