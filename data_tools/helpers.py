@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -149,6 +150,9 @@ def build_samples_mapping(
     return (rows, stats) if return_stats else rows
 
 
+_BUILD_SIGNATURE = inspect.signature(build_samples_mapping)  # what get_samples_mapping forwards
+
+
 def build_blending_indices(weights: Sequence[float], num_samples: int) -> Tuple[np.ndarray, np.ndarray]:
     """Megatron's greedy interleave of ``len(weights)`` datasets over ``num_samples`` samples.
 
@@ -211,19 +215,14 @@ def get_samples_mapping(
     doc_range: Sequence[int],
     *,
     name: str,
-    num_epochs: Optional[int],
-    max_num_samples: Optional[int],
-    max_seq_len: int,
-    short_seq_prob: float,
-    seed: int,
-    min_num_sent: Optional[int] = None,
-    binary_head: bool = True,
     cache_dir: Optional[str] = None,
     return_stats: bool = False,
-    dtype="auto",
+    **mapping_args,
 ):
-    """``build_samples_mapping`` for documents ``doc_range = (start, end)`` (end exclusive) of a
-    dataset, cached as ``{cache_dir}/{basename}_{name}_{key}.npy`` (+ ``.json`` with the stats).
+    """``build_samples_mapping(..., **mapping_args)`` for documents ``doc_range = (start, end)`` (end exclusive)
+    of a dataset, cached as ``{cache_dir}/{basename}_{name}_{key}.npy`` (+ ``.json`` with the stats).
+    ``mapping_args`` are that function's keyword arguments: ``num_epochs``, ``max_num_samples``, ``max_seq_len``,
+    ``short_seq_prob``, ``seed`` and optionally ``min_num_sent``, ``binary_head``, ``dtype``.
 
     ``cache_dir`` defaults to the directory of the data prefix.  The key is a sha256 over the
     ``.idx`` content (see ``idx_content_hash``), the document range and every parameter, so a
@@ -235,6 +234,12 @@ def get_samples_mapping(
     """
     from .indexed_dataset import MMapIndexedDataset
 
+    try:  # a missing or unknown argument is a TypeError up front, as in a direct call
+        bound = _BUILD_SIGNATURE.bind(None, None, **mapping_args)
+    except TypeError as e:
+        raise TypeError(f"get_samples_mapping() {e}") from None
+    bound.apply_defaults()
+    args = {k: v for k, v in bound.arguments.items() if k not in ("doc_idx", "sizes", "return_stats")}
     ds = indexed_dataset_or_prefix
     if isinstance(ds, (str, os.PathLike)):
         ds = MMapIndexedDataset(os.fspath(ds))
@@ -246,26 +251,19 @@ def get_samples_mapping(
         raise ValueError(f"doc_range={doc_range!r}: expected 0 <= start <= end <= {ds.n_docs} (documents in {ds.prefix})")
     if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"name={name!r}: expected a non-empty file-name-safe label such as 'train'")
-    if min_num_sent is None:  # the same key whether the default is spelled out or not
-        min_num_sent = 2 if binary_head else 1
-    dtype = _resolve_dtype(dtype, len(ds.sizes))
+    if args["min_num_sent"] is None:  # the same key whether the default is spelled out or not
+        args["min_num_sent"] = 2 if args["binary_head"] else 1
+    args["dtype"] = _resolve_dtype(args["dtype"], len(ds.sizes))
 
     def plain(v):  # numpy scalars -> Python, for the JSON key (bad values are reported by the build)
         return v.item() if isinstance(v, np.generic) else v
 
-    params = dict(
-        algorithm=ALGORITHM_VERSION, doc_range=[start, end], num_epochs=plain(num_epochs),
-        max_num_samples=plain(max_num_samples), max_seq_len=plain(max_seq_len), short_seq_prob=plain(short_seq_prob),
-        seed=plain(seed), min_num_sent=plain(min_num_sent), binary_head=bool(binary_head),
-        dtype=_dtype_name(dtype),
-    )
+    # In build_samples_mapping's argument order (the .json beside the cache lists them so).
+    params = dict(algorithm=ALGORITHM_VERSION, doc_range=[start, end], **{k: plain(v) for k, v in args.items()})
+    params.update(binary_head=bool(args["binary_head"]), dtype=_dtype_name(args["dtype"]))
 
     def build():
-        return build_samples_mapping(
-            ds.doc_idx[start:end + 1], ds.sizes, num_epochs=num_epochs, max_num_samples=max_num_samples,
-            max_seq_len=max_seq_len, short_seq_prob=short_seq_prob, seed=seed, min_num_sent=min_num_sent,
-            binary_head=binary_head, return_stats=True, dtype=dtype,
-        )
+        return build_samples_mapping(ds.doc_idx[start:end + 1], ds.sizes, return_stats=True, **args)
 
     params["idx_sha256"] = idx_content_hash(ds.prefix)
     key = hashlib.sha256(json.dumps(params, sort_keys=True, default=repr).encode()).hexdigest()
