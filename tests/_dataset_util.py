@@ -2,17 +2,7 @@
 
 import numpy as np
 
-from data_tools.indexed_dataset import MMapIndexedDatasetBuilder
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def write_vocab(path: str, n_plain: int = 300) -> str:
-    """BERT-style vocab: the five specials first, then ``n_plain`` CJK characters."""
-    with open(path, "w", encoding="utf-8") as f:
-        for tok in SPECIALS + [chr(0x4E00 + k) for k in range(n_plain)]:
-            f.write(tok + "\n")
-    return path
+from _trainer_util import SPECIALS, write_corpus, write_vocab  # noqa: F401 (the dataset tests use du.write_vocab)
 
 
 def synthetic_prefix(path_prefix: str, *, n_docs: int = 200, vocab_size: int = 305, seed: int = 0,
@@ -25,32 +15,24 @@ def synthetic_prefix(path_prefix: str, *, n_docs: int = 200, vocab_size: int = 3
     ``sentences_per_doc > 0`` gives every document exactly that many sentences instead.
     """
     rng = np.random.default_rng(seed)
-    builder = MMapIndexedDatasetBuilder(path_prefix, np.uint16, with_wwm=True)
-    for d in range(n_docs):
+
+    def n_sentences(d):
         if sentences_per_doc:
-            n_sent = sentences_per_doc
-        else:
-            n_sent = 1 if d % single_sentence_every == 0 else int(rng.integers(2, 9))
-        ids, flags, lengths = [], [], []
-        for _ in range(n_sent):
-            n_words = int(rng.integers(3, 30))
-            word_lens = rng.integers(1, 5, size=n_words)
-            sent_len = int(word_lens.sum())
-            tok = rng.integers(len(SPECIALS), vocab_size, size=sent_len)
-            if unk_rate:
-                tok[rng.random(sent_len) < unk_rate] = 1
-            f = np.zeros(sent_len, np.uint8)
-            f[np.cumsum(word_lens) - word_lens] = 1
-            ids.append(tok)
-            flags.append(f)
-            lengths.append(sent_len)
-        builder.add_document(np.concatenate(ids), lengths, np.concatenate(flags))
-    builder.finalize()
-    return path_prefix
+            return sentences_per_doc
+        return 1 if d % single_sentence_every == 0 else int(rng.integers(2, 9))
+
+    def tokens(n):
+        tok = rng.integers(len(SPECIALS), vocab_size, size=n)
+        if unk_rate:
+            tok[rng.random(n) < unk_rate] = 1
+        return tok
+
+    return write_corpus(path_prefix, rng, n_docs, n_sentences, tokens, words=(3, 30), word_len=(1, 5))
 
 
 def simulate_truncation(la: int, lb: int, target: int):
-    """Megatron's truncate_segments, literally: trim the longer (B on ties) one token at a time."""
+    """Megatron's truncate_segments (and fine-tuning's longest-first rule), literally: trim the longer (B on ties)
+    one token at a time."""
     while la + lb > target:
         if la > lb:
             la -= 1

@@ -1,42 +1,61 @@
-"""Tiny data and configs for the trainer tests (own synthetic corpus: no dependency on other fixtures)."""
+"""Tiny data and configs for the trainer tests; the synthetic-corpus writer the dataset tests share (this file
+imports only the repository's packages: benchmarks/check_invariant.py loads it by path)."""
 import os
 import subprocess
 import sys
+from typing import Callable, Tuple
 
 import numpy as np
 
 from data_tools.indexed_dataset import MMapIndexedDatasetBuilder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 N_PLAIN = 120
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_vocab(path: str, n_plain: int) -> str:
+    """BERT-style vocab: the five specials first, then ``n_plain`` CJK characters."""
+    with open(path, "w", encoding="utf-8") as f:
+        for tok in SPECIALS + [chr(0x4E00 + k) for k in range(n_plain)]:
+            f.write(tok + "\n")
+    return path
+
+
+def write_corpus(path_prefix: str, rng, n_docs: int, n_sentences: Callable[[int], int],
+                 tokens: Callable[[int], np.ndarray], *, words: Tuple[int, int], word_len: Tuple[int, int]) -> str:
+    """A corpus with word-start flags: document ``d`` has ``n_sentences(d)`` sentences, each of
+    ``rng.integers(*words)`` words of ``rng.integers(*word_len)`` tokens whose ids are ``tokens(n)`` (the token
+    pattern).  The callables may draw from ``rng`` too: the draws interleave, so the corpus is fixed by the seed."""
+    builder = MMapIndexedDatasetBuilder(path_prefix, np.uint16, with_wwm=True)
+    for d in range(n_docs):
+        ids, flags, lengths = [], [], []
+        for _ in range(n_sentences(d)):
+            word_lens = rng.integers(*word_len, size=int(rng.integers(*words)))
+            n = int(word_lens.sum())
+            f = np.zeros(n, np.uint8)
+            f[np.cumsum(word_lens) - word_lens] = 1
+            ids.append(tokens(n))
+            flags.append(f)
+            lengths.append(n)
+        builder.add_document(np.concatenate(ids), lengths, np.concatenate(flags))
+    builder.finalize()
+    return path_prefix
 
 
 def make_data(root: str, n_docs: int = 120, seed: int = 0):
     """(prefix, vocab): documents of 2-6 sentences of random 1-3 token words over a 125-entry vocab."""
     os.makedirs(root, exist_ok=True)
-    vocab = os.path.join(root, "vocab.txt")
-    with open(vocab, "w", encoding="utf-8") as f:
-        for tok in SPECIALS + [chr(0x4E00 + k) for k in range(N_PLAIN)]:
-            f.write(tok + "\n")
-    prefix = os.path.join(root, "tiny")
+    vocab = write_vocab(os.path.join(root, "vocab.txt"), N_PLAIN)
     rng = np.random.default_rng(seed)
-    builder = MMapIndexedDatasetBuilder(prefix, np.uint16, with_wwm=True)
-    for _ in range(n_docs):
-        ids, flags, lengths = [], [], []
-        for _ in range(int(rng.integers(2, 7))):
-            word_lens = rng.integers(1, 4, size=int(rng.integers(4, 12)))
-            n = int(word_lens.sum())
-            # A learnable pattern: each token mostly follows its predecessor (+1), so MLM loss can fall.
-            start = int(rng.integers(len(SPECIALS), len(SPECIALS) + N_PLAIN))
-            tok = (start - len(SPECIALS) + np.arange(n)) % N_PLAIN + len(SPECIALS)
-            f = np.zeros(n, np.uint8)
-            f[np.cumsum(word_lens) - word_lens] = 1
-            ids.append(tok)
-            flags.append(f)
-            lengths.append(n)
-        builder.add_document(np.concatenate(ids), lengths, np.concatenate(flags))
-    builder.finalize()
+
+    def tokens(n):
+        # A learnable pattern: each token mostly follows its predecessor (+1), so MLM loss can fall.
+        start = int(rng.integers(len(SPECIALS), len(SPECIALS) + N_PLAIN))
+        return (start - len(SPECIALS) + np.arange(n)) % N_PLAIN + len(SPECIALS)
+
+    prefix = write_corpus(os.path.join(root, "tiny"), rng, n_docs, lambda d: int(rng.integers(2, 7)), tokens,
+                          words=(4, 12), word_len=(1, 4))
     return prefix, vocab
 
 

@@ -22,7 +22,7 @@ CLS, SEP, MASK, PAD, UNK = 2, 3, 4, 0, 1  # ids in du.write_vocab
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     d = tmp_path_factory.mktemp("synth")
-    vocab = du.write_vocab(str(d / "vocab.txt"))
+    vocab = du.write_vocab(str(d / "vocab.txt"), 300)
     prefix = du.synthetic_prefix(str(d / "synth"), n_docs=300, unk_rate=0.01)
     return prefix, vocab
 
@@ -630,7 +630,7 @@ def test_collator_flattening_vs_numpy_reference(synth):
 
 
 def test_vocab_mismatch_is_a_clear_error(sample_data, tmp_path):
-    other = du.write_vocab(str(tmp_path / "other_vocab.txt"))
+    other = du.write_vocab(str(tmp_path / "other_vocab.txt"), 300)
     with pytest.raises(ValueError, match=r"meta\.json.*token ids would be misread"):
         _ds(sample_data.prefix, other, num_samples=10)
     with pytest.raises(ValueError, match="split='dev'"):

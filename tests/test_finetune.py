@@ -11,6 +11,7 @@ import paddle
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+import _dataset_util as du
 import _finetune_util as F
 import _trainer_util as T
 from ernie_style import finetune, run_pretrain
@@ -125,18 +126,10 @@ def test_pair_encoding_token_types_and_longest_first_truncation(seq_data):
 def test_longest_first_matches_the_one_token_at_a_time_rule():
     from ernie_style.downstream.cls_data import truncate_longest_first
 
-    def loop(a, b, budget):
-        while a + b > budget:
-            if a > b:
-                a -= 1
-            else:
-                b -= 1
-        return a, b
-
     for a in range(12):
         for b in range(12):
             for budget in range(15):
-                assert truncate_longest_first(a, b, budget) == loop(a, b, budget)
+                assert truncate_longest_first(a, b, budget) == du.simulate_truncation(a, b, budget)
 
 
 # ------------------------------------------------------------------------------------------------ readers
