@@ -59,3 +59,15 @@ def test_table_defaults_are_the_code_defaults():
         if isinstance(actual, float) and isinstance(stated, str):
             stated = float(stated)  # YAML 1.1 reads "1e-4" as a string
         assert stated == actual, f"README says {key} defaults to {cell!r}; the code has {actual!r}"
+
+
+def test_layout_table_names_every_ernie_style_module():
+    """The README's layout row for ernie_style/ names every module and package in it (so it follows the tree)."""
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    layout = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in layout.splitlines() if line.startswith("| `ernie_style/` |"))
+    root = os.path.join(REPO, "ernie_style")
+    names = [n for n in os.listdir(root) if n.endswith(".py") and n != "__init__.py"]
+    names += [n + "/" for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "__init__.py"))]
+    missing = sorted(n for n in names if f"`{n}`" not in row)
+    assert not missing, f"README layout row for ernie_style/ does not name: {', '.join(missing)}"
