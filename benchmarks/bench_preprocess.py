@@ -19,9 +19,11 @@ with the tiny corpus's figures subtracted) and the 2- vs 1-worker throughput.
 ``--vs-paddlenlp``: PaddleNLP's ``create_pretraining_data.py`` (v2.4, ernie-1.0: ``--split_sentences --chinese
 --cn_whole_word_segment --cn_seg_func jieba --data_impl mmap --workers 2``) against our rjieba and jieba paths with
 2 workers, on the same ``.jsonl`` (the corpus's documents, one sentence per line inside ``text``, as that script's
-``trans_to_json.py`` step leaves them), interleaved, medians.  That script is not part of the paddlenlp wheel and
-nothing can be downloaded here, so ``_PADDLENLP_V24`` below is a RE-STATEMENT of it: its converter and main loop
-with PaddleNLP's own ``BertTokenizer`` (our vocab.txt in place of ``from_pretrained``) and ``MMapIndexedDatasetBuilder``.
+``trans_to_json.py`` step leaves them), interleaved, medians.  That script is not part of the paddlenlp wheel: give
+its path in a PaddleNLP checkout with ``--paddlenlp-script model_zoo/ernie-1.0/preprocess/create_pretraining_data.py``
+to run PaddleNLP's own code (as ernie-1.0 does: ``ErnieTokenizer``, here from a local directory holding our vocab).
+Without it, ``_PADDLENLP_V24`` below is used, a RE-STATEMENT of that script: its converter and main loop with
+PaddleNLP's own ``BertTokenizer`` (our vocab.txt in place of ``from_pretrained``) and ``MMapIndexedDatasetBuilder``.
 """
 from __future__ import annotations
 
