@@ -237,17 +237,24 @@ def make_jsonl(corpus: str, path: str, limit_mb: float) -> None:
                 break
 
 
-def run_paddlenlp_v24(path, vocab, prefix, workers):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def timed_reference(cmd, env, cwd, what):
+    """Run a reference converter that prints a JSON line of its CPU split last; adds the wall ``seconds``."""
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _PADDLENLP_V24, path, vocab, prefix, str(workers)],
-                       capture_output=True, text=True, env=env, cwd=REPO)
+    try:  # a Pool whose initializer fails respawns its workers forever: bound the wait
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=3600)
+    except subprocess.TimeoutExpired as e:
+        raise SystemExit(f"{what} did not finish within an hour: {(e.stderr or b'')[-2000:]!r}") from None
     seconds = time.perf_counter() - t0
     if r.returncode:
-        raise SystemExit(f"re-stated create_pretraining_data.py failed: {r.stderr.strip()[-2000:]}")
+        raise SystemExit(f"{what} failed: {r.stderr.strip()[-2000:]}")
     res = json.loads(r.stdout.strip().splitlines()[-1])
     res["seconds"] = seconds
     return res
+
+
+def run_paddlenlp_v24(path, vocab, prefix, workers):
+    return timed_reference([sys.executable, "-c", _PADDLENLP_V24, path, vocab, prefix, str(workers)],
+                           dict(os.environ, OMP_NUM_THREADS="1"), REPO, "re-stated create_pretraining_data.py")
 
 
 # Runs a PaddleNLP checkout's own create_pretraining_data.py (``--paddlenlp-script``) as its CLI would, then prints
@@ -294,18 +301,8 @@ def run_paddlenlp_script(script, path, vocab, prefix, workers, tmp):
     args = ["--model_name", tok_dir, "--tokenizer_name", "ErnieTokenizer", "--input_path", path,
             "--output_prefix", prefix, "--split_sentences", "--chinese", "--cn_whole_word_segment",
             "--cn_seg_func", "jieba", "--data_impl", "mmap", "--workers", str(workers), "--log_interval", "1000000"]
-    t0 = time.perf_counter()
-    try:  # a Pool whose initializer fails respawns its workers forever: bound the wait
-        r = subprocess.run([sys.executable, "-c", _PADDLENLP_SCRIPT_RUNNER, os.path.abspath(script), *args],
-                           capture_output=True, text=True, env=env, cwd=tmp, timeout=3600)
-    except subprocess.TimeoutExpired as e:
-        raise SystemExit(f"{script} did not finish within an hour: {(e.stderr or b'')[-2000:]!r}") from None
-    seconds = time.perf_counter() - t0
-    if r.returncode:
-        raise SystemExit(f"{script} failed: {r.stderr.strip()[-2000:]}")
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    res["seconds"] = seconds
-    return res
+    return timed_reference([sys.executable, "-c", _PADDLENLP_SCRIPT_RUNNER, os.path.abspath(script), *args], env,
+                           tmp, script)
 
 
 def compare_with_paddlenlp(corpus, vocab, tmp, runs, ref_mb, script=None):
