@@ -85,9 +85,10 @@ def _map_char(ch: str, lower: bool, flavor: str) -> str:
 
 def _may_map(ch: str, lower: bool) -> bool:
     """False only where ``_map_char(ch, lower, flavor) == ch`` for every flavor, decided cheaply: a character
-    without any decomposition (in the table, or by rule as Hangul syllables) is its own NFC and NFD, so only lowercasing (which changes it or not) and accent
-    stripping (which removes a nonspacing mark) are left.  Skipping the others makes the tables 3x faster to
-    build (tests/test_tokenizer.py checks the result against ``_map_char`` on every character)."""
+    without any decomposition (in the table, or by rule as Hangul syllables) is its own NFC and NFD, so only
+    lowercasing (which changes it or not) and accent stripping (which removes a nonspacing mark) are left.
+    Skipping the others makes the tables 3x faster to build (tests/test_tokenizer.py checks the result against
+    ``_map_char`` on every character)."""
     if unicodedata.decomposition(ch) or 0xAC00 <= ord(ch) <= 0xD7A3:  # Hangul syllables decompose by rule
         return True
     return lower and (ch.lower() != ch or unicodedata.category(ch) == "Mn")

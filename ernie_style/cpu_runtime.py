@@ -17,7 +17,6 @@ device is the CPU.  Neither changes a number the model computes; both only chang
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from typing import List
@@ -34,8 +33,7 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
     except (OSError, AttributeError):  # musl and others: no mallopt, nothing to tune
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int

@@ -68,6 +68,10 @@ def plan(paths: List[str], sizes: List[int], position: Position, shard_bytes: in
     return shards
 
 
+def _journal_line(shard: dict) -> bytes:
+    return (json.dumps(shard) + "\n").encode("utf-8")
+
+
 class ShardStore:
     """``PREFIX.shards/``: committed shard datasets plus ``manifest.json`` and ``committed.jsonl``."""
 
@@ -90,6 +94,7 @@ class ShardStore:
                 shutil.rmtree(self.dir)  # nothing was committed: start clean
             os.makedirs(self.dir)
             write_json_atomic(self.manifest_path, {"format": MANIFEST_FORMAT, "fingerprint": self.fingerprint})
+            self._rewrite_journal()  # empty, and durable: every commit then only appends
             return False
         try:
             with open(self.manifest_path, encoding="utf-8") as f:
@@ -133,8 +138,8 @@ class ShardStore:
         return shards
 
     def _rewrite_journal(self) -> None:
-        lines = "".join(json.dumps(shard) + "\n" for shard in self.shards)
-        atomic_write(self.journal_path, lambda f: f.write(lines.encode("utf-8")))
+        lines = b"".join(map(_journal_line, self.shards))
+        atomic_write(self.journal_path, lambda f: f.write(lines))
 
     def _intact(self, i: int, shard: dict) -> bool:
         for ext, digest in shard["sha256"].items():
@@ -180,7 +185,7 @@ class ShardStore:
             "sha256": done.sha256,
         })
         with open(self.journal_path, "ab") as f:  # one line per commit, durable before the next shard is
-            f.write((json.dumps(self.shards[-1]) + "\n").encode("utf-8"))
+            f.write(_journal_line(self.shards[-1]))
             f.flush()
             os.fsync(f.fileno())
 
