@@ -143,3 +143,12 @@ def dev_predictions_by_world(config, overrides, worlds=(1, 2, 3)):
         return full
 
     return task, model, [task.predictions("dev", rows_for(w)) for w in worlds]
+
+
+# Latin letters, digits and full-width forms, each alone and as a continuation piece, plus a few longer pieces, so
+# that the tokenizer merges runs of them ("２０２１" -> "２０" "##２" "##１", "iPhone" -> "iphone", "ＡＢＣ" -> "ａｂｃ"):
+# the NER tests' characters that share a token.
+_MERGING = list("abcdefghijklmnopqrstuvwxyz0123456789") + [chr(0xFF10 + k) for k in range(10)] + \
+    [chr(0xFF41 + k) for k in range(26)]
+MERGING_VOCAB = SPECIALS + TASK_CJK + ["年", "月"] + _MERGING + ["##" + c for c in _MERGING] + ["2021", "20", "##21", "iphone",
+                                                                                  "ａｂｃ", "２０"]

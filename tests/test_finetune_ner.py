@@ -1,5 +1,6 @@
-"""NER: CoNLL reader rules and errors, first-sub-token labels, window stitching on long mixed inputs,
-entity metrics against the seqeval package (BIO and BIOES).
+"""NER: CoNLL reader rules and errors, the sentence's text tokenized whole (tokens covering several characters,
+characters without a token, words per line), window stitching on long mixed inputs, entity metrics against the
+seqeval package (BIO and BIOES).
 
 Budget: ~5 s.
 """
@@ -145,14 +146,90 @@ def test_reader_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------------ encoding
 
-def test_first_subtoken_gets_the_label(tok):
-    sent = ner.Sentence(["unaffable", "中", " ", "runners"], ["B-ORG", "O", "O", "B-PER"], 1)
-    label2id = {"O": 0, "B-ORG": 1, "B-PER": 2}
-    (f,) = ner.encode_sentences([sent], ner.CharTokens(tok), label2id, 32, 15, tok.cls_id, tok.sep_id)
-    pieces = tok.convert_ids_to_tokens(f.input_ids)
-    assert pieces == ["[CLS]", "un", "##aff", "##able", "中", "run", "##ner", "##s", "[SEP]"]
-    assert f.labels.tolist() == [-100, 1, -100, -100, 0, 2, -100, -100, -100]
-    assert f.char_at.tolist() == [-1, 0, -1, -1, 1, 3, -1, -1, -1]  # the space has no token: no position
+@pytest.fixture(scope="module")
+def merging_tok(tmp_path_factory):
+    from _finetune_util import MERGING_VOCAB
+
+    path = tmp_path_factory.mktemp("ner_merge") / "vocab.txt"
+    path.write_text("\n".join(MERGING_VOCAB) + "\n", encoding="utf-8")
+    return BertTokenizer(str(path))
+
+
+def test_text_tokens_predict_the_characters_they_cover(merging_tok):
+    """The sentence's text is tokenized whole: a token covering several characters (full-width digits, a Latin
+    word written a character per line, full-width letters) predicts all of them and is trained on the first
+    one's tag; a space or control character has no token (O); a word on one line is predicted by its first
+    token, the others are ignored (-100)."""
+    tok = merging_tok
+    C = [chr(0x4E00 + k) for k in range(4)]
+    items = [C[0], "２", "０", "２", "１", "年", "i", "P", "h", "o", "n", "e", " ", "Ａ", "Ｂ", "Ｃ", C[1], "\x00",
+             C[2], "2021", C[3], "xyz"]
+    tags = ["B-PER", "B-DATE", "I-DATE", "I-DATE", "I-DATE", "I-DATE", "B-PRO", "I-PRO", "I-PRO", "I-PRO", "I-PRO",
+            "I-PRO", "O", "B-ORG", "I-ORG", "I-ORG", "O", "O", "O", "B-DATE", "O", "O"]
+    sent = ner.Sentence(items, tags, 1)
+    assert ner.sentence_text(sent) == "".join(items)
+    al = ner.Aligner(tok)(sent)
+    assert tok.convert_ids_to_tokens(al.ids) == [
+        C[0], "２０", "##２", "##１", "年", "iphone", "ａｂｃ", C[1], C[2], "2021", C[3], "x", "##y", "##z"]
+    assert al.groups() == [(0, [0]), (1, [1, 2]), (2, [3]), (3, [4]), (4, [5]), (5, [6, 7, 8, 9, 10, 11]),
+                           (6, [13, 14, 15]), (7, [16]), (8, [18]), (9, [19]), (10, [20]), (11, [21])]
+    assert al.item_token[[12, 17]].tolist() == [-1, -1]  # the space and the control character: no token
+    label2id = {t: i for i, t in enumerate(["O"] + sorted(set(tags) - {"O"}))}
+    (f,) = ner.encode_sentences([sent], [al], label2id, 32, 15, tok.cls_id, tok.sep_id)
+    want = ["B-PER", "B-DATE", "I-DATE", "I-DATE", "I-DATE", "B-PRO", "B-ORG", "O", "O", "B-DATE", "O", "O"]
+    assert f.labels.tolist() == [-100] + [label2id[t] for t in want] + [-100, -100, -100]  # ##y ##z: ignored
+    assert f.token_at.tolist() == [-1] + list(range(12)) + [-1, -1, -1]
+    # predicting the training labels gives back every gold tag, spaces and control characters "O"
+    (pred,) = ner.stitch([f], [np.where(f.labels >= 0, f.labels, 0)], [sent], [al], list(label2id))
+    assert pred == tags
+    counts = ner.alignment_counts([sent], [al])
+    assert counts == {"items": 22, "shared": 1 + 5 + 2, "no_token": 2, "across": 0}
+
+
+def test_a_line_holding_a_word_is_one_unit(merging_tok):
+    """Lines with several characters (words per line): each line is predicted by the first token overlapping
+    it; a token overlapping several lines spreads over them; tokens after the first in a line predict nothing."""
+    tok = merging_tok
+    sent = ner.Sentence(["iPh", "one", "年", "２０２１", "年", "xyz"], ["B-PRO", "I-PRO", "O", "B-DATE", "I-DATE", "O"], 1)
+    al = ner.Aligner(tok)(sent)
+    assert tok.convert_ids_to_tokens(al.ids) == ["iphone", "年", "２０", "##２", "##１", "年", "x", "##y", "##z"]
+    assert al.groups() == [(0, [0, 1]), (1, [2]), (2, [3]), (5, [4]), (6, [5])]
+    (f,) = ner.encode_sentences([sent], [al], {"O": 0, "B-PRO": 1, "I-PRO": 2, "B-DATE": 3, "I-DATE": 4}, 32, 15,
+                                tok.cls_id, tok.sep_id)
+    assert f.labels.tolist() == [-100, 1, 0, 3, -100, -100, 4, 0, -100, -100, -100]
+    (pred,) = ner.stitch([f], [np.where(f.labels >= 0, f.labels, 0)], [sent], [al],
+                         ["O", "B-PRO", "I-PRO", "B-DATE", "I-DATE"])
+    assert pred == sent.tags
+
+
+@pytest.mark.parametrize("scheme", ["bio", "bioes"])
+def test_token_tag_and_expand_tag_are_inverse(scheme):
+    """For every tag sequence a token can hold without crossing an entity boundary (a piece of one entity, or
+    all O), the token's tag spread back over its characters gives the sequence; across a boundary it cannot."""
+    def entity(n, typ):
+        if scheme == "bio":
+            return [f"B-{typ}"] + [f"I-{typ}"] * (n - 1)
+        return [f"S-{typ}"] if n == 1 else [f"B-{typ}"] + [f"I-{typ}"] * (n - 2) + [f"E-{typ}"]
+
+    for n_ent in range(1, 6):
+        ent = entity(n_ent, "LOC")
+        for a in range(n_ent):
+            for b in range(a + 1, n_ent + 1):  # every piece ent[a:b] of the entity
+                piece = ent[a:b]
+                tag = ner.token_tag(piece)
+                assert ner.expand_tag(tag, len(piece)) == piece, (piece, tag)
+                assert tag[0] in ner.SCHEMES[scheme] and tag[2:] == "LOC"
+    for n in range(1, 4):
+        assert ner.token_tag(["O"] * n) == "O" and ner.expand_tag("O", n) == ["O"] * n
+    for crossing in (["O", "B-LOC"], entity(2, "LOC") + ["O"], [entity(1, "LOC")[0], entity(1, "PER")[0]]):
+        assert ner.expand_tag(ner.token_tag(crossing), len(crossing)) != crossing
+        assert ner.alignment_counts(*_one_token(crossing))["across"] == 1
+
+
+def _one_token(tags):
+    """([sentence], [alignment]) of one token covering every item (an alignment as the Aligner makes them)."""
+    sent = ner.Sentence(["x"] * len(tags), list(tags), 1)
+    return [sent], [ner.Alignment(np.array([9], np.int64), np.zeros(len(tags), np.int64))]
 
 
 def _max_context_window(pos, starts, body, n):
@@ -176,9 +253,12 @@ def test_window_stitching_gives_every_char_one_prediction(tok, max_seq_len, stri
         n = rng.randint(1, 70)
         chars = [rng.choice(MIXED) for _ in range(n)]
         sentences.append(ner.Sentence(chars, [rng.choice(tags) for _ in chars], 1))
+    chars = ["中", "a", "B", "2024", "7", "1", "2", " ", "\x00"] * 8  # "a" "B" -> "ab"
+    sentences.append(ner.Sentence(chars, [rng.choice(tags) for _ in chars], 1))
     label2id = {t: i for i, t in enumerate(tags)}
-    char_tokens = ner.CharTokens(tok)
-    feats = ner.encode_sentences(sentences, char_tokens, label2id, max_seq_len, stride, tok.cls_id, tok.sep_id)
+    aligner = ner.Aligner(tok)
+    alignments = [aligner(s) for s in sentences]
+    feats = ner.encode_sentences(sentences, alignments, label2id, max_seq_len, stride, tok.cls_id, tok.sep_id)
     body = max_seq_len - 2
     by_example = {}
     for f in feats:
@@ -187,29 +267,41 @@ def test_window_stitching_gives_every_char_one_prediction(tok, max_seq_len, stri
         by_example.setdefault(f.example, []).append(f)
     assert sorted(by_example) == list(range(len(sentences)))  # every sentence has windows, in order
     assert [f.example for f in feats] == sorted(f.example for f in feats)
+    for s, al in zip(sentences, alignments):  # the windows hold the tokens of the sentence's text
+        assert al.ids.tolist() == tok.encode("".join(s.chars)).tolist()
 
-    # 1) a model that predicts the gold tag at every labelled position -> the stitched tags are the gold tags
-    #    for every character with a token and "O" for characters without one
-    pred = ner.stitch(feats, [np.where(f.labels >= 0, f.labels, 0) for f in feats], sentences, tags)
+    # 1) a model that predicts the training label at every labelled position -> the stitched tags are the gold
+    #    tags, except "O" for characters without a token and the spread tag for tokens across an entity boundary
+    pred = ner.stitch(feats, [np.where(f.labels >= 0, f.labels, 0) for f in feats], sentences, alignments, tags)
     assert [len(p) for p in pred] == [len(s.chars) for s in sentences]
-    for s, p in zip(sentences, pred):
-        for c, t, q in zip(s.chars, s.tags, p):
-            assert q == (t if len(tok.encode(c)) else ner.NO_TOKEN_TAG), (c, t, q)
+    n_shared = 0
+    for s, al, p in zip(sentences, alignments, pred):
+        want = [ner.NO_TOKEN_TAG] * len(s.chars)
+        for _, items in al.groups():
+            gold = [s.tags[k] for k in items]
+            for k, t in zip(items, ner.expand_tag(ner.token_tag(gold), len(gold))):
+                want[k] = t
+            n_shared += len(items) - 1
+        assert p == want
+        for c, q in zip(s.chars, p):
+            if not tok.encode(c).size:
+                assert q == ner.NO_TOKEN_TAG
+    assert n_shared > 0  # some tokens cover several characters
 
-    # 2) a model that predicts the window index -> each character is predicted by its max-context window
-    id2label = [str(w) for w in range(200)]
+    # 2) a model that predicts the window index -> each token is predicted by its max-context window, and its
+    #    characters take that window's index
+    id2label = [f"B-{w}" for w in range(200)]
     win_pred, k = [], {}
     for f in feats:
         k[f.example] = k.get(f.example, -1) + 1
         win_pred.append(np.full(len(f.input_ids), k[f.example]))
-    chosen = ner.stitch(feats, win_pred, sentences, id2label)
-    for s, ch in zip(sentences, chosen):
-        n_pieces = [len(char_tokens(c)) for c in s.chars]
-        first = np.cumsum(n_pieces) - n_pieces
-        starts = window_starts(sum(n_pieces), body, stride)
+    chosen = ner.stitch(feats, win_pred, sentences, alignments, id2label)
+    for s, al, ch in zip(sentences, alignments, chosen):
+        n = len(al.ids)
+        starts = window_starts(n, body, stride)
         for c in range(len(s.chars)):
-            want = str(_max_context_window(first[c], starts, body, sum(n_pieces))) if n_pieces[c] else "O"
-            assert ch[c] == want
+            t = al.item_token[c]
+            assert ch[c] == ("O" if t < 0 else f"{ch[c][0]}-{_max_context_window(t, starts, body, n)}")
 
 
 # ------------------------------------------------------------------------------- the task, end to end
@@ -369,7 +461,8 @@ def test_ner_eval_independent_of_ranks_and_batching(tmp_path):
             logits = model(paddle.to_tensor(w.input_ids[None]))  # (1, T, C), no padding
         direct.append(logits.numpy()[0].argmax(-1))
     sentences = task.files["dev"].sentences
-    assert [p["prediction"] for p in by_world[0]] == ner.stitch(task.windows["dev"], direct, sentences, task.id2label)
+    assert [p["prediction"] for p in by_world[0]] == ner.stitch(task.windows["dev"], direct, sentences,
+                                                                task.alignments["dev"], task.id2label)
     assert len(task.windows["dev"]) > len(sentences)  # windows were stitched
 
 

@@ -23,14 +23,17 @@ Reading rules (also in docs/finetune.md, "NER and QA metrics"):
 - An empty split (no sentence left) is an error; so is a dev/test tag that the training file does not
   have (:func:`check_tags` names file and line), and an ``E-``/``S-`` tag under the BIO scheme.
 
-Encoding: each character is tokenized on its own with the project tokenizer (as
-``is_split_into_words`` tokenizers do).  Its tag goes on its first sub-token; further sub-tokens are
-ignored (label -100).  A character that yields no token (a space, a control character) gets the tag
-``O`` in the predictions.  Sentences longer than ``max_seq_len - 2`` sub-tokens are cut into
-overlapping windows whose starts are ``stride`` sub-tokens apart (the last window ends at the last
-sub-token); a character is predicted by the window in which its first sub-token has the most context
-(the larger of min(tokens before it, tokens after it) in the window; the earlier window on ties), the
-rule the SQuAD reference uses for its windows.
+Encoding: the sentence's text (its items joined, :func:`sentence_text`) is tokenized as a whole, as the
+exported tokenizer in a ``token-classification`` pipeline does, so the model is trained and evaluated on the
+tokens it will see there.  Token spans map tokens to items (:class:`Aligner`): an item is predicted by the
+first token overlapping it; a token overlapping several items (``２０``, ``iPhone`` a character per line)
+predicts all of them, B- on the first and I- on the rest (:func:`expand_tag`), and is trained on the first
+one's tag (:func:`token_tag`); further tokens inside one item (``unaffable`` on one line) are ignored (label
+-100).  An item that yields no token on its own (a space, a control character) is predicted ``O``.
+Sentences longer than ``max_seq_len - 2`` tokens are cut into overlapping windows whose starts are
+``stride`` tokens apart (the last window ends at the last token); a token is predicted by the window in which
+it has the most context (the larger of min(tokens before it, tokens after it) in the window; the earlier
+window on ties), the rule the SQuAD reference uses for its windows.
 """
 from __future__ import annotations
 
@@ -142,10 +145,11 @@ def detect_scheme(tags) -> str:
     return "bioes" if any(t[:2] in ("E-", "S-") for t in tags) else "bio"
 
 
-def label_list(train: ConllFile, scheme: str) -> list:
-    """The label set of the training file: "O" first, then by entity type and prefix order."""
+def label_list(train: ConllFile, scheme: str, token_tags=()) -> list:
+    """The label set of the training file's tags and the `token_tags` its tokens take (:func:`token_tag`: under
+    BIOES a token holding a whole entity is ``S-``): "O" first, then by entity type and prefix order."""
     assert train.tagged and scheme in SCHEMES
-    seen = {t for s in train.sentences for t in s.tags}
+    seen = {t for s in train.sentences for t in s.tags} | set(token_tags)
     check_scheme(train, scheme)
     seen.add("O")
     order = SCHEMES[scheme]
@@ -173,79 +177,175 @@ def check_tags(data: ConllFile, label2id: dict) -> None:
 
 # ----------------------------------------------------------------------------------------- encoding
 
+def sentence_text(sent: Sentence) -> str:
+    """The text a sentence stands for: its items joined without separators (a space is an item of its own)."""
+    return "".join(sent.chars)
+
+
+def expand_tag(tag: str, n: int) -> list:
+    """The tags of the n (>= 1) items one token predicts, from the token's tag: the token is one piece of an
+    entity, so ``B-X`` -> ``B-X I-X ...``; ``I-X`` -> ``I-X ...``; ``E-X`` -> ``... I-X E-X``;
+    ``S-X`` -> ``B-X I-X ... E-X``; ``O`` -> ``O ...``."""
+    assert n >= 1
+    if n == 1 or tag == "O":
+        return [tag] * n
+    prefix, typ = tag[0], tag[1:]  # typ keeps its "-"
+    first = "B" if prefix in "BS" else "I"
+    last = "E" if prefix in "ES" else "I"
+    return [first + typ] + ["I" + typ] * (n - 2) + [last + typ]
+
+
+def token_tag(tags) -> str:
+    """The training tag of a token from the gold tags of the items it predicts, in order: the first item's
+    tag, except that under BIOES a token that also holds the entity's last item (an ``E-``/``S-`` of the same
+    type last) ends it (``B``->``S``, ``I``->``E``).  ``expand_tag(token_tag(tags), len(tags)) == tags`` for
+    every sequence a token can carry without crossing an entity boundary; under BIO this is just the first tag."""
+    first = tags[0]
+    if len(tags) == 1 or first == "O":
+        return first
+    typ = first[1:]
+    ends = tags[-1][0] in "ES" and tags[-1][1:] == typ
+    if first[0] in "BS":
+        return ("S" if ends else "B") + typ
+    return ("E" if ends else "I") + typ
+
+
 @dataclass
-class NerFeature:
-    """One window of one sentence: ``[CLS] sub-tokens [SEP]``."""
+class Alignment:
+    """One sentence's text as tokens, and the token that predicts each item."""
 
-    input_ids: np.ndarray  # int64 [T], T <= max_seq_len
-    labels: np.ndarray  # int64 [T]: tag id on each character's first sub-token, IGNORE_INDEX elsewhere
-    char_at: np.ndarray  # int32 [T]: the character this position predicts (owner window only), else -1
-    example: int  # index of the sentence
+    ids: np.ndarray  # int64 [N]: token ids of the sentence's text, without [CLS]/[SEP]
+    item_token: np.ndarray  # int64 [n]: per item, the token predicting it (non-decreasing), -1 = none (tag O)
+
+    def groups(self) -> list:
+        """[(token, [items it predicts])] in text order, for the tokens that predict at least one item."""
+        out = []
+        for k, t in enumerate(self.item_token.tolist()):
+            if t < 0:
+                continue
+            if out and out[-1][0] == t:
+                out[-1][1].append(k)
+            else:
+                out.append((t, [k]))
+        return out
 
 
-class CharTokens:
-    """Sub-token ids of one input character, cached (a corpus has a few thousand distinct ones)."""
+class Aligner:
+    """Tokenizes a sentence's text the way the exported tokenizer does and maps the tokens to the items.
+
+    Item k is predicted by the first token whose character span overlaps it (for one character per line: the
+    token holding that character), unless the item yields no token on its own -- a space, a control character,
+    a combining mark that lowercasing strips -- or no token overlaps it: then it is ``O``.  A token overlapping
+    several items (``２０``, ``iPhone`` written a character per line) predicts all of them (:func:`expand_tag`);
+    several tokens in one item (``unaffable`` on one line) leave the item to the first, the others predict
+    nothing (label -100)."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self._cache: dict = {}
+        self._silent: dict = {}  # item -> True when it yields no token alone (a corpus has few distinct items)
 
-    def __call__(self, char: str) -> np.ndarray:
-        ids = self._cache.get(char)
-        if ids is None:
-            ids = self._cache[char] = self.tokenizer.encode(char).astype(np.int64)
-        return ids
+    def _is_silent(self, item: str) -> bool:
+        s = self._silent.get(item)
+        if s is None:
+            s = self._silent[item] = len(self.tokenizer.encode(item)) == 0
+        return s
+
+    def __call__(self, sent: Sentence) -> Alignment:
+        ids, starts, ends = self.tokenizer.encode_with_offsets(sentence_text(sent))
+        starts, ends = starts.astype(np.int64), ends.astype(np.int64)
+        assert (np.diff(starts) >= 0).all() and (np.diff(ends) >= 0).all()  # spans come in text order
+        lengths = np.array([len(c) for c in sent.chars], np.int64)
+        item_end = np.cumsum(lengths)
+        item_start = item_end - lengths
+        tok = np.searchsorted(ends, item_start, side="right")  # [n] first token ending after the item starts
+        has = tok < len(ids)
+        has[has] = starts[tok[has]] < item_end[has]  # ... and starting before the item ends: they overlap
+        has &= ~np.array([self._is_silent(c) for c in sent.chars], bool)
+        return Alignment(ids.astype(np.int64), np.where(has, tok, -1))
 
 
-def encode_sentences(sentences, char_tokens: CharTokens, label2id: dict | None, max_seq_len: int,
-                     stride: int, cls_id: int, sep_id: int) -> list:
+def alignment_counts(sentences, alignments) -> dict:
+    """What tokenizing the texts did to the items of a split: ``items``; ``shared`` (items predicted by the
+    token of the item before them); ``no_token`` (items predicted ``O`` without a token); ``across`` (tokens
+    whose items' gold tags no single tag gives back, i.e. that cross an entity boundary; tagged files only)."""
+    out = {"items": 0, "shared": 0, "no_token": 0, "across": 0}
+    for sent, al in zip(sentences, alignments):
+        groups = al.groups()
+        out["items"] += len(sent.chars)
+        out["no_token"] += int((al.item_token < 0).sum())
+        out["shared"] += sum(len(items) - 1 for _, items in groups)
+        if sent.tags is not None:
+            for _, items in groups:
+                tags = [sent.tags[k] for k in items]
+                out["across"] += expand_tag(token_tag(tags), len(tags)) != tags
+    return out
+
+
+def token_tags(sentence: Sentence, alignment: Alignment) -> list:
+    """[(token, its training tag)] of one tagged sentence, for the tokens that predict items."""
+    return [(t, token_tag([sentence.tags[k] for k in items])) for t, items in alignment.groups()]
+
+
+@dataclass
+class NerFeature:
+    """One window of one sentence: ``[CLS] tokens [SEP]``."""
+
+    input_ids: np.ndarray  # int64 [T], T <= max_seq_len
+    labels: np.ndarray  # int64 [T]: tag id on each token that predicts items, IGNORE_INDEX elsewhere
+    token_at: np.ndarray  # int32 [T]: the sentence's token at this position when this window predicts it, else -1
+    example: int  # index of the sentence
+
+
+def encode_sentences(sentences, alignments, label2id: dict | None, max_seq_len: int, stride: int, cls_id: int,
+                     sep_id: int) -> list:
     """Windows (:class:`NerFeature`) of every sentence, in order.  `label2id` None = no labels."""
     body = max_seq_len - 2
     assert body >= 1 and 1 <= stride <= body, (max_seq_len, stride)
     features = []
-    for ex, sent in enumerate(sentences):
-        pieces = [char_tokens(c) for c in sent.chars]
-        n_pieces = np.array([len(p) for p in pieces], np.int64)
-        has_token = n_pieces > 0
-        first_pos = (np.cumsum(n_pieces) - n_pieces)[has_token]  # [C'] first sub-token of each char with one
-        char_idx = np.nonzero(has_token)[0]
-        ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+    for ex, (sent, al) in enumerate(zip(sentences, alignments)):
+        ids = al.ids
+        heads = np.array([t for t, _ in al.groups()], np.int64)  # [H] positions of the tokens that predict items
         lab = np.full(len(ids), IGNORE_INDEX, np.int64)
         if label2id is not None and sent.tags is not None:
-            lab[first_pos] = [label2id[sent.tags[c]] for c in char_idx]
-        char_of_pos = np.full(len(ids), -1, np.int32)
-        char_of_pos[first_pos] = char_idx
+            for t, tag in token_tags(sent, al):
+                lab[t] = label2id[tag]
         starts = window_starts(len(ids), body, stride)
         owner = np.full(len(ids), -1, np.int64)
-        owner[first_pos] = owner_windows(first_pos, starts, body, len(ids))
+        owner[heads] = owner_windows(heads, starts, body, len(ids))
         for w, a in enumerate(starts):
             b = min(a + body, len(ids))
-            chars = np.where(owner[a:b] == w, char_of_pos[a:b], -1).astype(np.int32)
+            token_at = np.where(owner[a:b] == w, np.arange(a, b), -1)
             features.append(NerFeature(
                 input_ids=np.concatenate([[cls_id], ids[a:b], [sep_id]]).astype(np.int64),
                 labels=np.concatenate([[IGNORE_INDEX], lab[a:b], [IGNORE_INDEX]]).astype(np.int64),
-                char_at=np.concatenate([[-1], chars, [-1]]).astype(np.int32),
+                token_at=np.concatenate([[-1], token_at, [-1]]).astype(np.int32),
                 example=ex,
             ))
     return features
 
 
-def stitch(features, label_ids, sentences, id2label) -> list:
-    """Per sentence, one tag per input character from the per-window predictions.
+def stitch(features, label_ids, sentences, alignments, id2label) -> list:
+    """Per sentence, one tag per item from the per-window predictions.
 
     `label_ids[i]` is the predicted label id per position of features[i] (any int array of length >= T_i).
-    Characters without a sub-token get :data:`NO_TOKEN_TAG`; every other character is predicted by exactly
-    one window (asserted)."""
-    preds = [[NO_TOKEN_TAG] * len(s.chars) for s in sentences]
-    filled = [np.zeros(len(s.chars), np.int64) for s in sentences]
-    for f, ids in zip(features, label_ids):
-        pos = np.nonzero(f.char_at >= 0)[0]
-        for p in pos:
-            c = int(f.char_at[p])
-            preds[f.example][c] = id2label[int(ids[p])]
-            filled[f.example][c] += 1
+    Each token that predicts items is predicted by exactly one window (asserted) and gives its items
+    :func:`expand_tag` of its tag; items without a token get :data:`NO_TOKEN_TAG`."""
     assert len(features) == len(label_ids)
-    assert all(((fl == 1) | (fl == 0)).all() for fl in filled)
+    predicted = [{} for _ in sentences]  # per sentence: token -> tag
+    for f, ids in zip(features, label_ids):
+        for p in np.nonzero(f.token_at >= 0)[0]:
+            t = int(f.token_at[p])
+            assert t not in predicted[f.example], (f.example, t)
+            predicted[f.example][t] = id2label[int(ids[p])]
+    preds = []
+    for sent, al, tags in zip(sentences, alignments, predicted):
+        out = [NO_TOKEN_TAG] * len(sent.chars)
+        groups = al.groups()
+        assert len(groups) == len(tags)
+        for t, items in groups:
+            for k, tag in zip(items, expand_tag(tags[t], len(items))):
+                out[k] = tag
+        preds.append(out)
     return preds
 
 

@@ -1,10 +1,12 @@
 """ner: a BIO/BIOES tag per input character (``heads.RoFormerForTokenClassification``).
 
 Data, windows, stitching and metrics: :mod:`ernie_style.downstream.ner` (rules in docs/finetune.md, "NER and QA
-metrics").  Loss: mean cross-entropy over the labelled sub-tokens (each character's first one) of the global
-batch.  Dev/test metrics on the full split, after stitching the windows back: entity-level ``f1`` (the main
-metric), ``precision``, ``recall``, ``per_type`` (conlleval semantics) and the per-character tag ``accuracy``.
-Predictions: per input sentence, the list of its tags, one per input line.
+metrics").  Each sentence's text is tokenized whole, as the exported tokenizer does in a ``token-classification``
+pipeline; a token covering several characters predicts them all.  Loss: mean cross-entropy over the labelled
+tokens (those that predict characters) of the global batch.  Dev/test metrics on the full split, after stitching
+the windows back: entity-level ``f1`` (the main metric), ``precision``, ``recall``, ``per_type`` (conlleval
+semantics) and the per-character tag ``accuracy``.  Predictions: per input sentence, the list of its tags, one
+per input line.
 """
 from __future__ import annotations
 
@@ -20,6 +22,19 @@ from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, load_encoder
 from ernie_style.tasks.losses import masked_correct, masked_cross_entropy
 
+
+
+def _alignment_report(split: str, c: dict) -> list:
+    """Log lines on what tokenizing the sentences' texts does to the items of a split (none when nothing)."""
+    out = []
+    if c["shared"] or c["no_token"]:
+        out.append(f"ner: {split}: {c['shared']} of {c['items']} characters share a token with the one before "
+                   f"(digits, Latin letters: one tag for the token, B-/I- spread over its characters), "
+                   f"{c['no_token']} have no token (spaces, control characters: predicted O)")
+    if c["across"]:
+        out.append(f"ner: {split}: {c['across']} tokens cross an entity boundary (one tag for their characters: "
+                   f"these characters' gold tags cannot all be predicted)")
+    return out
 
 
 class NerTask(FinetuneTask):
@@ -39,23 +54,31 @@ class NerTask(FinetuneTask):
         if scheme == "auto":
             scheme = ner.detect_scheme(t for s in train.sentences for t in s.tags)
         self.scheme = scheme
-        self.id2label = ner.label_list(train, scheme)
+        self.files = {"train": train, "dev": dev, "test": test}
+        # Each sentence's text is tokenized whole, as the exported tokenizer does it in a pipeline (see ner.Aligner).
+        aligner = ner.Aligner(self.tokenizer)
+        self.alignments = {split: [aligner(s) for s in f.sentences] for split, f in self.files.items() if f}
+        train_token_tags = {tag for s, al in zip(train.sentences, self.alignments["train"])
+                            for _, tag in ner.token_tags(s, al)}
+        self.id2label = ner.label_list(train, scheme, train_token_tags)
         self.label2id = {t: i for i, t in enumerate(self.id2label)}
         for f in (dev, test):
             if f is not None:
                 ner.check_tags(f, self.label2id)
-        self.files = {"train": train, "dev": dev, "test": test}
         self.reports = [f.report() for f in (train, dev, test) if f is not None]
         self.reports.append(f"ner: {scheme.upper()} scheme, {len(self.id2label)} tags: {' '.join(self.id2label)}")
-        char_tokens = ner.CharTokens(self.tokenizer)
+        for split, f in self.files.items():
+            if f is not None:
+                self.reports.extend(_alignment_report(split, ner.alignment_counts(f.sentences, self.alignments[split])))
         body = d.max_seq_len - 2
         stride = min(d.doc_stride, body)
         self.windows = {}
         for split, f in self.files.items():
             if f is not None:
+                # dev/test windows need no labels: their scores come from the stitched per-item tags
                 self.windows[split] = ner.encode_sentences(
-                    f.sentences, char_tokens, self.label2id if f.tagged else None, d.max_seq_len, stride,
-                    self.tokenizer.cls_id, self.tokenizer.sep_id)
+                    f.sentences, self.alignments[split], self.label2id if split == "train" else None,
+                    d.max_seq_len, stride, self.tokenizer.cls_id, self.tokenizer.sep_id)
         self.train_features = [self._feature(w) for w in self.windows["train"]]
         self.dev_features = [self._feature(w) for w in self.windows["dev"]]
         self.test_features = [self._feature(w) for w in self.windows["test"]] if test is not None else None
@@ -114,7 +137,8 @@ class NerTask(FinetuneTask):
 
     def _stitched(self, split: str, rows: np.ndarray) -> list:
         f = self.files[split]
-        return ner.stitch(self.windows[split], rows.astype(np.int64), f.sentences, self.id2label)
+        return ner.stitch(self.windows[split], rows.astype(np.int64), f.sentences, self.alignments[split],
+                          self.id2label)
 
     def split_metrics(self, split: str, rows: np.ndarray) -> Dict[str, float]:
         f = self.files[split]
