@@ -176,9 +176,10 @@ def _is_punct(ch: str, flavor: str) -> bool:
 def _reference_word(word: str, lower: bool, flavor: str):
     """The reference steps for one cleaned, whitespace-free, CJK-free word.
 
-    Returns (pieces, index in `word` of each piece's first char); the indices carry the word
-    boundaries and are exact whenever per-character processing reproduces the whole-word
-    result (else the word's first char is used)."""
+    Returns (pieces, index in `word` of each piece's first char, per piece the index in `word` of each of its
+    code points, or None); the indices carry the word boundaries and are exact whenever per-character
+    processing reproduces the whole-word result (else the word's first char is used, and None: the C++ side
+    then spreads a piece's code points over its span)."""
     t = "".join(ch.lower() for ch in word) if lower else word
     if flavor == "transformers":
         t = unicodedata.normalize("NFC", t)
@@ -191,7 +192,8 @@ def _reference_word(word: str, lower: bool, flavor: str):
     pieces = _split_on_punc(t, flavor)
     texts = [p for p, _ in pieces]
     rel = [owner[i] if owner is not None else 0 for _, i in pieces]
-    return texts, rel
+    owners = None if owner is None else [owner[i:i + len(p)] for p, i in pieces]
+    return texts, rel, owners
 
 
 def _utf8(text: str) -> bytes:
@@ -273,8 +275,9 @@ class BertTokenizer:
 
         WordPiece continuations get their own sub-span (``unaffable`` -> ``un`` [0,2), ``##aff`` [2,5), ...);
         a char that lowercasing/normalisation turns into several code points stays whole in one token's
-        span.  Inside words the Python reference path handles (combining marks, conjoining jamo) the pieces
-        share the word's span proportionally; the word's own span is exact."""
+        span, and a combining mark that accent stripping removes stays in the span of the token before it.  Only
+        inside a word whose characters processed one by one do not give the word's result (conjoining jamo) do
+        the pieces share the word's span proportionally; the word's own span is exact."""
         return self._core.encode_offsets(_utf8(text))
 
     def tokenize(self, text: str) -> list[str]:

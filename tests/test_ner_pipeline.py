@@ -11,6 +11,7 @@ import os
 import random
 import re
 
+import numpy as np
 import pytest
 
 from _finetune_util import MERGING_VOCAB, TASK_CJK as CJK, tiny_finetune
@@ -106,3 +107,39 @@ def test_pipeline_output_equals_predictions_on_every_sentence(tmp_path, scheme):
         merged_entity += any(len(items) > 1 and p[items[0]] != "O" for _, items in al.groups())
     assert merged_entity >= 10, merged_entity
     assert ner.entity_scores([tags for _, tags in data["test"]], preds)["f1"] > 0.8
+
+
+def test_doc_rule_on_the_fast_tokenizer_equals_stitching_on_tricky_text(tmp_path):
+    """Without training: give every token of a text a tag (a fixed function of its position), as a model would.
+    Read as the pipeline reports it -- transformers' fast tokenizer, its offsets, O tokens left out -- through
+    docs/export.md's ``char_tags``, and stitched our way over the text a character per line, the per-character
+    tags are equal, on texts with accents, combining marks, emoji with variation selectors, control characters,
+    full-width forms, long words and mixed scripts.  (Excluded: a lone surrogate, which the fast tokenizer
+    refuses, and special tokens written literally, a documented difference.)"""
+    import _text_util as T
+    from transformers import BertTokenizerFast
+
+    from data_tools.tokenizer import BertTokenizer
+    from ernie_style.downstream import ner
+
+    vocab = T.make_vocab(str(tmp_path / "vocab.txt"), "２０２１年iPhoneＡＢＣ")
+    ours, fast = BertTokenizer(vocab), BertTokenizerFast(vocab)
+    char_tags = _doc_char_tags()
+    id2label = ["O", "B-A", "I-A", "S-A", "E-A", "B-B", "I-B"]
+    texts = [t for t in T.TEST_STRINGS if t.strip() and "[MASK]" not in t and "\ud800" not in t] + [
+        "张三２０２１年买了iPhone 和ＡＢＣ", "e\u0301\u0301x ☺\ufe0f☺\ufe0fa", "ab\x00cd 中\x00国 x\u200by"]
+    n_merged = 0
+    for text in texts:
+        sent = ner.Sentence(list(text), None, 1)
+        al = ner.Aligner(ours)(sent)
+        enc = fast(text, add_special_tokens=False, return_offsets_mapping=True)
+        assert enc["input_ids"] == al.ids.tolist(), text  # the same tokens, each starting at the same character
+        assert ours.encode_with_offsets(text)[1].tolist() == [s for s, _ in enc["offset_mapping"]], text
+        tag_of = [(7 * i + 3) % len(id2label) for i in range(len(al.ids))]  # token i's "predicted" label id
+        entries = [{"entity": id2label[tag_of[i]], "start": s, "end": e}
+                   for i, (s, e) in enumerate(enc["offset_mapping"]) if id2label[tag_of[i]] != "O"]
+        (f,) = ner.encode_sentences([sent], [al], None, len(al.ids) + 3, 1, ours.cls_id, ours.sep_id)
+        (stitched,) = ner.stitch([f], [np.array([0] + tag_of + [0])], [sent], [al], id2label)
+        assert char_tags(text, entries, fast) == stitched, text
+        n_merged += sum(len(items) > 1 for _, items in al.groups())
+    assert n_merged > 20

@@ -173,8 +173,9 @@ public:
     }
 
     // Tokens of `text` with the code-point span [start, end) of the original text each one comes from
-    // (what extractive QA maps answers back through).  Exact except for the inner pieces of a word that
-    // the Python reference path handled (combining marks), which share that word's span proportionally.
+    // (what extractive QA and NER map predictions back through).  Exact except for the inner pieces of a word
+    // that the Python reference path handled without a per-character result (conjoining jamo), which share
+    // that word's span proportionally.
     py::tuple encode_offsets(py::bytes text) {
         std::string_view sv = view(text);
         std::vector<int32_t> ids, starts, ends;
@@ -422,6 +423,11 @@ private:
         auto texts = tup[0].cast<std::vector<std::string>>();
         auto rel = tup[1].cast<std::vector<int64_t>>();
         if (texts.size() != rel.size()) throw std::runtime_error("tokenizer fallback returned mismatched lists");
+        // per piece, the index in the word of each code point's character (None: not known exactly)
+        std::vector<std::vector<int64_t>> owners;
+        if (tup.size() > 2 && !tup[2].is_none()) owners = tup[2].cast<std::vector<std::vector<int64_t>>>();
+        if (!owners.empty() && owners.size() != texts.size())
+            throw std::runtime_error("tokenizer fallback returned mismatched lists");
         auto first = [&](size_t k) -> int32_t {
             int64_t r = rel[k];
             if (r < 0 || static_cast<size_t>(r) >= word_offs_.size()) r = 0;
@@ -441,17 +447,28 @@ private:
                 cps.push_back(decode_utf8(s, texts[k].size(), i));
             }
             pos.push_back(texts[k].size());
-            // The piece covers [b, e) of the original text; its code points are spread over that span
-            // (exact when normalisation kept the length, proportional otherwise).
+            // The piece covers [b, e) of the original text (to the next piece, so a mark that accent stripping
+            // removed stays in the span before it).  Its code points sit at their own characters when the fallback
+            // knows them, else they are spread over the span.
             const int32_t b = first(k);
             int32_t e = k + 1 < texts.size() ? first(k + 1) : word_end;
             if (e <= b) e = word_end;
             offs.clear();
             const size_t n = cps.size();
-            for (size_t j = 0; j < n; ++j)
-                offs.push_back(b + static_cast<int32_t>((static_cast<int64_t>(e - b) * static_cast<int64_t>(j)) /
-                                                         static_cast<int64_t>(n)));
-            offs.push_back(e);
+            if (!owners.empty()) {
+                if (owners[k].size() != n) throw std::runtime_error("tokenizer fallback returned mismatched lists");
+                for (int64_t r : owners[k]) {
+                    if (r < 0 || static_cast<size_t>(r) >= word_offs_.size())
+                        throw std::runtime_error("tokenizer fallback returned an index outside the word");
+                    offs.push_back(word_offs_[static_cast<size_t>(r)]);
+                }
+                offs.push_back(n && e <= offs.back() ? offs.back() + 1 : e);
+            } else {
+                for (size_t j = 0; j < n; ++j)
+                    offs.push_back(b + static_cast<int32_t>((static_cast<int64_t>(e - b) * static_cast<int64_t>(j)) /
+                                                             static_cast<int64_t>(n)));
+                offs.push_back(e);
+            }
             wordpiece(texts[k], cps, pos, offs, emit);
         }
     }
