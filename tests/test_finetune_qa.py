@@ -267,7 +267,7 @@ def test_reader_errors(tmp_path):
         qa.read_squad(_write_json(tmp_path, "list.json", [{"context": "x"}]))
     with pytest.raises(DataError, match=r"empty.json: no questions; expected SQuAD format"):
         qa.read_squad(_write_json(tmp_path, "empty.json", {"data": []}))
-    with pytest.raises(DataError, match=r"bad.json: no questions \(1 malformed questions: no question x1"):
+    with pytest.raises(DataError, match=r"bad.json: no questions \(1 malformed question: no question x1"):
         qa.read_squad(_write_json(tmp_path, "bad.json", _squad([{"context": "c", "qas": [{"id": "1"}]}])))
     unanswered = _write_json(tmp_path, "test.json", _squad([{"context": "北京", "qas": [{"id": "1", "question": "哪"}]}]))
     with pytest.raises(DataError, match=r"test.json: no question has an answer"):
