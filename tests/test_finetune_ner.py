@@ -124,7 +124,7 @@ def test_reader_errors(tmp_path):
         ner.read_conll(_write(tmp_path, "empty.txt", "\n\n"))
     with pytest.raises(DataError, match=r"bad.txt: no sentences \(2 malformed lines: no tag x2"):
         ner.read_conll(_write(tmp_path, "bad.txt", "中 O\n国\n\n人 O\n家\n"))
-    with pytest.raises(DataError, match=r"latin1.txt: not UTF-8"):
+    with pytest.raises(DataError, match=r"latin1.txt:1: not UTF-8"):
         ner.read_conll(_write(tmp_path, "latin1.txt", "é O\n", "latin-1"))
     with pytest.raises(DataError, match=r"missing.txt: file not found"):
         ner.read_conll(str(tmp_path / "missing.txt"))
