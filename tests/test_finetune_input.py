@@ -217,6 +217,27 @@ def test_qa_dev_question_without_answer_stops_the_run(tmp_path, capsys):
                                   "data.max_bad_lines=1 to train without them)")
 
 
+def test_qa_training_answer_without_a_token_counts_against_the_limit(tmp_path, capsys):
+    """Left out while encoding (the answer is a control character: no token) counts like a reader's malformed
+    question: an error over the limit, a warning within it."""
+    from ernie_style.finetune_config import load_finetune_config
+
+    qas = [{"id": f"q{k}", "question": "哪里?", "answers": [{"text": "北京", "answer_start": 0}]} for k in range(4)]
+    qas.append({"id": "q8", "question": "哪里?", "answers": [{"text": "\x00", "answer_start": 2}]})
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps({"data": [{"paragraphs": [{"context": "北京\x00上海", "qas": qas}]}]}),
+                     encoding="utf-8")
+    over = _task_overrides(tmp_path, str(train), str(train), **{"data.max_query_len": 4})
+    assert finetune.main([QA, *over, "--check"]) == 2
+    assert _one_error(capsys) == (f"error: {train}: 1 malformed question of 5, more than data.max_bad_lines=0: "
+                                  f"{train}, question q8: answer covers no token (fix them, or set "
+                                  "data.max_bad_lines=1 to train without them)")
+    task, _ = finetune.prepare(load_finetune_config(QA, over + ["data.max_bad_lines=1"]), 1)
+    assert task.warnings == ["qa: train: left out 1 malformed question: answer covers no token x1 (question q8) "
+                             "(data.max_bad_lines=1)"]
+    assert "qa: train: 4 questions -> 4 windows (max_seq_len 32, doc_stride 128)" in task.reports
+
+
 # --------------------------------------------------------------------------------------- what is cut, counted
 
 

@@ -170,7 +170,7 @@ def check_labels(path: str, labelled: Sequence[Tuple[int, str]], label2id: Dict[
             if k < len(texts) and texts[k] in label2id:
                 raise DataError(f"{path}:{line}: the label {shorten(label)!r} is not a training label but the text "
                                 f"{texts[k]!r} is: the columns look swapped (check the header or data.columns)")
-            known = ", ".join(repr(shorten(k)) for k in list(label2id)[:20])
+            known = ", ".join(repr(shorten(lab)) for lab in list(label2id)[:20])
             more = ", ..." if len(label2id) > 20 else ""
             raise DataError(f"{path}:{line}: label {shorten(label)!r} does not occur in the training file "
                             f"(its labels: {known}{more})")

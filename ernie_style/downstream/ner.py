@@ -78,7 +78,8 @@ class ConllFile:
             msg += (f"; {self.stray_starts} entities start with I-/E- (line {', '.join(map(str, self.stray_lines))}"
                     f"{more}), read as starting an entity as conlleval does")
         if self.malformed.total:
-            msg += f"; {self.skipped_sentences} sentences left out for {self.malformed.summary('line')}"
+            n = self.skipped_sentences
+            msg += f"; {n} sentence{'' if n == 1 else 's'} left out for {self.malformed.summary('line')}"
         return msg
 
 
