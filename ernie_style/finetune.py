@@ -3,8 +3,9 @@
 Fine-tunes ``model.init`` on the task ``task.type`` with the pretraining trainer (one process, or one rank of
 ``paddle.distributed.launch``: see ``run_finetune.sh``).  User mistakes in the config, the init directory or
 the data files print one ``error:`` line and exit 2 before any training.  ``--check`` only validates (for
-``--world-size`` ranks, by default the launcher's ``PADDLE_TRAINERS_NUM`` or 1); ``--print-output-dir`` prints
-``train.output_dir``.
+``--world-size`` ranks, by default the launcher's ``PADDLE_TRAINERS_NUM`` or 1) and prints nothing when the run
+would start; ``--print-output-dir`` prints ``train.output_dir``.  The run prints the data summary (rank 0:
+``data:`` lines; training lines left out as a ``warning:`` on stderr) and keeps it in ``train.log``.
 """
 from __future__ import annotations
 
@@ -112,8 +113,8 @@ def _run(args, cfg, step_callbacks) -> int:
 
     task, run = prepare(cfg, launch_world_size(args.world_size, args.check))
     if args.check:
-        for line in task.reports:
-            print(line)
+        # Silent when the run would start: the run prints the data summary and its warnings itself, once (a
+        # launch through run_finetune.sh checks first, then runs).
         return 0
     from ernie_style.trainer import Trainer
 
@@ -122,6 +123,8 @@ def _run(args, cfg, step_callbacks) -> int:
     trainer = Trainer(run, info, task, step_callbacks=step_callbacks)
     for line in task.reports:
         trainer.text(f"data: {line}")
+    for line in task.warnings:
+        trainer.text.warning(f"data: {line}")
     for line in task.init_notes:
         trainer.text(f"init: {line}")
     return trainer.train()

@@ -105,6 +105,10 @@ class FtDataConfig:
     vocab_file: str = ""  # model.init=random only: the vocab (other inits bring theirs)
     do_lower_case: bool = True  # model.init=random only (other inits bring theirs)
     num_workers: int = 0  # training batches built in this many loader processes (0 = in the trainer)
+    # Malformed training lines (qa: questions) that may be left out, with a warning; more stop the run.  0: a
+    # malformed line is almost always a format mistake repeated on many lines, so the default stops at the first
+    # and names it, and the user states how many may go.  Dev/test files must have none (every example is scored).
+    max_bad_lines: int = 0
 
     def __post_init__(self):
         _check(bool(self.train_file), "data.train_file", self.train_file, "the training file")
@@ -114,6 +118,7 @@ class FtDataConfig:
         _check(self.doc_stride >= 1, "data.doc_stride", self.doc_stride, "an integer >= 1")
         _check(self.max_query_len >= 1, "data.max_query_len", self.max_query_len, "an integer >= 1")
         _check(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer >= 0")
+        _check(self.max_bad_lines >= 0, "data.max_bad_lines", self.max_bad_lines, "an integer >= 0")
 
 
 @dataclass

@@ -22,10 +22,14 @@ EXTRA = ", grad_norm: {grad_norm:.6f}, tokens/s: {tokens_per_s:.1f}, padding: {p
 
 
 class TextLog:
-    """print() to stdout and append to ``output_dir/train.log`` (rank 0); other ranks stay quiet."""
+    """print() to stdout and append to ``output_dir/train.log`` (rank 0); other ranks stay quiet.
+
+    :meth:`detail` is for lines that say nothing to a user watching the run (process settings, sync
+    statistics): ``train.log`` only, the terminal too with ``VERBOSE=1`` (the launcher scripts' switch)."""
 
     def __init__(self, output_dir: Optional[str], is_main: bool):
         self.is_main = is_main
+        self.verbose = os.environ.get("VERBOSE", "0") == "1"
         self.file = None
         if is_main and output_dir:
             os.makedirs(output_dir, exist_ok=True)
@@ -35,6 +39,23 @@ class TextLog:
         if not self.is_main:
             return
         print(msg, flush=True)
+        self._write(msg)
+
+    def detail(self, msg: str) -> None:
+        if not self.is_main:
+            return
+        if self.verbose:
+            print(msg, flush=True)
+        self._write(msg)
+
+    def warning(self, msg: str) -> None:
+        """``warning: msg`` on stderr (rank 0) and in ``train.log``."""
+        if not self.is_main:
+            return
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+        self._write(f"warning: {msg}")
+
+    def _write(self, msg: str) -> None:
         if self.file is not None:
             self.file.write(msg + "\n")
             self.file.flush()
@@ -42,9 +63,7 @@ class TextLog:
     def error(self, msg: str) -> None:
         """Errors are shown by every rank (on stderr) so a failing rank is never silent."""
         print(msg, file=sys.stderr, flush=True)
-        if self.file is not None:
-            self.file.write(msg + "\n")
-            self.file.flush()
+        self._write(msg)
 
     def close(self) -> None:
         if self.file is not None:

@@ -213,8 +213,8 @@ class Trainer:
         self.text(f"trainer: {info.world_size} rank(s) on {info.device}, micro batch {t.micro_batch_size}, "
                   f"accumulation {self.acc}, global batch {self.gbs}, max_steps {t.max_steps}")
         if info.runtime:
-            self.text(f"trainer: {info.device} process settings: {', '.join(info.runtime)} "
-                      f"(ernie_style/cpu_runtime.py; {cpu_runtime.ENV_VAR}=0 leaves the defaults)")
+            self.text.detail(f"trainer: {info.device} process settings: {', '.join(info.runtime)} "
+                             f"(ernie_style/cpu_runtime.py; {cpu_runtime.ENV_VAR}=0 leaves the defaults)")
 
         # Same init on every rank (data parallel also broadcasts rank 0's parameters).
         paddle.seed(t.seed)
@@ -509,8 +509,8 @@ class Trainer:
         self.vdl.close()
         self.release()
         ts = self.train_step
-        self.text(f"trainer: {ts.unsynced_micro_steps} of {ts.micro_steps} micro-steps ran under no_sync "
-                  "(gradient all-reduce skipped until the last micro-step of each step)")
+        self.text.detail(f"trainer: {ts.unsynced_micro_steps} of {ts.micro_steps} micro-steps ran under "
+                         "no_sync (gradient all-reduce skipped until the last micro-step of each step)")
         self.text(f"trainer: done at step {self.step}; checkpoints in {self.checkpointer.root}, "
                   f"VisualDL records in {os.path.join(t.output_dir, 'visualdl')}")
         return 0

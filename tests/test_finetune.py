@@ -115,12 +115,14 @@ def test_pair_encoding_token_types_and_longest_first_truncation(seq_data):
 
     tok = BertTokenizer(seq_data["vocab"])
     a, b = "".join(F.CHARS[:20]), "".join(F.CHARS[20:26])
-    ids, types = encode_example(tok, ClsExample(a, b, None, 1), 16)
+    ids, types, cut = encode_example(tok, ClsExample(a, b, None, 1), 16)
     # 13 tokens for the texts: a is cut to 7 (the longer loses tokens until both are 6-7), b to 6
     want = [tok.cls_id] + list(tok.encode(a)[:7]) + [tok.sep_id] + list(tok.encode(b)[:6]) + [tok.sep_id]
-    assert ids.tolist() == want and types.tolist() == [0] * 9 + [1] * 7
-    ids, types = encode_example(tok, ClsExample(a, None, None, 1), 16)
-    assert ids.tolist() == [tok.cls_id] + list(tok.encode(a)[:14]) + [tok.sep_id] and not types.any()
+    assert ids.tolist() == want and types.tolist() == [0] * 9 + [1] * 7 and cut
+    ids, types, cut = encode_example(tok, ClsExample(a, None, None, 1), 16)
+    assert ids.tolist() == [tok.cls_id] + list(tok.encode(a)[:14]) + [tok.sep_id] and not types.any() and cut
+    assert not encode_example(tok, ClsExample(a, b, None, 1), 29)[2]  # 20 + 6 + 3 tokens fit
+    assert not encode_example(tok, ClsExample(a, None, None, 1), 22)[2]
 
 
 def test_longest_first_matches_the_one_token_at_a_time_rule():
@@ -163,7 +165,10 @@ def test_headerless_tsv_with_columns_and_a_test_file_without_the_label_column(tm
     t.write_text("好\t好的\n坏\t坏的\n", encoding="utf-8")
     f = read_cls(str(t), pair=True, columns=["label", "text_a", "text_b"], allow_unlabelled=True)
     assert not f.labelled and [e.text_b for e in f.examples] == ["好的", "坏的"]
-    with pytest.raises(DataError, match="no labels"):
+    # as a training/dev file, the count is the message (not "no labels")
+    with pytest.raises(DataError, match=r"test.txt: every line has 2 tab-separated fields, but data.columns="
+                                        r"\['label', 'text_a', 'text_b'\] names 3 columns; expected one field per "
+                                        r"column \(a file without its label column is allowed only as data.test_file"):
         read_cls(str(t), pair=True, columns=["label", "text_a", "text_b"])
 
 
@@ -171,14 +176,16 @@ def _bad_input_cases(d):
     """(name, files to write {name: text}, overrides, expected message) for each documented user mistake."""
     return [
         ("missing file", {}, ["data.train_file=/nope/train.tsv"], "error: /nope/train.tsv: file not found"),
-        ("empty split", {"train.tsv": "label\ttext_a\npos\n\nneg\n"}, [],
-         "train.tsv: no examples (2 malformed lines: 1 fields, expected 2 x2 (line 2, 4)); expected tab-separated"),
+        ("empty split", {"train.tsv": "label\ttext_a\npos\t\n\nneg\t好\tx\n"}, [],
+         "train.tsv: no examples (2 malformed lines: empty text_a x1 (line 2); 3 fields, expected 2 x1 (line 4)); "
+         "expected tab-separated"),
         ("dev label not in train", {"dev.tsv": "label\ttext_a\nt0\t好\nt9\t坏\n"}, [],
          "dev.tsv:3: label 't9' does not occur in the training file (its labels: 't0', 't1', 't2')"),
         ("unlabelled train", {"train.tsv": "text_a\n好\n"}, [], "train.tsv: no labels (expected a label column"),
         ("headerless without columns", {"train.tsv": "t0\t好\n"}, [],
          "train.tsv: line 1 ('t0\\t好') is not a header naming text_a (expected a header such as"),
-        ("not UTF-8", {"train.tsv": b"label\ttext_a\n\xff\xfe\n"}, [], "train.tsv: not UTF-8 text"),
+        ("not UTF-8", {"train.tsv": b"label\ttext_a\nt0\t\xe5\xa5\xbd\nt1\t\xff\xfe\n"}, [],
+         "train.tsv:3: not UTF-8 text (byte 0xff at byte 4 of the line, invalid start byte)"),
         ("pair without text_b", {}, ["task.type=pair_cls"], "header ['label', 'text_a']: no text_b column"),
         ("init not a dir", {}, ["model.init=/nope/model"], "error: model.init='/nope/model': not a directory"),
         ("seq too long for the init", {}, ["data.max_seq_len=512"],

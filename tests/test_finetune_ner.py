@@ -121,11 +121,11 @@ def test_reader_malformed_lines_counted(tmp_path):
 def test_reader_errors(tmp_path):
     train = ner.read_conll(_write(tmp_path, "train.txt", "张 B-PER\n三 I-PER\n在 O\n"))
     label2id = {t: i for i, t in enumerate(ner.label_list(train, "bio"))}
-    with pytest.raises(DataError, match=r"empty.txt: no sentences"):
+    with pytest.raises(DataError, match=r"empty.txt: the file holds only blank lines"):
         ner.read_conll(_write(tmp_path, "empty.txt", "\n\n"))
     with pytest.raises(DataError, match=r"bad.txt: no sentences \(2 malformed lines: no tag x2"):
         ner.read_conll(_write(tmp_path, "bad.txt", "中 O\n国\n\n人 O\n家\n"))
-    with pytest.raises(DataError, match=r"latin1.txt: not UTF-8"):
+    with pytest.raises(DataError, match=r"latin1.txt:1: not UTF-8"):
         ner.read_conll(_write(tmp_path, "latin1.txt", "é O\n", "latin-1"))
     with pytest.raises(DataError, match=r"missing.txt: file not found"):
         ner.read_conll(str(tmp_path / "missing.txt"))

@@ -92,7 +92,7 @@ def test_answers_recovered_exactly_through_windows(tok, max_seq_len, doc_stride)
     token also holds the last one (the max-context rule), for answers inside and across window borders."""
     rng = random.Random(max_seq_len)
     examples = _examples_with_token_aligned_answers(tok, rng)
-    feats, bad = qa.encode_examples(examples, tok, max_seq_len, 4, doc_stride, with_labels=True)
+    feats, bad, _ = qa.encode_examples(examples, tok, max_seq_len, 4, doc_stride, with_labels=True)
     assert bad.total == 0
     assert [f.example for f in feats] == sorted(f.example for f in feats)
     for f in feats:
@@ -127,7 +127,7 @@ def test_answers_recovered_exactly_through_windows(tok, max_seq_len, doc_stride)
 def test_answer_labels_in_a_hand_case(tok):
     context = "New York 的 Apple Store"
     ex = qa.QaExample("q", "哪", context, ["York 的 Apple"], 4)
-    (f,), _ = qa.encode_examples([ex], tok, 64, 8, 32, with_labels=True)
+    (f,), _, _ = qa.encode_examples([ex], tok, 64, 8, 32, with_labels=True)
     pieces = tok.convert_ids_to_tokens(f.input_ids)
     assert pieces[3:6] == ["new", "y", "##o"]  # this vocab spells most Latin words letter by letter
     assert pieces[f.start_position] == "y" and pieces[f.end_position] == "##e"
@@ -138,7 +138,7 @@ def test_answer_labels_in_a_hand_case(tok):
 def test_max_answer_length_and_n_best(tok):
     context = "甲乙丙丁戊己庚辛"
     ex = qa.QaExample("q", "哪", context, ["乙"], 1)
-    (f,), _ = qa.encode_examples([ex], tok, 64, 8, 32, with_labels=False)
+    (f,), _, _ = qa.encode_examples([ex], tok, 64, 8, 32, with_labels=False)
     off = 3  # [CLS] 哪 [SEP]
     sl = np.zeros(len(f.input_ids))
     el = np.zeros(len(f.input_ids))
@@ -267,7 +267,7 @@ def test_reader_errors(tmp_path):
         qa.read_squad(_write_json(tmp_path, "list.json", [{"context": "x"}]))
     with pytest.raises(DataError, match=r"empty.json: no questions; expected SQuAD format"):
         qa.read_squad(_write_json(tmp_path, "empty.json", {"data": []}))
-    with pytest.raises(DataError, match=r"bad.json: no questions \(1 malformed questions: no question x1"):
+    with pytest.raises(DataError, match=r"bad.json: no questions \(1 malformed question: no question x1"):
         qa.read_squad(_write_json(tmp_path, "bad.json", _squad([{"context": "c", "qas": [{"id": "1"}]}])))
     unanswered = _write_json(tmp_path, "test.json", _squad([{"context": "北京", "qas": [{"id": "1", "question": "哪"}]}]))
     with pytest.raises(DataError, match=r"test.json: no question has an answer"):
@@ -280,7 +280,7 @@ def test_reader_errors(tmp_path):
 
 def test_answer_without_tokens_is_counted(tok):
     ex = qa.QaExample("s", "哪", "北京  上海", ["  "], 2)  # the answer is two spaces: no token
-    feats, bad = qa.encode_examples([ex], tok, 32, 8, 16, with_labels=True)
+    feats, bad, _ = qa.encode_examples([ex], tok, 32, 8, 16, with_labels=True)
     assert feats == [] and bad.counts == {"answer covers no token": 1} and bad.first["answer covers no token"] == ["s"]
 
 

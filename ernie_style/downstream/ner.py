@@ -16,12 +16,17 @@ Reading rules (also in docs/finetune.md, "NER and QA metrics"):
   character tagged ``O``.
 - Malformed lines are never dropped silently: each is counted under its reason with the first line
   numbers (:class:`Malformed`), and the sentence holding it is left out as a whole (a sentence with a
-  character missing would shift every entity after it).  Reasons: ``no tag`` (a line without a
+  character missing would shift every entity after it); the caller decides whether that many may be left
+  out (:func:`~ernie_style.downstream.common.check_malformed`).  Reasons: ``no tag`` (a line without a
   separator in a tagged file), ``no character`` (the line starts with its separator), ``more than two
-  fields``, ``bad tag`` (not ``O`` and not ``B-``/``I-``/``E-``/``S-`` + type).
+  fields``, ``bad tag`` (not ``O`` and not ``B-``/``I-``/``E-``/``S-`` + type), ``tag before the
+  character`` (a bad tag after an entity tag: the columns are swapped).
+- An entity that starts with ``I-``/``E-`` (after ``O``, an ``E-``/``S-``, or another type) is kept as
+  written and read as starting an entity, as conlleval and seqeval do; such entities are counted in the
+  report with their first lines.
 - A file none of whose lines has a separator is untagged: allowed for the test split only (predict only).
-- An empty split (no sentence left) is an error; so is a dev/test tag that the training file does not
-  have (:func:`check_tags` names file and line), and an ``E-``/``S-`` tag under the BIO scheme.
+- An empty file, or one with no sentence left, is an error; so is a dev/test tag that the training file
+  does not have (:func:`check_tags` names file and line), and an ``E-``/``S-`` tag under the BIO scheme.
 
 Encoding: the sentence's text (its items joined, :func:`sentence_text`) is tokenized as a whole, as the
 exported tokenizer in a ``token-classification`` pipeline does, so the model is trained and evaluated on the
@@ -38,12 +43,12 @@ window on ties), the rule the SQuAD reference uses for its windows.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ernie_style.constants import IGNORE_INDEX
-from ernie_style.downstream.common import DataError, Malformed, read_lines
+from ernie_style.downstream.common import MAX_LINES_SHOWN, DataError, Malformed, read_lines
 from ernie_style.downstream.windows import owner_windows, window_starts
 
 NO_TOKEN_TAG = "O"
@@ -64,12 +69,20 @@ class ConllFile:
     tagged: bool
     malformed: Malformed
     skipped_sentences: int  # sentences left out because they held a malformed line
+    n_lines: int = 0  # non-blank lines (one per character)
+    stray_starts: int = 0  # entities starting with I-/E- (read as starting an entity)
+    stray_lines: list = field(default_factory=list)  # their first few line numbers
 
     def report(self) -> str:
-        """One line for the log: what was read and what was left out, by reason."""
+        """One line for the log: what was read, what was left out by reason, entities without a B-."""
         msg = f"{self.path}: {len(self.sentences)} sentences, {sum(len(s.chars) for s in self.sentences)} chars"
+        if self.stray_starts:
+            more = ", ..." if self.stray_starts > len(self.stray_lines) else ""
+            msg += (f"; {self.stray_starts} entities start with I-/E- (line {', '.join(map(str, self.stray_lines))}"
+                    f"{more}), read as starting an entity as conlleval does")
         if self.malformed.total:
-            msg += f"; {self.skipped_sentences} sentences left out for {self.malformed.summary('line')}"
+            n = self.skipped_sentences
+            msg += f"; {n} sentence{'' if n == 1 else 's'} left out for {self.malformed.summary('line')}"
         return msg
 
 
@@ -92,11 +105,25 @@ def _split_line(line: str):
     return char, tag
 
 
+def _stray_starts(sentences) -> list:
+    """Line numbers of the entities that start with I-/E- (after O, E-, S- or another type): the tags that
+    :func:`chunks` reads as starting an entity although they do not say so."""
+    out = []
+    for s in sentences:
+        prev, prev_type = "O", None
+        for k, tag in enumerate(s.tags):
+            cur, cur_type = _split_tag(tag)
+            if cur in "IE" and (prev in "OES" or prev_type != cur_type):
+                out.append(s.line + k)
+            prev, prev_type = cur, cur_type
+    return out
+
+
 def read_conll(path, *, allow_untagged: bool = False) -> ConllFile:
     """Read a CoNLL file (rules in the module docstring).  Raises :class:`DataError` for an unreadable,
     empty or (unless `allow_untagged`) untagged file."""
     path = os.fspath(path)
-    lines = read_lines(path)  # (BOM dropped, \r\n accepted)
+    lines = read_lines(path, "'char TAG' lines, a blank line between sentences")  # (BOM dropped, \r\n accepted)
     tagged = any(("\t" in ln or " " in ln.strip(" \t")) for ln in lines if ln.strip(" \t"))
     malformed = Malformed()
     sentences, skipped = [], 0
@@ -125,7 +152,8 @@ def read_conll(path, *, allow_untagged: bool = False) -> ConllFile:
             malformed.add(tag if char is None else "no tag", no)
             bad = True
         elif not _valid_tag(tag):
-            malformed.add("bad tag", no)
+            swapped = _valid_tag(char) and char != "O"  # ("O" may be a letter; entity tags may not)
+            malformed.add("tag before the character" if swapped else "bad tag", no)
             bad = True
         else:
             chars.append(char)
@@ -137,7 +165,9 @@ def read_conll(path, *, allow_untagged: bool = False) -> ConllFile:
     if not tagged and not allow_untagged:
         raise DataError(f"{path}: no line has a tag; expected 'char TAG' lines (an untagged file is allowed "
                         "only as the test split)")
-    return ConllFile(path, sentences, tagged, malformed, skipped)
+    stray = _stray_starts(sentences) if tagged else []
+    return ConllFile(path, sentences, tagged, malformed, skipped, n_lines=sum(1 for ln in lines if ln.strip(" \t")),
+                     stray_starts=len(stray), stray_lines=stray[:MAX_LINES_SHOWN])
 
 
 def detect_scheme(tags) -> str:

@@ -15,8 +15,9 @@ Reading rules (also in docs/finetune.md, "NER and QA metrics"):
   context, the occurrence nearest to ``answer_start`` is used and counted as ``answer_start corrected``
   (CMRC2018's training set has a few such answers).  Dev/test answers are only texts (as in the
   official evaluation), so their positions are not checked.
-- A file without any answer is allowed for the test split only (predict only).  An empty split is an
-  error.
+- A file without any answer is allowed for the test split only (predict only).  An empty file or split
+  is an error.  The caller decides whether the malformed questions may be left out
+  (:func:`~ernie_style.downstream.common.check_malformed`: none of a dev/test file).
 
 Features: ``[CLS] question [SEP] context-window [SEP]``, token types 0 then 1.  The question is cut to
 ``max_query_len`` tokens; the context is cut into windows of ``max_seq_len - len(question) - 3`` tokens
@@ -81,7 +82,8 @@ def read_squad(path, *, train: bool = False, allow_unanswered: bool = False) -> 
     """Read a SQuAD-format file (rules in the module docstring).  `train`: answer positions are needed and
     checked.  `allow_unanswered`: a file without answers is accepted (the test split)."""
     path = os.fspath(path)
-    raw = "\n".join(read_lines(path))  # (BOM dropped, \r\n accepted; line numbers kept for JSON errors)
+    # (BOM dropped, \r\n accepted; line numbers kept for JSON errors)
+    raw = "\n".join(read_lines(path, "a SQuAD-format JSON file"))
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as e:
@@ -90,7 +92,7 @@ def read_squad(path, *, train: bool = False, allow_unanswered: bool = False) -> 
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f"{path}: expected {shape}")
 
-    malformed = Malformed()
+    malformed = Malformed(unit="question")
     candidates = []  # (example, where)
     seen_ids = set()
     for i, article in enumerate(doc["data"]):
@@ -182,12 +184,15 @@ def answer_token_span(starts: np.ndarray, ends: np.ndarray, a: int, b: int):
 
 def encode_examples(examples, tokenizer, max_seq_len: int, max_query_len: int, doc_stride: int,
                     with_labels: bool):
-    """(features, malformed): the windows of every example in order; with labels, training questions whose
-    answer covers no token (only spaces/control characters) are left out and counted."""
-    malformed = Malformed()
-    features = []
+    """(features, malformed, questions cut): the windows of every example in order; with labels, training
+    questions whose answer covers no token (only spaces/control characters) are left out and counted; the
+    number of questions longer than `max_query_len` tokens (cut to it)."""
+    malformed = Malformed(unit="question")
+    features, n_cut = [], 0
     for ex_idx, ex in enumerate(examples):
-        q = tokenizer.encode(ex.question)[:max_query_len].astype(np.int64)
+        q = tokenizer.encode(ex.question)
+        n_cut += len(q) > max_query_len
+        q = q[:max_query_len].astype(np.int64)
         ids, cs, ce = tokenizer.encode_with_offsets(ex.context)
         body = max_seq_len - len(q) - 3
         assert body >= 1, (max_seq_len, max_query_len)
@@ -219,7 +224,7 @@ def encode_examples(examples, tokenizer, max_seq_len: int, max_query_len: int, d
             if span is not None and a <= span[0] and span[1] < b:
                 sp, ep = off + span[0] - a, off + span[1] - a
             features.append(QaFeature(input_ids.astype(np.int64), types, sp, ep, c_start, c_end, maxc, ex_idx))
-    return features, malformed
+    return features, malformed, n_cut
 
 
 def best_answers(features, start_logits, end_logits, examples, n_best: int = 20, max_answer_length: int = 30):

@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 
 from ernie_style.downstream.cls_data import encode_example, read_cls
-from ernie_style.downstream.common import build_label_set, check_labels
+from ernie_style.downstream.common import build_label_set, check_labels, check_malformed
 from ernie_style.heads import RoFormerForSequenceClassification
 from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
@@ -47,25 +47,38 @@ class SeqClsTask(FinetuneTask):
         d = self.cfg.data
         kw = dict(pair=self.pair, fmt=d.format, columns=d.columns, text_keys=d.text_keys, label_key=d.label_key)
         train = read_cls(d.train_file, **kw)
+        check_malformed(train.path, train.malformed, scored=False, limit=d.max_bad_lines,
+                        n_items=len(train.examples) + train.malformed.total)
         dev = read_cls(d.dev_file, **kw)
         test = read_cls(d.test_file, allow_unlabelled=True, **kw) if d.test_file else None
         self.id2label = build_label_set(ex.label for ex in train.examples)
         self.label2id = {lab: i for i, lab in enumerate(self.id2label)}
         for f in (dev, test):
-            if f is not None and f.labelled:
-                check_labels(f.path, [(ex.line, ex.label) for ex in f.examples], self.label2id)
+            if f is not None:
+                check_malformed(f.path, f.malformed, scored=True, limit=0, n_items=0)
+                if f.labelled:
+                    check_labels(f.path, [(ex.line, ex.label) for ex in f.examples], self.label2id,
+                                 [ex.text_a for ex in f.examples])
         self.files = {"train": train, "dev": dev, "test": test}
-        self.reports = [f.report() for f in (train, dev, test) if f is not None]
-        self.train_features = self._encode(train)
-        self.dev_features = self._encode(dev)
-        self.test_features = self._encode(test) if test is not None else None
+        # a training file with lines left out is a warning (the checks above allow none in dev/test files)
+        self.reports = [f.report() for f in (train, dev, test) if f is not None and not f.malformed.total]
+        self.warnings = [f"{train.report()} (data.max_bad_lines={d.max_bad_lines})"] if train.malformed.total else []
+        self.train_features = self._encode("train")
+        self.dev_features = self._encode("dev")
+        self.test_features = self._encode("test") if test is not None else None
 
-    def _encode(self, f) -> List[dict]:
+    def _encode(self, split: str) -> List[dict]:
+        f = self.files[split]
         labels = labels_to_ids([ex.label for ex in f.examples], self.label2id)
-        out = []
+        out, n_cut = [], 0
         for ex, label in zip(f.examples, labels):
-            ids, types = encode_example(self.tokenizer, ex, self.cfg.data.max_seq_len)
+            ids, types, cut = encode_example(self.tokenizer, ex, self.cfg.data.max_seq_len)
+            n_cut += cut
             out.append({"input_ids": ids, "token_type_ids": types, "label": int(label)})
+        if n_cut:
+            how = "from the longer text" if self.pair else "at the end"
+            self.reports.append(f"{self.name}: {split}: {n_cut} of {len(out)} examples longer than data.max_seq_len="
+                                f"{self.cfg.data.max_seq_len} tokens, cut {how}")
         return out
 
     def collate(self, features: List[dict]) -> dict:

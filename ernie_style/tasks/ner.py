@@ -16,6 +16,7 @@ import numpy as np
 import paddle
 
 from ernie_style.downstream import ner
+from ernie_style.downstream.common import check_malformed
 from ernie_style.heads import RoFormerForTokenClassification
 from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
@@ -48,8 +49,12 @@ class NerTask(FinetuneTask):
     def read_data(self) -> None:
         d = self.cfg.data
         train = ner.read_conll(d.train_file)
+        check_malformed(train.path, train.malformed, scored=False, limit=d.max_bad_lines, n_items=train.n_lines)
         dev = ner.read_conll(d.dev_file)
         test = ner.read_conll(d.test_file, allow_untagged=True) if d.test_file else None
+        for f in (dev, test):
+            if f is not None:
+                check_malformed(f.path, f.malformed, scored=True, limit=0, n_items=f.n_lines)
         scheme = self.cfg.task.tag_scheme
         if scheme == "auto":
             scheme = ner.detect_scheme(t for s in train.sentences for t in s.tags)
@@ -65,7 +70,9 @@ class NerTask(FinetuneTask):
         for f in (dev, test):
             if f is not None:
                 ner.check_tags(f, self.label2id)
-        self.reports = [f.report() for f in (train, dev, test) if f is not None]
+        # a training file with lines left out is a warning (the checks above allow none in dev/test files)
+        self.reports = [f.report() for f in (train, dev, test) if f is not None and not f.malformed.total]
+        self.warnings = [f"{train.report()} (data.max_bad_lines={d.max_bad_lines})"] if train.malformed.total else []
         self.reports.append(f"ner: {scheme.upper()} scheme, {len(self.id2label)} tags: {' '.join(self.id2label)}")
         for split, f in self.files.items():
             if f is not None:

@@ -18,6 +18,7 @@ import paddle.nn.functional as F
 
 from ernie_style.config import ConfigError
 from ernie_style.downstream import qa
+from ernie_style.downstream.common import DataError, Malformed, check_malformed
 from ernie_style.heads import RoFormerForQuestionAnswering
 from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
@@ -38,26 +39,40 @@ class QaTask(FinetuneTask):
             raise ConfigError(f"data.max_query_len={d.max_query_len}: expected at most data.max_seq_len - 4 = "
                               f"{d.max_seq_len - 4} ([CLS] question [SEP] context [SEP] needs room for the context)")
         train = qa.read_squad(d.train_file, train=True)
+        n_train = len(train.examples) + train.malformed.total
+        check_malformed(train.path, train.malformed, scored=False, limit=d.max_bad_lines, n_items=n_train)
         dev = qa.read_squad(d.dev_file)
         test = qa.read_squad(d.test_file, allow_unanswered=True) if d.test_file else None
+        for f in (dev, test):
+            if f is not None:
+                check_malformed(f.path, f.malformed, scored=True, limit=0, n_items=0)
         self.id2label = None
         self.files = {"train": train, "dev": dev, "test": test}
-        self.reports = [f.report() for f in (train, dev, test) if f is not None]
+        # a training file with questions left out is a warning (the checks above allow none in dev/test files)
+        self.reports = [f.report() for f in (train, dev, test) if f is not None and not f.malformed.total]
+        self.warnings = [f"{train.report()} (data.max_bad_lines={d.max_bad_lines})"] if train.malformed.total else []
         self.windows = {}
         for split, f in self.files.items():
             if f is None:
                 continue
-            windows, bad = qa.encode_examples(f.examples, self.tokenizer, d.max_seq_len, d.max_query_len,
-                                              d.doc_stride, with_labels=split == "train")
+            windows, bad, n_cut = qa.encode_examples(f.examples, self.tokenizer, d.max_seq_len, d.max_query_len,
+                                                     d.doc_stride, with_labels=split == "train")
+            assert split == "train" or not bad.total  # (only training questions need an answer token)
             if bad.total:
-                self.reports.append(f"qa: {split}: left out {bad.summary('question')}")
+                # left out while encoding: counted with the reader's malformed questions against the limit
+                self.warnings.append(f"qa: {split}: left out {bad.summary()} (data.max_bad_lines={d.max_bad_lines})")
+                both = Malformed(unit="question")
+                both.merge(f.malformed)
+                both.merge(bad)
+                check_malformed(f.path, both, scored=False, limit=d.max_bad_lines, n_items=n_train)
             if not windows:
-                from ernie_style.downstream.common import DataError
-
-                raise DataError(f"{f.path}: no question left to train on ({bad.summary('question')})")
+                raise DataError(f"{f.path}: no question left to train on ({bad.summary()})")
             self.windows[split] = windows
-            self.reports.append(f"qa: {split}: {len(f.examples)} questions -> {len(windows)} windows "
+            self.reports.append(f"qa: {split}: {len(f.examples) - bad.total} questions -> {len(windows)} windows "
                                 f"(max_seq_len {d.max_seq_len}, doc_stride {d.doc_stride})")
+            if n_cut:
+                self.reports.append(f"qa: {split}: {n_cut} of {len(f.examples)} questions longer than "
+                                    f"data.max_query_len={d.max_query_len} tokens, cut at the end")
         self.train_features = [self._feature(w, True) for w in self.windows["train"]]
         self.dev_features = [self._feature(w, False) for w in self.windows["dev"]]
         self.test_features = [self._feature(w, False) for w in self.windows["test"]] if test is not None else None
