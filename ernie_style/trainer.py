@@ -221,6 +221,7 @@ class Trainer:
         self.model = task.build_model()
         self.step = 0
         resume_dir = self._resume_dir()
+        self.resumed_from: Optional[str] = None  # the checkpoint this run continues (not a plain model dir)
         self.lineage, self.ancestor_lineage = None, None
         if resume_dir and ckpt.is_plain_model_dir(resume_dir):
             self._load_weights(resume_dir)
@@ -238,6 +239,7 @@ class Trainer:
                 raise ConfigError(f"model.{diff[0]}={getattr(model_cfg, diff[0])!r}: the checkpoint {resume_dir} "
                                   f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
             self._load_weights(resume_dir)
+            self.resumed_from = resume_dir
             self.ancestor_lineage = ckpt.lineage_of(resume_dir)
             self.lineage = self.ancestor_lineage
         if t.recompute:
@@ -486,8 +488,9 @@ class Trainer:
             self.step += 1
             # With an active fp16 loss scaler a non-finite loss only skips the step (counted); otherwise stop.
             if not math.isfinite(stats.loss) and not self.amp.scaler.is_enable():
-                self.text.error(f"error: non-finite loss {stats.loss} at step {self.step}; stopping. The last "
-                                f"good checkpoint is kept in {self.checkpointer.root}")
+                self.text.error(f"error: non-finite loss {stats.loss} at step {self.step} (learning rate "
+                                f"{self.scheduler.lr_at(self.step):.5e}); stopping without saving it. "
+                                + self._last_checkpoint_note())
                 self.release()
                 return 1
             self.logger.update(stats)
@@ -514,6 +517,19 @@ class Trainer:
         self.text(f"trainer: done at step {self.step}; checkpoints in {self.checkpointer.root}, "
                   f"VisualDL records in {os.path.join(t.output_dir, 'visualdl')}")
         return 0
+
+
+    def _last_checkpoint_note(self) -> str:
+        """Where a stopped run can be continued from: the newest checkpoint it saved, else the one it resumed, else
+        none (said so, with the setting that decides the first save)."""
+        saved = self.checkpointer.last_saved_step
+        if saved >= 0:
+            path = os.path.join(self.checkpointer.root, ckpt.step_dir_name(saved))
+            return f"The newest checkpoint of this run: {path}"
+        if self.resumed_from:
+            return f"No checkpoint was saved since the resume from {self.resumed_from} (the newest of this run)"
+        return (f"No checkpoint of this run was saved (the first is due at step {self.cfg.train.save_steps}, "
+                "train.save_steps): there is nothing to resume from")
 
 
 class _MapDataset(paddle.io.Dataset):

@@ -393,8 +393,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, mon
 
     monkeypatch.setattr(trainer_mod, "pretraining_loss", exploding)
     assert run(data, tmp_path, **{"train.save_steps": 1, "train.max_steps": 5, **amp}) == 1
-    assert "non-finite loss nan at step 3" in capsys.readouterr().err
+    err = capsys.readouterr().err
     root = tmp_path / "checkpoints"
+    assert "non-finite loss nan at step 3" in err
+    assert f"The newest checkpoint of this run: {root / 'step_00000002'}" in err  # the real one, not the directory
     assert os.readlink(root / "latest") == "step_00000002"
     assert sorted(n for n in os.listdir(root) if n.startswith("step_")) == ["step_00000001", "step_00000002"]
 
@@ -425,3 +427,24 @@ def test_data_tokenized_with_another_vocab_is_refused(data, tmp_path, capsys):
     from ernie_style.trainer import check_inputs
 
     check_inputs(load_config(CONFIG, U.tiny_overrides(copy, vocab, str(tmp_path / "out"))), 1)  # no error
+
+
+def test_non_finite_loss_says_when_there_is_no_checkpoint(data, tmp_path, capsys):
+    """A learning rate that blows the weights up (a real non-finite loss, no injection): before the first save
+    the stop says there is nothing to resume from, not a checkpoint directory that does not exist."""
+    assert run(data, tmp_path, **{"optim.max_lr": 1e30, "train.max_steps": 5}) == 1
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "non-finite loss" in ln)
+    assert re.match(r"error: non-finite loss (nan|inf) at step \d \(learning rate \d\.\d{5}e\+\d\d\); stopping "
+                    r"without saving it\. No checkpoint of this run was saved \(the first is due at step 1000, "
+                    r"train\.save_steps\): there is nothing to resume from$", line), line
+    assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+
+
+def test_non_finite_loss_after_a_resume_names_the_resumed_checkpoint(data, tmp_path, capsys):
+    assert run(data, tmp_path, **{"train.max_steps": 2, "train.save_steps": 2}) == 0
+    capsys.readouterr()
+    assert run(data, tmp_path, **{"train.max_steps": 6, "train.resume": "auto", "optim.max_lr": 1e30}) == 1
+    err = capsys.readouterr().err
+    assert "stopping without saving it. No checkpoint was saved since the resume from " \
+           f"{tmp_path / 'checkpoints' / 'step_00000002'} (the newest of this run)" in err
