@@ -379,11 +379,16 @@ class Trainer:
             opt_state = ckpt.load_state_file(ckpt.optimizer_file(path, self.info.rank))
         self.optimizer.set_state_dict(ckpt.optimizer_state_from_structured(opt_state, self.inner))
         self.scheduler.set_state_dict(state["lr_scheduler"])
+        # saved: the learning rate of the next step under the checkpoint's schedule (paddle's LRScheduler state)
+        lr_saved = state["lr_scheduler"].get("last_lr")
         self.scheduler.last_lr = self.scheduler.get_lr()  # from the config's schedule (optim.* may have changed)
-        for line in preflight.optim_changes(state.get("config"), self.cfg):
+        self.step = int(state["step"])
+        changes = preflight.resume_changes(state.get("config"), self.cfg)
+        changed = preflight.schedule_change(state.get("lr_schedule"), self.lr_schedule(), self.step,
+                                            lr_saved, self.scheduler.last_lr)
+        for line in changes + ([changed] if changed else []):
             self.text(f"resume: {line}")
         self.amp.load_state_dict(state["amp"])
-        self.step = int(state["step"])
         if state.get("global_batch_size") != self.gbs:
             raise ConfigError(f"train.global_batch_size={self.gbs}: the checkpoint {path} was trained with "
                               f"{state.get('global_batch_size')}; the data position would not be exact")
@@ -412,8 +417,10 @@ class Trainer:
 
     # -- eval -----------------------------------------------------------------------------------------------
 
-    def evaluate(self, split: Optional[EvalSplit], tag: str) -> Optional[Dict[str, float]]:
-        """Metrics of ``split`` over all its batches on all ranks (a collective: every rank calls it)."""
+    def evaluate(self, split: Optional[EvalSplit], tag: str, weights: str = "") -> Optional[Dict[str, float]]:
+        """Metrics of ``split`` over all its batches on all ranks (a collective: every rank calls it).  The log line
+        reads ``{tag} at step N: ...``, or ``{tag} with {weights}: ...`` when the model holds other weights than
+        the current step's (fine-tuning tests the best model)."""
         if split is None:
             return None
         self.inner.eval()
@@ -428,7 +435,7 @@ class Trainer:
         out = acc.result(self.info)
         scalars = {k: v for k, v in out.items() if isinstance(v, (int, float))}  # not ner's per_type dict
         shown = ", ".join(f"{k}: {v:.6f}" for k, v in scalars.items()) or "no metrics (no labels)"
-        self.text(f"{tag} at step {self.step}: {shown}")
+        self.text(f"{tag} {f'with {weights}' if weights else f'at step {self.step}'}: {shown}")
         self.vdl.scalars(tag, scalars, self.step)
         return out
 
@@ -440,6 +447,12 @@ class Trainer:
         return {k: (v.astype("float32") if v.dtype in (paddle.float16, paddle.bfloat16) else v)
                 for k, v in self.inner.state_dict().items()}
 
+    def lr_schedule(self) -> dict:
+        """The schedule this run follows (saved with each checkpoint: a resume says how its own differs)."""
+        s = self.scheduler
+        return {"max_steps": self.cfg.train.max_steps, "warmup_steps": s.warmup, "decay_steps": s.decay_steps,
+                "max_lr": s.max_lr, "min_lr": s.min_lr}
+
     def save(self) -> None:
         state = {
             "step": self.step,
@@ -447,6 +460,7 @@ class Trainer:
             "global_batch_size": self.gbs,
             "world_size": self.info.world_size,
             "lr_scheduler": self.scheduler.state_dict(),
+            "lr_schedule": self.lr_schedule(),
             "amp": self.amp.state_dict(),
             "config": self.cfg.to_dict(),
             "data_fingerprint": self.task.data_fingerprint(),

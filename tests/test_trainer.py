@@ -448,3 +448,19 @@ def test_non_finite_loss_after_a_resume_names_the_resumed_checkpoint(data, tmp_p
     err = capsys.readouterr().err
     assert "stopping without saving it. No checkpoint was saved since the resume from " \
            f"{tmp_path / 'checkpoints' / 'step_00000002'} (the newest of this run)" in err
+
+
+def test_resume_reports_the_run_length_and_a_changed_schedule(data, tmp_path):
+    """Pretraining: a longer run (train.max_steps) keeps the schedule (it depends on optim.* only), said as a key
+    change alone; a shorter optim.decay_steps changes the learning rate ahead, said with both values."""
+    assert run(data, tmp_path, **{"train.max_steps": 2, "train.save_steps": 1}) == 0
+    assert run(data, tmp_path, **{"train.max_steps": 3, "train.save_steps": 1, "train.resume": "auto"}) == 0
+    log = open(tmp_path / "train.log", encoding="utf-8").read()
+    assert "resume: train.max_steps: 2 (checkpoint) -> 3 (now)" in log and "learning-rate schedule" not in log
+    assert run(data, tmp_path, **{"train.max_steps": 4, "train.resume": "auto", "optim.decay_steps": 10}) == 0
+    new = open(tmp_path / "train.log", encoding="utf-8").read()[len(log):]
+    # max_lr 1e-3 after 2 warmup steps, linear to min_lr 1e-4 (the demo config) at decay_steps
+    old_lr, new_lr = 1e-3 - 9e-4 * (4 - 2) / 98, 1e-3 - 9e-4 * (4 - 2) / 8
+    assert "resume: optim.decay_steps: 100 (checkpoint) -> 10 (now)" in new
+    assert ("resume: learning-rate schedule recomputed: total steps 3 -> 4, decay ends at step 100 -> 10; the "
+            f"learning rate of step 4 is {new_lr:.5e} ({old_lr:.5e} under the checkpoint's)") in new
