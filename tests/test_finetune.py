@@ -377,3 +377,12 @@ def test_the_test_line_names_the_weights_it_used(seq_data, seq_run):
     assert (f"test with the best model of step {res['best_step']} (dev accuracy {best:.6f}): "
             f"accuracy: {res['test']['accuracy']:.6f}") in log
     assert "test at step" not in log
+
+
+def test_a_checkpoint_fingerprint_from_before_the_file_paths_still_compares_by_content():
+    from ernie_style import preflight
+
+    now = {"data.train_file": {"path": "/data/train.tsv", "bytes": 10, "sha256": "a" * 64}, "train.seed": 1}
+    assert preflight.fingerprint_diff({"data.train_file": "a" * 64, "train.seed": 1}, now) == []
+    assert preflight.fingerprint_diff({"data.train_file": "b" * 64, "train.seed": 1}, now) == [
+        f"data.train_file: {'b' * 64!r} (checkpoint) vs /data/train.tsv (10 bytes, sha256 {'a' * 12}) (now)"]
