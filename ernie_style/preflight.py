@@ -160,7 +160,8 @@ def resume_changes(saved_config: Optional[dict], cfg: PretrainConfig) -> List[st
     return [f"{key}: {old!r} (checkpoint) -> {new!r} (now)" for key, old, new in pairs if old != new]
 
 
-_SCHEDULE_STEPS = (("max_steps", "total steps"), ("warmup_steps", "warmup steps"), ("decay_steps", "decay ends at step"))
+_SCHEDULE_STEPS = (("max_steps", "total steps"), ("warmup_steps", "warmup steps"),
+                   ("decay_steps", "decay ends at step"))
 
 
 def schedule_change(saved: Optional[dict], now: dict, step: int, lr_saved: Optional[float],
