@@ -7,7 +7,7 @@ Sections: ``model`` (the config dataclass of the architecture ``model.arch`` nam
 ``amp``, ``dist``.  An override is ``key.path=value`` with the value parsed as YAML
 (``data.prefixes=[/data/a,/data/b]``).  Every user mistake is a :class:`ConfigError` (a ``ValueError``)
 whose message names the key, the value and what was expected; unknown keys suggest the closest
-valid one.
+valid one.  Every float setting must be a finite number (YAML's ``.inf`` and ``.nan`` are refused).
 
 Batch sizes: ``train.global_batch_size = micro_batch_size x data_parallel_size x accumulation``.
 The accumulation is derived (:meth:`PretrainConfig.accumulation_steps`) once the number of ranks is
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -312,6 +313,7 @@ def _build(cls, raw, where: str):
         if key not in names:
             raise ConfigError(_unknown_key(where + str(key), [where + n for n in names]))
         kwargs[key] = _coerce(value, hints.get(key, Any), where + key)
+        _check_finite(where + key, value, kwargs[key])
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -319,6 +321,15 @@ def _build(cls, raw, where: str):
     except (ValueError, TypeError) as e:
         msg = str(e).replace(f"{cls.__name__}.", where)  # e.g. "RoFormerConfig.x=..." -> "model.x=..."
         raise ConfigError(msg if msg != str(e) else f"{where.rstrip('.')}: {e}") from None
+
+
+def _check_finite(name: str, given, value) -> None:
+    """Every float setting (a field typed ``float`` or ``Optional[float]``, of every section of both config trees)
+    is a finite number.  YAML reads ``.inf`` and ``.nan`` as floats (and ``float()`` reads the strings ``inf`` and
+    ``1e999``); an infinite one passes range checks such as ``max_lr > 0`` and breaks training steps later."""
+    if isinstance(value, float) and not math.isfinite(value):
+        got = "" if repr(given) == repr(value) else f" (it reads as {value})"
+        raise ConfigError(f"{name}={given!r}: expected a finite number{got}")
 
 
 def _unknown_key(key: str, valid: List[str]) -> str:

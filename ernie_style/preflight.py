@@ -14,11 +14,14 @@ Resuming (``train.resume`` = auto or a path) is checked against the source the r
 
 - its ``train.global_batch_size`` (the data position is counted in global batches) must be the config's.
 
-Optimisation keys (``optim.*``) may change on resume; :func:`optim_changes` gives one line per changed key.
+Optimisation keys (``optim.*``) and the run's length (``train.max_steps``, fine-tuning's ``train.epochs``) may change
+on resume: :func:`resume_changes` gives one line per changed key, :func:`schedule_change` the line saying how the
+learning-rate schedule changed with it (total, warmup and decay steps; the learning rate of the next step).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import List, Optional
 
@@ -114,17 +117,25 @@ def data_fingerprint(cfg: PretrainConfig) -> dict:
 _FINGERPRINT_DEFAULTS = {f"data.{f.name}": f.default for f in dataclasses.fields(SampleSpec) if f.name in MASKING_KNOBS}
 
 
+def _content(value):
+    """A data file's entry is ``{path, bytes, sha256}`` (fine-tuning; a checkpoint from before held the sha256
+    alone): its content decides, the path may move."""
+    return value["sha256"] if isinstance(value, dict) and "sha256" in value else value
+
+
 def _same(key: str, a, b) -> bool:
     if key == "data.prefixes":  # contents and weights decide; the paths may move
         strip = lambda ps: [(p.get("weight"), p.get("content")) for p in ps or []]  # noqa: E731
         return strip(a) == strip(b)
-    return a == b
+    return _content(a) == _content(b)
 
 
 def _show(key: str, value) -> str:
     if key == "data.prefixes":
-        return "[" + ", ".join(f"{os.path.basename(p.get('prefix', '?'))} (w {p.get('weight')}, "
+        return "[" + ", ".join(f"{p.get('prefix', '?')} (w {p.get('weight')}, "
                                f"bin sha256 {str(p.get('content', {}).get('.bin', '?'))[:12]})" for p in value) + "]"
+    if isinstance(value, dict) and "sha256" in value:
+        return f"{value.get('path')} ({value.get('bytes')} bytes, sha256 {value['sha256'][:12]})"
     return repr(value)
 
 
@@ -134,12 +145,40 @@ def fingerprint_diff(saved: dict, now: dict) -> List[str]:
             for k in now if k in saved and not _same(k, saved[k], now[k])]
 
 
-def optim_changes(saved_config: Optional[dict], cfg: PretrainConfig) -> List[str]:
-    """One line per optimisation key that differs from the checkpoint's config (allowed on resume)."""
-    saved = (saved_config or {}).get("optim") or {}
-    now = cfg.to_dict()["optim"]
-    return [f"optim.{k}: {saved[k]!r} (checkpoint) -> {v!r} (now)" for k, v in now.items()
-            if k in saved and saved[k] != v]
+# The keys that set a run's length: pretraining's train.max_steps, fine-tuning's train.epochs (its total steps and
+# so its warmup and decay follow from it).
+RUN_LENGTH_KEYS = ("max_steps", "epochs")
+
+
+def resume_changes(saved_config: Optional[dict], cfg: PretrainConfig) -> List[str]:
+    """One line per key that may change on resume and differs from the checkpoint's config: every ``optim.*`` key
+    and the run's length (``train.max_steps`` / ``train.epochs``)."""
+    saved, now = saved_config or {}, cfg.to_dict()
+    pairs = [(f"optim.{k}", (saved.get("optim") or {}).get(k, v), v) for k, v in now["optim"].items()]
+    pairs += [(f"train.{k}", (saved.get("train") or {}).get(k, now["train"][k]), now["train"][k])
+              for k in RUN_LENGTH_KEYS if k in now["train"]]
+    return [f"{key}: {old!r} (checkpoint) -> {new!r} (now)" for key, old, new in pairs if old != new]
+
+
+_SCHEDULE_STEPS = (("max_steps", "total steps"), ("warmup_steps", "warmup steps"),
+                   ("decay_steps", "decay ends at step"))
+
+
+def schedule_change(saved: Optional[dict], now: dict, step: int, lr_saved: Optional[float],
+                    lr_now: float) -> Optional[str]:
+    """The line saying how the learning-rate schedule differs from the checkpoint's, or None when the steps ahead
+    get the learning rates they would have got.  ``saved``/``now``: the schedules (``max_steps``, ``warmup_steps``,
+    ``decay_steps``, ``max_lr``, ``min_lr``; ``saved`` is None for a checkpoint that did not record it);
+    ``lr_saved``/``lr_now``: the learning rate of step ``step + 1`` under each."""
+    saved = saved or {}
+    moved = [f"{label} {saved[k]} -> {now[k]}" for k, label in _SCHEDULE_STEPS if k in saved and saved[k] != now[k]]
+    shape = [k for k in ("warmup_steps", "decay_steps", "max_lr", "min_lr") if k in saved and saved[k] != now[k]]
+    lr_moved = lr_saved is not None and not math.isclose(lr_saved, lr_now, rel_tol=1e-9, abs_tol=0.0)
+    if not shape and not lr_moved:
+        return None  # e.g. a longer pretraining run: its schedule depends on optim.* only
+    was = f" ({lr_saved:.5e} under the checkpoint's)" if lr_saved is not None else ""
+    return ("learning-rate schedule recomputed" + (f": {', '.join(moved)}" if moved else "")
+            + f"; the learning rate of step {step + 1} is {lr_now:.5e}{was}")
 
 
 def resume_sources(cfg: PretrainConfig) -> List[str]:

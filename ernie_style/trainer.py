@@ -221,6 +221,7 @@ class Trainer:
         self.model = task.build_model()
         self.step = 0
         resume_dir = self._resume_dir()
+        self.resumed_from: Optional[str] = None  # the checkpoint this run continues (not a plain model dir)
         self.lineage, self.ancestor_lineage = None, None
         if resume_dir and ckpt.is_plain_model_dir(resume_dir):
             self._load_weights(resume_dir)
@@ -238,6 +239,7 @@ class Trainer:
                 raise ConfigError(f"model.{diff[0]}={getattr(model_cfg, diff[0])!r}: the checkpoint {resume_dir} "
                                   f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
             self._load_weights(resume_dir)
+            self.resumed_from = resume_dir
             self.ancestor_lineage = ckpt.lineage_of(resume_dir)
             self.lineage = self.ancestor_lineage
         if t.recompute:
@@ -377,11 +379,16 @@ class Trainer:
             opt_state = ckpt.load_state_file(ckpt.optimizer_file(path, self.info.rank))
         self.optimizer.set_state_dict(ckpt.optimizer_state_from_structured(opt_state, self.inner))
         self.scheduler.set_state_dict(state["lr_scheduler"])
+        # saved: the learning rate of the next step under the checkpoint's schedule (paddle's LRScheduler state)
+        lr_saved = state["lr_scheduler"].get("last_lr")
         self.scheduler.last_lr = self.scheduler.get_lr()  # from the config's schedule (optim.* may have changed)
-        for line in preflight.optim_changes(state.get("config"), self.cfg):
+        self.step = int(state["step"])
+        changes = preflight.resume_changes(state.get("config"), self.cfg)
+        changed = preflight.schedule_change(state.get("lr_schedule"), self.lr_schedule(), self.step,
+                                            lr_saved, self.scheduler.last_lr)
+        for line in changes + ([changed] if changed else []):
             self.text(f"resume: {line}")
         self.amp.load_state_dict(state["amp"])
-        self.step = int(state["step"])
         if state.get("global_batch_size") != self.gbs:
             raise ConfigError(f"train.global_batch_size={self.gbs}: the checkpoint {path} was trained with "
                               f"{state.get('global_batch_size')}; the data position would not be exact")
@@ -410,8 +417,10 @@ class Trainer:
 
     # -- eval -----------------------------------------------------------------------------------------------
 
-    def evaluate(self, split: Optional[EvalSplit], tag: str) -> Optional[Dict[str, float]]:
-        """Metrics of ``split`` over all its batches on all ranks (a collective: every rank calls it)."""
+    def evaluate(self, split: Optional[EvalSplit], tag: str, weights: str = "") -> Optional[Dict[str, float]]:
+        """Metrics of ``split`` over all its batches on all ranks (a collective: every rank calls it).  The log line
+        reads ``{tag} at step N: ...``, or ``{tag} with {weights}: ...`` when the model holds other weights than
+        the current step's (fine-tuning tests the best model)."""
         if split is None:
             return None
         self.inner.eval()
@@ -426,7 +435,7 @@ class Trainer:
         out = acc.result(self.info)
         scalars = {k: v for k, v in out.items() if isinstance(v, (int, float))}  # not ner's per_type dict
         shown = ", ".join(f"{k}: {v:.6f}" for k, v in scalars.items()) or "no metrics (no labels)"
-        self.text(f"{tag} at step {self.step}: {shown}")
+        self.text(f"{tag} {f'with {weights}' if weights else f'at step {self.step}'}: {shown}")
         self.vdl.scalars(tag, scalars, self.step)
         return out
 
@@ -438,6 +447,12 @@ class Trainer:
         return {k: (v.astype("float32") if v.dtype in (paddle.float16, paddle.bfloat16) else v)
                 for k, v in self.inner.state_dict().items()}
 
+    def lr_schedule(self) -> dict:
+        """The schedule this run follows (saved with each checkpoint: a resume says how its own differs)."""
+        s = self.scheduler
+        return {"max_steps": self.cfg.train.max_steps, "warmup_steps": s.warmup, "decay_steps": s.decay_steps,
+                "max_lr": s.max_lr, "min_lr": s.min_lr}
+
     def save(self) -> None:
         state = {
             "step": self.step,
@@ -445,6 +460,7 @@ class Trainer:
             "global_batch_size": self.gbs,
             "world_size": self.info.world_size,
             "lr_scheduler": self.scheduler.state_dict(),
+            "lr_schedule": self.lr_schedule(),
             "amp": self.amp.state_dict(),
             "config": self.cfg.to_dict(),
             "data_fingerprint": self.task.data_fingerprint(),
@@ -486,8 +502,9 @@ class Trainer:
             self.step += 1
             # With an active fp16 loss scaler a non-finite loss only skips the step (counted); otherwise stop.
             if not math.isfinite(stats.loss) and not self.amp.scaler.is_enable():
-                self.text.error(f"error: non-finite loss {stats.loss} at step {self.step}; stopping. The last "
-                                f"good checkpoint is kept in {self.checkpointer.root}")
+                self.text.error(f"error: non-finite loss {stats.loss} at step {self.step} (learning rate "
+                                f"{self.scheduler.lr_at(self.step):.5e}); stopping without saving it. "
+                                + self._last_checkpoint_note())
                 self.release()
                 return 1
             self.logger.update(stats)
@@ -514,6 +531,19 @@ class Trainer:
         self.text(f"trainer: done at step {self.step}; checkpoints in {self.checkpointer.root}, "
                   f"VisualDL records in {os.path.join(t.output_dir, 'visualdl')}")
         return 0
+
+
+    def _last_checkpoint_note(self) -> str:
+        """Where a stopped run can be continued from: the newest checkpoint it saved, else the one it resumed, else
+        none (said so, with the setting that decides the first save)."""
+        saved = self.checkpointer.last_saved_step
+        if saved >= 0:
+            path = os.path.join(self.checkpointer.root, ckpt.step_dir_name(saved))
+            return f"The newest checkpoint of this run: {path}"
+        if self.resumed_from:
+            return f"No checkpoint was saved since the resume from {self.resumed_from} (the newest of this run)"
+        return (f"No checkpoint of this run was saved (the first is due at step {self.cfg.train.save_steps}, "
+                "train.save_steps): there is nothing to resume from")
 
 
 class _MapDataset(paddle.io.Dataset):

@@ -219,3 +219,60 @@ def test_finetune_config_errors(vocab):
         load_finetune_config(path, ["model.init=random"])
     with pytest.raises(ConfigError, match=r"task\.type='ner2': expected seq_cls \| pair_cls \| ner \| qa"):
         load_finetune_config(path, ["task.type=ner2"])
+
+
+def _float_keys(root, sections, model_class=None):
+    """Every dotted key of ``root`` whose field is typed float or Optional[float] (``model.*`` from
+    ``model_class`` when given: the pretraining tree's model section is the architecture's config class)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(root)
+    keys = []
+    for section in sections:
+        cls = model_class if section == "model" and model_class else hints[section]
+        for name, tp in typing.get_type_hints(cls).items():
+            if name in {f.name for f in dataclasses.fields(cls) if f.init} and float in (tp, *typing.get_args(tp)):
+                keys.append(f"{section}.{name}")
+    return keys
+
+
+def _pretrain_float_keys():
+    from ernie_style.config import SECTIONS, PretrainConfig
+
+    return _float_keys(PretrainConfig, SECTIONS, RoFormerConfig)
+
+
+def _finetune_float_keys():
+    from ernie_style.finetune_config import SECTIONS, FinetuneConfig
+
+    return _float_keys(FinetuneConfig, SECTIONS)
+
+
+def test_the_float_settings_are_found():
+    pre, ft = _pretrain_float_keys(), _finetune_float_keys()
+    assert {"optim.max_lr", "optim.min_lr", "model.layer_norm_eps", "dist.timeout_minutes",
+            "amp.init_loss_scaling", "data.masked_lm_prob"} <= set(pre)
+    assert {"optim.max_lr", "train.epochs", "model.initializer_range", "model.hidden_dropout_prob"} <= set(ft)
+
+
+# YAML reads .inf/.nan as floats and float() reads "inf" and "1e999": each is refused at load, naming the key
+# (an infinite optim.max_lr used to pass `max_lr > 0` and end the run at step 2).
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1e999"])
+@pytest.mark.parametrize("key", _pretrain_float_keys())
+def test_every_pretraining_float_setting_must_be_finite(key, value, vocab):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"data.vocab_file={vocab}", f"{key}={value}"])
+    shown = {".inf": "inf", "-.inf": "-inf", ".nan": "nan", "1e999": "'1e999'"}[value]
+    assert str(e.value).startswith(f"{key}={shown}: expected a finite number")
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+@pytest.mark.parametrize("key", _finetune_float_keys())
+def test_every_finetune_float_setting_must_be_finite(key, value, vocab):
+    from ernie_style.finetune_config import load_finetune_config
+
+    with pytest.raises(ConfigError) as e:
+        load_finetune_config(FINETUNE_CONFIGS[0], ["model.init=random", f"data.vocab_file={vocab}",
+                                                   f"{key}={value}"])
+    assert str(e.value).startswith(f"{key}={value.lstrip('.')}: expected a finite number")

@@ -337,3 +337,59 @@ def test_resume_with_other_data_is_refused(seq_data, tmp_path, capsys):
     assert finetune.main([SEQ, *over]) == 2
     err = capsys.readouterr().err
     assert "was trained on other data or settings (data.train_file: " in err and err.count("\n") == 1
+    # the files by name and size, not two sha256 values alone
+    size = lambda p: os.path.getsize(p)  # noqa: E731
+    assert f"data.train_file: {os.path.abspath(d['train'])} ({size(d['train'])} bytes, sha256 " in err
+    assert f"(checkpoint) vs {os.path.abspath(other)} ({size(other)} bytes, sha256 " in err
+
+
+def test_resume_accepts_the_same_training_file_moved(seq_data, tmp_path):
+    """The content decides: a copy of the training file elsewhere resumes (the fingerprint records the path to show
+    it, not to compare it)."""
+    d = seq_data
+    over = F.tiny_overrides(str(tmp_path / "out"), d["train"], d["dev"], d["vocab"], **{
+        "train.epochs": 0.5, "train.resume": "auto"})
+    assert finetune.main([SEQ, *over]) == 0
+    moved = shutil.copyfile(d["train"], tmp_path / "moved.tsv")
+    over = [o if not o.startswith("data.train_file=") else f"data.train_file={moved}" for o in over]
+    assert finetune.main([SEQ, *over, "train.epochs=1"]) == 0
+    assert "resume: from " in open(tmp_path / "out" / "train.log").read()
+
+
+def test_more_epochs_on_resume_says_how_the_schedule_changes(seq_data, tmp_path):
+    """train.epochs 1 -> 2 on resume: the total steps (30 -> 60), the warmup and the decay follow, so the learning
+    rate of the next step jumps from 0 back up; the log says so with both values, like any other resume change."""
+    d = seq_data
+    over = F.tiny_overrides(str(tmp_path), d["train"], d["dev"], d["vocab"], **{
+        "train.epochs": 1, "train.resume": "auto", "train.logging_steps": 1})
+    assert finetune.main([SEQ, *over]) == 0
+    assert finetune.main([SEQ, *over, "train.epochs=2"]) == 0
+    log = open(tmp_path / "train.log", encoding="utf-8").read()
+    lr_31 = 3e-3 * (60 - 31) / (60 - 6)  # warmup 6 of 60 steps, then linear decay to 0
+    assert "resume: train.epochs: 1.0 (checkpoint) -> 2.0 (now)" in log
+    assert ("resume: learning-rate schedule recomputed: total steps 30 -> 60, warmup steps 3 -> 6, decay ends at step "
+            f"30 -> 60; the learning rate of step 31 is {lr_31:.5e} (0.00000e+00 under the checkpoint's)") in log
+    assert "global step 31, loss: " in log and f"learning rate: {lr_31:.5e}" in log.split("global step 31,")[1]
+    # the same command again changes nothing: no change lines
+    assert finetune.main([SEQ, *over, "train.epochs=2"]) == 0
+    assert log.count("resume: learning-rate schedule") == \
+        open(tmp_path / "train.log", encoding="utf-8").read().count("resume: learning-rate schedule")
+
+
+def test_the_test_line_names_the_weights_it_used(seq_data, seq_run):
+    """The test set is evaluated with the best dev model, not the last step's weights: the line says which."""
+    res = json.load(open(os.path.join(seq_run, "results.json")))
+    log = open(os.path.join(seq_run, "train.log"), encoding="utf-8").read()
+    best = res["dev"]["accuracy"]
+    assert (f"test with the best model of step {res['best_step']} (dev accuracy {best:.6f}): "
+            f"accuracy: {res['test']['accuracy']:.6f}") in log
+    assert "test at step" not in log
+
+
+def test_a_checkpoint_fingerprint_from_before_the_file_paths_still_compares_by_content():
+    from ernie_style import preflight
+
+    now = {"data.train_file": {"path": "/data/train.tsv", "bytes": 10, "sha256": "a" * 64}, "train.seed": 1}
+    assert preflight.fingerprint_diff({"data.train_file": "a" * 64, "train.seed": 1}, now) == []
+    assert preflight.fingerprint_diff({"data.train_file": "b" * 64, "train.seed": 1}, now) == [
+        f"data.train_file: {'b' * 64!r} (checkpoint) vs /data/train.tsv (10 bytes, sha256 {'a' * 12}) (now)"]

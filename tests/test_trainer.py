@@ -393,8 +393,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, mon
 
     monkeypatch.setattr(trainer_mod, "pretraining_loss", exploding)
     assert run(data, tmp_path, **{"train.save_steps": 1, "train.max_steps": 5, **amp}) == 1
-    assert "non-finite loss nan at step 3" in capsys.readouterr().err
+    err = capsys.readouterr().err
     root = tmp_path / "checkpoints"
+    assert "non-finite loss nan at step 3" in err
+    assert f"The newest checkpoint of this run: {root / 'step_00000002'}" in err  # the real one, not the directory
     assert os.readlink(root / "latest") == "step_00000002"
     assert sorted(n for n in os.listdir(root) if n.startswith("step_")) == ["step_00000001", "step_00000002"]
 
@@ -425,3 +427,40 @@ def test_data_tokenized_with_another_vocab_is_refused(data, tmp_path, capsys):
     from ernie_style.trainer import check_inputs
 
     check_inputs(load_config(CONFIG, U.tiny_overrides(copy, vocab, str(tmp_path / "out"))), 1)  # no error
+
+
+def test_non_finite_loss_says_when_there_is_no_checkpoint(data, tmp_path, capsys):
+    """A learning rate that blows the weights up (a real non-finite loss, no injection): before the first save
+    the stop says there is nothing to resume from, not a checkpoint directory that does not exist."""
+    assert run(data, tmp_path, **{"optim.max_lr": 1e30, "train.max_steps": 5}) == 1
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "non-finite loss" in ln)
+    assert re.match(r"error: non-finite loss (nan|inf) at step \d \(learning rate \d\.\d{5}e\+\d\d\); stopping "
+                    r"without saving it\. No checkpoint of this run was saved \(the first is due at step 1000, "
+                    r"train\.save_steps\): there is nothing to resume from$", line), line
+    assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+
+
+def test_non_finite_loss_after_a_resume_names_the_resumed_checkpoint(data, tmp_path, capsys):
+    assert run(data, tmp_path, **{"train.max_steps": 2, "train.save_steps": 2}) == 0
+    capsys.readouterr()
+    assert run(data, tmp_path, **{"train.max_steps": 6, "train.resume": "auto", "optim.max_lr": 1e30}) == 1
+    err = capsys.readouterr().err
+    assert "stopping without saving it. No checkpoint was saved since the resume from " \
+           f"{tmp_path / 'checkpoints' / 'step_00000002'} (the newest of this run)" in err
+
+
+def test_resume_reports_the_run_length_and_a_changed_schedule(data, tmp_path):
+    """Pretraining: a longer run (train.max_steps) keeps the schedule (it depends on optim.* only), said as a key
+    change alone; a shorter optim.decay_steps changes the learning rate ahead, said with both values."""
+    assert run(data, tmp_path, **{"train.max_steps": 2, "train.save_steps": 1}) == 0
+    assert run(data, tmp_path, **{"train.max_steps": 3, "train.save_steps": 1, "train.resume": "auto"}) == 0
+    log = open(tmp_path / "train.log", encoding="utf-8").read()
+    assert "resume: train.max_steps: 2 (checkpoint) -> 3 (now)" in log and "learning-rate schedule" not in log
+    assert run(data, tmp_path, **{"train.max_steps": 4, "train.resume": "auto", "optim.decay_steps": 10}) == 0
+    new = open(tmp_path / "train.log", encoding="utf-8").read()[len(log):]
+    # max_lr 1e-3 after 2 warmup steps, linear to min_lr 1e-4 (the demo config) at decay_steps
+    old_lr, new_lr = 1e-3 - 9e-4 * (4 - 2) / 98, 1e-3 - 9e-4 * (4 - 2) / 8
+    assert "resume: optim.decay_steps: 100 (checkpoint) -> 10 (now)" in new
+    assert ("resume: learning-rate schedule recomputed: total steps 3 -> 4, decay ends at step 100 -> 10; the "
+            f"learning rate of step 4 is {new_lr:.5e} ({old_lr:.5e} under the checkpoint's)") in new

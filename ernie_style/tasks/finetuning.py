@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import abc
-import hashlib
 import json
 import math
 import os
@@ -358,12 +357,16 @@ class FinetuneTask(Task):
         return TaskData(train=train, collator=self.collate, valid=self.valid, test=self.test)
 
     def data_fingerprint(self) -> dict:
+        """The training and dev files by content (``sha256``: what a resume compares; the file may move) and by
+        ``path`` and ``bytes`` (what a refusal shows: which file differs), and the settings that decide the
+        features."""
         d = self.cfg.data
-        digest = {}
+        files = {}
         for key in ("train_file", "dev_file"):
-            with open(getattr(d, key), "rb") as f:
-                digest[f"data.{key}"] = hashlib.sha256(f.read()).hexdigest()
-        return {**digest, "data.max_seq_len": d.max_seq_len, "train.seed": self.cfg.train.seed,
+            path = getattr(d, key)
+            files[f"data.{key}"] = {"path": os.path.abspath(path), "bytes": os.path.getsize(path),
+                                    "sha256": ckpt.sha256_file(path)}
+        return {**files, "data.max_seq_len": d.max_seq_len, "train.seed": self.cfg.train.seed,
                 "task.type": self.cfg.task.type}
 
     def should_evaluate(self, step: int) -> bool:
@@ -396,7 +399,8 @@ class FinetuneTask(Task):
                      f"weights of {BEST_MODEL}/ loaded")
         results = {"dev": self.best_dev}
         if self.test is not None:
-            metrics = trainer.evaluate(self.test, "test")
+            metrics = trainer.evaluate(self.test, "test", weights=f"the best model of step {self.best_step} (dev "
+                                                                   f"{self.main_metric} {self.best_metric:.6f})")
             self.write_predictions(trainer, self.test)
             results["test"] = metrics
         results.update(best_step=self.best_step, init=self.cfg.model.init, config=self.cfg.to_dict())
