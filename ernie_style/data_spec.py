@@ -82,15 +82,15 @@ def _is_number(x) -> bool:
 
 def parse_blend(items: Sequence) -> Tuple[BlendSource, ...]:
     """The one parser of ``data.prefixes``: ``[prefix, ...]`` (weight 1 each) or Megatron's alternating
-    ``[w1, prefix1, w2, prefix2, ...]``.  Raises ``ValueError`` naming a non-positive weight."""
+    ``[w1, prefix1, w2, prefix2, ...]``.  Raises ``ValueError`` naming a weight that is not positive and finite."""
     items = list(items)
     if len(items) >= 2 and len(items) % 2 == 0 and _is_number(items[0]):
         pairs = [BlendSource(str(items[i + 1]), float(items[i])) for i in range(0, len(items), 2)]
     else:
         pairs = [BlendSource(str(p), 1.0) for p in items]
     for prefix, weight in pairs:
-        if not weight > 0:
-            raise ValueError(f"prefixes={items!r}: expected positive blend weights (got {weight} for {prefix})")
+        if not (weight > 0 and math.isfinite(weight)):
+            raise ValueError(f"prefixes={items!r}: expected positive finite blend weights (got {weight} for {prefix})")
     return tuple(pairs)
 
 
