@@ -3,6 +3,7 @@ TokenClassification,QuestionAnswering} and back, proved with task logits.
 
 The Paddle side of each comparison is built here from our RoFormerModel + plain paddle Linear heads (the math
 of the fine-tuned layout in docs/export.md), not from export/verify.py; transformers is the other reference.
+Both run in float64 (weights upcast exactly), so a correct export agrees to float64 noise on any CPU.
 Budget: < 60 s.
 """
 import json
@@ -102,7 +103,8 @@ def probe(cfg, seed=1):
 
 
 def hf_logits(hf_dir, task, ids, types, mask):
-    model = getattr(transformers, HF_CLASS[task]).from_pretrained(hf_dir).eval()
+    """float64 logits of the transformers class loaded from ``hf_dir``."""
+    model = getattr(transformers, HF_CLASS[task]).from_pretrained(hf_dir).double().eval()
     with torch.no_grad():
         out = model(input_ids=torch.from_numpy(ids), token_type_ids=torch.from_numpy(types),
                     attention_mask=torch.from_numpy(mask))
@@ -112,14 +114,17 @@ def hf_logits(hf_dir, task, ids, types, mask):
 
 
 def paddle_logits(model, ids, types, mask):
+    """float64 logits of the reference ``model`` (cast to float64 in place: its weights upcast exactly)."""
+    model.to(dtype="float64")
     with paddle.no_grad():
         return model(paddle.to_tensor(ids), paddle.to_tensor(types), paddle.to_tensor(mask)).numpy()
 
 
 def _close_where_real(a, b, mask, task):
-    valid = np.ones(len(mask), bool) if task in ("seq_cls", "pair_cls") else mask.astype(bool)
-    assert a.shape == b.shape
-    np.testing.assert_allclose(a[valid], b[valid], rtol=0, atol=1e-5)
+    from export.verify import compare
+
+    cmp = compare(a, b, np.ones(len(mask)) if task in ("seq_cls", "pair_cls") else mask)
+    assert cmp.diff < 1e-9 and cmp.ok, cmp  # float64 noise only
 
 
 @pytest.mark.parametrize("task", ["seq_cls", "pair_cls", "ner", "qa"])
@@ -128,7 +133,8 @@ def test_export_loads_in_the_hf_task_class_with_equal_logits(task, tmp_path, cap
     out = tmp_path / "hf"
     assert to_pytorch.main([src, str(out), "--verify"]) == 0
     printed = capsys.readouterr().out
-    assert f"verify: max |{task} logits(paddle) - {task} logits(transformers)|" in printed
+    diff, tol = U.verify_line(printed, f"{task} logits(paddle) - {task} logits(transformers)")
+    assert diff < 1e-9 and tol >= 1e-6
     model, info = getattr(transformers, HF_CLASS[task]).from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     cfg = json.loads((out / "config.json").read_text())
@@ -148,6 +154,18 @@ def test_export_loads_in_the_hf_task_class_with_equal_logits(task, tmp_path, cap
     assert tok.model_max_length == 48  # the fine-tuned max_seq_len
 
 
+@pytest.mark.parametrize("task", ["seq_cls", "ner", "qa"])
+def test_verify_refuses_a_wrong_name_map_for_a_task_model(task, tmp_path, capsys, monkeypatch):
+    """An encoder weight left untransposed, or the head's (seq_cls: classifier.dense [H, H]), is caught."""
+    src, _ = write_finetuned(tmp_path / "best_model", task, seed=3)
+    rows = U.NOT_TRANSPOSED if task != "seq_cls" else [("classifier.dense.weight", "classifier.dense.weight", False,
+                                                       "main")]
+    U.wrong_name_map(monkeypatch, rows)
+    out = str(tmp_path / "hf")
+    U.assert_refused(to_pytorch.main([src, out, "--verify"]), capsys.readouterr(), out,
+                   f"{task} logits(paddle) - {task} logits(transformers)")
+
+
 def test_factorized_embeddings_and_roundtrip_back_to_our_layout(tmp_path, capsys):
     """embedding_size != hidden_size; HF -> our fine-tuned dir -> HF is bit-identical, config.json carried."""
     src, ref = write_finetuned(tmp_path / "best_model", "ner", embedding_size=16)
@@ -155,7 +173,7 @@ def test_factorized_embeddings_and_roundtrip_back_to_our_layout(tmp_path, capsys
     assert to_pytorch.main([src, str(hf)]) == 0
     back = tmp_path / "back"
     assert from_pytorch.main([str(hf), str(back), "--verify"]) == 0
-    assert "verify: max |logits(transformers) - logits(paddle)|" in capsys.readouterr().out
+    assert U.verify_line(capsys.readouterr().out, "logits(transformers) - logits(paddle)")[0] < 1e-9
     a, b = read_checkpoint(src), read_checkpoint(back)
     assert (b.task, b.labels, b.max_seq_len, b.do_lower_case) == ("ner", LABELS["ner"], 48, True)
     assert set(a.state) == set(b.state) and all(np.array_equal(a.state[k], b.state[k]) for k in a.state)
