@@ -30,6 +30,8 @@ def paddlenlp_state(state: dict) -> tuple:
 
 def export(ckpt_dir, out_dir, overwrite=False, verify=False) -> None:
     ckpt = read_checkpoint(ckpt_dir)
+    if ckpt.note:
+        print(f"note: {ckpt.note}")
     if ckpt.task is not None:
         raise ExportError(f"{ckpt_dir}: a fine-tuned {ckpt.task} model; to_paddlenlp writes RoFormerForMaskedLM from "
                           "pretraining checkpoints (export.to_pytorch converts fine-tuned models)")

@@ -8,6 +8,7 @@ Budget: < 60 s.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ import torch
 import transformers
 
 import _export_util as U
+from _trainer_util import REPO
 from export import from_pytorch, to_pytorch
 from export.checkpoint_dir import read_checkpoint
 from export.safetensors_io import read_safetensors
@@ -291,3 +293,65 @@ def test_to_paddlenlp_refuses_a_fine_tuned_model(tmp_path, capsys):
     assert to_paddlenlp.main([src, str(tmp_path / "pnlp")]) == 2
     assert "a fine-tuned ner model; to_paddlenlp writes RoFormerForMaskedLM" in capsys.readouterr().err
     assert not (tmp_path / "pnlp").exists()
+
+
+# ---------------------------------------------------------------------------------------------- a fine-tuning run dir
+
+
+@pytest.fixture(scope="module")
+def ft_run(tmp_path_factory):
+    """The output dir of a real (tiny) seq_cls fine-tuning run: checkpoints/, best_model/, results.json."""
+    import _finetune_util as F
+    from ernie_style import finetune
+
+    root = tmp_path_factory.mktemp("ft_run")
+    f = F.seq_files(str(root / "data"), n_train=32, n_dev=8)
+    over = F.tiny_overrides(str(root / "run"), f["train"], f["dev"], f["vocab"], **{"train.epochs": 1})
+    assert finetune.main([os.path.join(REPO, "configs", "finetune", "seq_cls.yaml"), *over]) == 0
+    return root / "run"
+
+
+def test_a_fine_tuning_run_dir_exports_its_best_model(ft_run, tmp_path, capsys):
+    """Issue 16 point 8: the run dir stands for best_model/ (its checkpoints/ hold no labels), and says so."""
+    out = tmp_path / "hf"
+    assert to_pytorch.main([str(ft_run), str(out), "--verify"]) == 0
+    printed = capsys.readouterr().out
+    best_step = json.loads((ft_run / "results.json").read_text())["best_step"]
+    assert (f"note: {ft_run} is a fine-tuning run: exporting its best model, {ft_run / 'best_model'} "
+            f"(best on dev at step {best_step}, as results.json reports)") in printed
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architectures"] == ["RoFormerForSequenceClassification"]
+    assert cfg["ernie_style_source"]["checkpoint"] == os.path.realpath(ft_run / "best_model")
+    assert U.verify_line(printed, "seq_cls logits(paddle) - seq_cls logits(transformers)")[0] < 1e-9
+
+
+def test_a_fine_tuning_runs_checkpoint_or_a_run_without_best_model_names_what_to_export(ft_run, tmp_path, capsys):
+    latest = ft_run / "checkpoints" / "latest"
+    assert to_pytorch.main([str(latest), str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a training checkpoint of a fine-tuning run (task seq_cls)" in err, err
+    assert err.strip().endswith(f"export the run's best model, {os.path.realpath(ft_run)}/best_model"), err
+    # a run stopped before its first evaluation on dev: no best_model/ (and no results.json) yet
+    early = tmp_path / "early"
+    os.makedirs(early / "checkpoints")
+    step = os.path.basename(os.path.realpath(latest))
+    shutil.copytree(latest, early / "checkpoints" / step)
+    os.symlink(step, early / "checkpoints" / "latest")
+    assert to_pytorch.main([str(early), str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert f"{early}: a fine-tuning run without best_model/ yet" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_finetune_report_out_creates_missing_directories(ft_run, tmp_path, capsys):
+    """Issue 16 point 8: --out into a directory that does not exist wrote a traceback; an existing directory as
+    --out is a one-line error naming a file to give instead."""
+    from ernie_style import finetune_report
+
+    table = tmp_path / "reports" / "2024" / "table.md"
+    assert finetune_report.main([str(ft_run), "--out", str(table)]) == 0
+    assert f"wrote {table}" in capsys.readouterr().out
+    assert table.read_text(encoding="utf-8").startswith("| model |")
+    assert finetune_report.main([str(ft_run), "--out", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {tmp_path / 'reports'}: a directory; give the table's file name" in err

@@ -36,11 +36,10 @@ from ernie_style import checkpoint as ckpt
 from ernie_style.config import ConfigError, count_vocab
 from ernie_style.finetune_config import ARCH_KEYS, FinetuneConfig
 from ernie_style.arch.roformer.config import RoFormerConfig
-from ernie_style.constants import IGNORE_INDEX, TASK_CONFIG
+from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, IGNORE_INDEX, TASK_CONFIG
 from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, Task, TaskData
 
-BEST_MODEL = "best_model"
-RESULTS = "results.json"
+RESULTS = FINETUNE_RESULTS  # BEST_MODEL and this name a run dir's files (ernie_style.constants; export reads them)
 # TASK_CONFIG (ernie_style.constants): a fine-tuned model dir's task file (export reads it)
 
 
