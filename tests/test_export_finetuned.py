@@ -355,3 +355,27 @@ def test_finetune_report_out_creates_missing_directories(ft_run, tmp_path, capsy
     assert finetune_report.main([str(ft_run), "--out", str(tmp_path / "reports")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--out {tmp_path / 'reports'}: a directory; give the table's file name" in err
+
+
+def test_a_bert_dir_is_named_as_bert_with_what_is_supported(tmp_path, capsys):
+    """Issue 16 point 4: a Hugging Face BERT dir given as model.init (or to from_pytorch) names model_type 'bert'
+    and what is supported, instead of "neither ... nor model_type roformer"."""
+    from ernie_style.config import ConfigError
+    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.tasks.finetuning import resolve_init
+
+    cfg = U.tiny_config()
+    bert = tmp_path / "bert"
+    arch = {k: cfg[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                "intermediate_size")}
+    transformers.BertForMaskedLM(transformers.BertConfig(**arch)).save_pretrained(bert)
+    (bert / "vocab.txt").write_text("".join(t + "\n" for t in U.VOCAB), encoding="utf-8")
+    config = load_finetune_config(os.path.join(REPO, "configs", "finetune", "seq_cls.yaml"),
+                                  [f"model.init={bert}", f"data.vocab_file={bert / 'vocab.txt'}"])
+    with pytest.raises(ConfigError) as e:
+        resolve_init(config)
+    assert str(e.value) == (f"model.init={str(bert)!r}: {bert} holds a Hugging Face config.json with model_type "
+                            "'bert'; supported: our checkpoint or model dir (model_config.json) or a Hugging Face "
+                            "RoFormer dir (config.json with model_type 'roformer')")
+    assert from_pytorch.main([str(bert), str(tmp_path / "out")]) == 2
+    assert "config.json: model_type is 'bert', expected 'roformer'" in capsys.readouterr().err

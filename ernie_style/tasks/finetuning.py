@@ -88,13 +88,16 @@ def resolve_init(cfg: FinetuneConfig) -> InitSource:
     latest = os.path.join(d, "checkpoints", ckpt.LATEST)
     if not os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)) and os.path.exists(latest):
         d = os.path.realpath(latest)  # a pretraining run's output dir: its newest checkpoint
+    hf_config = read_json_dict(os.path.join(d, "config.json"))
     if os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)):
         src = _ours(init, d)
-    elif (read_json_dict(os.path.join(d, "config.json")) or {}).get("model_type") == "roformer":
+    elif (hf_config or {}).get("model_type") == "roformer":
         src = _huggingface(init, d)
     else:
-        raise _init_error(init, f"{d} holds neither {ckpt.MODEL_CONFIG} (our checkpoint/model dir) nor a "
-                                "Hugging Face config.json with model_type roformer")
+        found = (f"a Hugging Face config.json with model_type {hf_config.get('model_type')!r}" if hf_config else
+                 f"no {ckpt.MODEL_CONFIG} and no Hugging Face config.json")
+        raise _init_error(init, f"{d} holds {found}; supported: our checkpoint or model dir ({ckpt.MODEL_CONFIG}) "
+                                "or a Hugging Face RoFormer dir (config.json with model_type 'roformer')")
     if dropout:
         src.model_config = RoFormerConfig.from_dict({**src.model_config.to_dict(), **dropout})
     return src
