@@ -2,6 +2,7 @@
 
 States are our RoFormerForPretraining's (PaddleNLP parameter names, decoder tied to the word
 embeddings and not stored). PaddleNLP's RoFormerForMaskedLM serves as an independent reference.
+Also what the --verify tests share: the printed line parsed, and a deliberately wrong name map.
 """
 import json
 import os
