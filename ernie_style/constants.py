@@ -21,3 +21,6 @@ OPTIMIZER_STATE = "optimizer.pdopt"  # checkpoints only; per rank when sharded: 
 TASK_CONFIG = "config.json"  # fine-tuned model dirs only: task, label maps, ...
 LATEST = "latest"  # OUTPUT/checkpoints/latest -> the newest complete step dir
 READERS_LOCK = ".readers.lock"  # OUTPUT/checkpoints/.readers.lock: held shared by exports while they read
+# A fine-tuning run's output dir (ernie_style.tasks.finetuning; export takes BEST_MODEL for the run).
+BEST_MODEL = "best_model"  # OUTPUT/best_model: the best-on-dev fine-tuned model dir
+FINETUNE_RESULTS = "results.json"  # OUTPUT/results.json: dev/test metrics and best_step, written at the end

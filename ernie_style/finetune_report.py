@@ -7,7 +7,8 @@ Each argument is a fine-tune run dir (``results.json``), a grid dir (``grid.json
 dirs one level down. Several runs of the same model and task (e.g. seeds) are averaged: ``mean ± std``. A cell is
 the task's main metric (``MAIN_METRIC``) in percent, on ``--split`` (default test; a run without a test file
 falls back to dev, marked ``†``). The average is over the tasks a model has; a row missing some is marked
-``(k/n tasks)``. Without ``--out`` the table is printed. User mistakes: one ``error:`` line, exit 2.
+``(k/n tasks)``. Without ``--out`` the table is printed; ``--out`` names a file, its missing parent directories are
+created. User mistakes: one ``error:`` line, exit 2.
 
 This module also owns what the grid shares with it: reading ``results.json``, the main metric of each task, the
 names of models and tasks in tables, and the ``mean ± std`` cell.
@@ -22,7 +23,8 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from data_tools.io_utils import UserError, atomic_write, run_cli
+from data_tools.io_utils import UserError, atomic_write, describe_os_error, run_cli
+from ernie_style.constants import FINETUNE_RESULTS
 
 # Metrics per task.type, main metric first: the one grids pick by and tables show. Values in results.json are
 # fractions in [0, 1]; tables print them in percent.
@@ -33,7 +35,7 @@ METRICS = {
     "qa": ("f1", "em"),
 }
 MAIN_METRIC = {task: names[0] for task, names in METRICS.items()}
-RESULTS_FILE = "results.json"
+RESULTS_FILE = FINETUNE_RESULTS  # a run's results.json (ernie_style.constants)
 GRID_FILE = "grid.json"
 # Run-dir and checkpoint-dir names that say nothing about the model: a label takes their parent's name too.
 _GENERIC = ("latest", "best_model", "checkpoints", "model", "output", "final")
@@ -211,10 +213,19 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _report(args) -> int:
+    out = args.out
+    if out and (os.path.isdir(out) or out.endswith(os.sep)):
+        raise ReportError(f"--out {out}: a directory; give the table's file name, e.g. "
+                          f"{os.path.join(out, 'table.md')}")
     table = build_table(args.dirs, args.split)
-    if args.out:
-        atomic_write(args.out, lambda f: f.write(table.encode("utf-8")))
-        print(f"wrote {args.out}")
+    if out:
+        parent = os.path.dirname(os.path.abspath(out))
+        try:
+            os.makedirs(parent, exist_ok=True)  # as the tools that write run dirs do
+            atomic_write(out, lambda f: f.write(table.encode("utf-8")))
+        except OSError as e:
+            raise ReportError(f"--out {out}: {describe_os_error(e, 'cannot write')}") from None
+        print(f"wrote {out}")
     else:
         print(table, end="")
     return 0

@@ -89,8 +89,9 @@ def resolve(kernel_set: str, x: paddle.Tensor) -> tuple[str, bool, bool]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def rotary_table(head_dim: int, max_positions: int) -> tuple[np.ndarray, np.ndarray]:
-    """sin, cos tables ``[max_positions, head_dim // 2]`` (float32).
+def rotary_table(head_dim: int, max_positions: int, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """sin, cos tables ``[max_positions, head_dim // 2]`` (float32; ``dtype=np.float64`` keeps the exact values,
+    which export's float64 verification against PaddleNLP uses).
 
     theta_j = 10000^(-2j/head_dim); angle(p, j) = p * theta_j. The angles are computed in float64 and rounded
     once, so large positions are as exact as float32 allows, and the table is Hugging Face's bit for bit (the
@@ -102,7 +103,7 @@ def rotary_table(head_dim: int, max_positions: int) -> tuple[np.ndarray, np.ndar
     assert head_dim % 2 == 0
     inv_freq = 1.0 / (10000.0 ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
     angles = np.arange(max_positions, dtype=np.float64)[:, None] * inv_freq[None, :]
-    return np.sin(angles).astype(np.float32), np.cos(angles).astype(np.float32)
+    return np.sin(angles).astype(dtype), np.cos(angles).astype(dtype)
 
 
 def _pair_rotation(d: int, dtype) -> paddle.Tensor:

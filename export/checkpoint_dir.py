@@ -26,11 +26,12 @@ import numpy as np
 from data_tools import locking
 from data_tools.tokenizers import DEFAULT_KIND, KINDS, TokenizerSpec
 from data_tools.vocab import SPECIAL_TOKENS, VocabError, read_vocab as _read_vocab
-from data_tools.io_utils import fsync_dir, sha256_file  # sha256_file also re-exported for from_pytorch
+from data_tools.io_utils import fsync_dir, read_json_dict, sha256_file  # sha256_file re-exported for from_pytorch
 from ernie_style.arch.roformer.config import RoFormerConfig, field_types
 from ernie_style.checkpoint_files import CheckpointError, kind_of, verify
 from ernie_style.constants import (
-    CHECKSUMS, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TASK_CONFIG, TOKENIZER_CONFIG, VOCAB,
+    BEST_MODEL, CHECKSUMS, FINETUNE_RESULTS, LATEST, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TASK_CONFIG,
+    TOKENIZER_CONFIG, TRAINER_STATE, VOCAB,
 )
 from export.errors import ExportError
 from export.pdparams import load_pdparams
@@ -59,6 +60,7 @@ class Checkpoint:
     init: Optional[str] = None
     source: Optional[dict] = None     # set by read_checkpoint: resolved path, step, sha256 of the weights
     tokenizer_kind: str = DEFAULT_KIND  # TOKENIZER_FILE's "kind" (data_tools.tokenizers; absent = the default)
+    note: Optional[str] = None        # set by read_checkpoint when it exported something else than the path given
 
     @property
     def num_labels(self):
@@ -158,8 +160,11 @@ def read_checkpoint(ckpt_dir) -> Checkpoint:
     Safe while training runs: ``ckpt_dir`` is resolved once (``checkpoints/latest`` may move on meanwhile), a
     ``*.tmp`` directory (a save in progress) is refused, and a step dir is read under a shared lock on its
     root's ``.readers.lock``, which the trainer's pruning respects.  The result's ``source`` records the
-    resolved path, step and the sha256 of its weights (written into the export's config.json)."""
-    given = os.fspath(ckpt_dir)
+    resolved path, step and the sha256 of its weights (written into the export's config.json).
+
+    A fine-tuning run's output directory stands for its ``best_model/`` (``note`` says so); a pretraining run's
+    output directory and a fine-tuning run's training checkpoint are refused, naming what to export instead."""
+    given, note = _resolve_run_dir(os.fspath(ckpt_dir))
     path = os.path.realpath(given)
     name = os.path.basename(path)
     if name.endswith(".tmp") or ".tmp-" in name:
@@ -174,15 +179,51 @@ def read_checkpoint(ckpt_dir) -> Checkpoint:
         ckpt = _read_checkpoint(path)
         ckpt.source = {"checkpoint": path, "step": step,
                        "model_state_sha256": sha256_file(os.path.join(path, STATE_FILE))}
+    ckpt.note = note
     return ckpt
+
+
+def _finetune_task(step_dir) -> Optional[str]:
+    """The task of a fine-tuning run's training checkpoint (its trainer_state.json config), else None."""
+    config = (read_json_dict(os.path.join(step_dir, TRAINER_STATE)) or {}).get("config")
+    task = ((config or {}).get("task") or {}).get("type") if isinstance(config, dict) else None
+    return task if task in TASK_HEADS else None
+
+
+def _resolve_run_dir(given: str) -> tuple:
+    """(the directory to export for ``given``, a note when that is not ``given`` itself).
+
+    A fine-tuning run keeps its exportable model in ``best_model/`` (encoder + head + labels); its
+    ``checkpoints/`` hold the training state, without the label config a fine-tuned export needs."""
+    if not os.path.isdir(given):
+        return given, None
+    if os.path.exists(os.path.join(given, CONFIG_FILE)):
+        task = _finetune_task(given) if os.path.isfile(os.path.join(given, TRAINER_STATE)) else None
+        if task is None:
+            return given, None
+        run = os.path.dirname(os.path.dirname(os.path.realpath(given)))
+        raise ExportError(f"{given}: a training checkpoint of a fine-tuning run (task {task}); it holds no labels, "
+                          f"so it cannot be exported: export the run's best model, {os.path.join(run, BEST_MODEL)}")
+    best = os.path.join(given, BEST_MODEL)
+    if os.path.isdir(best):
+        results = read_json_dict(os.path.join(given, FINETUNE_RESULTS))
+        step = (results or {}).get("best_step")
+        when = (f"best on dev at step {step}, as {FINETUNE_RESULTS} reports" if isinstance(step, int) else
+                f"the best on dev so far: the run has no {FINETUNE_RESULTS} yet")
+        return best, f"{given} is a fine-tuning run: exporting its best model, {best} ({when})"
+    checkpoints = os.path.join(given, "checkpoints")
+    if os.path.isdir(checkpoints):
+        if _finetune_task(os.path.join(checkpoints, LATEST)) is not None:
+            raise ExportError(f"{given}: a fine-tuning run without {BEST_MODEL}/ yet (it is written at the first "
+                              "evaluation on dev); export it once the run has evaluated")
+        raise ExportError(f"{given}: a training output directory, not a checkpoint; export "
+                          f"{os.path.join(checkpoints, LATEST)} (its newest checkpoint) or a step_N in it")
+    return given, None
 
 
 def _read_checkpoint(ckpt_dir) -> Checkpoint:
     if not os.path.isdir(ckpt_dir):
         raise ExportError(f"{ckpt_dir}: not a directory")
-    if not os.path.exists(os.path.join(ckpt_dir, CONFIG_FILE)) and os.path.isdir(os.path.join(ckpt_dir, "checkpoints")):
-        raise ExportError(f"{ckpt_dir}: a training output directory, not a checkpoint; export "
-                          f"{os.path.join(ckpt_dir, 'checkpoints', 'latest')} (its newest checkpoint) or a step_N in it")
     verify_checksums(ckpt_dir)
     cfg_path = os.path.join(ckpt_dir, CONFIG_FILE)
     config = validate_config(_read_json(cfg_path), cfg_path)

@@ -20,6 +20,7 @@ ours, else the class's (RoFormerForSequenceClassification -> seq_cls); ``--task`
 """
 import argparse
 import json
+import math
 import os
 
 import numpy as np
@@ -167,8 +168,12 @@ def hf_state_to_ours(tensors: dict, cfg: dict, where: str, task=None, num_labels
     table = tensors.get(ROTARY_KEY)
     if table is not None:
         want = sinusoidal_table(*table.shape)
-        if table.shape != want.shape or np.max(np.abs(table - want)) > 1e-2:
+        off = float(np.max(np.abs(table - want))) if table.shape == want.shape else math.inf
+        if off > 1e-2:
             raise ExportError(f"{where}: {ROTARY_KEY} is not the standard sinusoidal table; our model computes it")
+        if off > 0:  # e.g. a float16 save: transformers uses the rounded table, our model the exact float32 one
+            notes.append(f"the source's {ROTARY_KEY} differs from the float32 sinusoidal table by up to {off:.1e} "
+                         "(stored in 16 bits?); the imported model computes the float32 table")
     ours, _ = hf_to_ours(tensors, where)
     ours = {k: np.ascontiguousarray(v, dtype=np.float32) if v.dtype != np.float32 else v for k, v in ours.items()}
     # Fresh pooler / SOP head when the source has none (e.g. a RoFormerForMaskedLM export).
@@ -242,7 +247,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
         if verify:
             from export.verify import verify_hf_import
 
-            verify_hf_import(hf_dir, cfg, state, task, num_labels)
+            verify_hf_import(hf_dir, cfg, state, task, num_labels, _strip_base_prefix(tensors).get(ROTARY_KEY))
     for note in notes:
         print(f"note: {note}")
     print(f"imported {hf_dir} -> {out_dir}" + (f" (fine-tuned, task {task})" if task else ""))

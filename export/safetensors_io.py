@@ -51,6 +51,13 @@ def _encode(a: np.ndarray, dtype: str):
     return np.ascontiguousarray(a, dtype=np.float32), "F32"
 
 
+def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 ``a`` rounded as :func:`write_safetensors` stores it in ``dtype``, widened back to float32 (exact):
+    the values a reader of that file gets."""
+    enc, tag = _encode(a, dtype)
+    return bf16_bits_to_float32(enc) if tag == "BF16" else enc.astype(np.float32)
+
+
 def write_safetensors(path, tensors: dict, dtype: str = "float32", metadata=None) -> None:
     """Write ``{name: float ndarray}`` to ``path``, floating tensors converted to ``dtype``.
 

@@ -176,3 +176,11 @@ def sinusoidal_table(n_pos: int, dim: int) -> np.ndarray:
     out[:, :half] = np.sin(angle[:, 0::2]).astype(np.float32)
     out[:, half:] = np.cos(angle[:, 1::2]).astype(np.float32)
     return out
+
+
+def split_sinusoidal_table(table: np.ndarray) -> tuple:
+    """(sin, cos), each [n_pos, dim / 2], of a table in :func:`sinusoidal_table`'s layout (``dim`` even): the
+    form our Paddle model holds (``RoFormerModel.rotary_sin`` / ``rotary_cos``)."""
+    assert table.ndim == 2 and table.shape[1] % 2 == 0, table.shape
+    half = table.shape[1] // 2
+    return table[:, :half], table[:, half:]

@@ -1,11 +1,12 @@
 """Export one of our checkpoints as a directory PaddleNLP 2.8's RoFormerForMaskedLM loads.
 
-    python -m export.to_paddlenlp CKPT_DIR OUT_DIR
+    python -m export.to_paddlenlp CKPT_DIR OUT_DIR [--verify]
 
 Writes config.json (PaddleNLP's RoFormerConfig with architectures [RoFormerForMaskedLM]),
 model_state.pdparams (our names plus ``cls.predictions.decoder_weight``, PaddleNLP's name for
 the decoder tied to the word embeddings), vocab.txt, tokenizer_config.json (BertTokenizer) and
-the SOP head in sop_head.pdparams (PaddleNLP's MaskedLM has no place for it). No Paddle needed.
+the SOP head in sop_head.pdparams (PaddleNLP's MaskedLM has no place for it). No Paddle needed; ``--verify``
+(Paddle + PaddleNLP) compares the MLM logits of PaddleNLP's model on OUT_DIR with ours (export/verify.py).
 """
 import argparse
 import os
@@ -27,8 +28,10 @@ def paddlenlp_state(state: dict) -> tuple:
     return main, sop
 
 
-def export(ckpt_dir, out_dir, overwrite=False) -> None:
+def export(ckpt_dir, out_dir, overwrite=False, verify=False) -> None:
     ckpt = read_checkpoint(ckpt_dir)
+    if ckpt.note:
+        print(f"note: {ckpt.note}")
     if ckpt.task is not None:
         raise ExportError(f"{ckpt_dir}: a fine-tuned {ckpt.task} model; to_paddlenlp writes RoFormerForMaskedLM from "
                           "pretraining checkpoints (export.to_pytorch converts fine-tuned models)")
@@ -46,6 +49,10 @@ def export(ckpt_dir, out_dir, overwrite=False) -> None:
             "tokenizer_class": hf_tokenizer_class(ckpt.tokenizer_kind), "do_lower_case": ckpt.do_lower_case,
             "model_max_length": ckpt.config["max_position_embeddings"],
         })
+        if verify:
+            from export.verify import verify_paddlenlp_export
+
+            verify_paddlenlp_export(ckpt, tmp, name=os.fspath(out_dir))
     print(f"exported {ckpt_dir} -> {out_dir} (PaddleNLP RoFormerForMaskedLM)")
 
 
@@ -54,8 +61,9 @@ def main(argv=None) -> int:
     ap.add_argument("ckpt_dir", help="our checkpoint directory")
     ap.add_argument("out_dir", help="new PaddleNLP model directory to create")
     ap.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    ap.add_argument("--verify", action="store_true", help="compare logits with PaddleNLP's model after export")
     args = ap.parse_args(argv)
-    return run_cli(export, args.ckpt_dir, args.out_dir, args.overwrite)
+    return run_cli(export, args.ckpt_dir, args.out_dir, args.overwrite, args.verify)
 
 
 if __name__ == "__main__":

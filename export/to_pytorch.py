@@ -3,6 +3,8 @@ directory to ``RoFormerForSequenceClassification`` / ``...ForTokenClassification
 
     python -m export.to_pytorch CKPT_OR_MODEL_DIR OUT_DIR [--dtype float32|float16|bfloat16] [--verify]
 
+A fine-tuning run's output directory stands for its best_model/ (the note printed says so).
+
 Writes config.json, model.safetensors, pretraining_heads.safetensors (pooler + SOP head; only the
 pooler for a fine-tuned model), vocab.txt, tokenizer_config.json (BertTokenizer: our models are
 character-level) and special_tokens_map.json. A fine-tuned model's config.json also carries
@@ -95,6 +97,8 @@ def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) ->
     if dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     ckpt = read_checkpoint(ckpt_dir)
+    if ckpt.note:
+        print(f"note: {ckpt.note}")
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         write_hf_dir(ckpt, tmp, dtype)
         if verify:
@@ -108,7 +112,8 @@ def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) ->
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.to_pytorch", description=__doc__.split("\n\n")[0])
     ap.add_argument("ckpt_dir", help="our checkpoint directory (model_config.json, model_state.pdparams, vocab.txt), "
-                                     "or a fine-tuned model directory (those + config.json with the task)")
+                                     "or a fine-tuned model directory (those + config.json with the task), or a "
+                                     "fine-tuning run's output directory (its best_model/ is exported)")
     ap.add_argument("out_dir", help="new Hugging Face directory to create")
     ap.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype of the written weights")
     ap.add_argument("--verify", action="store_true", help="compare logits with the Paddle model after export")

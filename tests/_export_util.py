@@ -2,9 +2,11 @@
 
 States are our RoFormerForPretraining's (PaddleNLP parameter names, decoder tied to the word
 embeddings and not stored). PaddleNLP's RoFormerForMaskedLM serves as an independent reference.
+Also what the --verify tests share: the printed line parsed, and a deliberately wrong name map.
 """
 import json
 import os
+import re
 
 import numpy as np
 
@@ -41,13 +43,21 @@ def random_state(config: dict, seed: int = 0) -> dict:
     return state
 
 
-def paddlenlp_model(config: dict, state: dict):
-    """PaddleNLP's RoFormerForMaskedLM (eval mode) holding ``state`` (our names): an independent reference."""
+def paddlenlp_model(config: dict, state: dict, dtype: str = "float32"):
+    """PaddleNLP's RoFormerForMaskedLM (eval mode) holding ``state`` (our names): an independent reference.
+
+    Built in ``dtype`` (the default dtype while it is built: PaddleNLP computes its rotary table in it)."""
+    import paddle
     from paddlenlp.transformers import RoFormerConfig, RoFormerForMaskedLM
 
-    model = RoFormerForMaskedLM(RoFormerConfig(**config))
-    params = {k: v for k, v in state.items() if not k.startswith("cls.seq_relationship")}
-    params["cls.predictions.decoder_weight"] = state["roformer.embeddings.word_embeddings.weight"]
+    before = paddle.get_default_dtype()
+    paddle.set_default_dtype(dtype)
+    try:
+        model = RoFormerForMaskedLM(RoFormerConfig(**config))
+    finally:
+        paddle.set_default_dtype(before)
+    params = {k: v.astype(dtype) for k, v in state.items() if not k.startswith("cls.seq_relationship")}
+    params["cls.predictions.decoder_weight"] = params["roformer.embeddings.word_embeddings.weight"]
     missing, unexpected = model.set_state_dict(params)
     assert not missing and not unexpected, (missing, unexpected)
     model.eval()
@@ -100,3 +110,48 @@ def write_checkpoint(path, config: dict, state: dict, do_lower_case=True, checks
         with open(os.path.join(path, "checksums.json"), "w") as f:
             json.dump({n: sha256_file(os.path.join(path, n)) for n in names}, f)
     return str(path)
+
+
+# ---------------------------------------------------------------------------------------------- --verify
+
+
+def verify_line(out, what):
+    """(difference, tolerance) printed by --verify for ``what`` (e.g. "logits(paddle) - logits(transformers)")."""
+    lines = [ln for ln in out.splitlines() if ln.startswith(f"verify: max |{what}| = ")]
+    assert len(lines) == 1, out
+    m = re.search(r"= (\S+) over \d+ (rows|positions), in float64 \(tolerance (\S+) = ", lines[0])
+    assert m, lines[0]
+    return float(m.group(1)), float(m.group(3))
+
+
+# A wrong name map: the same tensors, one moved to another layer or left untransposed (shapes still fit, so
+# nothing but the numbers can tell). --verify must refuse it by orders of magnitude, on any CPU.
+SWAP_LAYERS = [  # layer 0's FFN input weight written as layer 1's and the other way round
+    ("roformer.encoder.layers.0.linear1.weight", "roformer.encoder.layer.1.intermediate.dense.weight", True, "main"),
+    ("roformer.encoder.layers.1.linear1.weight", "roformer.encoder.layer.0.intermediate.dense.weight", True, "main"),
+]
+NOT_TRANSPOSED = [  # [H, H]: fits either way round
+    ("roformer.encoder.layers.1.self_attn.q_proj.weight", "roformer.encoder.layer.1.attention.self.query.weight",
+     False, "main"),
+]
+
+
+def wrong_name_map(monkeypatch, rows):
+    """Put ``rows`` (ours, hf, transpose, file) ahead of the name map's own rules, both directions."""
+    from export import state_dict_adapter as A
+
+    monkeypatch.setattr(A, "_OURS_RULES", [(A._rule(o), h, t, f) for o, h, t, f in rows] + A._OURS_RULES)
+    monkeypatch.setattr(A, "_HF_RULES", [(A._rule(h), o, t, f) for o, h, t, f in rows] + A._HF_RULES)
+
+
+def assert_refused(rc, captured, out_dir, what):
+    """--verify refused: exit 2, one error line naming the output, the difference printed far above tolerance."""
+    assert rc == 2, captured.err
+    diff, tol = verify_line(captured.out, what)
+    assert diff > 1e-2 and diff > 1e3 * tol, (diff, tol)
+    err = captured.err.strip()
+    assert err.startswith("error: ") and "verification failed: logits differ by" in err, err
+    assert "(a wrong name, layer or transpose in the name map?); nothing was written" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not os.path.exists(out_dir)
+    assert not [n for n in os.listdir(os.path.dirname(out_dir)) if n.startswith(".")]  # no temp dir left

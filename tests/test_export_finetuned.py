@@ -3,10 +3,12 @@ TokenClassification,QuestionAnswering} and back, proved with task logits.
 
 The Paddle side of each comparison is built here from our RoFormerModel + plain paddle Linear heads (the math
 of the fine-tuned layout in docs/export.md), not from export/verify.py; transformers is the other reference.
+Both run in float64 (weights upcast exactly), so a correct export agrees to float64 noise on any CPU.
 Budget: < 60 s.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +19,7 @@ import torch
 import transformers
 
 import _export_util as U
+from _trainer_util import REPO
 from export import from_pytorch, to_pytorch
 from export.checkpoint_dir import read_checkpoint
 from export.safetensors_io import read_safetensors
@@ -102,7 +105,8 @@ def probe(cfg, seed=1):
 
 
 def hf_logits(hf_dir, task, ids, types, mask):
-    model = getattr(transformers, HF_CLASS[task]).from_pretrained(hf_dir).eval()
+    """float64 logits of the transformers class loaded from ``hf_dir``."""
+    model = getattr(transformers, HF_CLASS[task]).from_pretrained(hf_dir).double().eval()
     with torch.no_grad():
         out = model(input_ids=torch.from_numpy(ids), token_type_ids=torch.from_numpy(types),
                     attention_mask=torch.from_numpy(mask))
@@ -112,14 +116,17 @@ def hf_logits(hf_dir, task, ids, types, mask):
 
 
 def paddle_logits(model, ids, types, mask):
+    """float64 logits of the reference ``model`` (cast to float64 in place: its weights upcast exactly)."""
+    model.to(dtype="float64")
     with paddle.no_grad():
         return model(paddle.to_tensor(ids), paddle.to_tensor(types), paddle.to_tensor(mask)).numpy()
 
 
 def _close_where_real(a, b, mask, task):
-    valid = np.ones(len(mask), bool) if task in ("seq_cls", "pair_cls") else mask.astype(bool)
-    assert a.shape == b.shape
-    np.testing.assert_allclose(a[valid], b[valid], rtol=0, atol=1e-5)
+    from export.verify import compare
+
+    cmp = compare(a, b, np.ones(len(mask)) if task in ("seq_cls", "pair_cls") else mask)
+    assert cmp.diff < 1e-9 and cmp.ok, cmp  # float64 noise only
 
 
 @pytest.mark.parametrize("task", ["seq_cls", "pair_cls", "ner", "qa"])
@@ -128,7 +135,8 @@ def test_export_loads_in_the_hf_task_class_with_equal_logits(task, tmp_path, cap
     out = tmp_path / "hf"
     assert to_pytorch.main([src, str(out), "--verify"]) == 0
     printed = capsys.readouterr().out
-    assert f"verify: max |{task} logits(paddle) - {task} logits(transformers)|" in printed
+    diff, tol = U.verify_line(printed, f"{task} logits(paddle) - {task} logits(transformers)")
+    assert diff < 1e-9 and tol >= 1e-6
     model, info = getattr(transformers, HF_CLASS[task]).from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     cfg = json.loads((out / "config.json").read_text())
@@ -148,6 +156,18 @@ def test_export_loads_in_the_hf_task_class_with_equal_logits(task, tmp_path, cap
     assert tok.model_max_length == 48  # the fine-tuned max_seq_len
 
 
+@pytest.mark.parametrize("task", ["seq_cls", "ner", "qa"])
+def test_verify_refuses_a_wrong_name_map_for_a_task_model(task, tmp_path, capsys, monkeypatch):
+    """An encoder weight left untransposed, or the head's (seq_cls: classifier.dense [H, H]), is caught."""
+    src, _ = write_finetuned(tmp_path / "best_model", task, seed=3)
+    rows = U.NOT_TRANSPOSED if task != "seq_cls" else [("classifier.dense.weight", "classifier.dense.weight", False,
+                                                       "main")]
+    U.wrong_name_map(monkeypatch, rows)
+    out = str(tmp_path / "hf")
+    U.assert_refused(to_pytorch.main([src, out, "--verify"]), capsys.readouterr(), out,
+                   f"{task} logits(paddle) - {task} logits(transformers)")
+
+
 def test_factorized_embeddings_and_roundtrip_back_to_our_layout(tmp_path, capsys):
     """embedding_size != hidden_size; HF -> our fine-tuned dir -> HF is bit-identical, config.json carried."""
     src, ref = write_finetuned(tmp_path / "best_model", "ner", embedding_size=16)
@@ -155,7 +175,7 @@ def test_factorized_embeddings_and_roundtrip_back_to_our_layout(tmp_path, capsys
     assert to_pytorch.main([src, str(hf)]) == 0
     back = tmp_path / "back"
     assert from_pytorch.main([str(hf), str(back), "--verify"]) == 0
-    assert "verify: max |logits(transformers) - logits(paddle)|" in capsys.readouterr().out
+    assert U.verify_line(capsys.readouterr().out, "logits(transformers) - logits(paddle)")[0] < 1e-9
     a, b = read_checkpoint(src), read_checkpoint(back)
     assert (b.task, b.labels, b.max_seq_len, b.do_lower_case) == ("ner", LABELS["ner"], 48, True)
     assert set(a.state) == set(b.state) and all(np.array_equal(a.state[k], b.state[k]) for k in a.state)
@@ -273,3 +293,89 @@ def test_to_paddlenlp_refuses_a_fine_tuned_model(tmp_path, capsys):
     assert to_paddlenlp.main([src, str(tmp_path / "pnlp")]) == 2
     assert "a fine-tuned ner model; to_paddlenlp writes RoFormerForMaskedLM" in capsys.readouterr().err
     assert not (tmp_path / "pnlp").exists()
+
+
+# ---------------------------------------------------------------------------------------------- a fine-tuning run dir
+
+
+@pytest.fixture(scope="module")
+def ft_run(tmp_path_factory):
+    """The output dir of a real (tiny) seq_cls fine-tuning run: checkpoints/, best_model/, results.json."""
+    import _finetune_util as F
+    from ernie_style import finetune
+
+    root = tmp_path_factory.mktemp("ft_run")
+    f = F.seq_files(str(root / "data"), n_train=32, n_dev=8)
+    over = F.tiny_overrides(str(root / "run"), f["train"], f["dev"], f["vocab"], **{"train.epochs": 1})
+    assert finetune.main([os.path.join(REPO, "configs", "finetune", "seq_cls.yaml"), *over]) == 0
+    return root / "run"
+
+
+def test_a_fine_tuning_run_dir_exports_its_best_model(ft_run, tmp_path, capsys):
+    """Issue 16 point 8: the run dir stands for best_model/ (its checkpoints/ hold no labels), and says so."""
+    out = tmp_path / "hf"
+    assert to_pytorch.main([str(ft_run), str(out), "--verify"]) == 0
+    printed = capsys.readouterr().out
+    best_step = json.loads((ft_run / "results.json").read_text())["best_step"]
+    assert (f"note: {ft_run} is a fine-tuning run: exporting its best model, {ft_run / 'best_model'} "
+            f"(best on dev at step {best_step}, as results.json reports)") in printed
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architectures"] == ["RoFormerForSequenceClassification"]
+    assert cfg["ernie_style_source"]["checkpoint"] == os.path.realpath(ft_run / "best_model")
+    assert U.verify_line(printed, "seq_cls logits(paddle) - seq_cls logits(transformers)")[0] < 1e-9
+
+
+def test_a_fine_tuning_runs_checkpoint_or_a_run_without_best_model_names_what_to_export(ft_run, tmp_path, capsys):
+    latest = ft_run / "checkpoints" / "latest"
+    assert to_pytorch.main([str(latest), str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a training checkpoint of a fine-tuning run (task seq_cls)" in err, err
+    assert err.strip().endswith(f"export the run's best model, {os.path.realpath(ft_run)}/best_model"), err
+    # a run stopped before its first evaluation on dev: no best_model/ (and no results.json) yet
+    early = tmp_path / "early"
+    os.makedirs(early / "checkpoints")
+    step = os.path.basename(os.path.realpath(latest))
+    shutil.copytree(latest, early / "checkpoints" / step)
+    os.symlink(step, early / "checkpoints" / "latest")
+    assert to_pytorch.main([str(early), str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert f"{early}: a fine-tuning run without best_model/ yet" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_finetune_report_out_creates_missing_directories(ft_run, tmp_path, capsys):
+    """Issue 16 point 8: --out into a directory that does not exist wrote a traceback; an existing directory as
+    --out is a one-line error naming a file to give instead."""
+    from ernie_style import finetune_report
+
+    table = tmp_path / "reports" / "2024" / "table.md"
+    assert finetune_report.main([str(ft_run), "--out", str(table)]) == 0
+    assert f"wrote {table}" in capsys.readouterr().out
+    assert table.read_text(encoding="utf-8").startswith("| model |")
+    assert finetune_report.main([str(ft_run), "--out", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {tmp_path / 'reports'}: a directory; give the table's file name" in err
+
+
+def test_a_bert_dir_is_named_as_bert_with_what_is_supported(tmp_path, capsys):
+    """Issue 16 point 4: a Hugging Face BERT dir given as model.init (or to from_pytorch) names model_type 'bert'
+    and what is supported, instead of "neither ... nor model_type roformer"."""
+    from ernie_style.config import ConfigError
+    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.tasks.finetuning import resolve_init
+
+    cfg = U.tiny_config()
+    bert = tmp_path / "bert"
+    arch = {k: cfg[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                "intermediate_size")}
+    transformers.BertForMaskedLM(transformers.BertConfig(**arch)).save_pretrained(bert)
+    (bert / "vocab.txt").write_text("".join(t + "\n" for t in U.VOCAB), encoding="utf-8")
+    config = load_finetune_config(os.path.join(REPO, "configs", "finetune", "seq_cls.yaml"),
+                                  [f"model.init={bert}", f"data.vocab_file={bert / 'vocab.txt'}"])
+    with pytest.raises(ConfigError) as e:
+        resolve_init(config)
+    assert str(e.value) == (f"model.init={str(bert)!r}: {bert} holds a Hugging Face config.json with model_type "
+                            "'bert'; supported: our checkpoint or model dir (model_config.json) or a Hugging Face "
+                            "RoFormer dir (config.json with model_type 'roformer')")
+    assert from_pytorch.main([str(bert), str(tmp_path / "out")]) == 2
+    assert "config.json: model_type is 'bert', expected 'roformer'" in capsys.readouterr().err

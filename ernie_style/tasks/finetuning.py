@@ -35,11 +35,10 @@ from ernie_style import checkpoint as ckpt
 from ernie_style.config import ConfigError, count_vocab
 from ernie_style.finetune_config import ARCH_KEYS, FinetuneConfig
 from ernie_style.arch.roformer.config import RoFormerConfig
-from ernie_style.constants import IGNORE_INDEX, TASK_CONFIG
+from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, IGNORE_INDEX, TASK_CONFIG
 from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, Task, TaskData
 
-BEST_MODEL = "best_model"
-RESULTS = "results.json"
+RESULTS = FINETUNE_RESULTS  # BEST_MODEL and this name a run dir's files (ernie_style.constants; export reads them)
 # TASK_CONFIG (ernie_style.constants): a fine-tuned model dir's task file (export reads it)
 
 
@@ -88,13 +87,16 @@ def resolve_init(cfg: FinetuneConfig) -> InitSource:
     latest = os.path.join(d, "checkpoints", ckpt.LATEST)
     if not os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)) and os.path.exists(latest):
         d = os.path.realpath(latest)  # a pretraining run's output dir: its newest checkpoint
+    hf_config = read_json_dict(os.path.join(d, "config.json"))
     if os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)):
         src = _ours(init, d)
-    elif (read_json_dict(os.path.join(d, "config.json")) or {}).get("model_type") == "roformer":
+    elif (hf_config or {}).get("model_type") == "roformer":
         src = _huggingface(init, d)
     else:
-        raise _init_error(init, f"{d} holds neither {ckpt.MODEL_CONFIG} (our checkpoint/model dir) nor a "
-                                "Hugging Face config.json with model_type roformer")
+        found = (f"a Hugging Face config.json with model_type {hf_config.get('model_type')!r}" if hf_config else
+                 f"no {ckpt.MODEL_CONFIG} and no Hugging Face config.json")
+        raise _init_error(init, f"{d} holds {found}; supported: our checkpoint or model dir ({ckpt.MODEL_CONFIG}) "
+                                "or a Hugging Face RoFormer dir (config.json with model_type 'roformer')")
     if dropout:
         src.model_config = RoFormerConfig.from_dict({**src.model_config.to_dict(), **dropout})
     return src
