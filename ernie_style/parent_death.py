@@ -15,6 +15,7 @@ Elsewhere than Linux the request is not made (the commands run as they would wit
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
@@ -23,15 +24,16 @@ from typing import List, Optional
 from data_tools.io_utils import UserError, run_cli
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Looked up once, here: die_with_parent also runs between fork and exec (a preexec_fn), where loading a library
+# could wait forever on a lock another thread of the parent held at the fork.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def die_with_parent(parent: int) -> bool:
     """Ask Linux to SIGKILL this process when ``parent`` (its parent process) ends.  False when ``parent`` is no
     longer the parent, i.e. it died before the request took effect: the caller exits then."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     return os.getppid() == parent
 
 
