@@ -128,7 +128,7 @@ set +m
 on_signal() {
     if [ -n "$SIGNAL" ]; then
         echo "stopping already: the ranks are saving a checkpoint (Ctrl-\\ abandons it)" >&2
-        return
+        return 0  # (a bare return would give the status of the interrupted wait, and set -e would exit)
     fi
     SIGNAL=$1
     echo "SIG$1 received: finishing the current step, then saving a checkpoint" >&2

@@ -128,10 +128,23 @@ def test_killed_however_the_launch_dies_with_the_script(data, tmp_path, tag):
     finish_one_step_after(data, out, before, tag("last"))
 
 
-ORDERLY = {  # (how, exit code)
-    "SIGHUP": (lambda p: os.kill(p.pid, signal.SIGHUP), 129),  # a closed terminal or ssh session
-    "SIGTERM": (lambda p: os.kill(p.pid, signal.SIGTERM), 143),
-    "SIGINT": (lambda p: os.killpg(p.pid, signal.SIGINT), 130),  # Ctrl-C: the terminal's whole foreground group
+def ctrl_c_twice(p) -> str:
+    """Ctrl-C (SIGINT to the terminal's whole foreground group), and once the script has said it got it, Ctrl-C
+    again, as an impatient user does; returns what the script wrote to stderr meanwhile."""
+    os.killpg(p.pid, signal.SIGINT)
+    said = b""
+    while b"SIGINT received" not in said:
+        chunk = os.read(p.stderr.fileno(), 4096)  # (the raw pipe: communicate() reads on from there)
+        assert chunk, said
+        said += chunk
+    os.killpg(p.pid, signal.SIGINT)
+    return said.decode()
+
+
+ORDERLY = {  # (how, returning what it read of the script's stderr; exit code)
+    "SIGHUP": (lambda p: os.kill(p.pid, signal.SIGHUP) or "", 129),  # a closed terminal or ssh session
+    "SIGTERM": (lambda p: os.kill(p.pid, signal.SIGTERM) or "", 143),
+    "SIGINT": (ctrl_c_twice, 130),
 }
 
 
@@ -142,8 +155,9 @@ def test_orderly_stops_save_on_all_ranks_and_show_the_ranks_last_lines(data, tmp
         p, offset = start(data, out, tag(n))
         if before:
             assert_resumed_from(out, offset, before)
-        stop(p)
+        said = stop(p)
         stdout, stderr = stopped(p, tag(n), out, name)
+        stderr = said + stderr
         assert p.returncode == code, (name, stderr[-3000:])
         lines = [line for line in stderr.splitlines() if line.startswith("interrupted")]
         assert len(lines) == 1 and lines[0].startswith(f"interrupted by {name} at step "), stderr[-3000:]
@@ -151,6 +165,8 @@ def test_orderly_stops_save_on_all_ranks_and_show_the_ranks_last_lines(data, tmp
         path = os.path.join(str(out), "checkpoints", ckpt.step_dir_name(step))
         assert f"checkpoint saved in {path}" in lines[0]
         assert f"{name} received: finishing the current step, then saving a checkpoint" in stderr
+        if name == "SIGINT":  # the second Ctrl-C is not passed on (the launcher would give up the save)
+            assert "stopping already: the ranks are saving a checkpoint" in stderr, stderr[-3000:]
         # the ranks' last lines reach the terminal, once (they used to reach train.log only)
         assert stdout.count(f"\nglobal step {step},") == 1 and stdout.count(f"checkpoint: saved {path}\n") == 1, \
             stdout[-3000:]
