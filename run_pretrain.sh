@@ -9,6 +9,9 @@
 # among them), or NNODES=N MASTER=host:port (one launcher per machine, the same MASTER everywhere).
 # Per-rank logs go to ${LOG_DIR:-OUTPUT/log} (multi-node: OUTPUT/log/HOSTNAME), OUTPUT = train.output_dir
 # of the config + overrides.  The output dir must be on a filesystem shared by all machines.
+# Stopping: Ctrl-C, SIGTERM or SIGHUP (a closed terminal) -> the ranks finish their step and save a checkpoint
+# together; exit 130 / 143 / 129 naming it.  However else this script ends (kill -9 of it or of its process
+# group, timeout -s KILL), the launcher, the ranks and their DataLoader workers end with it.
 # Example, the reference recipe on 4 GPUs:
 #   GPUS=0,1,2,3 ./run_pretrain.sh configs/roformer_base_wwm_cluecorpussmall.yaml \
 #       data.prefixes=[/data/clue/clue_corpus] data.vocab_file=/data/clue/vocab.txt
