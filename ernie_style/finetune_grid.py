@@ -38,13 +38,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from data_tools.io_utils import EXIT_USER_ERROR, UserError, atomic_write, run_cli, write_json_atomic
 from ernie_style.finetune_report import (
     MAIN_METRIC, METRICS, RESULTS_FILE, ReportError, cell, mean_std, model_label, read_results,
 )
-from ernie_style.parent_death import die_with_parent
+from ernie_style.parent_death import run_child
 
 GRID_JSON, GRID_MD = "grid.json", "grid.md"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +55,6 @@ LAUNCHERS = {
 # What a grid's table row and column stand for: the same in every run of a grid.
 ONE_PER_GRID = ("model.init", "task.type", "data.train_file", "data.dev_file", "data.test_file")
 NAME_MAX = 80  # characters of a combination's name (its log file adds ".seed_N.log"; a file name holds 255 bytes)
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class GridError(UserError, ValueError):
@@ -176,40 +175,6 @@ def _last_line(log: str, prefix: str) -> str:
     return (found or lines or ["(no output)"])[-1]
 
 
-def run_one(cmd: List[str], log) -> Tuple[int, int]:
-    """Run ``cmd`` with its output into the open file ``log``: in a process group of its own (a terminal's Ctrl-C
-    reaches this process only) and to die with this process, however it ends.  SIGINT/SIGTERM/SIGHUP received
-    meanwhile are passed on to it once (it stops with a checkpoint).  Returns (its exit code, the signal or 0)."""
-    got: List[int] = []
-    child: List[subprocess.Popen] = []
-
-    def on_signal(signum, frame):
-        if not got:
-            got.append(signum)
-            if child:
-                child[0].send_signal(signum)
-
-    # (a signal ignored from the start, e.g. SIGHUP under nohup, stays ignored, for the run too)
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
-    parent = os.getpid()
-
-    def in_child():
-        os.setpgid(0, 0)
-        if not die_with_parent(parent):
-            os._exit(1)
-
-    try:
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=in_child)
-        child.append(p)
-        if got:  # arrived while it was being started
-            p.send_signal(got[0])
-        rc = p.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    return rc, (got[0] if got else 0)
-
-
 class Stopped(Exception):
     """The grid got a stop signal; the run it was in has stopped (``message`` says how)."""
 
@@ -233,7 +198,7 @@ def execute(runs: Sequence[Run], launcher: str, config: str, overrides: Sequence
         with open(run.log, "w", encoding="utf-8") as log:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            rc, signum = run_one(cmd, log)
+            rc, signum = run_child(cmd, stdout=log, stderr=subprocess.STDOUT)
         took = time.time() - t0
         if signum:
             said = _last_line(run.log, "interrupted")  # the run's own line: its step and checkpoint

@@ -19,9 +19,9 @@ import os
 import signal
 import sys
 
-from ernie_style.parent_death import die_with_parent
+from ernie_style.parent_death import STOP_SIGNALS, die_with_parent
 
-NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+NAMES = {s: signal.Signals(s).name for s in STOP_SIGNALS}  # SIGINT, SIGTERM, SIGHUP
 
 
 _forking = [0]  # pid of the process that is forking (set just before fork, read in the child)

@@ -7,10 +7,12 @@ a terminal) once what started it is gone, ``kill -9`` and a killed process group
   ``python -m ernie_style.parent_death PID COMMAND [ARG...]``: the command is exec'ed with the request in place
   (it survives exec), to be killed when the script ``PID`` ends;
 - each rank asks it against its launcher (:func:`ernie_style.distributed.die_with_launcher`), each DataLoader
-  worker against its rank (:mod:`ernie_style.interrupt`), each run of ``finetune_grid`` against the grid.
+  worker against its rank (:mod:`ernie_style.interrupt`);
+- a Python CLI that runs a launch (``finetune_grid``) starts it with :func:`run_child`, which also passes a stop
+  signal on to it.
 
-The signal is SIGKILL: the orderly stop (finish the step, save a checkpoint) is what SIGINT/SIGTERM/SIGHUP ask
-for, and a parent that is gone without sending one of them was itself killed at once, so its children are too.
+The signal is SIGKILL: an orderly stop (finish the step, save a checkpoint) is asked for with one of
+STOP_SIGNALS, which each parent passes on; a parent that is gone was killed outright, and so are its children.
 Elsewhere than Linux the request is not made (the commands run as they would without it).
 """
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 from data_tools.io_utils import UserError, run_cli
 
@@ -35,6 +38,44 @@ def die_with_parent(parent: int) -> bool:
     if _PRCTL is not None:
         _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     return os.getppid() == parent
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # ask a run to stop with a checkpoint
+
+
+def run_child(cmd: Sequence[str], **popen_kwargs) -> Tuple[int, int]:
+    """Run ``cmd`` (``subprocess.Popen`` arguments besides) to die with this process, however it ends, in a process
+    group of its own: a terminal's Ctrl-C reaches this process only, and SIGINT/SIGTERM/SIGHUP received meanwhile
+    are passed on to the child once (a training run stops with a checkpoint), not a SIGKILL as
+    ``subprocess.call``/``run`` send on KeyboardInterrupt.  Returns (its exit code, the signal received or 0)."""
+    got: List[int] = []
+    child: List[subprocess.Popen] = []
+
+    def on_signal(signum, frame):
+        if not got:
+            got.append(signum)
+            if child:
+                child[0].send_signal(signum)
+
+    # (a signal ignored from the start, e.g. SIGHUP under nohup, stays ignored, for the child too)
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+    parent = os.getpid()
+
+    def in_child():
+        os.setpgid(0, 0)
+        if not die_with_parent(parent):
+            os._exit(1)
+
+    try:
+        p = subprocess.Popen(list(cmd), preexec_fn=in_child, **popen_kwargs)
+        child.append(p)
+        if got:  # arrived while it was being started
+            p.send_signal(got[0])
+        rc = p.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return rc, (got[0] if got else 0)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
