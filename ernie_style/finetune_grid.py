@@ -201,8 +201,9 @@ def execute(runs: Sequence[Run], launcher: str, config: str, overrides: Sequence
             rc, signum = run_child(cmd, stdout=log, stderr=subprocess.STDOUT)
         took = time.time() - t0
         if signum:
-            said = _last_line(run.log, "interrupted")  # the run's own line: its step and checkpoint
-            said = said.split(";")[0] if said.startswith(("by ", "(")) else f"by {signal.Signals(signum).name}"
+            # the run's own line (run_finetune.sh: "by SIGINT at step ...", one process: "(SIGINT) at step ...")
+            said = re.sub(r"^\((SIG[A-Z]+)\)", r"by \1", _last_line(run.log, "interrupted"))
+            said = said.split(";")[0] if said.startswith("by SIG") else f"by {signal.Signals(signum).name}"
             raise Stopped(signum, f"{label}: interrupted {said}; run the same command again to go on (finished "
                                   "runs are skipped, this one resumes)")
         if rc == 0 and os.path.isfile(os.path.join(run.out, RESULTS_FILE)):
