@@ -9,6 +9,9 @@
 # among them), or NNODES=N MASTER=host:port (one launcher per machine, the same MASTER everywhere).
 # Per-rank logs go to ${LOG_DIR:-OUTPUT/log} (multi-node: OUTPUT/log/HOSTNAME), OUTPUT = train.output_dir
 # of the config + overrides.  The output dir must be on a filesystem shared by all machines.
+# Stopping: Ctrl-C, SIGTERM or SIGHUP (a closed terminal) -> the ranks finish their step and save a checkpoint
+# together; exit 130 / 143 / 129 naming it.  However else this script ends (kill -9 of it or of its process
+# group, timeout -s KILL), the launcher, the ranks and their DataLoader workers end with it.
 # Example, the reference recipe on 4 GPUs:
 #   GPUS=0,1,2,3 ./run_pretrain.sh configs/roformer_base_wwm_cluecorpussmall.yaml \
 #       data.prefixes=[/data/clue/clue_corpus] data.vocab_file=/data/clue/vocab.txt
@@ -50,9 +53,15 @@ if ! [[ "$PER_NODE" =~ ^[1-9][0-9]*$ && "$N_NODES" =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 
+# What this script starts dies with it, however the script ends (kill -9 of it or of its process group,
+# timeout -s KILL, ...): the check and the launcher are exec'ed by ernie_style.parent_death, which first asks Linux
+# to SIGKILL them when this script is gone; the ranks die with the launcher, their DataLoader workers with them.
+PARENT_DEATH=("$PYTHON" -m ernie_style.parent_death $$)
+
 # Validate config, data and batch sizes once, for the real number of ranks, before any process starts
 # (exit 2 with one message).
-"$PYTHON" -m "$ENTRY" --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) "$@" || exit $?
+"${PARENT_DEATH[@]}" "$PYTHON" -m "$ENTRY" --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) "$@" \
+    || exit $?
 OUTPUT="$("$PYTHON" -m "$ENTRY" --config "$CONFIG" --print-output-dir "$@")"
 if [ -n "${IPS:-}${NNODES:-}" ]; then
     LOG_DIR="${LOG_DIR:-$OUTPUT/log/$(hostname)}"
@@ -74,42 +83,75 @@ elif [ -n "${NNODES:-}" ]; then
 fi
 
 # The terminal shows our lines and real errors; the launcher's banner and flag dump, glog INFO lines and the INFO
-# lines of Python loggers in Paddle's format (fleet's topology, the sample index being built) are dropped from it (VERBOSE=1 shows everything). The per-rank logs in LOG_DIR stay complete.
+# lines of Python loggers in Paddle's format (fleet's topology, the sample index being built) are dropped from it
+# (VERBOSE=1 shows everything). The per-rank logs in LOG_DIR stay complete.
 NOISE='^LAUNCH INFO |^=+ Modified FLAGS detected =+$|^FLAGS\(name=|^=+$'
 NOISE+='|^I[0-9]{4} [0-9:.]+ +[0-9]+ [a-z_]+\.(cc|h):[0-9]+\] '
 NOISE+='|^\[[0-9-]+ [0-9:,]+\] \[ +INFO\] [A-Za-z_0-9]+\.py:[0-9]+ - '  # every INFO line in Paddle's log format
 if [ "${VERBOSE:-0}" = 1 ]; then
     NOISE='^$^'
 fi
-# Filters ignore SIGINT/SIGTERM: they pass lines on until the launcher's output ends.
-exec {OUT}> >(trap '' INT TERM; exec grep --line-buffered -v -E "$NOISE")
+# The launcher's stdout is rank 0's log (LOG0), passed on line by line while the job runs, and nothing else but
+# the command a multi-node master prints for the other machines (LAUNCHER_OWN). When the launcher is told to stop,
+# it stops passing lines on: the ranks' last lines (their last step, the checkpoint) are then in LOG0 only, after
+# the ones it passed on (counted into ECHOED).
+LOG0="$LOG_DIR/workerlog.0"
+LOG0_START=$(stat -c %s "$LOG0" 2>/dev/null || echo 0)
+LAUNCHER_OWN='^Copy the following command to other nodes to run\.$|^-{80}$| -m paddle\.distributed\.launch --master '
+ECHOED=$(mktemp)
+trap 'rm -f "$ECHOED"' EXIT
+pass_on() {
+    local n=0 line
+    while IFS= read -r line || [ -n "$line" ]; do
+        [[ $line =~ $LAUNCHER_OWN ]] || n=$((n + 1))
+        [[ $line =~ $NOISE ]] || printf '%s\n' "$line" || true  # (a closed terminal: keep counting)
+    done
+    echo "$n" > "$ECHOED"
+}
+# Filters ignore SIGINT/SIGTERM/SIGHUP: they pass lines on until the launcher's output ends.
+exec {OUT}> >(trap '' INT TERM HUP; pass_on)
 FILTER_OUT=$!
-exec {ERR}> >(trap '' INT TERM; exec grep --line-buffered -v -E "$NOISE" >&2)
+exec {ERR}> >(trap '' INT TERM HUP; exec grep --line-buffered -v -E "$NOISE" >&2)
 FILTER_ERR=$!
 
-# Ctrl-C / SIGTERM: the launcher runs in its own process group (set -m), so a terminal's Ctrl-C reaches this
-# script only, which passes the signal on once. The launcher asks each rank to stop (SIGTERM); the ranks finish
-# the current step, save a checkpoint together and exit; this script exits 130 (SIGINT) or 143 (SIGTERM) with
-# one line naming the checkpoint.
+# Ctrl-C / SIGTERM / SIGHUP (a closed terminal or ssh session): the launcher runs in its own process group
+# (set -m), so a terminal's Ctrl-C reaches this script only, which passes the first signal on (SIGHUP as SIGTERM:
+# it would kill the launcher outright). The launcher asks each rank to stop (SIGTERM); the ranks finish the current
+# step, save a checkpoint together and exit; this script shows their last lines and exits 130 (SIGINT), 143
+# (SIGTERM) or 129 (SIGHUP) with one line naming the checkpoint. Ctrl-\ (SIGQUIT) ends this script at once, and
+# with it the job, without a checkpoint.
 LOG_START=$(stat -c %s "$OUTPUT/train.log" 2>/dev/null || echo 0)
 SIGNAL=""
 set -m
 # paddle.distributed.launch runs a *.py path with python, anything else as an executable: hand it the
 # interpreter and `-m $ENTRY` so the installed package (not a file path) is used.
-"${LAUNCH[@]}" "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" "$@" >&$OUT 2>&$ERR &
+"${PARENT_DEATH[@]}" "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" "$@" >&$OUT 2>&$ERR &
 LAUNCHER=$!
 set +m
-trap 'SIGNAL=INT; kill -INT "$LAUNCHER" 2>/dev/null || true' INT
-trap 'SIGNAL=TERM; kill -TERM "$LAUNCHER" 2>/dev/null || true' TERM
+on_signal() {
+    if [ -n "$SIGNAL" ]; then
+        echo "stopping already: the ranks are saving a checkpoint (Ctrl-\\ abandons it)" >&2
+        return 0  # (a bare return would give the status of the interrupted wait, and set -e would exit)
+    fi
+    SIGNAL=$1
+    echo "SIG$1 received: finishing the current step, then saving a checkpoint" >&2
+    kill -"${1/HUP/TERM}" "$LAUNCHER" 2>/dev/null || true
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+trap 'on_signal HUP' HUP
 while :; do
     rc=0
     wait "$LAUNCHER" 2>/dev/null || rc=$?  # (no job-control "Killed" dump; said in one line below)
     kill -0 "$LAUNCHER" 2>/dev/null || break  # wait returned for a trapped signal: the launcher is still stopping
 done
-trap - INT TERM
+trap - INT TERM HUP
 exec {OUT}>&- {ERR}>&-
 wait "$FILTER_OUT" "$FILTER_ERR" 2>/dev/null || true
 if [ -n "$SIGNAL" ]; then
+    # rank 0's lines after those passed on, without the ones said here (in this script's words)
+    tail -c +$((LOG0_START + 1)) "$LOG0" 2>/dev/null | tail -n +$(($(cat "$ECHOED" 2>/dev/null || echo 0) + 1)) \
+        | grep -v -E "$NOISE|^SIG[A-Z]+ received: |^interrupted \(SIG[A-Z]+\) at step " || true
     line=$(tail -c +$((LOG_START + 1)) "$OUTPUT/train.log" 2>/dev/null | grep '^interrupted (' | tail -n 1 || true)
     if [ -n "$line" ]; then
         echo "$line" | sed -E "s/^interrupted \(SIG[A-Z]+\)/interrupted by SIG$SIGNAL/" >&2
@@ -117,8 +159,7 @@ if [ -n "$SIGNAL" ]; then
         latest=$(readlink -f "$OUTPUT/checkpoints/latest" 2>/dev/null || true)
         echo "interrupted by SIG$SIGNAL before a checkpoint of this run was saved; newest checkpoint: ${latest:-none}" >&2
     fi
-    [ "$SIGNAL" = INT ] && exit 130
-    exit 143
+    case "$SIGNAL" in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
 fi
 if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then
     latest=$(readlink -f "$OUTPUT/checkpoints/latest" 2>/dev/null || true)

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -18,6 +17,7 @@ from paddle.distributed import fleet
 
 from ernie_style.config import ConfigError, PretrainConfig
 from ernie_style.cpu_runtime import tune_cpu_process
+from ernie_style.parent_death import die_with_parent
 
 
 @dataclass
@@ -76,18 +76,14 @@ def launch_world_size(requested: Optional[int] = None, check: bool = False) -> i
 def die_with_launcher() -> None:
     """Under paddle.distributed.launch, ask Linux to SIGKILL this rank when the launcher dies.
 
-    The launcher starts every rank in its own session, so killing the launcher (kill -9, OOM killer) would
-    otherwise leave ranks hanging in a collective, holding their devices.
+    The launcher starts every rank in its own session, so killing the launcher (kill -9, OOM killer, the death of
+    run_pretrain.sh, which takes its launcher along) would otherwise leave ranks hanging in a collective, holding
+    their devices.
     """
-    if "PADDLE_TRAINERS_NUM" not in os.environ or not sys.platform.startswith("linux"):
+    if "PADDLE_TRAINERS_NUM" not in os.environ:
         return
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() == 1:  # the launcher died before prctl took effect
+    launcher = os.getppid()
+    if launcher == 1 or not die_with_parent(launcher):  # the launcher died before the request took effect
         os._exit(1)
 
 

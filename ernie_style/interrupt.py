@@ -1,4 +1,4 @@
-"""SIGINT / SIGTERM: finish the current step, save a checkpoint on every rank together, exit 128 + signal.
+"""SIGINT / SIGTERM / SIGHUP: finish the current step, save a checkpoint on every rank together, exit 128 + signal.
 
 Under ``paddle.distributed.launch`` a Ctrl-C reaches the launcher, which sends SIGTERM to each rank's process
 group, one rank after the other; ranks may learn of it in different steps.  So the decision is collective:
@@ -9,6 +9,9 @@ DataLoader workers are forked by a rank; while an :class:`Interrupts` is active,
 its own process group (the launcher's SIGTERM to the rank's group does not kill them in the middle of a step, and a
 terminal Ctrl-C does not print their tracebacks) and asks Linux to SIGKILL it when the rank dies, whatever
 kills the rank (kill -9 included): no orphaned workers.
+
+SIGHUP (a closed terminal or ssh session, for a process started from it without a launcher) stops like SIGTERM,
+unless it was ignored when training began (``nohup``): then it stays ignored.
 """
 from __future__ import annotations
 
@@ -16,14 +19,9 @@ import os
 import signal
 import sys
 
-NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+from ernie_style.parent_death import STOP_SIGNALS, die_with_parent
 
-
-def _set_pdeathsig_kill() -> None:
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+NAMES = {s: signal.Signals(s).name for s in STOP_SIGNALS}  # SIGINT, SIGTERM, SIGHUP
 
 
 _forking = [0]  # pid of the process that is forking (set just before fork, read in the child)
@@ -41,11 +39,11 @@ def _after_fork_in_child() -> None:
         os.setpgid(0, 0)
     except OSError:
         pass
-    _set_pdeathsig_kill()
+    parent_alive = die_with_parent(_forking[0])
     for s, handler in _active[-1].previous.items():  # not the rank's flag-setting handlers
         signal.signal(s, handler)
     _active.clear()
-    if os.getppid() != _forking[0]:  # the parent died between fork and prctl
+    if not parent_alive:  # the parent died between fork and prctl
         os._exit(1)
 
 
@@ -60,12 +58,13 @@ def protect_workers() -> None:
 
 
 class Interrupts:
-    """Records SIGINT/SIGTERM instead of dying; the training loop asks :meth:`agreed` after every step."""
+    """Records SIGINT/SIGTERM/SIGHUP instead of dying; the training loop asks :meth:`agreed` after every step."""
 
     def __init__(self, info, log=print):
         self.info, self.log = info, log
         self.signum = 0
-        self.previous = {s: signal.signal(s, self._handler) for s in NAMES}
+        self.previous = {s: signal.signal(s, self._handler) for s in NAMES
+                         if s != signal.SIGHUP or signal.getsignal(s) != signal.SIG_IGN}
         protect_workers()
         _active.append(self)
 

@@ -6,8 +6,10 @@ mean and sample std. Budget: < 10 s for these.
 import json
 import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -96,7 +98,12 @@ def test_model_labels():
 @pytest.mark.parametrize("args, message", [
     (["--grid", "optim.max_lr"], "--grid 'optim.max_lr': expected section.key=value"),
     (["--grid", "optim.max_lr=1e-4,,3e-4"], "expected comma-separated values"),
-    (["--grid", "optim.max_lr=1e-4", "optim.max_lr=3e-4"], "--grid optim.max_lr: given twice"),
+    (["--grid", "optim.max_lr=1e-4", "--grid", "optim.max_lr=3e-4"], "--grid optim.max_lr: given twice"),
+    (["--grid", "optim.max_lr=1e-4", "optim.max_lr=3e-4"], "setting 'optim.max_lr=3e-4': optim.max_lr is also a "
+                                                           "--grid axis"),
+    # an axis without its --grid is a setting of every run; a comma there is refused, naming the form to use
+    (["--grid", "optim.max_lr=1e-4,3e-4", "train.epochs=3,5"], "setting 'train.epochs=3,5': a value with a comma; "
+                                                               "to try each of them, give --grid train.epochs=3,5"),
     (["--grid", "optim.max_lr=1e-4", "--seeds", "0"], "--seeds '0': expected a count >= 1"),
     (["--grid", "optim.max_lr=1e-4", "--seeds", "2", "train.seed=3"], "train.seed is set per run by --seeds"),
     (["--grid", "train.output_dir=a,b"], "train.seed and train.output_dir are set per run"),
@@ -140,13 +147,15 @@ def _json(path):
 
 @pytest.fixture(scope="module")
 def grid(topics, tmp_path_factory):
-    """2 learning rates x 2 seeds of the real fine-tune; (grid dir, printed output)."""
+    """2 learning rates x 2 seeds of the real fine-tune; (grid dir, printed output).  The settings of every run
+    (data files, the output dir) follow the axis on the line: they are not axes."""
     from ernie_style import finetune_grid as G
 
     config, overrides = topics
     out = tmp_path_factory.mktemp("grid") / "g"
-    r = subprocess.run([sys.executable, "-m", "ernie_style.finetune_grid", config, "--grid", "optim.max_lr=1e-3,3e-3",
-                        "--seeds", "2", "--out", str(out), *overrides], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "ernie_style.finetune_grid", config, "--seeds", "2", "--grid",
+                        "optim.max_lr=1e-3,3e-3", *overrides, f"train.output_dir={out}"], capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r.stdout, G
 
@@ -211,6 +220,77 @@ def test_grid_bad_combination_or_config_stops_before_any_run(topics, tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith("error: CONFIG ") and err.rstrip().endswith("nope.yaml': file not found"), err
     assert not out.exists()
+
+
+def test_grid_run_names_stay_short_and_distinct():
+    from ernie_style import finetune_grid as G
+
+    long_a, long_b = "/data/" + "x" * 300 + "/a.txt", "/data/" + "x" * 300 + "/b.txt"
+    axes = G.parse_axes([f"data.vocab_file={long_a},{long_b}", "optim.max_lr=1e-4,3e-4", "train.epochs=3"])
+    names = {G.combination_name(axes, {"data.vocab_file": v, "optim.max_lr": lr, "train.epochs": "3"})
+             for v in (long_a, long_b) for lr in ("1e-4", "3e-4")}
+    assert len(names) == 4 and all(len(n) <= G.NAME_MAX and "/" not in n for n in names), names
+    # plain values keep their readable name; a one-value axis is a fixed setting, not part of it
+    assert G.combination_name(axes[1:], {"optim.max_lr": "1e-4", "train.epochs": "3"}) == "max_lr=1e-4"
+    assert G.combination_name([], {}) == "default"
+
+
+def test_grid_without_seeds_runs_once_with_the_configs_seed(topics, tmp_path):
+    from ernie_style import finetune_grid as G
+
+    config, overrides = topics
+    out = tmp_path / "g"
+    assert G.main([config, "--grid", "optim.max_lr=1e-3", *overrides, "train.seed=7", "--out", str(out)]) == 0
+    assert _json(out / "grid.json")["seeds"] == [7]
+    assert _json(out / "runs" / "default" / "seed_7" / "results.json")["config"]["train"]["seed"] == 7
+
+
+@pytest.mark.multiproc
+def test_a_stopped_grid_stops_its_run(topics, tmp_path):
+    """kill -9 of the grid ends the run it started (run_finetune.sh, the launcher, the rank, its DataLoader worker);
+    Ctrl-C reaches the run through the grid: it saves a checkpoint, the grid names it and exits 130.  After each,
+    10 s later no process of it is left and the run's output dir is free; the same command resumes the run."""
+    import _launch_util as L
+    from ernie_style import checkpoint as ckpt
+
+    config, overrides = topics
+    out = tmp_path / "g"
+    cmd = [sys.executable, "-m", "ernie_style.finetune_grid", config, "--launcher", "script", *overrides,
+           "train.epochs=1000", "train.eval_every=2", "train.logging_steps=1", "data.num_workers=1",
+           "train.resume=auto",
+           f"train.output_dir={out}"]
+    run = out / "runs" / "default" / "seed_42"  # no axis, the config's seed
+    ways = [("kill -9", lambda p: os.kill(p.pid, signal.SIGKILL), -9),
+            ("Ctrl-C", lambda p: os.killpg(p.pid, signal.SIGINT), 130)]  # the terminal's whole foreground group
+    for n, (way, stop, code) in enumerate(ways):
+        tag = f"{tmp_path}-{n}"
+        offset = os.path.getsize(run / "train.log") if (run / "train.log").exists() else 0
+        p = subprocess.Popen(cmd, env=L.env_of(tag, PYTHON=sys.executable, NPROC="1"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, preexec_fn=L.as_a_terminal_starts_it)
+        try:
+            deadline = time.time() + 180
+            while True:  # three steps of this run in: it has saved a checkpoint (every 2 steps)
+                log = (run / "train.log").read_text(encoding="utf-8")[offset:] if (run / "train.log").exists() else ""
+                if log.count("global step ") >= 3:
+                    break
+                assert p.poll() is None and time.time() < deadline, p.communicate()
+                time.sleep(0.2)
+            if n:
+                assert "resume: from " in log, log[:2000]
+            stop(p)
+            left = L.left_after(tag, 10.0)
+            assert not left, (way, left)  # was: the run went on training
+            assert L.lock_is_free(run), way
+            _, err = p.communicate(timeout=10)
+        finally:
+            L.kill_marked(tag)
+        assert p.returncode == code, (way, err[-3000:])
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("[1/1] runs/default/seed_42: interrupted by SIGINT at step ") and \
+        line.endswith("; run the same command again to go on (finished runs are skipped, this one resumes)"), err
+    path = line.split("checkpoint saved in ")[1].split(";")[0]
+    ckpt.verify(path)
+    assert os.path.realpath(run / "checkpoints" / "latest") == path
 
 
 def test_report_on_two_grids(grid, topics, tmp_path):
