@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from ernie_style.parent_death import run_child
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(REPO, "data_tools", "sample_data", "sample_corpus.txt")
 
@@ -27,9 +29,12 @@ def _show(cmd) -> str:
 
 def _run(cmd, env=None) -> None:
     print(f"\n$ {_show(cmd)}", flush=True)
-    proc = subprocess.run(cmd, cwd=REPO, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"demo: step failed with exit code {proc.returncode}: {' '.join(cmd)}")
+    # dies with the demo however it ends; a Ctrl-C is passed on once, so a training step stops with a checkpoint
+    rc, signum = run_child(cmd, cwd=REPO, env=env)
+    if signum:
+        raise SystemExit(128 + signum)
+    if rc != 0:
+        raise SystemExit(f"demo: step failed with exit code {rc}: {' '.join(cmd)}")
 
 
 def _run_pair(cmds, env, logs) -> None:
