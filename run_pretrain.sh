@@ -54,9 +54,9 @@ if ! [[ "$PER_NODE" =~ ^[1-9][0-9]*$ && "$N_NODES" =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 # What this script starts dies with it, however the script ends (kill -9 of it or of its process group,
-# timeout -s KILL, ...): the check and the launcher are exec'ed by ernie_style.parent_death, which first asks Linux
+# timeout -s KILL, ...): the check and the launcher are exec'ed by ernie_style.training.parent_death, which first asks Linux
 # to SIGKILL them when this script is gone; the ranks die with the launcher, their DataLoader workers with them.
-PARENT_DEATH=("$PYTHON" -m ernie_style.parent_death $$)
+PARENT_DEATH=("$PYTHON" -m ernie_style.training.parent_death $$)
 
 # Validate config, data and batch sizes once, for the real number of ranks, before any process starts
 # (exit 2 with one message).

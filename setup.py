@@ -46,7 +46,7 @@ PADDLENLP_PINS = [
 ]
 
 EXTRAS = {
-    # The tested range: ernie_style/paddle_internals.py uses private fleet/GradScaler/GeneratorState attributes
+    # The tested range: ernie_style/training/paddle_internals.py uses private fleet/GradScaler/GeneratorState attributes
     # (one comment per use); widen the pin only after the test suite passes on the new version.
     "cpu": ["paddlepaddle>=3.3.1,<3.4"],
     "gpu": ["paddlepaddle-gpu>=3.3.1,<3.4"],

@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from data_tools.indexed_dataset import MMapIndexedDatasetBuilder
-from ernie_style.data_spec import SampleSpec, Split
-from ernie_style.dataset import PretrainingDataset
+from ernie_style.data.dataset import PretrainingDataset
+from ernie_style.data.spec import SampleSpec, Split
 
 N_SPECIAL = 5  # [PAD] [UNK] [CLS] [SEP] [MASK]
 

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from export.pdparams import save_pdparams
-from export.state_dict_adapter import expected_ours
+from ernie_style.arch.state_dict_adapter import expected_ours
+from ernie_style.storage.pdparams import save_pdparams
 
 NAIVE = """
 import pickle, sys

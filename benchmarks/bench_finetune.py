@@ -3,10 +3,10 @@ length-bucketed eval batches.
 
     python benchmarks/bench_finetune.py [--widths tiny,base] [--batch 32] [--seq 128] [--runs 3] [--steps 3] [--warmup 3]
 
-"Ours" is ``ernie_style.trainer.TrainStep`` running the ``seq_cls`` task (the exact code ``ernie_style.finetune``
+"Ours" is ``ernie_style.training.trainer.TrainStep`` running the ``seq_cls`` task (the exact code ``ernie_style.finetune``
 runs: the task's model, loss and metrics, AdamW + global-norm clipping through the AMP path, LR schedule).
-"Ours" runs with the process settings ``ernie_style.distributed.init_distributed`` applies on CPU
-(``ernie_style.cpu_runtime``: malloc keeps freed memory, Paddle's stride kernels off); "PaddleNLP (tuned)" (``paddlenlp_tuned``) is
+"Ours" runs with the process settings ``ernie_style.training.distributed.init_distributed`` applies on CPU
+(``ernie_style.training.cpu_runtime``: malloc keeps freed memory, Paddle's stride kernels off); "PaddleNLP (tuned)" (``paddlenlp_tuned``) is
 PaddleNLP's step with those same settings, to show what comes from them and what from the model code.
 "PaddleNLP" is what a PaddleNLP user writes: ``paddlenlp.transformers.RoFormerForSequenceClassification`` +
 cross-entropy + ``paddle.optimizer.AdamW`` (same lr, betas, eps, weight decay on the same parameters, clip 1.0).
@@ -79,7 +79,7 @@ def _task(width, batch_size, seq):
     import tempfile
 
     from ernie_style.finetune import prepare
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.finetune import load_finetune_config
 
     tmp = tempfile.mkdtemp(prefix="bench_finetune.")
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -103,11 +103,11 @@ def _ours(width, batch):
 
     import paddle
 
-    from ernie_style.amp import Amp
-    from ernie_style.cpu_runtime import tune_cpu_process
-    from ernie_style.distributed import DistInfo
-    from ernie_style.optim import GradNorm, WarmupLinearDecay, build_optimizer
-    from ernie_style.trainer import TrainStep
+    from ernie_style.training.amp import Amp
+    from ernie_style.training.cpu_runtime import tune_cpu_process
+    from ernie_style.training.distributed import DistInfo
+    from ernie_style.training.optim import GradNorm, WarmupLinearDecay, build_optimizer
+    from ernie_style.training.trainer import TrainStep
 
     b, seq = batch["input_ids"].shape
     runtime = tuple(tune_cpu_process())  # what init_distributed applies on CPU
@@ -126,9 +126,9 @@ def _ours(width, batch):
 
 
 def _paddlenlp_tuned(width, batch):
-    """PaddleNLP's step in a process with our CPU process settings (``ernie_style.cpu_runtime``): how much of the
+    """PaddleNLP's step in a process with our CPU process settings (``ernie_style.training.cpu_runtime``): how much of the
     difference is the model code and how much the process settings."""
-    from ernie_style.cpu_runtime import tune_cpu_process
+    from ernie_style.training.cpu_runtime import tune_cpu_process
 
     tune_cpu_process()
     return _paddlenlp(width, batch)
@@ -213,7 +213,7 @@ def _eval(width, shape, args):
     """Our dev evaluation (``BucketedEvalSplit`` + the loop of ``Trainer.evaluate``) vs the same with padding."""
     import paddle
 
-    from ernie_style.distributed import DistInfo
+    from ernie_style.training.distributed import DistInfo
     from ernie_style.tasks.finetuning import BucketedEvalSplit
 
     lengths = eval_lengths(shape, args.eval_examples, args.seq)

@@ -24,8 +24,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
 from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
-from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
 from ernie_style.tasks.pretrain import pretraining_loss
 
 VOCAB = 21128  # the Chinese BERT/ERNIE character vocab used by roformer_base_wwm_cluecorpussmall
@@ -147,7 +147,7 @@ def main():
     ap.add_argument("--configs", default="tiny,base", help="comma list of: " + ", ".join(CONFIGS))
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: tiny 10, base 3)")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--impls", default="plain,sdpa", help="our kernel sets to time (see ernie_style.ops)")
+    ap.add_argument("--impls", default="plain,sdpa", help="our kernel sets to time (see ernie_style.arch.roformer.ops)")
     args = ap.parse_args()
     paddle.set_device("gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() else "cpu")
     print(f"device={paddle.get_device()} paddle={paddle.__version__}")

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py configs/roformer_tiny_demo.yaml [--batch 8] [--seq 512] [key=value ...]
 
-"Ours" is ``ernie_style.trainer.TrainStep`` (the exact code the trainer runs: gathered MLM head over the
+"Ours" is ``ernie_style.training.trainer.TrainStep`` (the exact code the trainer runs: gathered MLM head over the
 masked positions only, AdamW + clipping through the AMP path).  "PaddleNLP" is what a PaddleNLP user
 writes: ``paddlenlp.transformers.RoFormerModel`` + an MLM head computing logits for every position
 (decoder tied to the word embeddings) + an SOP classifier, cross-entropy with ignore_index, the same
@@ -31,7 +31,7 @@ GPU_PEAK_TFLOPS = {"V100": 125.0, "A100": 312.0, "H100": 989.0}
 
 
 def _load(config, overrides, vocab_size):
-    from ernie_style.config import load_config
+    from ernie_style.config.pretrain import load_config
 
     return load_config(config, [f"model.vocab_size={vocab_size}", "data.vocab_file=", *overrides])
 
@@ -57,11 +57,11 @@ def synthetic_batch(batch, seq, vocab_size, seed=0, mask_prob=0.15):
 def _ours(cfg, batch):
     import paddle
 
-    from ernie_style.modeling import RoFormerForPretraining
-    from ernie_style.amp import Amp
-    from ernie_style.distributed import DistInfo
-    from ernie_style.optim import GradNorm, WarmupLinearDecay, build_optimizer
-    from ernie_style.trainer import TrainStep
+    from ernie_style.arch.roformer.modeling import RoFormerForPretraining
+    from ernie_style.training.amp import Amp
+    from ernie_style.training.distributed import DistInfo
+    from ernie_style.training.optim import GradNorm, WarmupLinearDecay, build_optimizer
+    from ernie_style.training.trainer import TrainStep
 
     info = DistInfo(0, 1, 0, "gpu" if paddle.device.is_compiled_with_cuda() and
                     paddle.device.cuda.device_count() > 0 else "cpu")
@@ -86,8 +86,8 @@ def _paddlenlp(cfg, batch):
     import paddle.nn.functional as F
     from paddlenlp.transformers import RoFormerConfig, RoFormerModel
 
-    from ernie_style.amp import Amp
-    from ernie_style.optim import WarmupLinearDecay, build_optimizer
+    from ernie_style.training.amp import Amp
+    from ernie_style.training.optim import WarmupLinearDecay, build_optimizer
 
     m = cfg.model
     pcfg = RoFormerConfig(vocab_size=m.vocab_size, embedding_size=m.embedding_size, hidden_size=m.hidden_size,

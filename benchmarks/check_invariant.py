@@ -72,11 +72,12 @@ def run(work: str) -> dict:
     # Metrics at full precision: one process, resumed from the final checkpoint, no further steps.
     code = (
         "import json, sys\n"
-        "from ernie_style.config import load_config\n"
-        "from ernie_style.distributed import init_distributed\n"
-        "from ernie_style.trainer import Trainer\n"
+        "from ernie_style.config.pretrain import load_config\n"
+        "from ernie_style.training.distributed import init_distributed\n"
+        "from ernie_style.tasks.pretrain import PretrainTask\n"
+        "from ernie_style.training.trainer import Trainer\n"
         "cfg = load_config(sys.argv[1], sys.argv[3:])\n"
-        "tr = Trainer(cfg, init_distributed(cfg))\n"
+        "tr = Trainer(cfg, init_distributed(cfg), PretrainTask(cfg))\n"
         "if hasattr(tr, 'valid_ds'):  # the trainer before the task seam: evaluate(ds, iters, tag)\n"
         "    res = {tag: tr.evaluate(ds, 2, tag) for tag, ds in (('eval', tr.valid_ds), ('test', tr.test_ds))}\n"
         "else:\n"

@@ -23,7 +23,7 @@ or ``num_epochs`` keeps the first rows as they were, so an extended run sees the
 in the same order.
 
 ``build_blending_indices`` (also C++) interleaves several datasets by weight for
-``ernie_style.dataset.BlendedDataset``.
+``ernie_style.data.dataset.BlendedDataset``.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ import numpy as np
 
 from . import _helpers, meta
 from .io_utils import atomic_write
+from .indexed_dataset import MMapIndexedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +233,6 @@ def get_samples_mapping(
     load or its consistency checks is rebuilt.  Loaded mappings are read-only memmaps.
     With ``return_stats`` the stats dict also has ``cache_path`` and ``cache_hit``.
     """
-    from .indexed_dataset import MMapIndexedDataset
-
     try:  # a missing or unknown argument is a TypeError up front, as in a direct call
         bound = _BUILD_SIGNATURE.bind(None, None, **mapping_args)
     except TypeError as e:

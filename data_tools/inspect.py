@@ -14,10 +14,10 @@ from typing import List
 
 import numpy as np
 
-from data_tools import indexed_dataset as ixd
-from data_tools import unk
+from data_tools import indexed_dataset as ixd, unk
 from data_tools.io_utils import UserError, format_table, human_bytes, run_cli
 from data_tools.meta import DatasetMeta, read_meta
+from data_tools.vocab import VocabError, read_vocab
 
 
 def load_vocab(path: str, from_meta: bool = False) -> List[str]:
@@ -25,7 +25,6 @@ def load_vocab(path: str, from_meta: bool = False) -> List[str]:
         if from_meta:
             raise UserError(f"vocab {path} (named in meta.json): no such file; pass --vocab FILE")
         raise UserError(f"--vocab {path}: no such file")
-    from data_tools.vocab import VocabError, read_vocab
 
     try:
         return read_vocab(path, required=())

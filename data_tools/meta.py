@@ -237,3 +237,23 @@ def publish(builder, prefix: str, build_meta: Callable[[Dict[str, FileInfo]], Da
         raise
     io_utils.fsync_dir(os.path.dirname(os.path.abspath(prefix)))
     return meta
+
+
+def data_tokenizer(prefix: str) -> TokenizerSpec:
+    """The tokenizer a preprocessed prefix was made with (meta.json; without one: today's default)."""
+    meta = find_meta(prefix)
+    return meta.tokenizer if meta is not None else TokenizerSpec()
+
+
+def vocab_mismatch(prefix: str, vocab_file: str, vocab_sha256: Optional[str] = None) -> Optional[str]:
+    """Why ``vocab_file`` (of sha256 ``vocab_sha256`` when known) is not the vocabulary ``prefix`` was tokenized
+    with, or None when it is (or when the prefix has no meta.json to tell): the one check of the launch's
+    preflight and the dataset."""
+    meta = find_meta(prefix)
+    if meta is None:
+        return None
+    sha = vocab_sha256 or io_utils.sha256_file(vocab_file)
+    if meta.vocab.sha256 == sha:
+        return None
+    return (f"not the vocab {prefix} was tokenized with ({meta_path(prefix)} records sha256 {meta.vocab.sha256[:12]}…, "
+            f"{vocab_file} has {sha[:12]}…); token ids would be misread")

@@ -9,7 +9,7 @@ A pickle may name any importable callable and have it called on load (``__reduce
 someone else could run code.  :func:`load` resolves only the globals listed below -- each builds an array, a
 dtype or a plain container from data and can call nothing else -- and refuses every other global and every
 persistent id *before* anything is called.  This is the one loader for every checkpoint file the trainer and
-export read (``ernie_style.checkpoint`` and ``export.pdparams`` both use it).
+export read (``ernie_style.training.checkpoint`` and ``ernie_style.storage.pdparams`` both use it).
 """
 from __future__ import annotations
 

@@ -75,11 +75,3 @@ def load_tokenizer(vocab_file, spec: Optional[TokenizerSpec] = None, **options):
 def hf_tokenizer_class(kind: str = DEFAULT_KIND) -> str:
     """transformers' ``tokenizer_class`` for model directories of this kind."""
     return KINDS[check_kind(kind)].hf_class
-
-
-def data_tokenizer(prefix: str) -> TokenizerSpec:
-    """The tokenizer a preprocessed prefix was made with (meta.json; without one: today's default)."""
-    from data_tools.meta import find_meta
-
-    meta = find_meta(prefix)
-    return meta.tokenizer if meta is not None else TokenizerSpec()

@@ -55,3 +55,8 @@ def read_vocab(path, required: Sequence[str] = SPECIAL_TOKENS) -> List[str]:
             hint = " (the file starts with a UTF-8 byte-order mark)" if text.startswith("\ufeff") else ""
             raise VocabError(f"{path}: required special token {special} is missing{hint}")
     return lines
+
+
+def pad_id_of(vocab_file: str) -> int:
+    """The id of ``[PAD]`` in ``vocab_file`` (what batches are padded with)."""
+    return read_vocab(vocab_file).index(PAD_TOKEN)

@@ -2,7 +2,7 @@
 
 - ``IGNORE_INDEX``: a label equal to it is no item of any loss term or metric (masked LM positions that are
   not masked, samples without SOP, NER sub-tokens, unlabelled examples).
-- The file names of a checkpoint / model directory (layout in :mod:`ernie_style.checkpoint`, read by ``export``).
+- The file names of a checkpoint / model directory (layout in :mod:`ernie_style.training.checkpoint`, read by ``export``).
 - The special tokens of a BERT-style vocab are defined by their one reader, :mod:`data_tools.vocab`, and
   re-exported here.
 """
@@ -19,6 +19,7 @@ CHECKSUMS = "checksums.json"  # {file name: sha256} of every other file, written
 TRAINER_STATE = "trainer_state.json"  # checkpoints only
 OPTIMIZER_STATE = "optimizer.pdopt"  # checkpoints only; per rank when sharded: optimizer.rank{R}.pdopt
 TASK_CONFIG = "config.json"  # fine-tuned model dirs only: task, label maps, ...
+HF_CONFIG = "config.json"  # a Hugging Face (or PaddleNLP) model dir's config (the same name, another format)
 LATEST = "latest"  # OUTPUT/checkpoints/latest -> the newest complete step dir
 READERS_LOCK = ".readers.lock"  # OUTPUT/checkpoints/.readers.lock: held shared by exports while they read
 # A fine-tuning run's output dir (ernie_style.tasks.finetuning; export takes BEST_MODEL for the run).

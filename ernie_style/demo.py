@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 
-from ernie_style.parent_death import run_child
+from ernie_style.constants import FINETUNE_RESULTS, LATEST, MODEL_CONFIG, VOCAB
+from ernie_style.training.parent_death import run_child
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(REPO, "data_tools", "sample_data", "sample_corpus.txt")
@@ -67,7 +68,7 @@ def _finetune_stage(out: str, checkpoint: str, vocab: str, py: str) -> None:
 
     task_dir = os.path.join(out, "word_topics")
     _run([py, "-m", "data_tools.sample_data.word_topics", "--out", task_dir])
-    with open(os.path.join(checkpoint, "model_config.json"), encoding="utf-8") as f:
+    with open(os.path.join(checkpoint, MODEL_CONFIG), encoding="utf-8") as f:
         arch = json.load(f)
     random_init = ["model.init=random", f"data.vocab_file={vocab}"] + [f"model.{k}={arch[k]}" for k in ARCH_KEYS]
     data = [f"data.{s}_file={os.path.join(task_dir, s + '.tsv')}" for s in ("train", "dev", "test")]
@@ -88,7 +89,7 @@ def _finetune_stage(out: str, checkpoint: str, vocab: str, py: str) -> None:
     def mean(name, split):
         values = []
         for run_dir in runs[name]:
-            with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
+            with open(os.path.join(run_dir, FINETUNE_RESULTS), encoding="utf-8") as f:
                 values.append(json.load(f)[split]["accuracy"])
         return sum(values) / len(values)
 
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
     # keep the demo's output to what matters: library deprecation chatter is not the user's business
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    vocab = os.path.join(out, "vocab.txt")
+    vocab = os.path.join(out, VOCAB)
     prefix = os.path.join(out, "data", "sample")
     train_dir = os.path.join(out, "train")
     hf_dir = os.path.join(out, "hf_model")
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
 
     curves = os.path.join(train_dir, "curves.png")
     _run([py, "-m", "ernie_style.plot", train_dir, "--out", curves])
-    latest = os.path.join(train_dir, "checkpoints", "latest")
+    latest = os.path.join(train_dir, "checkpoints", LATEST)
     _run([py, "-m", "export.to_pytorch", latest, hf_dir, "--verify", "--overwrite"])
 
     # sentences of the corpus, one character each (a single-character word: WWM masks whole words)

@@ -38,8 +38,9 @@ def _parse(argv):
 def prepare(cfg, world_size: int):
     """(task, trainer config): the init resolved, the data read and checked, the steps known.  Raises
     ConfigError / DataError (ValueErrors) for user mistakes."""
-    from ernie_style import preflight
-    from ernie_style.config import ConfigError
+    # tasks and Paddle load once the config has parsed (config errors and --print-output-dir answer without them)
+    from ernie_style.training import preflight
+    from ernie_style.config.pretrain import ConfigError
     from ernie_style.tasks import TASKS, task_class
     from ernie_style.tasks.finetuning import resolve_init
 
@@ -72,10 +73,10 @@ def _has_gpu() -> bool:
 
 def _check_resume(run, task, preflight) -> None:
     """Resuming (train.resume=auto with a checkpoint in OUTPUT, or a path) needs the same data and seed."""
-    import json
-
-    from ernie_style import checkpoint as ckpt
-    from ernie_style.config import ConfigError
+    # as in prepare: loaded only when a run starts
+    from ernie_style.storage import model_dir
+    from ernie_style.training import checkpoint as ckpt
+    from ernie_style.config.pretrain import ConfigError
 
     r = run.train.resume
     if r == "none":
@@ -87,11 +88,10 @@ def _check_resume(run, task, preflight) -> None:
         if not os.path.isdir(r):
             raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint directory")
         found = r
-    state_file = os.path.join(found, ckpt.TRAINER_STATE) if found else None
-    if not state_file or not os.path.isfile(state_file):
+    state = model_dir.read_trainer_state(found) if found else None
+    if state is None:
         return
-    with open(state_file, encoding="utf-8") as f:
-        saved = json.load(f).get("data_fingerprint") or {}
+    saved = state.get("data_fingerprint") or {}
     diff = preflight.fingerprint_diff(saved, task.data_fingerprint())
     if diff:
         raise ConfigError(f"train.resume={r!r}: the checkpoint {found} was trained on other data or settings "
@@ -102,21 +102,24 @@ def _check_resume(run, task, preflight) -> None:
 def main(argv: Optional[List[str]] = None, step_callbacks=()) -> int:
     """``step_callbacks``: called with the trainer after every training step (see ``Trainer``)."""
     args = _parse(argv)
+    # the layers below load after the arguments parse (--help answers at once)
     from ernie_style.cli import run_training
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.finetune import load_finetune_config
 
     return run_training(args, load_finetune_config, lambda cfg: _run(args, cfg, step_callbacks))
 
 
 def _run(args, cfg, step_callbacks) -> int:
-    from ernie_style.distributed import die_with_launcher, init_distributed, launch_world_size
+    # Paddle: config errors and --print-output-dir answer without it
+    from ernie_style.training.distributed import die_with_launcher, init_distributed, launch_world_size
 
     task, run = prepare(cfg, launch_world_size(args.world_size, args.check))
     if args.check:
         # Silent when the run would start: the run prints the data summary and its warnings itself, once (a
         # launch through run_finetune.sh checks first, then runs).
         return 0
-    from ernie_style.trainer import Trainer
+    # the trainer (Paddle's optimizers, AMP) only when the run goes past --check
+    from ernie_style.training.trainer import Trainer
 
     die_with_launcher()
     info = init_distributed(run)

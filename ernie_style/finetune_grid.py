@@ -22,7 +22,7 @@ metrics' mean ± std over seeds (sample std) and the test metric; the best combi
 every other run would fail the same way; other failures are listed and the grid goes on (exit 1 at the end). User
 mistakes: one ``error:`` line, exit 2.
 
-Stopping: each run dies with the grid, however the grid ends (kill -9 included: ``ernie_style.parent_death``).
+Stopping: each run dies with the grid, however the grid ends (kill -9 included: ``ernie_style.training.parent_death``).
 SIGINT (Ctrl-C), SIGTERM or SIGHUP is passed on to the running run, which saves a checkpoint; the grid then says
 where and exits 128 + signal; the same command goes on from there.
 """
@@ -44,7 +44,7 @@ from data_tools.io_utils import EXIT_USER_ERROR, UserError, atomic_write, run_cl
 from ernie_style.finetune_report import (
     MAIN_METRIC, METRICS, RESULTS_FILE, ReportError, cell, mean_std, model_label, read_results,
 )
-from ernie_style.parent_death import run_child
+from ernie_style.training.parent_death import run_child
 
 GRID_JSON, GRID_MD = "grid.json", "grid.md"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,8 +120,9 @@ def parse_seeds(text: str) -> List[int]:
 def check_configs(config: str, overrides: Sequence[str], axes: Sequence[Axis]):
     """Load the fine-tune config of every combination (ConfigError -> GridError naming it) before any run;
     returns the config of the overrides/CONFIG alone."""
-    from ernie_style.config import ConfigError
-    from ernie_style.finetune_config import load_finetune_config
+    # the config trees load when a grid is checked (--help answers at once)
+    from ernie_style.config.pretrain import ConfigError
+    from ernie_style.config.finetune import load_finetune_config
 
     try:
         base = load_finetune_config(config, list(overrides))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from data_tools.io_utils import UserError, atomic_write, describe_os_error, run_cli
-from ernie_style.constants import FINETUNE_RESULTS
+from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, LATEST
 
 # Metrics per task.type, main metric first: the one grids pick by and tables show. Values in results.json are
 # fractions in [0, 1]; tables print them in percent.
@@ -38,7 +38,7 @@ MAIN_METRIC = {task: names[0] for task, names in METRICS.items()}
 RESULTS_FILE = FINETUNE_RESULTS  # a run's results.json (ernie_style.constants)
 GRID_FILE = "grid.json"
 # Run-dir and checkpoint-dir names that say nothing about the model: a label takes their parent's name too.
-_GENERIC = ("latest", "best_model", "checkpoints", "model", "output", "final")
+_GENERIC = (LATEST, BEST_MODEL, "checkpoints", "model", "output", "final")
 
 
 class ReportError(UserError, ValueError):

@@ -14,19 +14,16 @@ import sys
 from typing import Dict, List, Tuple
 
 from data_tools.io_utils import UserError, atomic_write_path, run_cli
+from ernie_style.training.metrics import read_records
 
 
 def read_scalars(output_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     """{tag: [(step, value), ...] sorted by step} from the VisualDL records under ``output_dir/visualdl``."""
-    from ernie_style.metrics import read_records
-
     scalars, _ = read_records(os.path.join(output_dir, "visualdl"))
     return {tag: sorted((step, value) for step, (value, _) in points.items()) for tag, points in scalars.items()}
 
 
 def read_texts(output_dir: str) -> Dict[str, List[str]]:
-    from ernie_style.metrics import read_records
-
     out: Dict[str, List[str]] = {}
     for tag, _, text, _ in read_records(os.path.join(output_dir, "visualdl"))[1]:
         out.setdefault(tag, []).append(text)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Callable, List, Optional, Sequence
 
-StepCallback = Callable[["Trainer"], None]  # noqa: F821  (ernie_style.trainer.Trainer, imported late)
+StepCallback = Callable[["Trainer"], None]  # noqa: F821  (ernie_style.training.trainer.Trainer, imported late)
 
 
 def _parse(argv):
@@ -29,15 +29,18 @@ def _parse(argv):
 def main(argv: Optional[List[str]] = None, step_callbacks: Sequence[StepCallback] = ()) -> int:
     """``step_callbacks``: called with the trainer after every training step (see ``Trainer``)."""
     args = _parse(argv)
+    # Paddle and the layers below load after the arguments parse (--help stays instant)
     from ernie_style.cli import run_training
-    from ernie_style.config import load_config
+    from ernie_style.config.pretrain import load_config
 
     return run_training(args, load_config, lambda cfg: _run(args, cfg, step_callbacks))
 
 
 def _run(args, cfg, step_callbacks) -> int:
-    from ernie_style.distributed import die_with_launcher, init_distributed, launch_world_size
-    from ernie_style.trainer import Trainer, check_inputs
+    # Paddle: --print-output-dir and config errors answer without it
+    from ernie_style.training.distributed import die_with_launcher, init_distributed, launch_world_size
+    from ernie_style.tasks.pretrain import PretrainTask, check_inputs
+    from ernie_style.training.trainer import Trainer
 
     check_inputs(cfg, launch_world_size(args.world_size, args.check))
     if args.check:
@@ -45,7 +48,7 @@ def _run(args, cfg, step_callbacks) -> int:
 
     die_with_launcher()
     info = init_distributed(cfg)
-    return Trainer(cfg, info, step_callbacks=step_callbacks).train()
+    return Trainer(cfg, info, PretrainTask(cfg), step_callbacks=step_callbacks).train()
 
 
 if __name__ == "__main__":

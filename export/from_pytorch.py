@@ -25,139 +25,24 @@ import os
 
 import numpy as np
 
-from export.checkpoint_dir import (
-    CHECKSUMS_FILE, CONFIG_FIELDS, CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE,
-    atomic_output_dir, read_vocab, sha256_file, validate_config, validate_task_config, write_json, write_vocab,
-)
+from ernie_style.arch.hf_dir import read_hf_config, read_hf_task, read_hf_weights, strip_base_prefix
+from ernie_style.storage.model_dir import CHECKSUMS_FILE, CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE, atomic_output_dir, read_vocab, sha256_file, write_json, write_vocab
+from ernie_style.storage.pdparams import save_pdparams
+from ernie_style.storage.safetensors_io import read_safetensors
 from export.errors import ExportError, run_cli
-from export.pdparams import save_pdparams
-from export.safetensors_io import read_safetensors
-from export.state_dict_adapter import (
+from ernie_style.arch.state_dict_adapter import (
     ROTARY_KEY, SIDE_FILE, TASK_HEADS, check_ours, expected_ours, hf_to_ours, sinusoidal_table,
 )
+from ernie_style.constants import HF_CONFIG
+from export.verify import verify_hf_import
 
-# Defaults of transformers' RoFormerConfig for fields an older config.json may omit.
-HF_DEFAULTS = {
-    "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 1536, "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
-    "pad_token_id": 0, "rotary_value": False,
-}
-PADDLE_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "relu": "relu",
-                      "tanh": "tanh"}  # transformers name -> ours (same function)
 HEADS = ("roformer.pooler.dense.", "cls.seq_relationship.")
-# transformers class -> our task when config.json names none of ours (a sequence classifier is seq_cls).
-TASK_OF_CLASS = {TASK_HEADS[t][0]: t for t in ("seq_cls", "ner", "qa")}
-
-
-def _read_hf_json(hf_dir) -> tuple:
-    path = os.path.join(hf_dir, "config.json")
-    if not os.path.isfile(path):
-        raise ExportError(f"{path}: file not found (is {hf_dir} a Hugging Face model directory?)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(raw, dict) or raw.get("model_type") != "roformer":
-        got = raw.get("model_type") if isinstance(raw, dict) else None
-        raise ExportError(f"{path}: model_type is {got!r}, expected 'roformer'")
-    return raw, path
-
-
-def read_hf_config(hf_dir) -> dict:
-    """Our model_config fields from ``hf_dir``/config.json (transformers' defaults for absent ones)."""
-    raw, path = _read_hf_json(hf_dir)
-    cfg = {**HF_DEFAULTS, **{k: raw[k] for k in CONFIG_FIELDS if raw.get(k) is not None}}
-    cfg.setdefault("embedding_size", raw.get("hidden_size"))
-    act = cfg["hidden_act"]
-    if act not in PADDLE_ACTIVATIONS:
-        raise ExportError(f"{path}: hidden_act {act!r} has no exact Paddle equivalent (supported: {sorted(PADDLE_ACTIVATIONS)})")
-    cfg["hidden_act"] = PADDLE_ACTIVATIONS[act]
-    if raw.get("tie_word_embeddings") is False:
-        raise ExportError(f"{path}: tie_word_embeddings is false; our model ties the MLM decoder to the word embeddings")
-    return validate_config(cfg, path)
-
-
-def read_hf_task(hf_dir, task=None) -> tuple:
-    """(task, labels in id order) of a fine-tuned ``hf_dir``; (None, None) for a pretraining (MLM) one.
-
-    ``task`` (the --task option) overrides the task config.json names; it must fit the class.
-    """
-    raw, path = _read_hf_json(hf_dir)
-    archs = raw.get("architectures") or []
-    cls = next((a for a in archs if a in TASK_OF_CLASS), None)
-    if task is not None:
-        if task not in TASK_HEADS:
-            raise ExportError(f"--task {task!r}: expected one of {', '.join(TASK_HEADS)}")
-        if cls != TASK_HEADS[task][0]:
-            raise ExportError(f"--task {task}: {path} architectures are {archs}, expected {TASK_HEADS[task][0]}")
-    elif cls is None:
-        return None, None
-    else:
-        named = raw.get("finetuning_task")
-        task = named if named in TASK_HEADS and TASK_HEADS[named][0] == cls else TASK_OF_CLASS[cls]
-    # One validator of the label maps: ours (transformers writes id2label keys as strings, as we do).
-    checked = validate_task_config({"task": task, "id2label": raw.get("id2label"), "label2id": raw.get("label2id")},
-                                   path)
-    return task, checked["labels"]
-
-
-def _read_bin(path) -> dict:
-    try:
-        import torch
-    except ImportError:
-        raise ExportError(f"{path}: reading a pytorch_model.bin needs torch, which is not importable; "
-                          "install torch or convert the file to model.safetensors") from None
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for bad pickles; all mean "cannot use this file"
-        raise ExportError(f"{path}: cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    if not isinstance(sd, dict):
-        raise ExportError(f"{path}: holds a {type(sd).__name__}, expected a state dict")
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ExportError(f"{path}: entry {bad[0]!r} is not a tensor")
-    return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in sd.items()}
-
-
-def read_hf_weights(hf_dir) -> tuple:
-    """({name: float32 ndarray}, [files read]) from safetensors (single or sharded) or pytorch_model.bin."""
-    single = os.path.join(hf_dir, "model.safetensors")
-    index = os.path.join(hf_dir, "model.safetensors.index.json")
-    binf = os.path.join(hf_dir, "pytorch_model.bin")
-    if os.path.isfile(single):
-        files = [single]
-    elif os.path.isfile(index):
-        try:
-            with open(index, encoding="utf-8") as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ExportError(f"{index}: not a safetensors index ({e})") from None
-        files = [os.path.join(hf_dir, s) for s in shards]
-    elif os.path.isfile(binf):
-        return _read_bin(binf), [binf]
-    else:
-        raise ExportError(f"{hf_dir}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
-    tensors = {}
-    for f in files:
-        if not os.path.isfile(f):
-            raise ExportError(f"{f}: file not found (named in {index})")
-        tensors.update(read_safetensors(f)[0])
-    return tensors, files
-
-
-def _strip_base_prefix(tensors):
-    """Checkpoints saved from RoFormerModel lack the ``roformer.`` prefix; add it back."""
-    if any(k.startswith("roformer.") for k in tensors):
-        return tensors
-    base = ("embeddings.", "embeddings_project.", "encoder.", "pooler.")
-    return {("roformer." + k if k.startswith(base) else k): v for k, v in tensors.items()}
 
 
 def hf_state_to_ours(tensors: dict, cfg: dict, where: str, task=None, num_labels=None) -> tuple:
     """HF tensors -> (our float32 state dict, list of notes for the user); with ``task`` a fine-tuned model's."""
     notes = []
-    tensors = _strip_base_prefix(tensors)
+    tensors = strip_base_prefix(tensors)
     emb = tensors.get("roformer.embeddings.word_embeddings.weight")
     dec = tensors.get("cls.predictions.decoder.weight")
     if dec is not None and emb is not None and (dec.shape != emb.shape or not np.array_equal(dec, emb)):
@@ -201,7 +86,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
     emb = tensors.get("roformer.embeddings.word_embeddings.weight", tensors.get("embeddings.word_embeddings.weight"))
     if emb is not None and emb.shape[0] != cfg["vocab_size"]:
         raise ExportError(f"{', '.join(files)}: word embeddings have {emb.shape[0]} rows, "
-                          f"{os.path.join(hf_dir, 'config.json')} says vocab_size {cfg['vocab_size']}")
+                          f"{os.path.join(hf_dir, HF_CONFIG)} says vocab_size {cfg['vocab_size']}")
     side = os.path.join(hf_dir, SIDE_FILE)
     if os.path.isfile(side):
         tensors.update(read_safetensors(side)[0])
@@ -211,7 +96,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
     vocab_path = os.path.join(hf_dir, VOCAB_FILE)
     vocab = read_vocab(vocab_path)
     if len(vocab) > cfg["vocab_size"]:  # fewer: padding rows (kept, as our export writes them)
-        raise ExportError(f"{vocab_path}: {len(vocab)} tokens, {os.path.join(hf_dir, 'config.json')} says vocab_size "
+        raise ExportError(f"{vocab_path}: {len(vocab)} tokens, {os.path.join(hf_dir, HF_CONFIG)} says vocab_size "
                           f"{cfg['vocab_size']}")
     do_lower_case, max_seq_len = True, cfg["max_position_embeddings"]
     tok_path = os.path.join(hf_dir, TOKENIZER_FILE)
@@ -245,9 +130,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
         names = [CONFIG_FILE, STATE_FILE, VOCAB_FILE, TOKENIZER_FILE if task is None else TASK_FILE]
         write_json(os.path.join(tmp, CHECKSUMS_FILE), {n: sha256_file(os.path.join(tmp, n)) for n in names})
         if verify:
-            from export.verify import verify_hf_import
-
-            verify_hf_import(hf_dir, cfg, state, task, num_labels, _strip_base_prefix(tensors).get(ROTARY_KEY))
+            verify_hf_import(hf_dir, cfg, state, task, num_labels, strip_base_prefix(tensors).get(ROTARY_KEY))
     for note in notes:
         print(f"note: {note}")
     print(f"imported {hf_dir} -> {out_dir}" + (f" (fine-tuned, task {task})" if task else ""))

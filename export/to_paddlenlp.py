@@ -12,10 +12,13 @@ import argparse
 import os
 
 from data_tools.tokenizers import hf_tokenizer_class
-from export.checkpoint_dir import CONFIG_FIELDS, atomic_output_dir, read_checkpoint, write_json, write_vocab
+from ernie_style.arch.model_reader import CONFIG_FIELDS, read_checkpoint
+from ernie_style.arch.state_dict_adapter import PADDLENLP_DECODER_WEIGHT
+from ernie_style.constants import HF_CONFIG, MODEL_STATE, TOKENIZER_CONFIG, VOCAB
+from ernie_style.storage.model_dir import atomic_output_dir, write_json, write_vocab
+from ernie_style.storage.pdparams import save_pdparams
 from export.errors import ExportError, run_cli
-from export.pdparams import save_pdparams
-from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT
+from export.verify import verify_paddlenlp_export
 
 SOP_FILE = "sop_head.pdparams"
 
@@ -41,17 +44,15 @@ def export(ckpt_dir, out_dir, overwrite=False, verify=False) -> None:
         cfg["ernie_style_source"] = ckpt.source  # the checkpoint path, step and sha256 of its weights
     main, sop = paddlenlp_state(ckpt.state)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        write_json(os.path.join(tmp, "config.json"), cfg)
-        save_pdparams(os.path.join(tmp, "model_state.pdparams"), main)
+        write_json(os.path.join(tmp, HF_CONFIG), cfg)
+        save_pdparams(os.path.join(tmp, MODEL_STATE), main)
         save_pdparams(os.path.join(tmp, SOP_FILE), sop)
-        write_vocab(os.path.join(tmp, "vocab.txt"), ckpt.vocab)
-        write_json(os.path.join(tmp, "tokenizer_config.json"), {
+        write_vocab(os.path.join(tmp, VOCAB), ckpt.vocab)
+        write_json(os.path.join(tmp, TOKENIZER_CONFIG), {
             "tokenizer_class": hf_tokenizer_class(ckpt.tokenizer_kind), "do_lower_case": ckpt.do_lower_case,
             "model_max_length": ckpt.config["max_position_embeddings"],
         })
         if verify:
-            from export.verify import verify_paddlenlp_export
-
             verify_paddlenlp_export(ckpt, tmp, name=os.fspath(out_dir))
     print(f"exported {ckpt_dir} -> {out_dir} (PaddleNLP RoFormerForMaskedLM)")
 

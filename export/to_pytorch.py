@@ -17,14 +17,15 @@ import os
 
 from data_tools.tokenizers import DEFAULT_KIND, hf_tokenizer_class
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
-from export.checkpoint_dir import (
-    CONFIG_FIELDS, Checkpoint, atomic_output_dir, read_checkpoint, write_json, write_vocab,
-)
+from ernie_style.arch.model_reader import CONFIG_FIELDS, Checkpoint, read_checkpoint
+from ernie_style.arch.state_dict_adapter import ROTARY_KEY, SIDE_FILE, TASK_HEADS, ours_to_hf, sinusoidal_table
+from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, TOKENIZER_CONFIG, VOCAB
+from ernie_style.storage.model_dir import atomic_output_dir, write_json, write_vocab
+from ernie_style.storage.safetensors_io import DTYPES, write_safetensors
 from export.errors import ExportError, run_cli
-from export.safetensors_io import DTYPES, write_safetensors
-from export.state_dict_adapter import ROTARY_KEY, SIDE_FILE, TASK_HEADS, ours_to_hf, sinusoidal_table
+from export.verify import verify_hf_export
 
-# Our activation name (ernie_style.ops.ACTIVATIONS) -> transformers ACT2FN name of the same function:
+# Our activation name (ernie_style.arch.roformer.ops.ACTIVATIONS) -> transformers ACT2FN name of the same function:
 # "gelu" is the exact erf form in both; "gelu_new" the tanh approximation in both.
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh"}
 SPECIAL_TOKENS_MAP = {
@@ -32,7 +33,7 @@ SPECIAL_TOKENS_MAP = {
 }
 
 
-def hf_config(config: dict, dtype: str, where: str = "model_config.json", task=None, labels=None,
+def hf_config(config: dict, dtype: str, where: str = MODEL_CONFIG, task=None, labels=None,
               tokenizer_kind: str = DEFAULT_KIND) -> dict:
     """transformers' config.json for our ``config``; with ``task`` (and ``labels``, id order) the task model's."""
     act = config["hidden_act"]
@@ -77,18 +78,18 @@ def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
     cfg = ckpt.config
     main, side = ours_to_hf(ckpt.state)
     main[ROTARY_KEY] = sinusoidal_table(cfg["max_position_embeddings"], cfg["hidden_size"] // cfg["num_attention_heads"])
-    config = hf_config(cfg, dtype, os.path.join(ckpt.path, "model_config.json"), ckpt.task, ckpt.labels,
+    config = hf_config(cfg, dtype, os.path.join(ckpt.path, MODEL_CONFIG), ckpt.task, ckpt.labels,
                        ckpt.tokenizer_kind)
     if ckpt.source:  # which checkpoint this is (transformers keeps unknown config keys as attributes)
         config["ernie_style_source"] = ckpt.source
-    write_json(os.path.join(out, "config.json"), config)
+    write_json(os.path.join(out, HF_CONFIG), config)
     write_safetensors(os.path.join(out, "model.safetensors"), main, dtype, metadata={"format": "pt"})
     contents = "pooler" if ckpt.task else "pooler and sentence-order-prediction head"
     write_safetensors(os.path.join(out, SIDE_FILE), side, dtype, metadata={
         "format": "pt", "contents": f"{contents}, not part of {config['architectures'][0]}; see docs/export.md",
     })
-    write_vocab(os.path.join(out, "vocab.txt"), ckpt.vocab)
-    write_json(os.path.join(out, "tokenizer_config.json"), tokenizer_config(ckpt))
+    write_vocab(os.path.join(out, VOCAB), ckpt.vocab)
+    write_json(os.path.join(out, TOKENIZER_CONFIG), tokenizer_config(ckpt))
     write_json(os.path.join(out, "special_tokens_map.json"), SPECIAL_TOKENS_MAP)
 
 
@@ -102,8 +103,6 @@ def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) ->
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         write_hf_dir(ckpt, tmp, dtype)
         if verify:
-            from export.verify import verify_hf_export
-
             verify_hf_export(ckpt, tmp, dtype, name=os.fspath(out_dir))
     what = f", {TASK_HEADS[ckpt.task][0]} for {ckpt.task}" if ckpt.task else ""
     print(f"exported {ckpt_dir} -> {out_dir} ({dtype}{what})")

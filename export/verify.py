@@ -13,7 +13,7 @@ meant to be; the rotary table the export writes is rounded too), so its check is
 far the rounding itself moves the logits is printed beside it, for information.
 
 Optional by design: the converters run with numpy alone. Verification imports Paddle and our
-``ernie_style.modeling`` / ``ernie_style.heads`` (the model the checkpoint came from), torch and transformers
+``ernie_style.arch.roformer.modeling`` / ``ernie_style.tasks.heads`` (the model the checkpoint came from), torch and transformers
 (or PaddleNLP) inside functions; when one is missing it prints ``verification skipped: <x> not importable``
 and returns None.
 
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ernie_style.arch.state_dict_adapter import split_sinusoidal_table, TASK_HEADS
+from ernie_style.storage.safetensors_io import round_to
 from export.errors import ExportError
-from export.safetensors_io import round_to
-from export.state_dict_adapter import TASK_HEADS
 
 # The tolerance as a fraction of the largest reference logit (floored at 1, so tiny logits do not shrink it
 # towards float64 noise). float64 noise is ~1e-15 of that, a mapping error ~1e-2 and more: 1e-6 leaves about
@@ -151,7 +151,8 @@ def rotary_tables(config: dict, dtype: str = "float32") -> tuple:
     """(sin, cos) [max_pos, head_dim / 2] as a model holding ``dtype`` weights has them: our float32 table (the
     one the export writes) rounded to ``dtype``; for "float64" the exact values (PaddleNLP's own table in a
     float64 model)."""
-    from ernie_style import ops
+    # Paddle: export runs without it; only --verify builds our model
+    from ernie_style.arch.roformer import ops
 
     head_dim = config["hidden_size"] // config["num_attention_heads"]
     if dtype == "float64":
@@ -177,8 +178,9 @@ def _in_float64(model, rotary=None):
 
 def paddle_model(config: dict, state: dict):
     """Our ``RoFormerForPretraining`` (eval mode, float32) with ``config`` and our ``state`` dict."""
+    # Paddle, as in rotary_tables
     from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
-    from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
+    from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
 
     model = RoFormerForPretraining(RoFormerConfig.from_dict(config))
     load_state_dict_checked(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
@@ -187,11 +189,12 @@ def paddle_model(config: dict, state: dict):
 
 
 def paddle_task_model(config: dict, state: dict, task: str, num_labels: int):
-    """The Paddle model a fine-tune run of ``task`` trains (``ernie_style.heads``, class named as transformers'),
+    """The Paddle model a fine-tune run of ``task`` trains (``ernie_style.tasks.heads``, class named as transformers'),
     holding ``state``, in eval mode (float32)."""
-    from ernie_style import heads
+    # Paddle, as in rotary_tables
+    from ernie_style.tasks import heads
     from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
-    from ernie_style.modeling import RoFormerConfig
+    from ernie_style.arch.roformer.modeling import RoFormerConfig
 
     cls = getattr(heads, TASK_HEADS[task][0])
     cfg = RoFormerConfig.from_dict(config)
@@ -296,7 +299,6 @@ def verify_hf_import(hf_dir, config: dict, state: dict, task=None, num_labels=No
     """
     if not _all_importable("paddle", "torch", "transformers"):
         return None
-    from export.state_dict_adapter import split_sinusoidal_table
 
     batch = probe_batch(config)
     rotary = None if rotary_table is None else split_sinusoidal_table(np.asarray(rotary_table, np.float64))

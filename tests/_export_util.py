@@ -31,7 +31,7 @@ def random_state(config: dict, seed: int = 0) -> dict:
 
     Non-trivial LayerNorms and biases make a swapped or untransposed tensor visible in logits.
     """
-    from export.state_dict_adapter import expected_ours
+    from ernie_style.arch.state_dict_adapter import expected_ours
 
     rng = np.random.default_rng(seed)
     state = {}
@@ -92,8 +92,8 @@ def train_steps(config: dict, state: dict, steps: int = 3, seed: int = 0):
 
 def write_checkpoint(path, config: dict, state: dict, do_lower_case=True, checksums=False, vocab=None) -> str:
     """Write our checkpoint dir format (numpy + pickle, no paddle needed)."""
-    from export.checkpoint_dir import sha256_file
-    from export.pdparams import save_pdparams
+    from ernie_style.storage.model_dir import sha256_file
+    from ernie_style.storage.pdparams import save_pdparams
 
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "model_config.json"), "w") as f:
@@ -138,7 +138,7 @@ NOT_TRANSPOSED = [  # [H, H]: fits either way round
 
 def wrong_name_map(monkeypatch, rows):
     """Put ``rows`` (ours, hf, transpose, file) ahead of the name map's own rules, both directions."""
-    from export import state_dict_adapter as A
+    from ernie_style.arch import state_dict_adapter as A
 
     monkeypatch.setattr(A, "_OURS_RULES", [(A._rule(o), h, t, f) for o, h, t, f in rows] + A._OURS_RULES)
     monkeypatch.setattr(A, "_HF_RULES", [(A._rule(h), o, t, f) for o, h, t, f in rows] + A._HF_RULES)

@@ -124,7 +124,7 @@ def dev_predictions_by_world(config, overrides, worlds=(1, 2, 3)):
     import paddle
 
     from ernie_style import finetune
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.finetune import load_finetune_config
 
     task, _ = finetune.prepare(load_finetune_config(config, overrides), 1)
     paddle.seed(3)

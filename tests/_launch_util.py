@@ -4,7 +4,7 @@ import signal
 import time
 
 from data_tools import locking
-from ernie_style.run_dir import RUN_LOCK
+from ernie_style.training.run_dir import RUN_LOCK
 
 MARK = "ERNIE_TEST_LAUNCH"  # set in a test launch's environment: every process it starts inherits it
 

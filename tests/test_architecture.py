@@ -29,7 +29,7 @@ def _run_without_paddle(code: str) -> subprocess.CompletedProcess:
 
 
 def test_export_field_list_is_the_config_dataclass():
-    from export.checkpoint_dir import CONFIG_FIELDS, validate_config
+    from ernie_style.arch.model_reader import CONFIG_FIELDS, validate_config
 
     fields = [f.name for f in dataclasses.fields(RoFormerConfig)]
     assert list(CONFIG_FIELDS) == fields
@@ -47,14 +47,14 @@ def test_export_field_list_is_the_config_dataclass():
 def test_export_and_the_config_import_without_paddle():
     p = _run_without_paddle("""
         import sys
-        import export.checkpoint_dir, export.to_pytorch, export.from_pytorch, export.to_paddlenlp
-        import export.state_dict_adapter
+        import ernie_style.storage.model_dir, export.to_pytorch, export.from_pytorch, export.to_paddlenlp
+        import ernie_style.arch.state_dict_adapter
         from ernie_style.arch import get_arch
         from ernie_style.arch.spec import resolve
         spec = get_arch("roformer")
         cfg = spec.config_class()(vocab_size=10, hidden_size=8, num_attention_heads=2)
-        assert resolve(spec.name_map) is export.state_dict_adapter.NAME_MAP
-        from ernie_style.config import load_config
+        assert resolve(spec.name_map) is ernie_style.arch.state_dict_adapter.NAME_MAP
+        from ernie_style.config.pretrain import load_config
         import ernie_style.constants
         assert "paddle" not in sys.modules
         print("ok", cfg.head_dim)
@@ -62,12 +62,12 @@ def test_export_and_the_config_import_without_paddle():
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["ok", "4"]
     # and the blocker works: the model itself needs paddle
-    p = _run_without_paddle("import ernie_style.modeling")
+    p = _run_without_paddle("import ernie_style.arch.roformer.modeling")
     assert p.returncode != 0 and "paddle is blocked" in p.stderr
 
 
 def test_arch_registry_selects_the_model_and_its_parts():
-    from ernie_style import modeling
+    from ernie_style.arch.roformer import modeling
     from ernie_style.arch.roformer import paddlenlp, state_dict_adapter
     from ernie_style.arch.spec import resolve
 
@@ -85,7 +85,7 @@ def test_arch_registry_selects_the_model_and_its_parts():
 
 
 def test_model_arch_in_the_config(tmp_path):
-    from ernie_style.config import ConfigError, load_config
+    from ernie_style.config.pretrain import ConfigError, load_config
 
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("".join(t + "\n" for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]))
@@ -126,12 +126,35 @@ def test_constants_are_defined_once():
     assert found["special tokens"] == []  # SPECIAL_TOKENS is built from the named constants in data_tools/vocab.py
 
 
+def test_file_names_come_from_the_constants_module_only():
+    """A file name of constants.py (vocab.txt, tokenizer_config.json, optimizer.pdopt, config.json, ...) is written
+    nowhere else as a string literal: not in assignments only, anywhere in ernie_style/ and export/."""
+    import ast
+
+    from ernie_style import constants
+
+    names = {v: k for k, v in vars(constants).items() if k.isupper() and isinstance(v, str)}
+    assert {"vocab.txt", "tokenizer_config.json", "optimizer.pdopt", "model_config.json", "config.json"} <= set(names)
+    found = []
+    for root in ("ernie_style", "export"):
+        for d, _, files in os.walk(os.path.join(REPO, root)):
+            for name in files:
+                path = os.path.join(d, name)
+                if not name.endswith(".py") or path == constants.__file__:
+                    continue
+                for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+                    if isinstance(node, ast.Constant) and node.value in names:
+                        found.append(f"{os.path.relpath(path, REPO)}:{node.lineno}: {node.value!r} "
+                                     f"(ernie_style.constants.{names[node.value]})")
+    assert not found, "\n".join(found)
+
+
 def test_weight_decay_by_rank_is_the_old_name_rule_for_every_model():
     """Decay is decided by ``p.ndim >= 2``; for today's models that is exactly the set the old rule (no decay for
     names containing "bias" or "norm") chose: pretraining (with embeddings_project) and every fine-tuning head."""
-    from ernie_style import heads
-    from ernie_style.modeling import RoFormerForPretraining
-    from ernie_style.optim import decay_param_names
+    from ernie_style.tasks import heads
+    from ernie_style.arch.roformer.modeling import RoFormerForPretraining
+    from ernie_style.training.optim import decay_param_names
 
     cfg = RoFormerConfig(vocab_size=40, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                          num_attention_heads=2, intermediate_size=64)
@@ -151,8 +174,8 @@ def test_weight_decay_by_rank_is_the_old_name_rule_for_every_model():
 
 def test_run_cli_separates_user_errors_from_bugs(capsys):
     from data_tools.io_utils import EXIT_USER_ERROR, UserError, run_cli
-    from ernie_style.checkpoint import CheckpointError
-    from ernie_style.config import ConfigError
+    from ernie_style.training.checkpoint import CheckpointError
+    from ernie_style.config.pretrain import ConfigError
     from ernie_style.downstream.common import DataError
     from data_tools.vocab import VocabError
     from export.errors import ExportError
@@ -229,9 +252,9 @@ def test_one_verifier_for_trainer_checkpoint_and_export(tmp_path):
     import json
 
     import _export_util as E
-    from ernie_style import checkpoint as ckpt
-    from ernie_style.checkpoint_files import CheckpointError, verify, write_checksums
-    from export.checkpoint_dir import read_checkpoint
+    from ernie_style.training import checkpoint as ckpt
+    from ernie_style.storage.model_dir import CheckpointError, verify, write_checksums
+    from ernie_style.arch.model_reader import read_checkpoint
     from export.errors import ExportError
 
     def export_error(path):

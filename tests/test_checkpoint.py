@@ -7,8 +7,8 @@ import numpy as np
 import paddle
 import pytest
 
-from ernie_style import checkpoint as ckpt
-from ernie_style.distributed import DistInfo
+from ernie_style.training import checkpoint as ckpt
+from ernie_style.training.distributed import DistInfo
 
 INFO = DistInfo(rank=0, world_size=1, local_rank=0, device="cpu")
 

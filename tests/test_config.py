@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from ernie_style.config import ConfigError, load_config
-from ernie_style.modeling import RoFormerConfig
+from ernie_style.arch.roformer.modeling import RoFormerConfig
+from ernie_style.config.pretrain import ConfigError, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml")))
@@ -75,7 +75,7 @@ def test_tiny_demo_trains_on_two_processes(tmp_path):
     losses = U.log_fields(str(out / "train.log"))
     assert sorted(losses) == [1, 2, 3] and all(math.isfinite(v["loss"]) for v in losses.values())
     final = paddle.load(str(out / "checkpoints" / "step_00000003" / "model_state.pdparams"))
-    from ernie_style.modeling import RoFormerForPretraining
+    from ernie_style.arch.roformer.modeling import RoFormerForPretraining
 
     cfg = load_config(os.path.join(REPO, "configs", "roformer_tiny_demo.yaml"), over)
     paddle.seed(cfg.train.seed)  # the trainer's initialisation
@@ -199,7 +199,7 @@ def test_there_is_a_finetune_config_per_task():
 
 @pytest.mark.parametrize("path", FINETUNE_CONFIGS, ids=os.path.basename)
 def test_every_shipped_finetune_config_loads(path, vocab):
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.finetune import load_finetune_config
 
     cfg = load_finetune_config(path)
     assert cfg.task.type == os.path.basename(path)[:-5]
@@ -210,7 +210,7 @@ def test_every_shipped_finetune_config_loads(path, vocab):
 
 
 def test_finetune_config_errors(vocab):
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.finetune import load_finetune_config
 
     path = FINETUNE_CONFIGS[0]
     with pytest.raises(ConfigError, match=r"unknown config key 'train\.epoch'; did you mean 'train\.epochs'\?"):
@@ -240,13 +240,13 @@ def _float_keys(root, sections, model_class=None):
 
 
 def _pretrain_float_keys():
-    from ernie_style.config import SECTIONS, PretrainConfig
+    from ernie_style.config.pretrain import SECTIONS, PretrainConfig
 
     return _float_keys(PretrainConfig, SECTIONS, RoFormerConfig)
 
 
 def _finetune_float_keys():
-    from ernie_style.finetune_config import SECTIONS, FinetuneConfig
+    from ernie_style.config.finetune import SECTIONS, FinetuneConfig
 
     return _float_keys(FinetuneConfig, SECTIONS)
 
@@ -272,7 +272,7 @@ def test_every_pretraining_float_setting_must_be_finite(key, value, vocab):
 @pytest.mark.parametrize("value", [".inf", ".nan"])
 @pytest.mark.parametrize("key", _finetune_float_keys())
 def test_every_finetune_float_setting_must_be_finite(key, value, vocab):
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.finetune import load_finetune_config
 
     with pytest.raises(ConfigError) as e:
         load_finetune_config(FINETUNE_CONFIGS[0], ["model.init=random", f"data.vocab_file={vocab}",

@@ -1,4 +1,4 @@
-"""The CPU process settings (ernie_style.cpu_runtime) take effect and change no number the model computes."""
+"""The CPU process settings (ernie_style.training.cpu_runtime) take effect and change no number the model computes."""
 import json
 import os
 import subprocess
@@ -9,10 +9,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = r"""
 import hashlib, json, resource, sys
 import numpy as np
-from ernie_style.cpu_runtime import tune_cpu_process
+from ernie_style.training.cpu_runtime import tune_cpu_process
 applied = tune_cpu_process()
 import paddle
-from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
+from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
 
 # Page faults of the second of two rounds of allocating and freeing 256 MB of tensors.
 faults = []

@@ -1,4 +1,4 @@
-"""ernie_style.dataset: WWM + SOP samples, splits, blending, collation.  Budget: < 60 s."""
+"""ernie_style.data.dataset: WWM + SOP samples, splits, blending, collation.  Budget: < 60 s."""
 import pickle
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 
 import _dataset_util as du
 from data_tools.indexed_dataset import MMapIndexedDataset
-from ernie_style.data_spec import BlendSource, SampleSpec, Split
-from ernie_style.dataset import (
+from ernie_style.data.spec import BlendSource, SampleSpec, Split
+from ernie_style.data.dataset import (
     BlendedDataset,
     Collator,
     PretrainingDataset,
@@ -74,7 +74,7 @@ def test_bad_splits_are_clear_errors(bad):
 
 def test_samples_equal_the_recorded_ones(synth):
     """The samples of six spec variants hash to what the dataset gave before the layout/masker split
-    (tests/golden/samples_sha256.json, recorded with the code of 2026-12-02 before ernie_style/masking.py)."""
+    (tests/golden/samples_sha256.json, recorded with the code of 2026-12-02 before ernie_style/data/masking.py)."""
     import hashlib
     import json
     import os
@@ -104,7 +104,7 @@ def test_samples_equal_the_recorded_ones(synth):
 
 def test_sample_index_cache_names_are_the_recorded_ones(synth, tmp_path):
     """The index cache key (from SampleSpec.index_params) is the one the dataset used before the spec existed:
-    existing caches stay valid.  Names recorded with the code of 2026-12-02 before ernie_style/data_spec.py."""
+    existing caches stay valid.  Names recorded with the code of 2026-12-02 before ernie_style/data/spec.py."""
     import os
 
     prefix, vocab = synth
@@ -463,7 +463,7 @@ _LOADER_SCRIPT = """
 import pickle, sys
 import numpy as np
 import paddle
-from ernie_style.dataset import Collator
+from ernie_style.data.dataset import Collator
 
 ds = pickle.load(open(sys.argv[1], "rb"))
 out = {}
@@ -575,7 +575,7 @@ def test_blend_members_draw_from_their_own_random_streams(synth):
 
 
 def test_blend_index_is_built_lazily_once_per_process_not_pickled(synth, tmp_path, monkeypatch):
-    import ernie_style.dataset as dataset_module
+    import ernie_style.data.dataset as dataset_module
 
     prefix, vocab = synth
     other = du.synthetic_prefix(str(tmp_path / "other"), n_docs=100, seed=5)

@@ -52,8 +52,8 @@ def test_data_format_worked_example(tmp_path, sample_data):
 def test_samples_worked_example(sample_data):
     """docs/samples.md's worked example is sample 3 of the demo data's train split, token for token."""
     from data_tools.tokenizer import BertTokenizer
-    from ernie_style.data_spec import SampleSpec, Split
-    from ernie_style.dataset import PretrainingDataset
+    from ernie_style.data.spec import SampleSpec, Split
+    from ernie_style.data.dataset import PretrainingDataset
 
     example = _section("docs/samples.md", "### Worked example")
     block = re.findall(r"```\n(.*?)```", example, flags=re.S)[0]

@@ -65,7 +65,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ernie_style.modeling import RoFormerModel
+from ernie_style.arch.roformer.modeling import RoFormerModel
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.classification import SeqClsTask, accuracy_macro_f1
 from ernie_style.tasks.finetuning import load_encoder
@@ -136,9 +136,9 @@ def test_a_new_masker_is_one_file_and_one_registry_line(tmp_path, monkeypatch):
     """The toy masker of test_masking.py (which also trains with it), added through the registry this page names."""
     from test_masking import TOY_MASKER
 
-    from ernie_style.config import load_config
-    from ernie_style.data_spec import SampleSpec
-    from ernie_style.dataset import build_datasets
+    from ernie_style.config.pretrain import load_config
+    from ernie_style.data.spec import SampleSpec
+    from ernie_style.data.dataset import build_datasets
 
     (tmp_path / "toy_masker.py").write_text(TOY_MASKER, encoding="utf-8")  # the one file
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -17,12 +17,12 @@ from transformers import RoFormerConfig as HFConfig
 from transformers import RoFormerForMaskedLM as HFMaskedLM
 
 import _export_util as U
+from ernie_style.arch.model_reader import read_checkpoint
+from ernie_style.arch.state_dict_adapter import HF_TIED, ROTARY_KEY, SIDE_FILE, expected_ours, ours_to_hf, sinusoidal_table
+from ernie_style.storage.pdparams import load_pdparams, save_pdparams
+from ernie_style.storage.safetensors_io import float32_to_bf16_bits, read_safetensors
 from export import from_pytorch, to_paddlenlp, to_pytorch
-from export.checkpoint_dir import read_checkpoint
 from export.errors import ExportError
-from export.pdparams import load_pdparams, save_pdparams
-from export.safetensors_io import float32_to_bf16_bits, read_safetensors
-from export.state_dict_adapter import HF_TIED, ROTARY_KEY, SIDE_FILE, expected_ours, ours_to_hf, sinusoidal_table
 from export.verify import (
     compare, hf_mlm_logits, paddle_logits, paddle_mlm_logits, paddlenlp_mlm_logits, probe_batch, rotary_tables,
 )
@@ -198,7 +198,7 @@ def test_parity_factorized_rotary_value_and_verify_flag(tmp_path, capsys):
 def test_verify_failure_exits_2_and_leaves_no_output(tiny, tmp_path, capsys, monkeypatch):
     """A weight corrupted between writing and --verify (here: one FFN weight nudged by 1e-2 in
     model.safetensors) is caught: exit 2, the difference printed, no output dir and no temp dir."""
-    from export.safetensors_io import write_safetensors
+    from ernie_style.storage.safetensors_io import write_safetensors
 
     _, _, ckpt, _, _ = tiny
     real_write = to_pytorch.write_hf_dir
@@ -348,8 +348,8 @@ def test_bf16_rounding_matches_torch():
 
 
 def test_roundtrip_is_bit_identical_and_loads_in_our_model(tiny, tmp_path):
-    from ernie_style import checkpoint as trainer_ckpt
-    from ernie_style.modeling import RoFormerForPretraining
+    from ernie_style.training import checkpoint as trainer_ckpt
+    from ernie_style.arch.roformer.modeling import RoFormerForPretraining
 
     cfg, state, _, hf, _ = tiny
     back = tmp_path / "back"
@@ -598,7 +598,7 @@ def test_bad_hf_dirs(tiny, tmp_path, capsys):
 
 
 def _hf_bad_shape(d):
-    from export.safetensors_io import write_safetensors
+    from ernie_style.storage.safetensors_io import write_safetensors
 
     path = d / "model.safetensors"
     tensors = read_safetensors(path)[0]
@@ -691,7 +691,7 @@ from export import to_pytorch, from_pytorch, to_paddlenlp
 assert to_pytorch.main([{ckpt!r}, {str(tmp_path / 'hf')!r}, "--verify"]) == 0
 assert from_pytorch.main([{hf!r}, {str(tmp_path / 'back')!r}]) == 0
 assert to_paddlenlp.main([{ckpt!r}, {str(tmp_path / 'pnlp')!r}]) == 0
-loaded = [m for m in ("ernie_style.trainer", "ernie_style.modeling") if m in sys.modules]
+loaded = [m for m in ("ernie_style.training.trainer", "ernie_style.arch.roformer.modeling") if m in sys.modules]
 assert not loaded, loaded
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -704,7 +704,7 @@ assert not loaded, loaded
 
 
 def test_expected_names_match_our_model():
-    from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
+    from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
 
     for e in (32, 16):
         cfg = U.tiny_config(embedding_size=e)

@@ -20,10 +20,10 @@ import transformers
 
 import _export_util as U
 from _trainer_util import REPO
+from ernie_style.arch.model_reader import read_checkpoint
+from ernie_style.arch.state_dict_adapter import SIDE_FILE
+from ernie_style.storage.safetensors_io import read_safetensors
 from export import from_pytorch, to_pytorch
-from export.checkpoint_dir import read_checkpoint
-from export.safetensors_io import read_safetensors
-from export.state_dict_adapter import SIDE_FILE
 
 LABELS = {"seq_cls": ["neg", "pos", "mid"], "pair_cls": ["same", "different"], "ner": ["O", "B-PER", "I-PER", "B-LOC",
                                                                                         "I-LOC"], "qa": None}
@@ -35,7 +35,7 @@ class Reference(paddle.nn.Layer):
     """Our encoder + the task head as plain Linear layers, named as the fine-tuned layout names them."""
 
     def __init__(self, config: dict, task: str, num_labels: int):
-        from ernie_style.modeling import RoFormerConfig, RoFormerModel
+        from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerModel
 
         super().__init__()
         self.task = task
@@ -74,7 +74,7 @@ def _randomize(model: paddle.nn.Layer, seed: int) -> dict:
 
 def write_finetuned(path, task, labels=LABELS, seed=0, **cfg_overrides):
     """A fine-tuned model dir in the contract's layout; returns (dir, reference Paddle model)."""
-    from export.pdparams import save_pdparams
+    from ernie_style.storage.pdparams import save_pdparams
 
     cfg = U.tiny_config(**cfg_overrides)
     labels = labels[task] if isinstance(labels, dict) else labels
@@ -243,7 +243,7 @@ def _head_shape(d):
 
 
 def _pretraining_state(d):
-    from export.pdparams import save_pdparams
+    from ernie_style.storage.pdparams import save_pdparams
 
     save_pdparams(os.path.join(d, "model_state.pdparams"), U.random_state(U.tiny_config()))
     return "model_state.pdparams: missing 4 parameter(s) for task 'seq_cls' with this model_config"
@@ -277,7 +277,7 @@ for m in ("paddle", "paddlenlp", "torch", "transformers"):
     sys.modules[m] = None
 from export import to_pytorch
 assert to_pytorch.main([{src!r}, {str(tmp_path / 'hf')!r}, "--verify"]) == 0
-assert not [m for m in ("ernie_style.modeling", "ernie_style.trainer") if m in sys.modules]
+assert not [m for m in ("ernie_style.arch.roformer.modeling", "ernie_style.training.trainer") if m in sys.modules]
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -360,8 +360,8 @@ def test_finetune_report_out_creates_missing_directories(ft_run, tmp_path, capsy
 def test_a_bert_dir_is_named_as_bert_with_what_is_supported(tmp_path, capsys):
     """Issue 16 point 4: a Hugging Face BERT dir given as model.init (or to from_pytorch) names model_type 'bert'
     and what is supported, instead of "neither ... nor model_type roformer"."""
-    from ernie_style.config import ConfigError
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.pretrain import ConfigError
+    from ernie_style.config.finetune import load_finetune_config
     from ernie_style.tasks.finetuning import resolve_init
 
     cfg = U.tiny_config()

@@ -15,9 +15,9 @@ import _dataset_util as du
 import _finetune_util as F
 import _trainer_util as T
 from ernie_style import finetune, run_pretrain
+from ernie_style.config.finetune import load_finetune_config
 from ernie_style.downstream.cls_data import read_cls
 from ernie_style.downstream.common import DataError
-from ernie_style.finetune_config import load_finetune_config
 from ernie_style.tasks.classification import accuracy_macro_f1
 
 SEQ = os.path.join(T.REPO, "configs", "finetune", "seq_cls.yaml")
@@ -319,7 +319,7 @@ def test_early_stopping_and_a_rerun_after_it(seq_data, tmp_path):
 
 
 def test_docs_list_every_config_key():
-    from ernie_style.finetune_config import all_keys
+    from ernie_style.config.finetune import all_keys
 
     text = open(os.path.join(T.REPO, "docs", "finetune.md"), encoding="utf-8").read()
     missing = [k for k in all_keys() if f"`{k}`" not in text and not k.startswith(("amp.", "dist."))]
@@ -387,7 +387,7 @@ def test_the_test_line_names_the_weights_it_used(seq_data, seq_run):
 
 
 def test_a_checkpoint_fingerprint_from_before_the_file_paths_still_compares_by_content():
-    from ernie_style import preflight
+    from ernie_style.training import preflight
 
     now = {"data.train_file": {"path": "/data/train.tsv", "bytes": 10, "sha256": "a" * 64}, "train.seed": 1}
     assert preflight.fingerprint_diff({"data.train_file": "a" * 64, "train.seed": 1}, now) == []

@@ -220,7 +220,7 @@ def test_qa_dev_question_without_answer_stops_the_run(tmp_path, capsys):
 def test_qa_training_answer_without_a_token_counts_against_the_limit(tmp_path, capsys):
     """Left out while encoding (the answer is a control character: no token) counts like a reader's malformed
     question: an error over the limit, a warning within it."""
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.finetune import load_finetune_config
 
     qas = [{"id": f"q{k}", "question": "哪里?", "answers": [{"text": "北京", "answer_start": 0}]} for k in range(4)]
     qas.append({"id": "q8", "question": "哪里?", "answers": [{"text": "\x00", "answer_start": 2}]})
@@ -242,7 +242,7 @@ def test_qa_training_answer_without_a_token_counts_against_the_limit(tmp_path, c
 
 
 def test_texts_and_questions_cut_to_fit_are_counted(tmp_path, vocab):
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.finetune import load_finetune_config
 
     long_rows = [f"t{k % 3}\t" + "".join(F.CHARS[40:40 + 30]) for k in range(5)]
     train = _tsv(tmp_path / "train.tsv", _seq_rows(30, 0) + long_rows)
@@ -332,8 +332,8 @@ def test_swapped_columns_are_named_as_such(tmp_path, vocab, capsys):
 
 
 def test_max_bad_lines_is_checked_and_documented():
-    from ernie_style.config import ConfigError
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.pretrain import ConfigError
+    from ernie_style.config.finetune import load_finetune_config
 
     with pytest.raises(ConfigError, match=r"data.max_bad_lines=-1: expected an integer >= 0"):
         load_finetune_config(SEQ, ["data.max_bad_lines=-1", "model.init=/x", "data.train_file=t", "data.dev_file=d"])

@@ -251,7 +251,7 @@ def test_a_stopped_grid_stops_its_run(topics, tmp_path):
     Ctrl-C reaches the run through the grid: it saves a checkpoint, the grid names it and exits 130.  After each,
     10 s later no process of it is left and the run's output dir is free; the same command resumes the run."""
     import _launch_util as L
-    from ernie_style import checkpoint as ckpt
+    from ernie_style.training import checkpoint as ckpt
 
     config, overrides = topics
     out = tmp_path / "g"

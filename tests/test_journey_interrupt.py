@@ -19,7 +19,7 @@ import pytest
 
 import _launch_util as L
 import _trainer_util as U
-from ernie_style import checkpoint as ckpt
+from ernie_style.training import checkpoint as ckpt
 
 CONFIG = os.path.join(U.REPO, "configs", "roformer_tiny_demo.yaml")
 SCRIPT = os.path.join(U.REPO, "run_pretrain.sh")
@@ -265,8 +265,8 @@ def test_single_process_without_launcher_saves_and_exits_128_plus_signal(data, t
 
 def test_sighup_ignored_from_the_start_stays_ignored():
     """Under nohup a hang-up is to be ignored: training does not take SIGHUP over then."""
-    from ernie_style.distributed import DistInfo
-    from ernie_style.interrupt import Interrupts
+    from ernie_style.training.distributed import DistInfo
+    from ernie_style.training.interrupt import Interrupts
 
     old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -280,7 +280,7 @@ def test_sighup_ignored_from_the_start_stays_ignored():
 
 def test_parent_death_runs_nothing_for_a_parent_that_is_gone():
     def run(parent):
-        return subprocess.run([sys.executable, "-m", "ernie_style.parent_death", str(parent), "sh", "-c", "exit 7"],
+        return subprocess.run([sys.executable, "-m", "ernie_style.training.parent_death", str(parent), "sh", "-c", "exit 7"],
                               capture_output=True, text=True)
 
     # its parent is this process: the command is exec'ed (its exit code); a pid that is not its parent stands

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from ernie_style.config import ConfigError, load_config
+from ernie_style.config.pretrain import ConfigError, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(REPO, "configs", "roformer_base_wwm_cluecorpussmall.yaml")
@@ -31,7 +31,7 @@ def test_warmup_steps_on_the_command_line_replaces_the_files_ratio(vocab):
 
 
 def test_small_recipe_is_small_and_its_schedule_fits_its_steps(vocab):
-    from ernie_style.modeling import RoFormerForPretraining
+    from ernie_style.arch.roformer.modeling import RoFormerForPretraining
 
     cfg = load_config(SMALL, [f"data.vocab_file={vocab}"])
     o, t = cfg.optim, cfg.train

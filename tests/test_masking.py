@@ -1,4 +1,4 @@
-"""The masking seam (ernie_style.masking) and the sample spec (ernie_style.data_spec).
+"""The masking seam (ernie_style.data.masking) and the sample spec (ernie_style.data.spec).
 
 A toy masker is added the documented way -- one file + one line in ``MASKERS`` -- and a few pretraining steps
 run with it.  Budget: ~15 s.
@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 import _trainer_util as U
-from ernie_style import masking, preflight, run_pretrain
-from ernie_style.config import load_config
-from ernie_style.data_spec import SampleSpec, Split
-from ernie_style.dataset import PretrainingDataset, build_datasets
+from ernie_style import run_pretrain
+from ernie_style.config.pretrain import load_config
+from ernie_style.data import masking
+from ernie_style.data.dataset import PretrainingDataset, build_datasets
+from ernie_style.data.spec import SampleSpec, Split
+from ernie_style.training import preflight
 
 CONFIG = os.path.join(U.REPO, "configs", "roformer_tiny_demo.yaml")
 MASK = 4  # [MASK] in U.make_data's vocab

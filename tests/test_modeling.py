@@ -1,4 +1,4 @@
-"""ernie_style.modeling: parity with PaddleNLP's RoFormer, loading, heads, losses, config validation, kernels.
+"""ernie_style.arch.roformer.modeling: parity with PaddleNLP's RoFormer, loading, heads, losses, config validation, kernels.
 
 References: paddlenlp.transformers.RoFormerModel / RoFormerForMaskedLM (same weights), plain NumPy for the losses.
 """
@@ -9,10 +9,10 @@ import numpy as np
 import paddle
 import pytest
 
-from ernie_style import ops
+from ernie_style.arch.roformer import ops
+from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
 from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
 from ernie_style.constants import IGNORE_INDEX
-from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
 from ernie_style.tasks.pretrain import pretraining_loss, pretraining_metrics
 
 paddle.set_device("cpu")

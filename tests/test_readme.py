@@ -5,8 +5,8 @@ import re
 
 import yaml
 
-from ernie_style.config import SECTIONS, PretrainConfig
-from ernie_style.modeling import RoFormerConfig
+from ernie_style.arch.roformer.modeling import RoFormerConfig
+from ernie_style.config.pretrain import SECTIONS, PretrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Defaults the table states in words rather than as a YAML value.

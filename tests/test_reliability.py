@@ -18,9 +18,9 @@ import paddle
 import pytest
 
 import _trainer_util as U
-from ernie_style import checkpoint as ckpt
 from ernie_style import run_pretrain
-from ernie_style.parallelize import DistInfo
+from ernie_style.training import checkpoint as ckpt
+from ernie_style.training.parallelize import DistInfo
 
 CONFIG = os.path.join(U.REPO, "configs", "roformer_tiny_demo.yaml")
 INFO = DistInfo(rank=0, world_size=1, local_rank=0, device="cpu")
@@ -380,7 +380,7 @@ def test_9_5_rng_state_is_json_and_restores_exactly(trained):
 def test_9_5_from_pretrained_refuses_a_payload(tmp_path):
     import pickle
 
-    from ernie_style.modeling import RoFormerConfig, RoFormerForPretraining
+    from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
 
     d = tmp_path / "m"
     model = RoFormerForPretraining(RoFormerConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
@@ -429,7 +429,8 @@ def _tree(d):
 
 @pytest.mark.parametrize("exchange", [True, False])
 def test_9_4_overwrite_keeps_the_old_export_until_the_new_one_is_in_place(trained, tmp_path, monkeypatch, exchange):
-    from export import checkpoint_dir, to_pytorch
+    from ernie_style.storage import model_dir as checkpoint_dir
+    from export import to_pytorch
 
     out = str(tmp_path / "hf")
     to_pytorch.export(trained, out)
@@ -482,7 +483,7 @@ def test_10_11_export_refuses_tmp_and_records_its_source(trained, tmp_path):
 
 _SLOW_EXPORT = """
 import sys, time
-from export import checkpoint_dir as c
+from ernie_style.arch import model_reader as c
 real = c.load_pdparams
 def slow(path):  # the export reads the weights, then stalls (a big checkpoint on a slow disk)
     out = real(path)
@@ -529,7 +530,7 @@ def test_10_11_pruning_waits_for_an_export_that_is_reading(trained, tmp_path):
 def test_9_9_model_with_padding_rows_exports_and_round_trips(tmp_path):
     import _export_util as E
     from export import from_pytorch, to_pytorch
-    from export.checkpoint_dir import read_checkpoint
+    from ernie_style.arch.model_reader import read_checkpoint
 
     config = E.tiny_config(vocab_size=len(E.VOCAB) + 3)  # 3 padding rows past the vocab
     state = E.random_state(config)
@@ -548,7 +549,7 @@ def test_9_9_model_with_padding_rows_exports_and_round_trips(tmp_path):
 
 
 def test_9_9_vocab_ending_in_blank_line_counts_its_tokens(data, tmp_path):
-    from ernie_style.config import load_config
+    from ernie_style.config.pretrain import load_config
 
     prefix, vocab = data
     n = len(open(vocab, encoding="utf-8").read().split())
@@ -590,7 +591,7 @@ def test_9_11_malformed_vocab_is_refused_with_the_line(data, tmp_path, case, cap
     assert run_pretrain.main(["--config", CONFIG, "--check",
                               *U.tiny_overrides(prefix, path, str(tmp_path / "out"))]) == 2
     assert msg in capsys.readouterr().err
-    from export.checkpoint_dir import read_vocab
+    from ernie_style.storage.model_dir import read_vocab
     from export.errors import ExportError
 
     with pytest.raises(ExportError, match="line"):
@@ -666,7 +667,7 @@ def test_9_8_read_only_data_dir_and_data_cache_dir(tmp_path, capsys):
 
 
 def test_9_10_override_values_are_taken_literally_or_refused(data, tmp_path):
-    from ernie_style.config import ConfigError, load_config
+    from ernie_style.config.pretrain import ConfigError, load_config
 
     prefix, vocab = data
     base = U.tiny_overrides(prefix, vocab, str(tmp_path / "o"))
@@ -705,8 +706,8 @@ def test_9_13_out_of_vocab_token_ids_are_refused_at_open(tmp_path, capsys):
 
 
 def test_9_12_timeout_minutes_reaches_paddles_process_group_env(data, tmp_path, monkeypatch):
-    from ernie_style.config import load_config
-    from ernie_style.parallelize import init_distributed
+    from ernie_style.config.pretrain import load_config
+    from ernie_style.training.parallelize import init_distributed
 
     monkeypatch.delenv("PADDLE_PG_TIMEOUT", raising=False)
     cfg = load_config(CONFIG, U.tiny_overrides(*data, str(tmp_path), **{"dist.timeout_minutes": 7}))
@@ -860,7 +861,7 @@ def test_9_15_paddle_is_pinned_to_a_tested_range():
 
 def test_9_15_private_paddle_api_is_used_in_one_module_only():
     """Attribute access to an underscored name of another object (``scaler._scale``, ``opt._hcg``) appears
-    only in ernie_style/paddle_internals.py, each with a comment."""
+    only in ernie_style/training/paddle_internals.py, each with a comment."""
     import glob
     import io
     import tokenize
@@ -878,7 +879,7 @@ def test_9_15_private_paddle_api_is_used_in_one_module_only():
                 found.append((os.path.relpath(path, U.REPO), b.start[0], f"{a.string}.{b.string}"))
     outside = [f for f in found if not f[0].endswith("paddle_internals.py")]
     assert not outside, outside
-    lines = open(os.path.join(U.REPO, "ernie_style", "paddle_internals.py"), encoding="utf-8").read().splitlines()
+    lines = open(os.path.join(U.REPO, "ernie_style", "training", "paddle_internals.py"), encoding="utf-8").read().splitlines()
     inside = [f for f in found if f[0].endswith("paddle_internals.py")]
     assert len(inside) >= 6
     for _, n, name in inside:  # a comment on the line or just above it
@@ -903,8 +904,8 @@ def test_9_16_no_timing_assertions_in_the_suite():
 def test_9_5_finetune_init_dir_with_a_payload_is_refused(trained, tmp_path):
     import pickle
 
-    from ernie_style.config import ConfigError
-    from ernie_style.finetune_config import load_finetune_config
+    from ernie_style.config.pretrain import ConfigError
+    from ernie_style.config.finetune import load_finetune_config
     from ernie_style.tasks.finetuning import resolve_init
 
     d = tmp_path / "init"

@@ -43,7 +43,7 @@ def test_the_default_kind_is_todays_bert_tokenizer(tmp_path):
     text = "一丁七万丈三 Hello"
     np.testing.assert_array_equal(tok.encode(text), BertTokenizer(vocab).encode(text))
     assert tokenizers.hf_tokenizer_class() == "BertTokenizer"
-    assert tokenizers.data_tokenizer(prefix) == TokenizerSpec()  # no meta.json: today's kind
+    assert dmeta.data_tokenizer(prefix) == TokenizerSpec()  # no meta.json: today's kind
     assert TokenizerSpec(False).to_dict() == {"do_lower_case": False}  # the bytes files had before kinds
     assert TokenizerSpec.from_dict({"do_lower_case": False}) == TokenizerSpec(False, DEFAULT_KIND)
     with pytest.raises(ValueError, match="tokenizer kind 'words': not a tokenizer this version knows"):
@@ -98,13 +98,31 @@ def test_a_new_kind_flows_from_the_data_to_the_checkpoint_and_export(tmp_path, m
     with open(ckpt_dir / "tokenizer_config.json") as f:
         assert json.load(f) == {"do_lower_case": True, "kind": "toy_words"}
 
-    from export.checkpoint_dir import read_checkpoint
+    from ernie_style.arch.model_reader import read_checkpoint
     from export.to_pytorch import hf_config, tokenizer_config
 
     ckpt = read_checkpoint(str(ckpt_dir))
     assert ckpt.tokenizer_kind == "toy_words"
     assert tokenizer_config(ckpt)["tokenizer_class"] == "ToyTokenizer"
     assert hf_config(ckpt.config, "float32", tokenizer_kind=ckpt.tokenizer_kind)["tokenizer_class"] == "ToyTokenizer"
+
+    # fine-tuned from that checkpoint, the kind travels on: best_model/ records it and its export names the class
+    import _finetune_util as F
+    from ernie_style import finetune
+
+    files = F.seq_files(str(tmp_path / "ft"), n_train=64, n_dev=32)
+    ft_out = tmp_path / "ft_out"
+    assert finetune.main([os.path.join(U.REPO, "configs", "finetune", "seq_cls.yaml"),
+                          f"model.init={ckpt_dir}", f"data.vocab_file={vocab}", f"data.train_file={files['train']}",
+                          f"data.dev_file={files['dev']}", "data.test_file=", "data.max_seq_len=32",
+                          f"train.output_dir={ft_out}",
+                          "train.epochs=1", "train.micro_batch_size=16", "train.resume=none"]) == 0
+    with open(ft_out / "best_model" / "tokenizer_config.json") as f:
+        assert json.load(f) == {"do_lower_case": True, "kind": "toy_words"}
+    best = read_checkpoint(str(ft_out / "best_model"))
+    assert best.task == "seq_cls" and best.tokenizer_kind == "toy_words"
+    assert tokenizer_config(best)["tokenizer_class"] == "ToyTokenizer"
+    capsys.readouterr()  # the fine-tune's output
 
     # data recorded as a kind this version does not know: refused before launch, one line
     prefix, vocab = U.make_data(str(tmp_path / "d"))

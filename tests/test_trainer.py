@@ -6,19 +6,20 @@ import json
 import math
 import os
 import re
+import signal
 
 import numpy as np
 import paddle
 import pytest
 
 import _trainer_util as U
-from ernie_style import checkpoint as ckpt
 from ernie_style import run_pretrain
-from ernie_style.config import load_config
-from ernie_style.amp import Amp
-from ernie_style.distributed import DistInfo
-from ernie_style.optim import WarmupLinearDecay, build_optimizer, decay_param_names
-from ernie_style.trainer import GlobalBatchSampler
+from ernie_style.config.pretrain import load_config
+from ernie_style.training import checkpoint as ckpt
+from ernie_style.training.amp import Amp
+from ernie_style.training.distributed import DistInfo
+from ernie_style.training.optim import WarmupLinearDecay, build_optimizer, decay_param_names
+from ernie_style.training.trainer import GlobalBatchSampler
 
 CONFIG = os.path.join(U.REPO, "configs", "roformer_tiny_demo.yaml")
 LINE_RE = re.compile(
@@ -61,7 +62,7 @@ def test_accumulation_gives_the_same_weights(data, ref_run, tmp_path):
     a, b = weights(ref_run, 3), weights(tmp_path, 3)
     assert_same_weights(a, b)
     # ... and training did move the weights away from their initialisation (the comparison is not vacuous)
-    from ernie_style.modeling import RoFormerForPretraining
+    from ernie_style.arch.roformer.modeling import RoFormerForPretraining
 
     cfg = load_config(CONFIG, U.tiny_overrides(*data, str(tmp_path)))
     paddle.seed(cfg.train.seed)  # the trainer's init: the same seed, then the model
@@ -131,7 +132,7 @@ def test_dataloader_workers_give_the_same_batches(data, ref_run, tmp_path):
 def test_recompute_gives_the_same_losses(data, ref_run, tmp_path, monkeypatch):
     import paddle.distributed.fleet.utils as fleet_utils
 
-    from ernie_style import modeling
+    from ernie_style.arch.roformer import modeling
 
     calls = {"recompute": 0, "train_forward": 0}
     real_recompute, real_forward = fleet_utils.recompute, modeling.RoFormerLayer.forward
@@ -180,8 +181,9 @@ def test_resume_extends_max_steps_exactly_with_dropout(data, tmp_path):
 
 
 def test_resume_from_plain_model_dir_loads_weights_only(data, ref_run, tmp_path):
-    from ernie_style.modeling import RoFormerForPretraining
-    from ernie_style.trainer import Trainer
+    from ernie_style.arch.roformer.modeling import RoFormerForPretraining
+    from ernie_style.tasks.pretrain import PretrainTask
+    from ernie_style.training.trainer import Trainer
 
     src = os.path.join(ref_run, "checkpoints", "step_00000003")
     model_dir = tmp_path / "plain"
@@ -190,13 +192,21 @@ def test_resume_from_plain_model_dir_loads_weights_only(data, ref_run, tmp_path)
         (model_dir / name).write_bytes(open(os.path.join(src, name), "rb").read())
     prefix, vocab = data
     cfg = load_config(CONFIG, U.tiny_overrides(prefix, vocab, str(tmp_path / "out"), **{"train.resume": str(model_dir)}))
-    trainer = Trainer(cfg, DistInfo(0, 1, 0, "cpu"))
+    before = signal.getsignal(signal.SIGINT)
+    trainer = Trainer(cfg, DistInfo(0, 1, 0, "cpu"), PretrainTask(cfg))
     assert trainer.step == 0
     assert_same_weights(trainer.inner.state_dict(), paddle.load(os.path.join(src, "model_state.pdparams")), tol=0)
     assert "initialised weights from model dir" in open(tmp_path / "out" / "train.log").read()
     assert isinstance(trainer.inner, RoFormerForPretraining)
     # eval uses the same batches every time: identical numbers for an unchanged model
     assert trainer.evaluate(trainer.valid, "eval") == trainer.evaluate(trainer.valid, "eval")
+    # a trainer given up before train() (an in-process caller, a refused start) leaves no signal handler and no
+    # fork hook behind: a child forked later is not moved into a process group of its own
+    from ernie_style.training import interrupt
+
+    assert interrupt._active and signal.getsignal(signal.SIGINT) is not before
+    trainer.release()
+    assert not interrupt._active and signal.getsignal(signal.SIGINT) is before
 
 
 def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
@@ -258,7 +268,7 @@ def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
 def real_enabled_scaler(cls=None, **kw):
     """A real ``paddle.amp.GradScaler`` with ``enable=True`` on CPU.  Paddle turns the scaler off when the current
     place is a CPU (its constructor checks the place only in dynamic mode); the test bypasses that one check so
-    that everything else -- the attributes ``ernie_style.paddle_internals`` reads, state_dict/load_state_dict --
+    that everything else -- the attributes ``ernie_style.training.paddle_internals`` reads, state_dict/load_state_dict --
     is the real object's, and a rename in Paddle fails here."""
     import paddle.amp.grad_scaler as gs
 
@@ -316,7 +326,7 @@ def test_lr_schedule_matches_reference():
 
 
 def test_weight_decay_skips_bias_and_norm():
-    from ernie_style.modeling import RoFormerForPretraining
+    from ernie_style.arch.roformer.modeling import RoFormerForPretraining
 
     cfg = load_config(None, ["model.vocab_size=40", "model.hidden_size=16", "model.num_hidden_layers=1",
                              "model.num_attention_heads=2", "model.intermediate_size=32", "optim.weight_decay=0.5",
@@ -424,7 +434,7 @@ def test_data_tokenized_with_another_vocab_is_refused(data, tmp_path, capsys):
     assert f"not the vocab {copy} was tokenized with" in err and "Traceback" not in err
     with open(copy + ".meta.json", "w") as f:
         json.dump(replace(real, vocab=dmeta.VocabInfo(vocab, ckpt.sha256_file(vocab), 125)).to_dict(), f)
-    from ernie_style.trainer import check_inputs
+    from ernie_style.tasks.pretrain import check_inputs
 
     check_inputs(load_config(CONFIG, U.tiny_overrides(copy, vocab, str(tmp_path / "out"))), 1)  # no error
 

@@ -15,6 +15,7 @@ from .settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # the package's docstring is --help (the package imports this module)
     from data_tools import preprocess as package
 
     p = argparse.ArgumentParser(prog="python -m data_tools.preprocess",

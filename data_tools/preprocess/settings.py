@@ -112,6 +112,7 @@ _SEGMENTERS: Dict[tuple, object] = {}  # loading jieba's dictionary takes ~1 s: 
 
 
 def load_segmenter(name: str, user_dict: Optional[str]):
+    # jieba loads in the workers that segment, not in the coordinating main process
     from data_tools.segment import make_segmenter
 
     key = (name, user_dict, sha256_file(user_dict) if user_dict else None)
@@ -155,6 +156,7 @@ class Resolved:
 def resolve(settings: Settings) -> Resolved:
     """Check ``settings`` and load the tokenizer and segmenter (``UserError`` on any problem)."""
     settings.check()
+    # the C++ tokenizer core loads in the workers, not in the coordinating main process
     from data_tools.tokenizer import VocabError
 
     inputs = []

@@ -75,6 +75,7 @@ class Worker:
     """Per-process encoder built from ``Resolved`` (tokenizer and segmenter shared, not reloaded)."""
 
     def __init__(self, job: Resolved, report: Callable[[int, int], None] = lambda nbytes, docs: None):
+        # the C++ tokenizer core loads in the workers, not in the coordinating main process
         from data_tools.tokenizer import DocumentEncoder
 
         self.job = job

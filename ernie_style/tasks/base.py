@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from data_tools.tokenizers import DEFAULT_KIND
 from ernie_style.constants import IGNORE_INDEX  # labels equal to it are items of no loss term or metric
 
 Batch = Dict[str, Any]  # collated numpy arrays (and a few scalars such as num_tokens)
@@ -121,8 +122,6 @@ class Task(abc.ABC):
     @property
     def tokenizer_kind(self) -> str:
         """The tokenizer kind (``data_tools.tokenizers``) the model's inputs come from; saved with checkpoints."""
-        from data_tools.tokenizers import DEFAULT_KIND
-
         return DEFAULT_KIND
 
     @abc.abstractmethod

@@ -13,12 +13,12 @@ from typing import Dict, List
 import numpy as np
 import paddle
 
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.downstream.cls_data import encode_example, read_cls
 from ernie_style.downstream.common import build_label_set, check_labels, check_malformed
-from ernie_style.heads import RoFormerForSequenceClassification
-from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, labels_to_ids, load_encoder
+from ernie_style.tasks.heads import RoFormerForSequenceClassification
 from ernie_style.tasks.losses import masked_correct, masked_cross_entropy
 
 

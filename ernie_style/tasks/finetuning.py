@@ -23,7 +23,6 @@ import abc
 import json
 import math
 import os
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
@@ -31,12 +30,17 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 
 from data_tools.io_utils import atomic_write, read_json_dict, write_json_atomic
-from ernie_style import checkpoint as ckpt
-from ernie_style.config import ConfigError, count_vocab
-from ernie_style.finetune_config import ARCH_KEYS, FinetuneConfig
+from data_tools.tokenizers import TokenizerSpec, load_tokenizer
+from ernie_style.arch.hf_dir import read_hf_model
 from ernie_style.arch.roformer.config import RoFormerConfig
-from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, IGNORE_INDEX, TASK_CONFIG
+from ernie_style.config.finetune import ARCH_KEYS, FinetuneConfig
+from ernie_style.config.pretrain import ConfigError, count_vocab
+from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, HF_CONFIG, IGNORE_INDEX, MODEL_CONFIG, MODEL_STATE, VOCAB
+from ernie_style.storage import model_dir
+from ernie_style.storage.errors import ModelDirError
 from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, Task, TaskData
+from ernie_style.training import checkpoint as ckpt
+from ernie_style.training.distributed import barrier
 
 RESULTS = FINETUNE_RESULTS  # BEST_MODEL and this name a run dir's files (ernie_style.constants; export reads them)
 # TASK_CONFIG (ernie_style.constants): a fine-tuned model dir's task file (export reads it)
@@ -61,11 +65,7 @@ def _init_error(init: str, what: str) -> ConfigError:
 
 
 def _lowercase_of(d: str) -> bool:
-    for name in ("tokenizer_config.json", TASK_CONFIG):
-        v = (read_json_dict(os.path.join(d, name)) or {}).get("do_lower_case")
-        if isinstance(v, bool):
-            return v
-    return True
+    return model_dir.read_tokenizer(d).do_lower_case
 
 
 def resolve_init(cfg: FinetuneConfig) -> InitSource:
@@ -87,7 +87,7 @@ def resolve_init(cfg: FinetuneConfig) -> InitSource:
     latest = os.path.join(d, "checkpoints", ckpt.LATEST)
     if not os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)) and os.path.exists(latest):
         d = os.path.realpath(latest)  # a pretraining run's output dir: its newest checkpoint
-    hf_config = read_json_dict(os.path.join(d, "config.json"))
+    hf_config = read_json_dict(os.path.join(d, HF_CONFIG))
     if os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)):
         src = _ours(init, d)
     elif (hf_config or {}).get("model_type") == "roformer":
@@ -103,21 +103,20 @@ def resolve_init(cfg: FinetuneConfig) -> InitSource:
 
 
 def _ours(init: str, d: str) -> InitSource:
-    kind = "checkpoint" if os.path.isfile(os.path.join(d, ckpt.TRAINER_STATE)) else "model_dir"
+    kind = "checkpoint" if model_dir.kind_of(d) == "checkpoint" else "model_dir"
     if kind == "checkpoint":
         try:
             ckpt.verify(d)
         except ckpt.CheckpointError as e:
             raise _init_error(init, str(e)) from None
-    raw = read_json_dict(os.path.join(d, ckpt.MODEL_CONFIG))
-    if raw is None:
-        raise _init_error(init, f"{os.path.join(d, ckpt.MODEL_CONFIG)} is not a JSON object")
     try:
-        model_config = RoFormerConfig.from_dict(raw)
+        model_config = RoFormerConfig.from_dict(model_dir.read_model_config(d))
+    except ModelDirError as e:
+        raise _init_error(init, str(e)) from None
     except (TypeError, ValueError) as e:
-        raise _init_error(init, f"{os.path.join(d, ckpt.MODEL_CONFIG)}: {e}") from None
-    weights = os.path.join(d, ckpt.MODEL_STATE)
-    vocab = os.path.join(d, "vocab.txt")
+        raise _init_error(init, f"{os.path.join(d, MODEL_CONFIG)}: {e}") from None
+    weights = os.path.join(d, MODEL_STATE)
+    vocab = os.path.join(d, VOCAB)
     for path, what in ((weights, "the weights"), (vocab, "the vocab the model was trained with")):
         if not os.path.isfile(path):
             raise _init_error(init, f"{path} not found ({what}; the vocab and tokenizer come with the init dir)")
@@ -134,23 +133,12 @@ def _ours(init: str, d: str) -> InitSource:
 
 
 def _huggingface(init: str, d: str) -> InitSource:
-    from export.errors import ExportError
-    from export.from_pytorch import _strip_base_prefix, read_hf_config, read_hf_weights
-    from export.safetensors_io import read_safetensors
-    from export.state_dict_adapter import SIDE_FILE, hf_to_ours
-
-    vocab = os.path.join(d, "vocab.txt")
+    vocab = os.path.join(d, VOCAB)
     if not os.path.isfile(vocab):
         raise _init_error(init, f"{vocab} not found (the vocab and tokenizer come with the init dir)")
     try:
-        cfg = read_hf_config(d)
-        tensors, files = read_hf_weights(d)
-        side = os.path.join(d, SIDE_FILE)  # the pooler / SOP head our export keeps beside the HF weights
-        if os.path.isfile(side):
-            tensors.update(read_safetensors(side)[0])
-            files.append(side)
-        state, _ = hf_to_ours(_strip_base_prefix(tensors), ", ".join(files))
-    except ExportError as e:
+        cfg, state, _ = read_hf_model(d)
+    except ModelDirError as e:
         raise _init_error(init, str(e)) from None
     model_config = RoFormerConfig.from_dict(cfg)
     if count_vocab(vocab) != model_config.vocab_size:
@@ -284,12 +272,10 @@ class FinetuneTask(Task):
     row_width = 1
 
     def __init__(self, cfg: FinetuneConfig, init: InitSource):
-        from data_tools.tokenizers import TokenizerSpec, load_tokenizer
-
         self.cfg, self.init = cfg, init
         # the init's tokenizer kind, as its tokenizer_config.json records it (absent: today's default kind)
-        recorded = read_json_dict(os.path.join(init.path, "tokenizer_config.json")) if init.path else None
-        self.tokenizer_spec = TokenizerSpec(init.do_lower_case, TokenizerSpec.from_dict(recorded or {}).kind)
+        kind = model_dir.read_tokenizer(init.path).kind if init.path else TokenizerSpec().kind
+        self.tokenizer_spec = TokenizerSpec(init.do_lower_case, kind)
         try:
             self.tokenizer = load_tokenizer(init.vocab_file, self.tokenizer_spec)
         except ValueError as e:  # a kind this version does not know (VocabErrors were reported by resolve_init)
@@ -390,10 +376,6 @@ class FinetuneTask(Task):
         return bool(patience) and self.bad_evals >= patience
 
     def finish(self, trainer) -> None:
-        import paddle
-
-        from ernie_style.distributed import barrier
-
         out = trainer.cfg.train.output_dir
         best = os.path.join(out, BEST_MODEL, ckpt.MODEL_STATE)
         trainer.inner.set_state_dict(ckpt.load_state_file(best))
@@ -434,26 +416,15 @@ class FinetuneTask(Task):
         """Rewrite OUTPUT/best_model (rank 0; built beside it, then swapped in); every rank waits for it."""
         import paddle
 
-        from ernie_style.distributed import barrier
-
         out = trainer.cfg.train.output_dir
         final = os.path.join(out, BEST_MODEL)
         if trainer.info.is_main:
-            tmp, old = final + ".tmp", final + ".old"
-            for p in (tmp, old):
-                shutil.rmtree(p, ignore_errors=True)
-            os.makedirs(tmp)
-            paddle.save(trainer.model_state(), os.path.join(tmp, ckpt.MODEL_STATE))
-            files = {ckpt.MODEL_CONFIG: self.model_config.to_dict(), TASK_CONFIG: self.task_config()}
-            for name, obj in files.items():
-                with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-                    json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
-            shutil.copyfile(self.vocab_file, os.path.join(tmp, "vocab.txt"))
-            ckpt.write_checksums(tmp)
-            if os.path.exists(final):
-                os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            with model_dir.atomic_output_dir(final, overwrite=True) as tmp:
+                paddle.save(trainer.model_state(), os.path.join(tmp, MODEL_STATE))
+                # the tokenizer (its kind too) travels with the model: export and a later init read it
+                model_dir.write_model_files(tmp, self.model_config.to_dict(), self.vocab_file, self.tokenizer_spec,
+                                            self.task_config())
+                model_dir.write_checksums(tmp)
         barrier(trainer.info)
 
     def write_predictions(self, trainer, split: BucketedEvalSplit) -> None:

@@ -15,12 +15,12 @@ from typing import Dict, List
 import numpy as np
 import paddle
 
+from ernie_style.constants import IGNORE_INDEX
 from ernie_style.downstream import ner
 from ernie_style.downstream.common import check_malformed
-from ernie_style.heads import RoFormerForTokenClassification
-from ernie_style.constants import IGNORE_INDEX
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, load_encoder
+from ernie_style.tasks.heads import RoFormerForTokenClassification
 from ernie_style.tasks.losses import masked_correct, masked_cross_entropy
 
 

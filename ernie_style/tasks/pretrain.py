@@ -12,10 +12,19 @@ from typing import Dict, Iterator, List, Optional
 
 import paddle
 
-from ernie_style.config import ConfigError, PretrainConfig
+from data_tools.indexed_dataset import wwm_path
+from data_tools.meta import data_tokenizer, find_meta, meta_path, vocab_mismatch
+from data_tools.tokenizers import KINDS, TokenizerSpec
+from data_tools.vocab import pad_id_of
+from ernie_style.arch import get_arch
+from ernie_style.config.pretrain import ConfigError, PretrainConfig, count_vocab
 from ernie_style.constants import IGNORE_INDEX
+from ernie_style.data.dataset import build_datasets, Collator, index_cache_dir
+from ernie_style.data.spec import SampleSpec
 from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, LossSpec, Task, TaskData
 from ernie_style.tasks.losses import masked_cross_entropy
+from ernie_style.training import preflight
+from ernie_style.training.distributed import all_reduce_sum
 
 
 def pretraining_loss(mlm_logits, sop_logits, masked_labels, sop_labels):
@@ -57,8 +66,6 @@ class _PretrainAccumulator(EvalAccumulator):
             self.sums[i] += v
 
     def result(self, info) -> Dict[str, float]:
-        from ernie_style.distributed import all_reduce_sum
-
         lm_sum, n_m, sop_sum, n_s, mc, sc = all_reduce_sum(self.sums, info)
         lm = lm_sum / max(n_m, 1.0)
         sop = sop_sum / max(n_s, 1.0)
@@ -107,13 +114,9 @@ class PretrainTask(Task):
 
     @property
     def tokenizer_kind(self) -> str:
-        from data_tools.tokenizers import data_tokenizer
-
-        return data_tokenizer(self.cfg.data.blend[0].prefix).kind  # the prefixes agree (trainer.check_inputs)
+        return data_tokenizer(self.cfg.data.blend[0].prefix).kind  # the prefixes agree (check_inputs)
 
     def build_model(self):
-        from ernie_style.arch import get_arch
-
         return get_arch(self.cfg.model_arch).pretraining_model_class()(self.cfg.model)
 
     def forward(self, model, t):
@@ -129,17 +132,12 @@ class PretrainTask(Task):
         return [m["mlm_correct"], m["sop_correct"]]
 
     def build_data(self, world_size: int, global_batch: int, max_steps: int) -> TaskData:
-        from ernie_style.dataset import Collator, build_datasets
-        from ernie_style.trainer import pad_id_of
-
         t, d = self.cfg.train, self.cfg.data
         split_w = d.splits.weights
         eval_batch = t.micro_batch_size * world_size
         n_valid = t.eval_iters * eval_batch if split_w[1] > 0 else 0
         test_iters = t.test_iters or t.eval_iters
         n_test = test_iters * eval_batch if split_w[2] > 0 else 0
-        from ernie_style.data_spec import SampleSpec
-        from ernie_style.dataset import index_cache_dir
 
         cache_dir, note = index_cache_dir([p for p, _ in d.blend], d.cache_dir, t.output_dir)
         if note and os.environ.get("PADDLE_TRAINER_ID", "0") == "0":
@@ -159,8 +157,6 @@ class PretrainTask(Task):
         return TaskData(train=train_ds, collator=collator, valid=self.valid, test=self.test)
 
     def data_fingerprint(self) -> dict:
-        from ernie_style import preflight
-
         return preflight.data_fingerprint(self.cfg)
 
     def should_evaluate(self, step: int) -> bool:
@@ -168,3 +164,45 @@ class PretrainTask(Task):
 
     def finish(self, trainer) -> None:
         trainer.evaluate(self.test, "test")
+
+
+def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
+    """Everything a user can get wrong about files and sizes, as one ConfigError, before any training."""
+    cfg.accumulation_steps(world_size)
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if cfg.dist.sharding_stage == 2 and (not has_gpu or cfg.train.device == "cpu"):
+        raise ConfigError("dist.sharding_stage=2: Paddle's group_sharded_parallel runs only on GPU/XPU "
+                          "(expected 0 or 1 on CPU)")
+    vocab = cfg.data.vocab_file
+    if not vocab or not os.path.isfile(vocab):
+        raise ConfigError(f"data.vocab_file={vocab!r}: file not found (expected the vocab.txt used to tokenize the data)")
+    n_vocab = count_vocab(vocab)
+    if cfg.model.vocab_size < n_vocab:
+        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size}: smaller than the {n_vocab} entries of "
+                          f"data.vocab_file={vocab!r} (expected >= {n_vocab}, or leave it out to take it from the file)")
+    pairs = cfg.data.blend
+    if not pairs:
+        raise ConfigError("data.prefixes=[]: expected at least one data prefix (the --output-prefix of "
+                          "data_tools.preprocess)")
+    for prefix, _ in pairs:
+        for path in (prefix + ".idx", prefix + ".bin"):
+            if not os.path.isfile(path):
+                raise ConfigError(f"data.prefixes: {path} not found (expected the output prefix of "
+                                  "data_tools.preprocess, without extension)")
+        if not os.path.isfile(wwm_path(prefix)):
+            raise ConfigError(f"data.prefixes: {wwm_path(prefix)} not found (the word-start flags whole-word "
+                              "masking needs; rebuild the prefix with data_tools.preprocess)")
+        meta = find_meta(prefix)
+        why = vocab_mismatch(prefix, vocab)
+        if why:
+            raise ConfigError(f"data.vocab_file={vocab!r}: {why}")
+        kind = (meta.tokenizer if meta is not None else TokenizerSpec()).kind
+        if kind not in KINDS or kind != data_tokenizer(pairs[0].prefix).kind:
+            raise ConfigError(f"data.prefixes: {prefix} was tokenized by a {kind!r} tokenizer (see "
+                              f"{meta_path(prefix)}); expected {data_tokenizer(pairs[0].prefix).kind!r} like "
+                              f"{pairs[0].prefix}, one of {', '.join(sorted(KINDS))}")
+    r = cfg.train.resume
+    if r not in ("auto", "none") and not os.path.isdir(r):
+        raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint/model directory")
+    preflight.check_split(cfg)
+    preflight.check_resume(cfg, world_size)

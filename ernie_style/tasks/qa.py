@@ -16,13 +16,13 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ernie_style.config import ConfigError
-from ernie_style.downstream import qa
-from ernie_style.downstream.common import DataError, Malformed, check_malformed
-from ernie_style.heads import RoFormerForQuestionAnswering
+from ernie_style.config.pretrain import ConfigError
 from ernie_style.constants import IGNORE_INDEX
+from ernie_style.downstream import qa
+from ernie_style.downstream.common import check_malformed, DataError, Malformed
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, load_encoder
+from ernie_style.tasks.heads import RoFormerForQuestionAnswering
 
 
 class QaTask(FinetuneTask):

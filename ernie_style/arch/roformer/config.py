@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Optional
 
-# The names ``hidden_act`` accepts; ``ernie_style.ops.ACTIVATIONS`` implements exactly these.
+# The names ``hidden_act`` accepts; ``ernie_style.arch.roformer.ops.ACTIVATIONS`` implements exactly these.
 ACTIVATION_NAMES = ("gelu", "gelu_new", "relu", "tanh")
 
 

@@ -1,23 +1,23 @@
 """A model directory: ``model_config.json`` + ``model_state.pdparams`` (or PaddleNLP's ``config.json`` +
-``model_state.pdparams``), written and read for the RoFormer models of ``ernie_style.modeling``."""
+``model_state.pdparams``), written and read for the RoFormer models of ``ernie_style.arch.roformer.modeling``."""
 from __future__ import annotations
 
-import json
 import os
 
 import paddle
 
-from data_tools.io_utils import atomic_write_path, atomic_write_text
+from data_tools.io_utils import atomic_write_path
 from ernie_style.arch.roformer.config import RoFormerConfig
 from ernie_style.arch.roformer.paddlenlp import config_from_paddlenlp, load_state_dict_checked
 from ernie_style.constants import MODEL_CONFIG, MODEL_STATE, TASK_CONFIG
+from ernie_style.storage import model_dir
+from ernie_style.storage.pdparams import load_pdparams
 
 
 def save_pretrained(model, directory: str) -> None:
     """Write ``model_config.json`` and ``model_state.pdparams`` into ``directory`` (each atomically)."""
     os.makedirs(directory, exist_ok=True)
-    atomic_write_text(os.path.join(directory, MODEL_CONFIG),
-                      json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
+    model_dir.write_model_files(directory, model.config.to_dict())
     atomic_write_path(os.path.join(directory, MODEL_STATE), lambda path: paddle.save(model.state_dict(), path))
 
 
@@ -26,14 +26,12 @@ def from_pretrained(cls, directory: str, allow_missing_heads: bool = False):
     ``model_state.pdparams``) into a new ``cls(config)``. With ``allow_missing_heads`` a state dict without the
     pretraining heads (e.g. PaddleNLP RoFormerModel/RoFormerForMaskedLM) loads and those heads keep their fresh
     init; the report is at ``model.load_report``."""
-    from data_tools import safe_pickle
-
     cfg_path = os.path.join(directory, MODEL_CONFIG)
     pnlp_path = os.path.join(directory, TASK_CONFIG)
     if os.path.isfile(cfg_path):
-        config = RoFormerConfig.from_dict(_read_json(cfg_path))
+        config = RoFormerConfig.from_dict(model_dir.read_model_config(directory))
     elif os.path.isfile(pnlp_path):
-        config = config_from_paddlenlp(_read_json(pnlp_path))
+        config = config_from_paddlenlp(model_dir.read_json(pnlp_path))
     else:
         raise FileNotFoundError(f"{directory}: no {MODEL_CONFIG} (or PaddleNLP config.json) found")
     weights = os.path.join(directory, MODEL_STATE)
@@ -41,15 +39,7 @@ def from_pretrained(cls, directory: str, allow_missing_heads: bool = False):
         raise FileNotFoundError(f"{directory}: no {MODEL_STATE} found")
     model = cls(config)
     # The restricted unpickler (numpy arrays and plain containers only): a downloaded file cannot run code.
-    state = safe_pickle.load(weights)
-    state.pop("StructuredToParameterName@@", None)
+    state = load_pdparams(weights)
     model.load_report = load_state_dict_checked(model, state, allow_missing_heads)
     return model
 
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None

@@ -3,7 +3,7 @@
 Rows ``(ours, hugging face, transpose, file)``; ``{i}`` stands for a layer index.  Paddle ``Linear.weight`` is
 ``[in, out]``, torch's ``[out, in]``: rows marked True are transposed.  ``file``: ``main`` = model.safetensors,
 ``side`` = pretraining_heads.safetensors (pooler + SOP head, which RoFormerForMaskedLM has no place for).  The
-converters that apply it live in ``export/state_dict_adapter.py``.
+converters that apply it live in ``ernie_style/arch/state_dict_adapter.py``.
 """
 
 L = "{i}"  # layer index placeholder

@@ -1,6 +1,6 @@
 """Maskers: which tokens of a laid-out sample the MLM objective predicts, and what replaces them.
 
-The dataset (``ernie_style.dataset``) lays a sample out -- ``[CLS] A [SEP] B [SEP]``, token types,
+The dataset (``ernie_style.data.dataset``) lays a sample out -- ``[CLS] A [SEP] B [SEP]``, token types,
 truncation -- into a :class:`Layout`; the masker named by ``data.masking`` then picks the positions to
 predict and rewrites ``input_ids`` in place.  The layout knows nothing about masking and the masker nothing
 about segments.
@@ -21,7 +21,7 @@ import numpy as np
 
 # name -> "module:Class" (importing the registry imports no masker module)
 MASKERS = {
-    "wwm_ngram": "ernie_style.masking:WholeWordNgramMasker",
+    "wwm_ngram": "ernie_style.data.masking:WholeWordNgramMasker",
 }
 
 

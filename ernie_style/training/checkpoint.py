@@ -54,8 +54,13 @@ import numpy as np
 from data_tools import locking, safe_pickle
 from data_tools.io_utils import UserError, fsync_file, human_bytes, sha256_file
 from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec
-from ernie_style.checkpoint_files import CheckpointError, verify, write_checksums  # noqa: F401  (the layout's owner)
-from ernie_style.constants import CHECKSUMS, LATEST, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TRAINER_STATE
+from ernie_style.config.pretrain import ConfigError
+from ernie_style.constants import (
+    CHECKSUMS, LATEST, MODEL_CONFIG, MODEL_STATE, OPTIMIZER_STATE, READERS_LOCK, TRAINER_STATE,
+)
+from ernie_style.storage.model_dir import (  # noqa: F401  the layout's owner
+    CheckpointError, read_trainer_state, replace_dir, verify, write_checksums, write_json, write_model_files,
+)
 
 _STEP_RE = re.compile(r"^step_(\d{8})$")
 _REPLACED = ".replaced.tmp"  # an old step dir moved aside while a save of the same step is renamed into place
@@ -88,7 +93,8 @@ def rng_state() -> dict:
     """This process's RNG states as JSON-serialisable data (nothing in it can execute when loaded)."""
     import paddle
 
-    from ernie_style import paddle_internals
+    # Paddle: this module loads without it (preflight reads checkpoints before launch)
+    from ernie_style.training import paddle_internals
 
     version, mt, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -104,7 +110,8 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     import paddle
 
-    from ernie_style import paddle_internals
+    # Paddle, as in rng_state
+    from ernie_style.training import paddle_internals
 
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
@@ -193,11 +200,7 @@ def new_lineage(init_dir: Optional[str] = None) -> dict:
 
 def lineage_of(path: str) -> Optional[dict]:
     """The lineage recorded in a checkpoint's trainer_state.json (None when absent or unreadable)."""
-    try:
-        with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
-            lineage = json.load(f).get("lineage")
-    except (OSError, ValueError, AttributeError):
-        return None
+    lineage = (read_trainer_state(path) or {}).get("lineage")
     return lineage if isinstance(lineage, dict) else None
 
 
@@ -242,7 +245,8 @@ def _failure_line(step: int, path: str, e: OSError, need: int) -> str:
 
 def agree(ok: bool, info) -> bool:
     """Collective: True when every rank's ``ok`` is True (one all-reduce, so also a barrier)."""
-    from ernie_style.distributed import all_reduce_sum
+    # Paddle, as in rng_state
+    from ernie_style.training.distributed import all_reduce_sum
 
     return all_reduce_sum([0.0 if ok else 1.0], info)[0] == 0.0
 
@@ -347,35 +351,23 @@ class Checkpointer:
 
         paddle.save(model_state, os.path.join(tmp, MODEL_STATE))
         if not sharded_optimizer:
-            paddle.save(optimizer_state, os.path.join(tmp, "optimizer.pdopt"))
-        with open(os.path.join(tmp, TRAINER_STATE), "w", encoding="utf-8") as f:
-            json.dump(trainer_state, f, indent=2, sort_keys=True)
-        with open(os.path.join(tmp, MODEL_CONFIG), "w", encoding="utf-8") as f:
-            json.dump(model_config, f, indent=2, sort_keys=True)
-        with open(os.path.join(tmp, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump(TokenizerSpec(bool(do_lower_case), tokenizer_kind).to_dict(), f)  # kind only when not default
-        shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
+            paddle.save(optimizer_state, os.path.join(tmp, OPTIMIZER_STATE))
+        write_json(os.path.join(tmp, TRAINER_STATE), trainer_state)
+        write_model_files(tmp, model_config, vocab_file, TokenizerSpec(bool(do_lower_case), tokenizer_kind))
         write_checksums(tmp)
 
     def _publish(self, tmp: str, final: str, step: int) -> None:
-        """Rename the complete ``tmp`` into place.  An existing dir of the same step is moved aside first and
-        removed only after the new one is in place (start-up puts it back if we die in between); moving it
-        waits for exports reading checkpoints."""
+        """Rename the complete ``tmp`` into place.  An existing dir of the same step is swapped with it in one
+        atomic exchange where the system can, else moved aside first and removed only after the new one is in
+        place (start-up puts it back if we die in between); replacing it waits for exports reading checkpoints."""
         if os.path.exists(final):
             fd = locking.try_exclusive(os.path.join(self.root, READERS_LOCK), wait=True)
             try:
-                aside = final + _REPLACED
-                if os.path.exists(aside):
-                    shutil.rmtree(aside)
-                os.rename(final, aside)
-                os.rename(tmp, final)
-                fsync_file(self.root)
-                shutil.rmtree(aside, ignore_errors=True)
+                replace_dir(tmp, final, aside=final + _REPLACED)
             finally:
                 locking.release(fd)
         else:
-            os.rename(tmp, final)
-            fsync_file(self.root)
+            replace_dir(tmp, final)
         point_latest(self.root, step_dir_name(step))
 
     def prunable(self) -> List[str]:
@@ -437,6 +429,92 @@ def optimizer_state_from_structured(state: dict, model) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# Resume: which checkpoint a run starts from (selection and policy), decided by rank 0 for every rank
+
+
+def resume_source(train, info, log: Callable[[str], None] = print) -> Optional[str]:
+    """The checkpoint or model dir to start from, decided by rank 0 and the same on every rank (None: fresh).
+
+    A plain model dir starts a lineage; when ``OUTPUT/checkpoints`` already holds checkpoints of the lineage
+    that started from it (the same command run again), the newest of them is resumed instead.  Starting
+    fresh (``none``, or a model dir with no lineage here) into a directory that holds other checkpoints is
+    refused unless ``train.overwrite_output=true`` (and even then nothing of them is deleted by pruning)."""
+    root = os.path.join(train.output_dir, "checkpoints")
+    chosen, error = None, None
+    if info.is_main:
+        try:
+            chosen = _choose_resume(train, root, log)
+        except (ConfigError, CheckpointError) as e:
+            error = e
+    chosen = _broadcast_choice(train, info, root, chosen, error)
+    if chosen is not None and not is_plain_model_dir(chosen):
+        log(f"resume: from {chosen}")
+    return chosen
+
+def _choose_resume(t, root: str, log) -> Optional[str]:
+    r = t.resume
+    if r == "auto":
+        return find_resumable(root, log=log)
+    if r != "none" and is_plain_model_dir(r):
+        verify_model_dir(r)
+        if checkpoints_started_from(root, r):
+            found = find_resumable(root, log=log)
+            if found and ((lineage_of(found) or {}).get("init") or {}).get("sha256") == \
+                    sha256_file(os.path.join(r, MODEL_STATE)):
+                log(f"resume: {root} holds {os.path.basename(found)} of the run that started from model "
+                          f"dir {r}; continuing it (the model dir only starts a new lineage; to start over, "
+                          "use another train.output_dir)")
+                return found
+    elif r != "none":
+        verify(r)  # a named checkpoint must be intact; no silent fallback
+        return r
+    existing = list_checkpoints(root)
+    if existing and not t.overwrite_output:
+        names = ", ".join(os.path.basename(c) for c in existing[:5]) + (" ..." if len(existing) > 5 else "")
+        raise ConfigError(f"train.resume={r!r}: {root} already holds checkpoints of another run ({names}); "
+                          "expected train.resume=auto to continue them, another train.output_dir, or "
+                          "train.overwrite_output=true to start a new run beside them (they are kept)")
+    if existing:
+        log(f"resume: starting a new run beside the {len(existing)} checkpoint(s) in {root} "
+                  "(train.overwrite_output=true; they are not pruned)")
+    return None if r == "none" else r
+
+def _broadcast_choice(train, info, root: str, chosen: Optional[str], error) -> Optional[str]:
+    """Rank 0's decision to every rank: -2 = error, -1 = fresh, N = step N under ``root``, -3 = the path
+    given as train.resume.  Each rank then checks it sees the files it will read."""
+    from ernie_style.training.distributed import all_reduce_sum  # Paddle, as in rng_state
+
+    code = 0.0
+    if info.is_main:
+        if error is not None:
+            code = -2.0
+        elif chosen is None:
+            code = -1.0
+        elif os.path.abspath(chosen) == os.path.abspath(train.resume):
+            code = -3.0
+        else:
+            code = float(step_of(chosen))
+    code = int(all_reduce_sum([code], info)[0])
+    if code == -2:
+        raise error if error is not None else ConfigError("train.resume: rank 0 refused it (see its message)")
+    if code == -1:
+        return None
+    path = train.resume if code == -3 else os.path.join(root, step_dir_name(code))
+    need = [os.path.join(path, MODEL_STATE)]
+    if not is_plain_model_dir(path):
+        own, first = (os.path.join(path, f"optimizer.rank{r}.pdopt") for r in (info.rank, 0))
+        # sharded: this rank's file, or (another world size) the files it merges; else optimizer.pdopt
+        need.append(own if os.path.isfile(own) else first if os.path.isfile(first) else
+                    os.path.join(path, OPTIMIZER_STATE))
+    missing = [p for p in need if not os.path.isfile(p)]
+    if not agree(not missing, info):
+        raise ConfigError(f"train.resume: rank {info.rank} cannot read {missing[0]}" if missing else
+                          f"train.resume: another rank cannot read {path} that rank 0 resumes from (is the "
+                          "directory shared by every node?)")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
 # Reading (nothing here unpickles anything but arrays and plain containers)
 
 
@@ -492,4 +570,4 @@ def merge_sharded_optimizer_states(path: str, world: int) -> dict:
 
 def optimizer_file(path: str, rank: int) -> str:
     per_rank = os.path.join(path, f"optimizer.rank{rank}.pdopt")
-    return per_rank if os.path.isfile(per_rank) else os.path.join(path, "optimizer.pdopt")
+    return per_rank if os.path.isfile(per_rank) else os.path.join(path, OPTIMIZER_STATE)

@@ -18,7 +18,7 @@ import pickle
 import numpy as np
 
 from data_tools import safe_pickle
-from export.errors import ExportError
+from ernie_style.storage.errors import ModelDirError
 
 STRUCTURED_KEY = "StructuredToParameterName@@"
 
@@ -27,30 +27,30 @@ def _plain_array(name, value, path):
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], np.ndarray):
         value = value[1]  # paddle's (param_name, ndarray) form for nested tensors
     if not isinstance(value, np.ndarray):
-        raise ExportError(f"{path}: entry {name!r} is a {type(value).__name__}, expected a numpy array")
+        raise ModelDirError(f"{path}: entry {name!r} is a {type(value).__name__}, expected a numpy array")
     return value
 
 
 def load_pdparams(path) -> dict:
     """Load a ``.pdparams`` state dict as ``{name: ndarray}`` (uint16 arrays are bfloat16 bits).
 
-    Raises ExportError naming the file for a missing, truncated, malicious or non-state-dict file.
+    Raises ModelDirError naming the file for a missing, truncated, malicious or non-state-dict file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ExportError(f"{path}: file not found")
+        raise ModelDirError(f"{path}: file not found")
     try:
         obj = safe_pickle.load(path)
     except (safe_pickle.UnsafePickle, safe_pickle.CorruptPickle) as e:
-        raise ExportError(str(e)) from None
+        raise ModelDirError(str(e)) from None
     if not isinstance(obj, dict):
-        raise ExportError(f"{path}: holds a {type(obj).__name__}, expected a state dict (dict of arrays)")
+        raise ModelDirError(f"{path}: holds a {type(obj).__name__}, expected a state dict (dict of arrays)")
     out = {}
     for name, value in obj.items():
         if name == STRUCTURED_KEY:
             continue
         if not isinstance(name, str):
-            raise ExportError(f"{path}: key {name!r} is not a string")
+            raise ModelDirError(f"{path}: key {name!r} is not a string")
         out[name] = _plain_array(name, value, path)
     return out
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import paddle
 import paddle.distributed as dist
 
-from ernie_style import paddle_internals
-from ernie_style.config import OptimConfig
+from ernie_style.config.pretrain import OptimConfig
+from ernie_style.training import paddle_internals
 
 
 class WarmupLinearDecay(paddle.optimizer.lr.LRScheduler):

@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from ernie_style.training.checkpoint import step_dir_name
 
-from ernie_style.parent_death import STOP_SIGNALS, die_with_parent
+from ernie_style.training.parent_death import STOP_SIGNALS, die_with_parent
 
 NAMES = {s: signal.Signals(s).name for s in STOP_SIGNALS}  # SIGINT, SIGTERM, SIGHUP
 
@@ -95,8 +96,6 @@ class Interrupts:
 
     def stop(self, trainer, signum: int) -> int:
         """Save the step just finished (all ranks), say where, return the exit code 128 + signal."""
-        from ernie_style.checkpoint import step_dir_name
-
         if trainer.checkpointer.should_save(trainer.step, force=True):
             trainer.save()
         path = os.path.join(trainer.checkpointer.root, step_dir_name(trainer.step))

@@ -1,47 +1,27 @@
-"""Our checkpoint directory, read and written with numpy + json only (no Paddle).
-
-Layout (trainer checkpoints and ``RoFormerForPretraining.save_pretrained``):
-  model_config.json      RoFormerConfig.to_dict()
-  model_state.pdparams   paddle.save of the state dict (see export/pdparams.py)
-  vocab.txt              one token per line
-  tokenizer_config.json  {"do_lower_case": true|false}
-  checksums.json         {filename: sha256}, trainer checkpoints only; verified when present
-  config.json            fine-tuned models only (a fine-tune run's best_model/): {"task": seq_cls|pair_cls|ner|qa,
-                         "id2label": {"0": label, ...}, "label2id": {...} (no label maps for qa), "do_lower_case",
-                         "max_seq_len", "init"}; the state then holds the encoder, the pooler and that task's head
-Output directories are built under a temporary name beside the target and renamed into
-place at the end, so a failure never leaves a directory that looks complete.
+"""Our model and checkpoint directories read into numpy arrays (Paddle-free), the architecture's config fields, parameter
+names and shapes checked: what ``export`` converts and fine-tuning's checks rely on.  The files themselves are
+owned by :mod:`ernie_style.storage.model_dir` (names, checksums, the restricted weights reader).
 """
+from __future__ import annotations
+
 import contextlib
-import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from data_tools import locking
+from data_tools.io_utils import read_json_dict, sha256_file
 from data_tools.tokenizers import DEFAULT_KIND, KINDS, TokenizerSpec
-from data_tools.vocab import SPECIAL_TOKENS, VocabError, read_vocab as _read_vocab
-from data_tools.io_utils import fsync_dir, read_json_dict, sha256_file  # sha256_file re-exported for from_pytorch
 from ernie_style.arch.roformer.config import RoFormerConfig, field_types
-from ernie_style.checkpoint_files import CheckpointError, kind_of, verify
-from ernie_style.constants import (
-    BEST_MODEL, CHECKSUMS, FINETUNE_RESULTS, LATEST, MODEL_CONFIG, MODEL_STATE, READERS_LOCK, TASK_CONFIG,
-    TOKENIZER_CONFIG, TRAINER_STATE, VOCAB,
-)
-from export.errors import ExportError
-from export.pdparams import load_pdparams
-from export.safetensors_io import bf16_bits_to_float32
-from export.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, TASK_HEADS, check_ours
-
-# The layout's file names (defined once, in ernie_style.constants; the export-side names kept for its callers).
-CONFIG_FILE, STATE_FILE, VOCAB_FILE, TOKENIZER_FILE = MODEL_CONFIG, MODEL_STATE, VOCAB, TOKENIZER_CONFIG
-CHECKSUMS_FILE, TASK_FILE = CHECKSUMS, TASK_CONFIG
-# READERS_LOCK (imported): pruning waits while an export holds it shared
+from ernie_style.arch.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, TASK_HEADS, check_ours
+from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, LATEST, READERS_LOCK, TRAINER_STATE
+from ernie_style.storage.errors import ModelDirError
+from ernie_style.storage.model_dir import CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE, kind_of, read_json, read_vocab, verify
+from ernie_style.storage.pdparams import load_pdparams
+from ernie_style.storage.safetensors_io import bf16_bits_to_float32
 
 # model_config.json's fields with the type each must have: RoFormerConfig's own (Paddle-free) dataclass fields.
 CONFIG_FIELDS = field_types(RoFormerConfig)
@@ -67,87 +47,58 @@ class Checkpoint:
         return None if self.task is None else (2 if self.task == "qa" else len(self.labels))
 
 
-def _read_json(path):
-    if not os.path.isfile(path):
-        raise ExportError(f"{path}: file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path}: not valid JSON ({e})") from None
-
-
 def validate_config(cfg, path) -> dict:
-    """The CONFIG_FIELDS of ``cfg`` checked for presence and type; ExportError names the field."""
+    """The CONFIG_FIELDS of ``cfg`` checked for presence and type; ModelDirError names the field."""
     if not isinstance(cfg, dict):
-        raise ExportError(f"{path}: expected a JSON object")
+        raise ModelDirError(f"{path}: expected a JSON object")
     mt = cfg.get("model_type")
     if mt is not None and mt != "roformer":
-        raise ExportError(f"{path}: model_type is {mt!r}, expected 'roformer'")
+        raise ModelDirError(f"{path}: model_type is {mt!r}, expected 'roformer'")
     out = {}
     for name, typ in CONFIG_FIELDS.items():
         if name not in cfg:
-            raise ExportError(f"{path}: field {name!r} missing")
+            raise ModelDirError(f"{path}: field {name!r} missing")
         v = cfg[name]
         ok = isinstance(v, bool) if typ is bool else (isinstance(v, (int, float)) and not isinstance(v, bool) if typ is float
                                                        else isinstance(v, typ) and not isinstance(v, bool))
         if not ok:
-            raise ExportError(f"{path}: field {name!r} is {v!r}, expected {typ.__name__}")
+            raise ModelDirError(f"{path}: field {name!r} is {v!r}, expected {typ.__name__}")
         out[name] = float(v) if typ is float else v
     if out["hidden_size"] % out["num_attention_heads"]:
-        raise ExportError(f"{path}: hidden_size {out['hidden_size']} is not a multiple of num_attention_heads "
+        raise ModelDirError(f"{path}: hidden_size {out['hidden_size']} is not a multiple of num_attention_heads "
                           f"{out['num_attention_heads']}")
     return out
-
-
-def read_vocab(path) -> list:
-    """Tokens of a vocab.txt through the project's one reader (``data_tools.vocab``), errors as ExportError."""
-    if not os.path.isfile(path):
-        raise ExportError(f"{path}: file not found")
-    try:
-        return _read_vocab(path, SPECIAL_TOKENS)
-    except VocabError as e:
-        raise ExportError(str(e)) from None
-
-
-def verify_checksums(ckpt_dir) -> None:
-    """The project's one verifier (``ernie_style.checkpoint_files.verify``): a training checkpoint must have an
-    intact checksums.json, a model directory is checked when it has one; errors as ExportError."""
-    try:
-        verify(ckpt_dir, what=kind_of(ckpt_dir))
-    except CheckpointError as e:
-        raise ExportError(str(e)) from None
 
 
 def validate_task_config(cfg, path) -> dict:
     """The fields of a fine-tuned model's TASK_FILE checked; ``labels`` = id2label in id order (None for qa)."""
     if not isinstance(cfg, dict):
-        raise ExportError(f"{path}: expected a JSON object")
+        raise ModelDirError(f"{path}: expected a JSON object")
     task = cfg.get("task")
     if task not in TASK_HEADS:
-        raise ExportError(f"{path}: task is {task!r}, expected one of {', '.join(TASK_HEADS)}")
+        raise ModelDirError(f"{path}: task is {task!r}, expected one of {', '.join(TASK_HEADS)}")
     labels = None
     if task != "qa":
         id2label = cfg.get("id2label")
         if not isinstance(id2label, dict) or not id2label:
-            raise ExportError(f"{path}: id2label is {id2label!r}, expected a non-empty object {{\"0\": label, ...}} "
+            raise ModelDirError(f"{path}: id2label is {id2label!r}, expected a non-empty object {{\"0\": label, ...}} "
                               f"for task {task!r}")
         want = [str(i) for i in range(len(id2label))]
         if sorted(id2label, key=lambda k: (len(k), k)) != want:
-            raise ExportError(f"{path}: id2label keys are {sorted(id2label)[:5]}, expected \"0\"..\"{len(want) - 1}\"")
+            raise ModelDirError(f"{path}: id2label keys are {sorted(id2label)[:5]}, expected \"0\"..\"{len(want) - 1}\"")
         labels = [id2label[k] for k in want]
         if not all(isinstance(v, str) for v in labels) or len(set(labels)) != len(labels):
-            raise ExportError(f"{path}: id2label values must be distinct strings, got {labels[:5]}")
+            raise ModelDirError(f"{path}: id2label values must be distinct strings, got {labels[:5]}")
         label2id = cfg.get("label2id")
         if label2id is not None and label2id != {v: i for i, v in enumerate(labels)}:
-            raise ExportError(f"{path}: label2id does not invert id2label")
+            raise ModelDirError(f"{path}: label2id does not invert id2label")
     do_lower_case = cfg.get("do_lower_case", True)
     if not isinstance(do_lower_case, bool):
-        raise ExportError(f"{path}: do_lower_case is {do_lower_case!r}, expected true or false")
+        raise ModelDirError(f"{path}: do_lower_case is {do_lower_case!r}, expected true or false")
     max_seq_len = cfg.get("max_seq_len")
     if max_seq_len is not None and (not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool)
                                     or max_seq_len <= 0):
-        raise ExportError(f"{path}: max_seq_len is {max_seq_len!r}, expected a positive integer")
+        raise ModelDirError(f"{path}: max_seq_len is {max_seq_len!r}, expected a positive integer")
     init = cfg.get("init")
     return dict(task=task, labels=labels, do_lower_case=do_lower_case, max_seq_len=max_seq_len,
                 init=None if init is None else str(init))
@@ -155,7 +106,7 @@ def validate_task_config(cfg, path) -> dict:
 
 def read_checkpoint(ckpt_dir) -> Checkpoint:
     """Load and validate one of our checkpoint directories, or a fine-tuned model directory (one with a
-    TASK_FILE); ExportError names the file at fault.
+    TASK_FILE); ModelDirError names the file at fault.
 
     Safe while training runs: ``ckpt_dir`` is resolved once (``checkpoints/latest`` may move on meanwhile), a
     ``*.tmp`` directory (a save in progress) is refused, and a step dir is read under a shared lock on its
@@ -168,13 +119,13 @@ def read_checkpoint(ckpt_dir) -> Checkpoint:
     path = os.path.realpath(given)
     name = os.path.basename(path)
     if name.endswith(".tmp") or ".tmp-" in name:
-        raise ExportError(f"{given}: {name} is a checkpoint still being written (or left by an interrupted "
+        raise ModelDirError(f"{given}: {name} is a checkpoint still being written (or left by an interrupted "
                           "save); export a complete one, e.g. OUTPUT/checkpoints/latest")
     step = int(name[5:]) if re.fullmatch(r"step_\d{8}", name) else None
     readers = os.path.join(os.path.dirname(path), READERS_LOCK) if step is not None else None
     with locking.shared(readers, what=f"{os.path.dirname(path)}") if readers else contextlib.nullcontext():
         if step is not None and not os.path.isdir(path):
-            raise ExportError(f"{given}: {path} no longer exists (pruned by the training run before the export "
+            raise ModelDirError(f"{given}: {path} no longer exists (pruned by the training run before the export "
                               "could lock it); export a newer checkpoint")
         ckpt = _read_checkpoint(path)
         ckpt.source = {"checkpoint": path, "step": step,
@@ -202,7 +153,7 @@ def _resolve_run_dir(given: str) -> tuple:
         if task is None:
             return given, None
         run = os.path.dirname(os.path.dirname(os.path.realpath(given)))
-        raise ExportError(f"{given}: a training checkpoint of a fine-tuning run (task {task}); it holds no labels, "
+        raise ModelDirError(f"{given}: a training checkpoint of a fine-tuning run (task {task}); it holds no labels, "
                           f"so it cannot be exported: export the run's best model, {os.path.join(run, BEST_MODEL)}")
     best = os.path.join(given, BEST_MODEL)
     if os.path.isdir(best):
@@ -214,32 +165,32 @@ def _resolve_run_dir(given: str) -> tuple:
     checkpoints = os.path.join(given, "checkpoints")
     if os.path.isdir(checkpoints):
         if _finetune_task(os.path.join(checkpoints, LATEST)) is not None:
-            raise ExportError(f"{given}: a fine-tuning run without {BEST_MODEL}/ yet (it is written at the first "
+            raise ModelDirError(f"{given}: a fine-tuning run without {BEST_MODEL}/ yet (it is written at the first "
                               "evaluation on dev); export it once the run has evaluated")
-        raise ExportError(f"{given}: a training output directory, not a checkpoint; export "
+        raise ModelDirError(f"{given}: a training output directory, not a checkpoint; export "
                           f"{os.path.join(checkpoints, LATEST)} (its newest checkpoint) or a step_N in it")
     return given, None
 
 
 def _read_checkpoint(ckpt_dir) -> Checkpoint:
     if not os.path.isdir(ckpt_dir):
-        raise ExportError(f"{ckpt_dir}: not a directory")
-    verify_checksums(ckpt_dir)
+        raise ModelDirError(f"{ckpt_dir}: not a directory")
+    verify(ckpt_dir, what=kind_of(ckpt_dir))
     cfg_path = os.path.join(ckpt_dir, CONFIG_FILE)
-    config = validate_config(_read_json(cfg_path), cfg_path)
+    config = validate_config(read_json(cfg_path), cfg_path)
     vocab = read_vocab(os.path.join(ckpt_dir, VOCAB_FILE))
     tok_path = os.path.join(ckpt_dir, TOKENIZER_FILE)
     do_lower_case, kind = True, DEFAULT_KIND
     task_path = os.path.join(ckpt_dir, TASK_FILE)
-    tasked = validate_task_config(_read_json(task_path), task_path) if os.path.exists(task_path) else {}
+    tasked = validate_task_config(read_json(task_path), task_path) if os.path.exists(task_path) else {}
     if os.path.exists(tok_path):
-        tok = _read_json(tok_path)
+        tok = read_json(tok_path)
         do_lower_case = tok.get("do_lower_case", True) if isinstance(tok, dict) else True
         if not isinstance(do_lower_case, bool):
-            raise ExportError(f"{tok_path}: do_lower_case is {do_lower_case!r}, expected true or false")
+            raise ModelDirError(f"{tok_path}: do_lower_case is {do_lower_case!r}, expected true or false")
         kind = TokenizerSpec.from_dict(tok).kind if isinstance(tok, dict) else kind
         if kind not in KINDS:
-            raise ExportError(f"{tok_path}: tokenizer kind {kind!r}, expected one of {', '.join(sorted(KINDS))}")
+            raise ModelDirError(f"{tok_path}: tokenizer kind {kind!r}, expected one of {', '.join(sorted(KINDS))}")
     state_path = os.path.join(ckpt_dir, STATE_FILE)
     state = load_pdparams(state_path)
     state = _untie_check(state, state_path)
@@ -248,7 +199,7 @@ def _read_checkpoint(ckpt_dir) -> Checkpoint:
     ckpt = Checkpoint(ckpt_dir, config, state, vocab, do_lower_case, **tasked, tokenizer_kind=kind)
     check_ours(state, config, state_path, task=ckpt.task, num_labels=ckpt.num_labels)
     if len(vocab) > config["vocab_size"]:  # fewer is fine: rows past the vocab are padding, exported as they are
-        raise ExportError(f"{os.path.join(ckpt_dir, VOCAB_FILE)}: {len(vocab)} tokens, more than model_config "
+        raise ModelDirError(f"{os.path.join(ckpt_dir, VOCAB_FILE)}: {len(vocab)} tokens, more than model_config "
                           f"vocab_size {config['vocab_size']}")
     return ckpt
 
@@ -258,7 +209,7 @@ def _untie_check(state, path):
     dec = state.pop(PADDLENLP_DECODER_WEIGHT, None)
     emb = state.get("roformer.embeddings.word_embeddings.weight")
     if dec is not None and emb is not None and (dec.shape != emb.shape or not (dec == emb).all()):
-        raise ExportError(f"{path}: {PADDLENLP_DECODER_WEIGHT} differs from the word embeddings; an untied MLM "
+        raise ModelDirError(f"{path}: {PADDLENLP_DECODER_WEIGHT} differs from the word embeddings; an untied MLM "
                           "decoder cannot be represented in RoFormerForMaskedLM")
     return state
 
@@ -272,86 +223,6 @@ def _widen(state, path):
         elif a.dtype in (np.float16, np.float64):
             a = a.astype(np.float32)
         elif a.dtype != np.float32:
-            raise ExportError(f"{path}: {name} has dtype {a.dtype}, expected a floating point parameter")
+            raise ModelDirError(f"{path}: {name} has dtype {a.dtype}, expected a floating point parameter")
         out[name] = a
     return out
-
-
-def _exchange(a, b) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    return False  # ENOSYS / EINVAL (a filesystem without exchange): the caller falls back
-
-
-def _fsync_tree(root) -> None:
-    for d, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(d, name), "rb") as f:
-                os.fsync(f.fileno())
-        fsync_dir(d)
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out_dir, overwrite=False):
-    """Yield a temp dir beside ``out_dir``; on success it becomes ``out_dir``, on failure it is removed.
-
-    With ``overwrite``, an existing ``out_dir`` is swapped with the complete new one in one atomic exchange
-    and removed afterwards, so a failure (or kill) at any point leaves either the old or the new export
-    complete at ``out_dir``.  The directory gets the usual permissions (0777 minus the umask), not mkdtemp's
-    0700, and the parent is fsynced after the rename."""
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir) and not overwrite:
-        if not os.path.isdir(out_dir) or os.listdir(out_dir):
-            raise ExportError(f"{out_dir}: output exists and is not empty (choose a new directory, or pass "
-                              "--overwrite to replace it)")
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        yield tmp
-        _fsync_tree(tmp)
-        if os.path.isdir(out_dir) and os.listdir(out_dir):
-            if _exchange(tmp, out_dir):  # tmp now holds the old export
-                fsync_dir(parent)
-                shutil.rmtree(tmp, ignore_errors=True)
-                return
-            old = tmp + ".old"
-            os.rename(out_dir, old)  # fallback: only a kill between these two renames leaves out_dir missing
-            try:
-                os.rename(tmp, out_dir)
-            except BaseException:
-                os.rename(old, out_dir)
-                raise
-            fsync_dir(parent)
-            shutil.rmtree(old, ignore_errors=True)
-            return
-        if os.path.isdir(out_dir):
-            os.rmdir(out_dir)
-        os.rename(tmp, out_dir)
-        fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_json(path, obj):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False, sort_keys=True)
-        f.write("\n")
-
-
-def write_vocab(path, vocab):
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(t + "\n" for t in vocab))

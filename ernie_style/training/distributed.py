@@ -1,6 +1,6 @@
 """The process group and the collectives the trainer uses (fleet collective on GPUs/NCCL, gloo on CPU).
 
-- :func:`init_distributed`: device choice (on CPU with the process settings of :mod:`ernie_style.cpu_runtime`) and
+- :func:`init_distributed`: device choice (on CPU with the process settings of :mod:`ernie_style.training.cpu_runtime`) and
   ``fleet.init(is_collective=True)`` (a single process needs no launcher); :class:`DistInfo` says who this rank is.
 - :func:`die_with_launcher`: process-death handling (a rank dies with its launcher instead of hanging).
 - :func:`barrier`, :func:`all_reduce_sum`: the two collectives of the trainer's bookkeeping.
@@ -15,9 +15,9 @@ import paddle
 import paddle.distributed as dist
 from paddle.distributed import fleet
 
-from ernie_style.config import ConfigError, PretrainConfig
-from ernie_style.cpu_runtime import tune_cpu_process
-from ernie_style.parent_death import die_with_parent
+from ernie_style.config.pretrain import ConfigError, PretrainConfig
+from ernie_style.training.cpu_runtime import tune_cpu_process
+from ernie_style.training.parent_death import die_with_parent
 
 
 @dataclass
@@ -26,7 +26,7 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: str  # "cpu" or "gpu"
-    runtime: Tuple[str, ...] = ()  # process settings applied for the device (ernie_style.cpu_runtime)
+    runtime: Tuple[str, ...] = ()  # process settings applied for the device (ernie_style.training.cpu_runtime)
 
     @property
     def is_main(self) -> bool:

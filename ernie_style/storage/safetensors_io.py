@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from export.errors import ExportError
+from ernie_style.storage.errors import ModelDirError
 
 _NP_TO_ST = {
     np.dtype("float64"): "F64", np.dtype("float32"): "F32", np.dtype("float16"): "F16",
@@ -92,23 +92,23 @@ def read_safetensors(path, widen=True) -> tuple:
     """Read ``path`` -> (``{name: ndarray}``, ``{name: dtype tag}``, metadata).
 
     Arrays are views of a memmap (read-only); BF16 and F16 are widened to float32 when ``widen``.
-    Raises ExportError naming the file for truncated or malformed files.
+    Raises ModelDirError naming the file for truncated or malformed files.
     """
     path = os.fspath(path)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            raise ExportError(f"{path}: truncated safetensors file ({size} bytes)")
+            raise ModelDirError(f"{path}: truncated safetensors file ({size} bytes)")
         (n,) = struct.unpack("<Q", head)
         if n > size - 8 or n > 100_000_000:
-            raise ExportError(f"{path}: truncated or corrupt safetensors file (header of {n} bytes, file {size} bytes)")
+            raise ModelDirError(f"{path}: truncated or corrupt safetensors file (header of {n} bytes, file {size} bytes)")
         try:
             header = json.loads(f.read(n).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ExportError(f"{path}: corrupt safetensors header ({e})") from None
+            raise ModelDirError(f"{path}: corrupt safetensors header ({e})") from None
     if not isinstance(header, dict):
-        raise ExportError(f"{path}: corrupt safetensors header (not a JSON object)")
+        raise ModelDirError(f"{path}: corrupt safetensors header (not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
     data_start, data_len = 8 + n, size - 8 - n
     mm = np.memmap(path, dtype=np.uint8, mode="r", offset=data_start, shape=(data_len,)) if data_len else np.zeros(0, np.uint8)
@@ -118,12 +118,12 @@ def read_safetensors(path, widen=True) -> tuple:
             tag, shape, (b, e) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
             npdt = _ST_TO_NP[tag]
         except (KeyError, TypeError, ValueError):
-            raise ExportError(f"{path}: tensor {name!r} has an unsupported or malformed header entry {info!r}") from None
+            raise ModelDirError(f"{path}: tensor {name!r} has an unsupported or malformed header entry {info!r}") from None
         count = int(np.prod(shape, dtype=np.int64))
         if e - b != count * npdt.itemsize or b < 0:
-            raise ExportError(f"{path}: tensor {name!r} byte range {b}..{e} does not match shape {shape} {tag}")
+            raise ModelDirError(f"{path}: tensor {name!r} byte range {b}..{e} does not match shape {shape} {tag}")
         if e > data_len:
-            raise ExportError(f"{path}: truncated: tensor {name!r} ends at byte {e} of a {data_len}-byte data section")
+            raise ModelDirError(f"{path}: truncated: tensor {name!r} ends at byte {e} of a {data_len}-byte data section")
         a = mm[b:e].view(npdt).reshape(shape)
         if widen and tag == "BF16":
             a = bf16_bits_to_float32(a)

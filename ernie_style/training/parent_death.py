@@ -4,10 +4,10 @@ Every process of a launch asks for it, so nothing goes on training (holding the 
 a terminal) once what started it is gone, ``kill -9`` and a killed process group included:
 
 - ``run_pretrain.sh`` / ``run_finetune.sh`` start their check and ``paddle.distributed.launch`` as
-  ``python -m ernie_style.parent_death PID COMMAND [ARG...]``: the command is exec'ed with the request in place
+  ``python -m ernie_style.training.parent_death PID COMMAND [ARG...]``: the command is exec'ed with the request in place
   (it survives exec), to be killed when the script ``PID`` ends;
-- each rank asks it against its launcher (:func:`ernie_style.distributed.die_with_launcher`), each DataLoader
-  worker against its rank (:mod:`ernie_style.interrupt`);
+- each rank asks it against its launcher (:func:`ernie_style.training.distributed.die_with_launcher`), each DataLoader
+  worker against its rank (:mod:`ernie_style.training.interrupt`);
 - a Python CLI that runs a launch (``finetune_grid``) starts it with :func:`run_child`, which also passes a stop
   signal on to it.
 
@@ -79,7 +79,7 @@ def run_child(cmd: Sequence[str], **popen_kwargs) -> Tuple[int, int]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m ernie_style.parent_death PARENT_PID COMMAND [ARG...]``: exec COMMAND, to die with PARENT_PID."""
+    """``python -m ernie_style.training.parent_death PARENT_PID COMMAND [ARG...]``: exec COMMAND, to die with PARENT_PID."""
     argv = sys.argv[1:] if argv is None else argv
 
     def body() -> int:

@@ -3,9 +3,9 @@
 - :func:`apply_recompute`: activation recomputation per encoder layer.
 - :func:`wrap_model`: data parallel (``fleet.distributed_model``) or group sharding stage 1/2.
 
-The pieces around it live in modules named for what they hold: ``ernie_style.distributed`` (process group,
-collectives, process-death handling), ``ernie_style.amp`` (mixed precision), ``ernie_style.optim`` (AdamW, LR
-schedule, gradient norm) and ``ernie_style.paddle_internals`` (every private Paddle API use).
+The pieces around it live in modules named for what they hold: ``ernie_style.training.distributed`` (process group,
+collectives, process-death handling), ``ernie_style.training.amp`` (mixed precision), ``ernie_style.training.optim`` (AdamW, LR
+schedule, gradient norm) and ``ernie_style.training.paddle_internals`` (every private Paddle API use).
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import contextlib
 
 from paddle.distributed import fleet
 
-from ernie_style.amp import Amp
-from ernie_style.config import PretrainConfig
-from ernie_style.distributed import DistInfo
-from ernie_style.optim import GradNorm
+from ernie_style.config.pretrain import PretrainConfig
+from ernie_style.training.amp import Amp
+from ernie_style.training.distributed import DistInfo
+from ernie_style.training.optim import GradNorm
 
 # The old import paths of what moved out (users' scripts and older tests import them from here).
-from ernie_style.distributed import all_reduce_sum, barrier, die_with_launcher, init_distributed  # noqa: E402,F401
-from ernie_style.optim import WarmupLinearDecay, build_optimizer, decay_param_names  # noqa: E402,F401
+from ernie_style.training.distributed import all_reduce_sum, barrier, die_with_launcher, init_distributed  # noqa: E402,F401
+from ernie_style.training.optim import WarmupLinearDecay, build_optimizer, decay_param_names  # noqa: E402,F401
 
 
 def apply_recompute(model) -> int:

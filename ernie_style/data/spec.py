@@ -2,9 +2,9 @@
 
 The config parses ``data.split`` and ``data.prefixes`` once, here, into a :class:`Split` and a tuple of
 :class:`BlendSource`; :class:`SampleSpec` gathers everything that decides a sample's content.  The dataset
-(``ernie_style.dataset``) accepts only these typed values, its sample index is built from
+(``ernie_style.data.dataset``) accepts only these typed values, its sample index is built from
 :meth:`SampleSpec.index_params` (which is what keys the index cache), and the resume fingerprint
-(``ernie_style.preflight.data_fingerprint``) reads the same spec.
+(``ernie_style.training.preflight.data_fingerprint``) reads the same spec.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+from ernie_style.data.masking import MASKERS
 
 SPLIT_NAMES = ("train", "valid", "test")
 DEFAULT_MASKING = "wwm_ngram"
@@ -101,7 +102,7 @@ class SampleSpec:
     ``PretrainingDataset(prefix, spec, split=..., num_samples=...)`` takes nothing else that changes a
     sample; the sample index is built and cached from :meth:`index_params`.  Layout: ``max_seq_len``,
     ``short_seq_prob``, ``binary_head`` (SOP pairs), ``seed``.  Masking: ``masking`` names a registered
-    masker (``ernie_style.masking.MASKERS``), the others are its knobs (the default ``wwm_ngram`` masker
+    masker (``ernie_style.data.masking.MASKERS``), the others are its knobs (the default ``wwm_ngram`` masker
     reads all four; ``max_predictions_per_seq=None`` = no cap beyond ``round(n_body * masked_lm_prob)``).
     """
 
@@ -130,7 +131,6 @@ class SampleSpec:
         if self.max_predictions_per_seq is not None and self.max_predictions_per_seq < 1:
             raise ValueError(f"max_predictions_per_seq={self.max_predictions_per_seq!r}: expected an integer >= 1 "
                              "or null (no cap)")
-        from ernie_style.masking import MASKERS
 
         if self.masking not in MASKERS:
             raise ValueError(f"masking={self.masking!r}: expected one of {', '.join(sorted(MASKERS))}")

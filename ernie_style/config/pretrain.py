@@ -32,9 +32,10 @@ from typing import Any, List, Optional
 import yaml
 
 from data_tools.io_utils import UserError
+from data_tools.vocab import VocabError, read_vocab
 from ernie_style.arch import DEFAULT_ARCH, get_arch
 from ernie_style.arch.roformer.config import RoFormerConfig
-from ernie_style.data_spec import DEFAULT_MASKING, SPEC_CONFIG_KEYS, SampleSpec, Split, parse_blend
+from ernie_style.data.spec import DEFAULT_MASKING, SPEC_CONFIG_KEYS, SampleSpec, Split, parse_blend
 
 SECTIONS = ("model", "data", "train", "optim", "amp", "dist")
 
@@ -61,13 +62,13 @@ class DataConfig:
     binary_head: bool = True
     num_workers: int = 2
     cache_dir: str = ""  # sample-index cache; "" = next to the data (OUTPUT/index_cache when that is read-only)
-    masking: str = DEFAULT_MASKING  # a masker of ernie_style.masking.MASKERS; the knobs below are its settings
+    masking: str = DEFAULT_MASKING  # a masker of ernie_style.data.masking.MASKERS; the knobs below are its settings
     max_ngrams: int = 3  # whole-word n-grams of 1..max_ngrams words, p ∝ 1/n
     favor_longer_ngram: bool = False  # p ∝ n instead
     max_predictions_per_seq: Optional[int] = None  # cap on masked tokens per sample (None: no cap)
 
     def __post_init__(self):
-        # the typed values (ernie_style.data_spec), parsed and checked once, here; their messages name the
+        # the typed values (ernie_style.data.spec), parsed and checked once, here; their messages name the
         # field, so "data." makes them name the config key
         try:
             self.splits = Split.parse(self.split)
@@ -397,8 +398,6 @@ def _override_value(item: str, text: str, tp):
 def count_vocab(vocab_file: str) -> int:
     """Number of tokens of a BERT-style vocab.txt (``data_tools.vocab.read_vocab``: trailing blank lines are not
     tokens; CRLF, repeated tokens and blank lines between tokens are a ConfigError with the line number)."""
-    from data_tools.vocab import VocabError, read_vocab
-
     try:
         return len(read_vocab(vocab_file))
     except VocabError as e:

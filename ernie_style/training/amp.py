@@ -2,15 +2,15 @@
 
 ``paddle.amp.auto_cast`` / ``GradScaler`` / ``paddle.amp.decorate`` (O2 with fp32 master weights) are always
 called with the configured values; Paddle makes them no-ops on CPU, which :class:`Amp` says once.  The scaler's
-private counters are read through :mod:`ernie_style.paddle_internals`.
+private counters are read through :mod:`ernie_style.training.paddle_internals`.
 """
 from __future__ import annotations
 
 import numpy as np
 import paddle
 
-from ernie_style import paddle_internals
-from ernie_style.config import AmpConfig
+from ernie_style.config.pretrain import AmpConfig
+from ernie_style.training import paddle_internals
 
 
 class Amp:

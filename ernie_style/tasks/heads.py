@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import paddle.nn as nn
 
-from ernie_style import ops
 from ernie_style.arch import arch_of
-from ernie_style.modeling import RoFormerConfig, _init_weights
+from ernie_style.arch.roformer import ops
+from ernie_style.arch.roformer.modeling import RoFormerConfig, _init_weights
 
 
 class RoFormerClassificationHead(nn.Layer):

@@ -17,15 +17,14 @@ import socket
 from typing import Optional
 
 from data_tools import locking
-from ernie_style.config import ConfigError
+from ernie_style.config.pretrain import ConfigError
+from ernie_style.training.checkpoint import agree
 
 RUN_LOCK = ".run.lock"
 PROBE_DIR = ".probe"
 
 
 def _agree(ok: bool, info) -> bool:
-    from ernie_style.checkpoint import agree
-
     return agree(ok, info)
 
 

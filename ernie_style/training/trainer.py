@@ -18,7 +18,6 @@ accumulation) give the same update.  With equal-sized micro-batches it reduces t
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -27,20 +26,18 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 
-from ernie_style import checkpoint as ckpt, cpu_runtime, preflight
-from ernie_style.interrupt import Interrupts
-from ernie_style.config import ConfigError, PretrainConfig, count_vocab
-from ernie_style.metrics import TextLog, TrainLogger, VisualDL
 from ernie_style.arch import arch_of
-from data_tools.indexed_dataset import wwm_path
-from data_tools.meta import find_meta, meta_path
-from data_tools.tokenizers import KINDS, TokenizerSpec, data_tokenizer
-from ernie_style.amp import Amp
-from ernie_style.distributed import DistInfo, all_reduce_sum
-from ernie_style.optim import GradNorm, WarmupLinearDecay, build_optimizer
-from ernie_style.paddle_internals import grads_synced
-from ernie_style.parallelize import apply_recompute, wrap_model
+from ernie_style.config.pretrain import ConfigError, PretrainConfig
+from ernie_style.storage.model_dir import read_model_config
 from ernie_style.tasks.base import EvalSplit, StepStats, Task, TermStats, count_items
+from ernie_style.training import checkpoint as ckpt, cpu_runtime, preflight, run_dir
+from ernie_style.training.amp import Amp
+from ernie_style.training.distributed import DistInfo, all_reduce_sum
+from ernie_style.training.interrupt import Interrupts
+from ernie_style.training.metrics import TextLog, TrainLogger, VisualDL
+from ernie_style.training.optim import GradNorm, WarmupLinearDecay, build_optimizer
+from ernie_style.training.paddle_internals import grads_synced
+from ernie_style.training.parallelize import apply_recompute, wrap_model
 
 
 class GlobalBatchSampler:
@@ -61,54 +58,6 @@ class GlobalBatchSampler:
 
     def __len__(self) -> int:
         return (self.max_steps - self.start_step) * (self.global_batch // self.world // self.micro_batch)
-
-
-def pad_id_of(vocab_file: str) -> int:
-    from data_tools.vocab import PAD_TOKEN, read_vocab
-
-    return read_vocab(vocab_file).index(PAD_TOKEN)
-
-
-def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
-    """Everything a user can get wrong about files and sizes, as one ConfigError, before any training."""
-    cfg.accumulation_steps(world_size)
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if cfg.dist.sharding_stage == 2 and (not has_gpu or cfg.train.device == "cpu"):
-        raise ConfigError("dist.sharding_stage=2: Paddle's group_sharded_parallel runs only on GPU/XPU "
-                          "(expected 0 or 1 on CPU)")
-    vocab = cfg.data.vocab_file
-    if not vocab or not os.path.isfile(vocab):
-        raise ConfigError(f"data.vocab_file={vocab!r}: file not found (expected the vocab.txt used to tokenize the data)")
-    n_vocab = count_vocab(vocab)
-    if cfg.model.vocab_size < n_vocab:
-        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size}: smaller than the {n_vocab} entries of "
-                          f"data.vocab_file={vocab!r} (expected >= {n_vocab}, or leave it out to take it from the file)")
-    pairs = cfg.data.blend
-    if not pairs:
-        raise ConfigError("data.prefixes=[]: expected at least one data prefix (the --output-prefix of "
-                          "data_tools.preprocess)")
-    for prefix, _ in pairs:
-        for path in (prefix + ".idx", prefix + ".bin"):
-            if not os.path.isfile(path):
-                raise ConfigError(f"data.prefixes: {path} not found (expected the output prefix of "
-                                  "data_tools.preprocess, without extension)")
-        if not os.path.isfile(wwm_path(prefix)):
-            raise ConfigError(f"data.prefixes: {wwm_path(prefix)} not found (the word-start flags whole-word "
-                              "masking needs; rebuild the prefix with data_tools.preprocess)")
-        meta = find_meta(prefix)
-        if meta is not None and meta.vocab.sha256 != ckpt.sha256_file(vocab):
-            raise ConfigError(f"data.vocab_file={vocab!r}: not the vocab {prefix} was tokenized with "
-                              f"(sha256 differs from {meta_path(prefix)})")
-        kind = (meta.tokenizer if meta is not None else TokenizerSpec()).kind
-        if kind not in KINDS or kind != data_tokenizer(pairs[0].prefix).kind:
-            raise ConfigError(f"data.prefixes: {prefix} was tokenized by a {kind!r} tokenizer (see "
-                              f"{meta_path(prefix)}); expected {data_tokenizer(pairs[0].prefix).kind!r} like "
-                              f"{pairs[0].prefix}, one of {', '.join(sorted(KINDS))}")
-    r = cfg.train.resume
-    if r not in ("auto", "none") and not os.path.isdir(r):
-        raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint/model directory")
-    preflight.check_split(cfg)
-    preflight.check_resume(cfg, world_size)
 
 
 class TrainStep:
@@ -179,7 +128,7 @@ class TrainStep:
 
 
 class Trainer:
-    """Runs ``task`` (default: pretraining from ``cfg``).  ``cfg`` supplies the machinery sections ``train``,
+    """Runs ``task`` (the entry point builds it: ``PretrainTask(cfg)`` for pretraining).  ``cfg`` supplies the machinery sections ``train``,
     ``optim``, ``amp``, ``dist`` (and ``to_dict``/``to_yaml``, batch-size arithmetic); the task supplies the model
     config, vocab, data, model call, losses and metrics.
 
@@ -187,14 +136,8 @@ class Trainer:
     checkpoint (if any) is written and before the interrupt check (tests inject faults through it:
     ``tests/_faults.py``)."""
 
-    def __init__(self, cfg: PretrainConfig, info: DistInfo, task: Optional[Task] = None,
+    def __init__(self, cfg: PretrainConfig, info: DistInfo, task: Task,
                  step_callbacks: Sequence[Callable[["Trainer"], None]] = ()):
-        from ernie_style import run_dir
-
-        if task is None:
-            from ernie_style.tasks.pretrain import PretrainTask
-
-            task = PretrainTask(cfg)
         self.cfg, self.info, self.task = cfg, info, task
         self.step_callbacks = list(step_callbacks)
         self._run_lock = run_dir.claim(cfg.train.output_dir, info)  # before anything writes into the directory
@@ -214,13 +157,13 @@ class Trainer:
                   f"accumulation {self.acc}, global batch {self.gbs}, max_steps {t.max_steps}")
         if info.runtime:
             self.text.detail(f"trainer: {info.device} process settings: {', '.join(info.runtime)} "
-                             f"(ernie_style/cpu_runtime.py; {cpu_runtime.ENV_VAR}=0 leaves the defaults)")
+                             f"(ernie_style/training/cpu_runtime.py; {cpu_runtime.ENV_VAR}=0 leaves the defaults)")
 
         # Same init on every rank (data parallel also broadcasts rank 0's parameters).
         paddle.seed(t.seed)
         self.model = task.build_model()
         self.step = 0
-        resume_dir = self._resume_dir()
+        resume_dir = ckpt.resume_source(cfg.train, info, log=self.text)
         self.resumed_from: Optional[str] = None  # the checkpoint this run continues (not a plain model dir)
         self.lineage, self.ancestor_lineage = None, None
         if resume_dir and ckpt.is_plain_model_dir(resume_dir):
@@ -230,11 +173,9 @@ class Trainer:
                       f"lineage, resumed from {t.output_dir}/checkpoints when this command is run again)")
             resume_dir = None
         elif resume_dir:
-            with open(os.path.join(resume_dir, ckpt.MODEL_CONFIG), encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = read_model_config(resume_dir)
             model_cfg = task.model_config
-            diff = sorted(k for k, v in model_cfg.to_dict().items()
-                          if saved.get(k, v) != v and k not in preflight.MODEL_FREE_KEYS)
+            diff = preflight.architecture_diff(saved, model_cfg.to_dict())
             if diff:
                 raise ConfigError(f"model.{diff[0]}={getattr(model_cfg, diff[0])!r}: the checkpoint {resume_dir} "
                                   f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
@@ -277,93 +218,16 @@ class Trainer:
             raise ConfigError(f"train.resume: {path}: {e}") from None
 
     def release(self) -> None:
-        """Give up the output directory (the run lock); the process ending does the same."""
+        """Give up the output directory (the run lock) and put back the signal handlers (a start refused in
+        ``__init__`` leaves no handler, and no fork hook, behind in an in-process caller); the process ending does
+        the same."""
+        interrupts = getattr(self, "interrupts", None)
+        if interrupts is not None:
+            interrupts.restore()
         if self._run_lock is not None:
             self._run_lock.release()
 
     # -- setup ----------------------------------------------------------------------------------------------
-
-    def _resume_dir(self) -> Optional[str]:
-        """The checkpoint or model dir to start from, decided by rank 0 and the same on every rank (None: fresh).
-
-        A plain model dir starts a lineage; when ``OUTPUT/checkpoints`` already holds checkpoints of the lineage
-        that started from it (the same command run again), the newest of them is resumed instead.  Starting
-        fresh (``none``, or a model dir with no lineage here) into a directory that holds other checkpoints is
-        refused unless ``train.overwrite_output=true`` (and even then nothing of them is deleted by pruning)."""
-        t, info = self.cfg.train, self.info
-        root = os.path.join(t.output_dir, "checkpoints")
-        chosen, error = None, None
-        if info.is_main:
-            try:
-                chosen = self._choose_resume(root)
-            except (ConfigError, ckpt.CheckpointError) as e:
-                error = e
-        chosen = self._broadcast_choice(root, chosen, error)
-        if chosen is not None and not ckpt.is_plain_model_dir(chosen):
-            self.text(f"resume: from {chosen}")
-        return chosen
-
-    def _choose_resume(self, root: str) -> Optional[str]:
-        t = self.cfg.train
-        r = t.resume
-        if r == "auto":
-            return ckpt.find_resumable(root, log=self.text)
-        if r != "none" and ckpt.is_plain_model_dir(r):
-            ckpt.verify_model_dir(r)
-            if ckpt.checkpoints_started_from(root, r):
-                found = ckpt.find_resumable(root, log=self.text)
-                if found and ((ckpt.lineage_of(found) or {}).get("init") or {}).get("sha256") == \
-                        ckpt.sha256_file(os.path.join(r, ckpt.MODEL_STATE)):
-                    self.text(f"resume: {root} holds {os.path.basename(found)} of the run that started from model "
-                              f"dir {r}; continuing it (the model dir only starts a new lineage; to start over, "
-                              "use another train.output_dir)")
-                    return found
-        elif r != "none":
-            ckpt.verify(r)  # a named checkpoint must be intact; no silent fallback
-            return r
-        existing = ckpt.list_checkpoints(root)
-        if existing and not t.overwrite_output:
-            names = ", ".join(os.path.basename(c) for c in existing[:5]) + (" ..." if len(existing) > 5 else "")
-            raise ConfigError(f"train.resume={r!r}: {root} already holds checkpoints of another run ({names}); "
-                              "expected train.resume=auto to continue them, another train.output_dir, or "
-                              "train.overwrite_output=true to start a new run beside them (they are kept)")
-        if existing:
-            self.text(f"resume: starting a new run beside the {len(existing)} checkpoint(s) in {root} "
-                      "(train.overwrite_output=true; they are not pruned)")
-        return None if r == "none" else r
-
-    def _broadcast_choice(self, root: str, chosen: Optional[str], error) -> Optional[str]:
-        """Rank 0's decision to every rank: -2 = error, -1 = fresh, N = step N under ``root``, -3 = the path
-        given as train.resume.  Each rank then checks it sees the files it will read."""
-        info = self.info
-        code = 0.0
-        if info.is_main:
-            if error is not None:
-                code = -2.0
-            elif chosen is None:
-                code = -1.0
-            elif os.path.abspath(chosen) == os.path.abspath(self.cfg.train.resume):
-                code = -3.0
-            else:
-                code = float(ckpt.step_of(chosen))
-        code = int(all_reduce_sum([code], info)[0])
-        if code == -2:
-            raise error if error is not None else ConfigError("train.resume: rank 0 refused it (see its message)")
-        if code == -1:
-            return None
-        path = self.cfg.train.resume if code == -3 else os.path.join(root, ckpt.step_dir_name(code))
-        need = [os.path.join(path, ckpt.MODEL_STATE)]
-        if not ckpt.is_plain_model_dir(path):
-            own, first = (os.path.join(path, f"optimizer.rank{r}.pdopt") for r in (info.rank, 0))
-            # sharded: this rank's file, or (another world size) the files it merges; else optimizer.pdopt
-            need.append(own if os.path.isfile(own) else first if os.path.isfile(first) else
-                        os.path.join(path, "optimizer.pdopt"))
-        missing = [p for p in need if not os.path.isfile(p)]
-        if not ckpt.agree(not missing, info):
-            raise ConfigError(f"train.resume: rank {info.rank} cannot read {missing[0]}" if missing else
-                              f"train.resume: another rank cannot read {path} that rank 0 resumes from (is the "
-                              "directory shared by every node?)")
-        return path
 
     def _load_checkpoint(self, path: str) -> None:
         state = ckpt.load_trainer_state(path)
@@ -531,7 +395,6 @@ class Trainer:
         self.text(f"trainer: done at step {self.step}; checkpoints in {self.checkpointer.root}, "
                   f"VisualDL records in {os.path.join(t.output_dir, 'visualdl')}")
         return 0
-
 
     def _last_checkpoint_note(self) -> str:
         """Where a stopped run can be continued from: the newest checkpoint it saved, else the one it resumed, else

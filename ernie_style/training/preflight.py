@@ -1,6 +1,6 @@
 """Start-up checks that need the files a run will read: the split of every prefix, and what it resumes from.
 
-Called by :func:`ernie_style.trainer.check_inputs`, i.e. once before ``run_pretrain.sh`` launches any process
+Called by :func:`ernie_style.tasks.pretrain.check_inputs`, i.e. once before ``run_pretrain.sh`` launches any process
 (``--check``) and again in each rank.  Every refusal is a :class:`ConfigError` of one line naming both sides.
 
 Resuming (``train.resume`` = auto or a path) is checked against the source the run would load:
@@ -25,13 +25,22 @@ import math
 import os
 from typing import List, Optional
 
-from data_tools.io_utils import read_json_dict
+from data_tools.indexed_dataset import MMapIndexedDataset
 from data_tools.meta import find_meta
-from ernie_style.data_spec import MASKING_KNOBS, SampleSpec, Split
-from ernie_style.config import ConfigError, PretrainConfig
+from ernie_style.config.pretrain import ConfigError, PretrainConfig
+from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
+from ernie_style.data.spec import MASKING_KNOBS, SampleSpec, Split
+from ernie_style.storage import model_dir
+from ernie_style.training import checkpoint as ckpt
 
 # Keys that change neither the shapes nor the function of saved weights: allowed to differ on resume.
 MODEL_FREE_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
+
+
+def architecture_diff(saved: dict, now: dict) -> List[str]:
+    """The model keys whose saved value differs from ``now``'s (the keys of MODEL_FREE_KEYS may differ); the
+    one comparison of preflight and the trainer's resume."""
+    return sorted(k for k in now if k in saved and k not in MODEL_FREE_KEYS and saved[k] != now[k])
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
@@ -40,8 +49,6 @@ _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.inde
 
 
 def _docs_of(prefix: str) -> int:
-    from data_tools.indexed_dataset import MMapIndexedDataset
-
     return MMapIndexedDataset(prefix).n_docs
 
 
@@ -184,8 +191,6 @@ def schedule_change(saved: Optional[dict], now: dict, step: int, lr_saved: Optio
 def resume_sources(cfg: PretrainConfig) -> List[str]:
     """What ``train.resume`` may load: auto -> the newest checkpoint under ``OUTPUT/checkpoints``; a checkpoint;
     a plain model dir, and the newest checkpoint here of the lineage that started from it (a re-run resumes it)."""
-    from ernie_style import checkpoint as ckpt
-
     r = cfg.train.resume
     root = os.path.join(cfg.train.output_dir, "checkpoints")
     if r == "none":
@@ -203,12 +208,10 @@ def resume_sources(cfg: PretrainConfig) -> List[str]:
 
 def _check_layout(path: str) -> None:
     """A path given as train.resume that is a Hugging Face dir or an output dir: say what to pass instead."""
-    from ernie_style import checkpoint as ckpt
-
     has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
     if has(ckpt.MODEL_STATE) or has(ckpt.CHECKSUMS) or has(ckpt.TRAINER_STATE):
         return  # a checkpoint or a plain model dir (damage is reported by the checkpoint verifier)
-    if has("config.json") and any(has(w) for w in _HF_WEIGHTS):
+    if has(HF_CONFIG) and any(has(w) for w in _HF_WEIGHTS):
         raise ConfigError(f"train.resume={path!r}: a Hugging Face model directory; convert it first with "
                           f"`python -m export.from_pytorch {path} PADDLE_DIR`, then pass train.resume=PADDLE_DIR")
     if os.path.isdir(os.path.join(path, "checkpoints")):
@@ -230,26 +233,23 @@ def check_resume(cfg: PretrainConfig, world_size: int = 1) -> None:
 
 
 def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
-    from ernie_style import checkpoint as ckpt
-
-    kind = "checkpoint" if os.path.isfile(os.path.join(path, ckpt.TRAINER_STATE)) else "model dir"
-    vocab = os.path.join(path, "vocab.txt")
+    kind = model_dir.kind_of(path)
+    vocab = os.path.join(path, VOCAB)
     if os.path.isfile(vocab) and cfg.data.vocab_file and os.path.isfile(cfg.data.vocab_file):
         mine, theirs = ckpt.sha256_file(cfg.data.vocab_file), ckpt.sha256_file(vocab)
         if mine != theirs:
             raise ConfigError(f"data.vocab_file={cfg.data.vocab_file!r} (sha256 {mine[:12]}) is not the vocabulary "
                               f"of the {kind} {path} ({vocab}, sha256 {theirs[:12]}): its token ids would mean other "
                               "tokens; train with that vocab and data preprocessed with it")
-    saved = read_json_dict(os.path.join(path, ckpt.MODEL_CONFIG))
-    if saved is not None:
-        now = cfg.model.to_dict()
-        diff = [k for k in now if k in saved and k not in MODEL_FREE_KEYS and saved[k] != now[k]]
+    if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
+        saved, now = model_dir.read_model_config(path), cfg.model.to_dict()
+        diff = architecture_diff(saved, now)
         if diff:
             raise ConfigError("; ".join(f"model.{k}: {now[k]!r} (config) vs {saved[k]!r} ({kind})" for k in diff)
                               + f" -- the {kind} {path} has another architecture; set these model.* keys to "
                               f"its values (its {ckpt.MODEL_CONFIG})")
     if kind == "checkpoint":
-        state = read_json_dict(os.path.join(path, ckpt.TRAINER_STATE)) or {}
+        state = model_dir.read_trainer_state(path) or {}
         saved_fp = state.get("data_fingerprint")
         gbs = state.get("global_batch_size")
         if isinstance(saved_fp, dict) or gbs is not None:

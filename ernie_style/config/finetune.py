@@ -3,7 +3,7 @@
     cfg = load_finetune_config("configs/finetune/seq_cls.yaml", ["model.init=out/checkpoints/latest"])
 
 Loading, overrides (``section.key=value``, value parsed as YAML), unknown-key suggestions and the error type
-(:class:`ernie_style.config.ConfigError`) are those of the pretraining config; ``amp`` and ``dist`` are its
+(:class:`ernie_style.config.pretrain.ConfigError`) are those of the pretraining config; ``amp`` and ``dist`` are its
 sections unchanged.  What differs:
 
 - ``model.init``: ``random`` (architecture from the ``model.*`` keys, vocab from ``data.vocab_file``) or a
@@ -26,7 +26,7 @@ from typing import List, Optional
 
 import yaml
 
-from ernie_style.config import (AdamWConfig, AmpConfig, ConfigError, check_adamw, DistConfig, OptimConfig,
+from ernie_style.config.pretrain import (AdamWConfig, AmpConfig, ConfigError, check_adamw, DistConfig, OptimConfig,
                                 PretrainConfig, TrainConfig, _build, _check, _unknown_key, adamw_kwargs, apply_override,
                                 check_run_keys, read_yaml)
 from ernie_style.tasks import finetune_task_names
@@ -211,7 +211,7 @@ class FinetuneConfig:
 
 @dataclass
 class TrainerConfig:
-    """What :class:`ernie_style.trainer.Trainer` reads, resolved from a :class:`FinetuneConfig`."""
+    """What :class:`ernie_style.training.trainer.Trainer` reads, resolved from a :class:`FinetuneConfig`."""
 
     model: object  # RoFormerConfig of the init
     data: FtDataConfig

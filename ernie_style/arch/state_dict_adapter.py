@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from ernie_style.arch.roformer.state_dict_adapter import L, NAME_MAP  # the one name map (Paddle-free)
-from export.errors import ExportError
+from ernie_style.storage.errors import ModelDirError
 
 
 def _cls_head(H, C):
@@ -114,23 +114,23 @@ def expected_ours(config: dict, with_heads=True, task=None, num_labels=None) -> 
 
 
 def check_ours(state: dict, config: dict, where: str, task=None, num_labels=None) -> None:
-    """Raise ExportError naming ``where`` unless ``state`` holds exactly the expected names and shapes
+    """Raise ModelDirError naming ``where`` unless ``state`` holds exactly the expected names and shapes
     (of a pretraining checkpoint, or with ``task`` of a fine-tuned model with ``num_labels`` labels)."""
     expected = expected_ours(config, task=task, num_labels=num_labels)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     what = "this model_config" if task is None else f"task {task!r} with this model_config"
     if missing:
-        raise ExportError(f"{where}: missing {len(missing)} parameter(s) for {what}, e.g. {missing[:3]}")
+        raise ModelDirError(f"{where}: missing {len(missing)} parameter(s) for {what}, e.g. {missing[:3]}")
     if unexpected:
-        raise ExportError(f"{where}: {len(unexpected)} unexpected parameter(s) for {what}, e.g. {unexpected[:3]}")
+        raise ModelDirError(f"{where}: {len(unexpected)} unexpected parameter(s) for {what}, e.g. {unexpected[:3]}")
     for name, shape in expected.items():
         if tuple(state[name].shape) != shape:
             got = list(state[name].shape)
             if task not in (None, "qa") and not name.startswith("roformer."):
-                raise ExportError(f"{where}: {name} has shape {got}, expected {list(shape)} (hidden_size "
+                raise ModelDirError(f"{where}: {name} has shape {got}, expected {list(shape)} (hidden_size "
                                   f"{config['hidden_size']}, {num_labels} labels in config.json id2label)")
-            raise ExportError(f"{where}: {name} has shape {got}, model_config expects {list(shape)}")
+            raise ModelDirError(f"{where}: {name} has shape {got}, model_config expects {list(shape)}")
 
 
 def ours_to_hf(state: dict) -> tuple:
@@ -156,7 +156,7 @@ def hf_to_ours(tensors: dict, where: str) -> tuple:
             continue
         hit = _lookup(_HF_RULES, name)
         if hit is None:
-            raise ExportError(f"{where}: tensor {name!r} has no place in our RoFormer models")
+            raise ModelDirError(f"{where}: tensor {name!r} has no place in our RoFormer models")
         dst, transpose, _ = hit
         ours[dst] = a.T if transpose else a
     return ours, skipped

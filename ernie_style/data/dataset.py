@@ -8,7 +8,7 @@ sample index (``data_tools.helpers.get_samples_mapping``)::
                             ──truncate──▶  len(A) + len(B) <= target_len: trim the longer
                                             segment one token at a time from a random end
                             ──assemble──▶  [CLS] A [SEP] B [SEP]   token types 0...0 1...1
-                            ──mask──────▶  the masker data.masking names (ernie_style.masking;
+                            ──mask──────▶  the masker data.masking names (ernie_style.data.masking;
                                             default: whole-word n-grams, 80/10/10)
 
 A span of one sentence (single-sentence documents, or ``binary_head=False``) gives the MLM-only
@@ -16,8 +16,8 @@ sample ``[CLS] A [SEP]`` with ``sop_label = -100`` (ignored by the SOP loss).  T
 built with ``min_num_sent=1`` so such documents are used, not silently dropped.
 
 The layout (the steps up to ``assemble``) is this module's; which tokens are masked is the masker's
-(``ernie_style.masking``).  Everything that decides a sample is one frozen ``SampleSpec``
-(``ernie_style.data_spec``): the dataset's arguments, and through ``SampleSpec.index_params`` the sample
+(``ernie_style.data.masking``).  Everything that decides a sample is one frozen ``SampleSpec``
+(``ernie_style.data.spec``): the dataset's arguments, and through ``SampleSpec.index_params`` the sample
 index and its cache key.
 
 Every random draw of sample ``i`` comes from ``np.random.default_rng([seed, split_index, i])``
@@ -36,12 +36,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from data_tools.helpers import build_blending_indices, get_samples_mapping, token_id_range
 from data_tools.indexed_dataset import MMapIndexedDataset, wwm_path
-from data_tools.meta import find_meta
+from data_tools.meta import find_meta, vocab_mismatch
 from data_tools.tokenizers import TokenizerSpec, load_tokenizer
 from ernie_style.constants import IGNORE_INDEX
-from ernie_style.data_spec import SPLIT_NAMES, BlendSource, SampleSpec
-from ernie_style.masking import Layout, make_masker
+from ernie_style.data.masking import Layout, make_masker
+from ernie_style.data.spec import SPLIT_NAMES, BlendSource, SampleSpec
 
 _TINY_SPLIT_DOCS = 10  # fewer documents than this in a used split -> warning (samples repeat a lot)
 
@@ -133,14 +134,9 @@ class PretrainingDataset:
         vocab_file = spec.vocab_file
         meta = find_meta(prefix)
         self.specials = VocabIds(vocab_file, meta.tokenizer if meta is not None else TokenizerSpec())
-        built_with = meta.vocab.sha256 if meta is not None else None
-        if built_with is not None and built_with != self.specials.vocab_sha256:
-            raise ValueError(
-                f"{prefix}: built with a vocabulary of sha256 {built_with[:12]}… (see {prefix}.meta.json), "
-                f"but {vocab_file} has sha256 {self.specials.vocab_sha256[:12]}…; token ids would be misread"
-            )
-
-        from data_tools.helpers import token_id_range
+        why = vocab_mismatch(prefix, vocab_file, self.specials.vocab_sha256)
+        if why:
+            raise ValueError(f"{vocab_file}: {why}")
 
         lo_id, hi_id = token_id_range(self.data, cache_dir)
         if self.data.n_tokens and (lo_id < 0 or hi_id >= self.specials.vocab_size):
@@ -160,8 +156,6 @@ class PretrainingDataset:
             raise ValueError(f"{where}: the split has no documents; raise its weight, add data, or request 0 samples")
         if hi - lo < _TINY_SPLIT_DOCS:
             warnings.warn(f"{where}: only {hi - lo} documents, {num_samples} samples will repeat them many times")
-
-        from data_tools.helpers import get_samples_mapping
 
         try:
             mapping = get_samples_mapping(self.data, (lo, hi), cache_dir=cache_dir, name=split, num_epochs=None,
@@ -281,8 +275,6 @@ def blending_indices(weights: Sequence[float], num_samples: int) -> Tuple[np.nda
     dataset ``d`` at step ``t`` is ``w_d * max(t, 1) - picked_d``; ties go to the lowest index.
     Built in C++ (``data_tools.helpers.build_blending_indices``).
     """
-    from data_tools.helpers import build_blending_indices
-
     return build_blending_indices(weights, num_samples)
 
 

@@ -1,4 +1,4 @@
-"""Process settings for training on CPU, applied once by :func:`ernie_style.distributed.init_distributed` when the
+"""Process settings for training on CPU, applied once by :func:`ernie_style.training.distributed.init_distributed` when the
 device is the CPU.  Neither changes a number the model computes; both only change how memory is handled.
 
 - **Freed memory stays with the process** (glibc ``mallopt``: no ``mmap`` for large blocks, no trimming of the
