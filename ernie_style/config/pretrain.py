@@ -36,6 +36,7 @@ from data_tools.vocab import VocabError, read_vocab
 from ernie_style.arch import DEFAULT_ARCH, get_arch
 from ernie_style.arch.roformer.config import RoFormerConfig
 from ernie_style.data.spec import DEFAULT_MASKING, SPEC_CONFIG_KEYS, SampleSpec, Split, parse_blend
+from ernie_style.training import DEFAULT_OPTIMIZER, OPTIMIZERS
 
 SECTIONS = ("model", "data", "train", "optim", "amp", "dist")
 
@@ -113,7 +114,14 @@ def check_run_keys(train) -> None:
 
 
 def check_adamw(optim) -> None:
-    """The checks of the AdamW keys that the pretraining and the fine-tuning ``optim`` sections share."""
+    """The checks of the optimizer keys (:class:`AdamWConfig`) that the pretraining and the fine-tuning ``optim``
+    sections share."""
+    _check(optim.name in OPTIMIZERS, "optim.name", optim.name, f"one of {', '.join(OPTIMIZERS)}")
+    # Paddle's Lamb (always_adapt=False) scales by the trust ratio only the tensors it decays: with no decay at
+    # all every step would be a plain Adam step, LAMB in name only.
+    _check(optim.name != "lamb" or optim.weight_decay > 0, "optim.weight_decay", optim.weight_decay,
+           "a number > 0 with optim.name=lamb (Paddle's Lamb applies its trust ratio only to the decayed "
+           "tensors, so without decay it is Adam; use optim.name=adamw for that)")
     _check(optim.max_lr > 0, "optim.max_lr", optim.max_lr, "a number > 0")
     _check(optim.weight_decay >= 0, "optim.weight_decay", optim.weight_decay, "a number >= 0")
     _check(optim.grad_clip >= 0, "optim.grad_clip", optim.grad_clip, "a number >= 0 (0 = off)")
@@ -124,12 +132,15 @@ def check_adamw(optim) -> None:
 
 @dataclass
 class AdamWConfig:
-    """The AdamW keys that end both ``optim`` sections (pretraining's :class:`OptimConfig`, fine-tuning's
-    ``FtOptimConfig``); :func:`check_adamw` checks them.
+    """The optimizer keys that end both ``optim`` sections (pretraining's :class:`OptimConfig`, fine-tuning's
+    ``FtOptimConfig``); :func:`check_adamw` checks them.  ``name`` picks the optimizer from the registry
+    (``ernie_style.training.OPTIMIZERS``: adamw, lamb); both are Adam-type and read the same keys (LAMB's
+    ``lamb_weight_decay`` is ``weight_decay``).
 
     A section derives from ``(AdamWConfig, <its schedule keys>)``: a dataclass lists the fields of its last base
     first, so the schedule keys come first and config.yaml keeps its key order."""
 
+    name: str = DEFAULT_OPTIMIZER  # adamw | lamb (ernie_style.training.OPTIMIZERS)
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # global norm; 0 = off
     adam_beta1: float = 0.9
@@ -138,7 +149,7 @@ class AdamWConfig:
 
 
 def adamw_kwargs(optim: AdamWConfig) -> dict:
-    """The AdamW keys of ``optim`` by name (to build another ``optim`` section with the same AdamW)."""
+    """The optimizer keys of ``optim`` by name (to build another ``optim`` section with the same optimizer)."""
     return {f.name: getattr(optim, f.name) for f in dataclasses.fields(AdamWConfig)}
 
 
@@ -153,7 +164,8 @@ class _PretrainSchedule:
 
 @dataclass
 class OptimConfig(AdamWConfig, _PretrainSchedule):
-    """``optim`` of pretraining: linear warmup to max_lr, linear decay to min_lr at decay_steps, and AdamW."""
+    """``optim`` of pretraining: linear warmup to max_lr, linear decay to min_lr at decay_steps, and the optimizer
+    (AdamW or LAMB)."""
 
     def __post_init__(self):
         _check(0 <= self.min_lr <= self.max_lr, "optim.min_lr", self.min_lr, f"a number in [0, max_lr={self.max_lr}]")
