@@ -111,8 +111,8 @@ def log_fields(path: str) -> dict:
 def real_enabled_scaler(cls=None, **kw):
     """A real ``paddle.amp.GradScaler`` with ``enable=True`` on CPU.  Paddle turns the scaler off when the current
     place is a CPU (its constructor checks the place only in dynamic mode); the test bypasses that one check so
-    that everything else -- the attributes ``ernie_style.training.paddle_internals`` reads, state_dict/load_state_dict --
-    is the real object's, and a rename in Paddle fails here."""
+    that everything else -- the attributes ``ernie_style.training.paddle_internals`` reads,
+    state_dict/load_state_dict -- is the real object's, and a rename in Paddle fails here."""
     # Paddle: this file is also loaded by benchmarks/check_invariant.py, which needs none of it
     import paddle
     import paddle.amp.grad_scaler as gs

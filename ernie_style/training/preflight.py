@@ -16,9 +16,9 @@ Resuming (``train.resume`` = auto or a path) is checked against the source the r
 - its optimizer (``optim.name``) must be the config's (:func:`check_same_optimizer`): the optimizer state holds
   the other optimizer's moments, under the same names, so Paddle would load it without a word.
 
-The other optimisation keys (``optim.*``) and the run's length (``train.max_steps``, fine-tuning's ``train.epochs``) may change
-on resume: :func:`resume_changes` gives one line per changed key, :func:`schedule_change` the line saying how the
-learning-rate schedule changed with it (total, warmup and decay steps; the learning rate of the next step).
+The other optimisation keys (``optim.*``) and the run's length (``train.max_steps``, fine-tuning's ``train.epochs``)
+may change on resume: :func:`resume_changes` gives one line per changed key, :func:`schedule_change` the line saying
+how the learning-rate schedule changed with it (total, warmup and decay steps; the learning rate of the next step).
 """
 from __future__ import annotations
 
