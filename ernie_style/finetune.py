@@ -72,7 +72,8 @@ def _has_gpu() -> bool:
 
 
 def _check_resume(run, task, preflight) -> None:
-    """Resuming (train.resume=auto with a checkpoint in OUTPUT, or a path) needs the same data and seed."""
+    """Resuming (train.resume=auto with a checkpoint in OUTPUT, or a path) needs the same data, seed and
+    optimizer."""
     # as in prepare: loaded only when a run starts
     from ernie_style.storage import model_dir
     from ernie_style.training import checkpoint as ckpt
@@ -91,6 +92,7 @@ def _check_resume(run, task, preflight) -> None:
     state = model_dir.read_trainer_state(found) if found else None
     if state is None:
         return
+    preflight.check_same_optimizer(state.get("config"), run.optim.name, found)
     saved = state.get("data_fingerprint") or {}
     diff = preflight.fingerprint_diff(saved, task.data_fingerprint())
     if diff:

@@ -106,3 +106,21 @@ def log_fields(path: str) -> dict:
                 out[int(head.split()[-1])] = {k: float(v.split()[0].rstrip("%")) for k, v in
                                               (item.split(": ", 1) for item in rest)}
     return out
+
+
+def real_enabled_scaler(cls=None, **kw):
+    """A real ``paddle.amp.GradScaler`` with ``enable=True`` on CPU.  Paddle turns the scaler off when the current
+    place is a CPU (its constructor checks the place only in dynamic mode); the test bypasses that one check so
+    that everything else -- the attributes ``ernie_style.training.paddle_internals`` reads,
+    state_dict/load_state_dict -- is the real object's, and a rename in Paddle fails here."""
+    # Paddle: this file is also loaded by benchmarks/check_invariant.py, which needs none of it
+    import paddle
+    import paddle.amp.grad_scaler as gs
+
+    cls = cls or paddle.amp.GradScaler
+    real = gs.in_dynamic_mode
+    gs.in_dynamic_mode = lambda: False
+    try:
+        return cls(**kw)
+    finally:
+        gs.in_dynamic_mode = real

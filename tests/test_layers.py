@@ -9,7 +9,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("data_tools", "ernie_style", "export")
 DOC = os.path.join(REPO, "docs", "architecture.md")
 # Importable from any layer: they hold module paths as strings and import no implementation.
-REGISTRIES = {"ernie_style/arch/__init__.py", "ernie_style/tasks/__init__.py"}
+REGISTRIES = {"ernie_style/arch/__init__.py", "ernie_style/tasks/__init__.py", "ernie_style/training/__init__.py"}
 # The trainer runs the Task it is handed: of tasks/ it imports the protocol only.
 PROTOCOL = ("ernie_style/training/", "ernie_style/tasks/base.py")
 

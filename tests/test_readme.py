@@ -27,7 +27,8 @@ def readme_table() -> dict:
 
 
 def config_defaults() -> dict:
-    out = {"model.arch": PretrainConfig.__dataclass_fields__["model_arch"].default}  # selects the model section
+    out = {"model.arch": PretrainConfig.__dataclass_fields__["model_arch"].default,  # selects the model section
+           "model.size": None}  # a preset of the model keys, resolved when the config loads
     for section in dataclasses.fields(PretrainConfig):
         if section.name not in SECTIONS:
             continue

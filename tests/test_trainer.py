@@ -221,9 +221,9 @@ def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
         calls["decorate"].append(kw)
         return real_decorate(**kw)
 
-    def spy_scaler(**kw):  # the real GradScaler, enabled although this is a CPU (see real_enabled_scaler)
+    def spy_scaler(**kw):  # the real GradScaler, enabled although this is a CPU (see U.real_enabled_scaler)
         calls["scaler"].append(kw)
-        scaler = real_enabled_scaler(real_scaler, **kw)
+        scaler = U.real_enabled_scaler(real_scaler, **kw)
         real_load = scaler.load_state_dict
 
         def load_state_dict(state):
@@ -265,31 +265,15 @@ def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
     assert "loss_scaling: 1024.0, num_good_steps: 4, num_bad_steps: 0" in line, line  # the real scaler went on
 
 
-def real_enabled_scaler(cls=None, **kw):
-    """A real ``paddle.amp.GradScaler`` with ``enable=True`` on CPU.  Paddle turns the scaler off when the current
-    place is a CPU (its constructor checks the place only in dynamic mode); the test bypasses that one check so
-    that everything else -- the attributes ``ernie_style.training.paddle_internals`` reads, state_dict/load_state_dict --
-    is the real object's, and a rename in Paddle fails here."""
-    import paddle.amp.grad_scaler as gs
-
-    cls = cls or paddle.amp.GradScaler
-    real = gs.in_dynamic_mode
-    gs.in_dynamic_mode = lambda: False
-    try:
-        return cls(**kw)
-    finally:
-        gs.in_dynamic_mode = real
-
-
 def test_amp_stats_read_the_real_grad_scaler():
     amp = Amp(load_config(None, ["model.vocab_size=10"]).amp, "cpu", log=lambda m: None)
-    amp.scaler = real_enabled_scaler(enable=True, init_loss_scaling=512.0, incr_every_n_steps=7)
+    amp.scaler = U.real_enabled_scaler(enable=True, init_loss_scaling=512.0, incr_every_n_steps=7)
     assert amp.scaler.is_enable()
     assert amp.stats() == {"loss_scaling": 512.0, "num_good_steps": 0, "num_bad_steps": 0, "skipped_steps": 0}
     state = json.loads(json.dumps(amp.state_dict()))  # as trainer_state.json stores it
     state["scaler"].update(scale=[64.0], incr_count=5, decr_count=2)
     other = Amp(load_config(None, ["model.vocab_size=10"]).amp, "cpu", log=lambda m: None)
-    other.scaler = real_enabled_scaler(enable=True)
+    other.scaler = U.real_enabled_scaler(enable=True)
     other.load_state_dict(state)
     assert other.stats() == {"loss_scaling": 64.0, "num_good_steps": 5, "num_bad_steps": 2, "skipped_steps": 0}
     assert other.scaler.state_dict()["incr_every_n_steps"] == 7
@@ -297,14 +281,18 @@ def test_amp_stats_read_the_real_grad_scaler():
 
 @pytest.mark.skipif(not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0),
                     reason="Paddle's GradScaler detects inf/nan gradients only on GPU")
-def test_amp_counts_skipped_steps_with_the_real_scaler():
-    cfg = load_config(None, ["model.vocab_size=10", "amp.enable=true", "amp.init_loss_scaling=1024"]).amp
-    amp = Amp(cfg, "gpu", log=lambda m: None)
+@pytest.mark.parametrize("name", ["adamw", "lamb"])
+def test_amp_counts_skipped_steps_with_the_real_scaler(name):
+    cfg = load_config(None, ["model.vocab_size=10", "amp.enable=true", "amp.init_loss_scaling=1024",
+                             f"optim.name={name}"])
+    amp = Amp(cfg.amp, "gpu", log=lambda m: None)
     layer = paddle.nn.Linear(2, 2)
-    opt = paddle.optimizer.AdamW(parameters=layer.parameters())
+    before = layer.weight.numpy().copy()
+    opt = build_optimizer(layer, cfg.optim, WarmupLinearDecay(cfg.optim))
     loss = (layer(paddle.ones([1, 2])) * float("inf")).sum()
     amp.scale(loss).backward()
     assert amp.step(opt) is False and amp.skipped_steps == 1 and amp.stats()["num_bad_steps"] >= 0
+    np.testing.assert_array_equal(layer.weight.numpy(), before)  # the skipped step left the weights alone
 
 
 def test_lr_schedule_matches_reference():

@@ -16,6 +16,11 @@ known; ``global_batch_size: 0`` means "no accumulation".
 ``optim.warmup_steps`` and ``optim.warmup_ratio`` are exclusive; one given as an override replaces the other
 from the file.
 
+``model.size`` (tiny | mini | small | medium | base | large, :data:`MODEL_SIZES`) sets the shape keys of the model
+section (:func:`size_preset`) for any architecture; a shape key given explicitly wins over it, and the command line
+over the file: ``model.size`` as an override replaces the file's shape keys, an override of a shape key replaces
+the preset's value.  The preset is resolved here; the model config (and ``config.yaml``) holds the keys it set.
+
 ``model.vocab_size`` is taken from ``data.vocab_file`` when the YAML does not give it.  A larger
 ``vocab_size`` than the file (rows padded for speed) is allowed; a smaller one is an error.
 """
@@ -36,8 +41,23 @@ from data_tools.vocab import VocabError, read_vocab
 from ernie_style.arch import DEFAULT_ARCH, get_arch
 from ernie_style.arch.roformer.config import RoFormerConfig
 from ernie_style.data.spec import DEFAULT_MASKING, SPEC_CONFIG_KEYS, SampleSpec, Split, parse_blend
+from ernie_style.training import DEFAULT_OPTIMIZER, OPTIMIZERS
 
 SECTIONS = ("model", "data", "train", "optim", "amp", "dist")
+
+# model.size -> (num_hidden_layers, hidden_size): the BERT / UER RoBERTa family (Turc et al. 2019's compact models
+# and BERT's base and large), with head size 64 and a feed-forward 4 x hidden wide.
+MODEL_SIZES = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768),
+               "large": (24, 1024)}
+SIZE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+
+
+def size_preset(name) -> dict:
+    """The model keys ``model.size=name`` sets (ConfigError naming the sizes for an unknown one)."""
+    _check(isinstance(name, str) and name in MODEL_SIZES, "model.size", name, f"one of {', '.join(MODEL_SIZES)}")
+    layers, hidden = MODEL_SIZES[name]
+    return {"num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": hidden // 64,
+            "intermediate_size": 4 * hidden}
 
 
 class ConfigError(UserError, ValueError):
@@ -113,7 +133,14 @@ def check_run_keys(train) -> None:
 
 
 def check_adamw(optim) -> None:
-    """The checks of the AdamW keys that the pretraining and the fine-tuning ``optim`` sections share."""
+    """The checks of the optimizer keys (:class:`AdamWConfig`) that the pretraining and the fine-tuning ``optim``
+    sections share."""
+    _check(optim.name in OPTIMIZERS, "optim.name", optim.name, f"one of {', '.join(OPTIMIZERS)}")
+    # Paddle's Lamb (always_adapt=False) scales by the trust ratio only the tensors it decays: with no decay at
+    # all every step would be a plain Adam step, LAMB in name only.
+    _check(optim.name != "lamb" or optim.weight_decay > 0, "optim.weight_decay", optim.weight_decay,
+           "a number > 0 with optim.name=lamb (Paddle's Lamb applies its trust ratio only to the decayed "
+           "tensors, so without decay it is Adam; use optim.name=adamw for that)")
     _check(optim.max_lr > 0, "optim.max_lr", optim.max_lr, "a number > 0")
     _check(optim.weight_decay >= 0, "optim.weight_decay", optim.weight_decay, "a number >= 0")
     _check(optim.grad_clip >= 0, "optim.grad_clip", optim.grad_clip, "a number >= 0 (0 = off)")
@@ -124,12 +151,15 @@ def check_adamw(optim) -> None:
 
 @dataclass
 class AdamWConfig:
-    """The AdamW keys that end both ``optim`` sections (pretraining's :class:`OptimConfig`, fine-tuning's
-    ``FtOptimConfig``); :func:`check_adamw` checks them.
+    """The optimizer keys that end both ``optim`` sections (pretraining's :class:`OptimConfig`, fine-tuning's
+    ``FtOptimConfig``); :func:`check_adamw` checks them.  ``name`` picks the optimizer from the registry
+    (``ernie_style.training.OPTIMIZERS``: adamw, lamb); both are Adam-type and read the same keys (LAMB's
+    ``lamb_weight_decay`` is ``weight_decay``).
 
     A section derives from ``(AdamWConfig, <its schedule keys>)``: a dataclass lists the fields of its last base
     first, so the schedule keys come first and config.yaml keeps its key order."""
 
+    name: str = DEFAULT_OPTIMIZER  # adamw | lamb (ernie_style.training.OPTIMIZERS)
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # global norm; 0 = off
     adam_beta1: float = 0.9
@@ -138,7 +168,7 @@ class AdamWConfig:
 
 
 def adamw_kwargs(optim: AdamWConfig) -> dict:
-    """The AdamW keys of ``optim`` by name (to build another ``optim`` section with the same AdamW)."""
+    """The optimizer keys of ``optim`` by name (to build another ``optim`` section with the same optimizer)."""
     return {f.name: getattr(optim, f.name) for f in dataclasses.fields(AdamWConfig)}
 
 
@@ -153,7 +183,8 @@ class _PretrainSchedule:
 
 @dataclass
 class OptimConfig(AdamWConfig, _PretrainSchedule):
-    """``optim`` of pretraining: linear warmup to max_lr, linear decay to min_lr at decay_steps, and AdamW."""
+    """``optim`` of pretraining: linear warmup to max_lr, linear decay to min_lr at decay_steps, and the optimizer
+    (AdamW or LAMB)."""
 
     def __post_init__(self):
         _check(0 <= self.min_lr <= self.max_lr, "optim.min_lr", self.min_lr, f"a number in [0, max_lr={self.max_lr}]")
@@ -345,7 +376,7 @@ def all_keys() -> List[str]:
     for name, f in zip(SECTIONS, [PretrainConfig.__dataclass_fields__[s] for s in SECTIONS]):
         tp = typing.get_type_hints(PretrainConfig)[name]
         keys += [f"{name}.{g.name}" for g in dataclasses.fields(tp) if g.init]
-    return keys + ["model.arch"]
+    return keys + ["model.arch", "model.size"]
 
 
 def apply_override(raw: dict, item: str, sections=SECTIONS, keys: Optional[List[str]] = None, root=None) -> None:
@@ -428,6 +459,9 @@ def config_from_dict(raw: dict) -> PretrainConfig:
             spec = get_arch(arch)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        size = model.pop("size", None)
+        if size is not None:
+            model = {**size_preset(size), **model}  # the keys given explicitly win
         raw["model"] = _build(spec.config_class(), model, "model.")
     cfg = _build(PretrainConfig, raw, "")
     cfg.model_arch = arch
@@ -458,7 +492,18 @@ def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> P
         apply_override(raw, item)
         given.add(item.split("=", 1)[0].strip().lstrip("-"))
     _warmup_from_command_line(raw, given)
+    _size_from_command_line(raw, given)
     return config_from_dict(raw)
+
+
+def _size_from_command_line(raw: dict, given: set) -> None:
+    """``model.size`` given as an override replaces the shape keys of the file (those not given as overrides
+    too): the command line is the user's latest word, and ``configs/x.yaml model.size=tiny`` means a tiny x."""
+    model = raw.get("model")
+    if "model.size" in given and isinstance(model, dict):
+        for key in SIZE_KEYS:
+            if f"model.{key}" not in given:
+                model.pop(key, None)
 
 
 def _warmup_from_command_line(raw: dict, given: set) -> None:

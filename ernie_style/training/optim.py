@@ -1,13 +1,19 @@
-"""The optimizer and its schedule: AdamW (weight decay on matrices only), global-norm clipping, warmup + linear
-decay of the learning rate, and the gradient norm of each step (:class:`GradNorm`, which knows where each
-parallel setup keeps the reduced gradients)."""
+"""The optimizers and their schedule: AdamW or LAMB (``optim.name``; weight decay on matrices only), global-norm
+clipping, warmup + linear decay of the learning rate, and the gradient norm of each step (:class:`GradNorm`, which
+knows where each parallel setup keeps the reduced gradients).
+
+The builders are registered by name in :mod:`ernie_style.training` (``OPTIMIZERS``); each takes the same keys of
+the ``optim`` section, so a recipe switches optimizer with one key.  Both are Paddle's own optimizers, so AMP
+(``GradScaler``: a step with inf/nan gradients is skipped by ``Optimizer.step`` itself; O2 master weights through
+``paddle.amp.decorate``), fleet's data-parallel and sharding wrappers and the checkpoint format
+(``optimizer.state_dict()``) treat them alike."""
 from __future__ import annotations
 
 import paddle
 import paddle.distributed as dist
 
 from ernie_style.config.pretrain import OptimConfig
-from ernie_style.training import paddle_internals
+from ernie_style.training import optimizer_builder, paddle_internals
 
 
 class WarmupLinearDecay(paddle.optimizer.lr.LRScheduler):
@@ -42,6 +48,16 @@ def decay_param_names(model) -> set:
 
 
 def build_optimizer(model, cfg: OptimConfig, scheduler):
+    """The optimizer ``cfg.name`` names, over ``model.parameters()``, its learning rate from ``scheduler``."""
+    return optimizer_builder(cfg.name)(model, cfg, scheduler)
+
+
+def _grad_clip(cfg: OptimConfig):
+    return paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip > 0 else None
+
+
+def build_adamw(model, cfg: OptimConfig, scheduler):
+    """AdamW (decoupled weight decay ``p <- p - lr * wd * p`` on :func:`decay_param_names`)."""
     decay = decay_param_names(model)
     return paddle.optimizer.AdamW(
         learning_rate=scheduler,
@@ -51,7 +67,28 @@ def build_optimizer(model, cfg: OptimConfig, scheduler):
         epsilon=cfg.adam_epsilon,
         weight_decay=cfg.weight_decay,
         apply_decay_param_fun=lambda name: name in decay,
-        grad_clip=paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip > 0 else None,
+        grad_clip=_grad_clip(cfg),
+    )
+
+
+def build_lamb(model, cfg: OptimConfig, scheduler):
+    """LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes"), Paddle's
+    ``paddle.optimizer.Lamb``: per parameter tensor, the Adam direction with bias correction plus the weight decay,
+    ``u = m_hat / (sqrt(v_hat) + eps) + wd * p``, scaled by the trust ratio ``||p|| / ||u||``:
+    ``p <- p - lr * ||p|| / ||u|| * u``.  The parameters :func:`decay_param_names` leaves out (biases, LayerNorm)
+    get neither the decay nor the trust ratio (Paddle's ``always_adapt=False``; Google's BERT LAMB excludes the same
+    parameters from both): a plain Adam step.  ``optim.weight_decay`` is ``lamb_weight_decay``; beta1, beta2,
+    epsilon, the clip and the schedule are the AdamW keys'."""
+    decay = decay_param_names(model)
+    return paddle.optimizer.Lamb(
+        learning_rate=scheduler,
+        parameters=model.parameters(),
+        beta1=cfg.adam_beta1,
+        beta2=cfg.adam_beta2,
+        epsilon=cfg.adam_epsilon,
+        lamb_weight_decay=cfg.weight_decay,
+        exclude_from_weight_decay_fn=lambda p: p.name not in decay,
+        grad_clip=_grad_clip(cfg),
     )
 
 

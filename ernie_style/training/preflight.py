@@ -12,11 +12,13 @@ Resuming (``train.resume`` = auto or a path) is checked against the source the r
 - a checkpoint's data fingerprint (:func:`data_fingerprint`, saved in ``trainer_state.json``) must match:
   other data, split, sequence length, masking settings or seed would not continue the run's sample order.
 
-- its ``train.global_batch_size`` (the data position is counted in global batches) must be the config's.
+- its ``train.global_batch_size`` (the data position is counted in global batches) must be the config's;
+- its optimizer (``optim.name``) must be the config's (:func:`check_same_optimizer`): the optimizer state holds
+  the other optimizer's moments, under the same names, so Paddle would load it without a word.
 
-Optimisation keys (``optim.*``) and the run's length (``train.max_steps``, fine-tuning's ``train.epochs``) may change
-on resume: :func:`resume_changes` gives one line per changed key, :func:`schedule_change` the line saying how the
-learning-rate schedule changed with it (total, warmup and decay steps; the learning rate of the next step).
+The other optimisation keys (``optim.*``) and the run's length (``train.max_steps``, fine-tuning's ``train.epochs``)
+may change on resume: :func:`resume_changes` gives one line per changed key, :func:`schedule_change` the line saying
+how the learning-rate schedule changed with it (total, warmup and decay steps; the learning rate of the next step).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import List, Optional
 from data_tools.indexed_dataset import MMapIndexedDataset
 from data_tools.meta import find_meta
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
+from ernie_style.training import DEFAULT_OPTIMIZER
 from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
 from ernie_style.data.spec import MASKING_KNOBS, SampleSpec, Split
 from ernie_style.storage import model_dir
@@ -157,11 +160,24 @@ def fingerprint_diff(saved: dict, now: dict) -> List[str]:
 RUN_LENGTH_KEYS = ("max_steps", "epochs")
 
 
+def check_same_optimizer(saved_config: Optional[dict], name: str, path: str) -> None:
+    """Refuse to resume the checkpoint ``path`` (its saved config ``saved_config``) with another optimizer than
+    the one it was trained with (``optim.name``; a checkpoint from before the key was trained with AdamW).  AdamW
+    and LAMB keep their moments under the same names: Paddle would load one's state into the other silently."""
+    saved = ((saved_config or {}).get("optim") or {}).get("name", DEFAULT_OPTIMIZER)
+    if saved != name:
+        raise ConfigError(f"optim.name={name!r}: the checkpoint {path} was trained with optim.name={saved!r} and "
+                          f"holds its optimizer state; resume it with optim.name={saved}, or start {name} from its "
+                          f"weights alone (train.resume=DIR, DIR holding only its {MODEL_CONFIG}, "
+                          f"{ckpt.MODEL_STATE} and {VOCAB})")
+
+
 def resume_changes(saved_config: Optional[dict], cfg: PretrainConfig) -> List[str]:
     """One line per key that may change on resume and differs from the checkpoint's config: every ``optim.*`` key
-    and the run's length (``train.max_steps`` / ``train.epochs``)."""
+    but the optimizer itself (:func:`check_same_optimizer`), and the run's length (``train.max_steps`` /
+    ``train.epochs``)."""
     saved, now = saved_config or {}, cfg.to_dict()
-    pairs = [(f"optim.{k}", (saved.get("optim") or {}).get(k, v), v) for k, v in now["optim"].items()]
+    pairs = [(f"optim.{k}", (saved.get("optim") or {}).get(k, v), v) for k, v in now["optim"].items() if k != "name"]
     pairs += [(f"train.{k}", (saved.get("train") or {}).get(k, now["train"][k]), now["train"][k])
               for k in RUN_LENGTH_KEYS if k in now["train"]]
     return [f"{key}: {old!r} (checkpoint) -> {new!r} (now)" for key, old, new in pairs if old != new]
@@ -223,8 +239,8 @@ def _check_layout(path: str) -> None:
 
 
 def check_resume(cfg: PretrainConfig, world_size: int = 1) -> None:
-    """Refuse a resume source whose vocabulary, architecture, data fingerprint or global batch differs from the
-    config (for ``world_size`` ranks)."""
+    """Refuse a resume source whose vocabulary, architecture, data fingerprint, global batch or optimizer differs
+    from the config (for ``world_size`` ranks)."""
     for i, path in enumerate(resume_sources(cfg)):
         if os.path.isdir(path):
             if i == 0 and cfg.train.resume != "auto":
@@ -250,6 +266,7 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
                               f"its values (its {ckpt.MODEL_CONFIG})")
     if kind == "checkpoint":
         state = model_dir.read_trainer_state(path) or {}
+        check_same_optimizer(state.get("config"), cfg.optim.name, path)
         saved_fp = state.get("data_fingerprint")
         gbs = state.get("global_batch_size")
         if isinstance(saved_fp, dict) or gbs is not None:

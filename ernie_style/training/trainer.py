@@ -231,6 +231,7 @@ class Trainer:
 
     def _load_checkpoint(self, path: str) -> None:
         state = ckpt.load_trainer_state(path)
+        preflight.check_same_optimizer(state.get("config"), self.cfg.optim.name, path)  # as before launch
         saved_world = state.get("world_size")
         if os.path.isfile(os.path.join(path, "optimizer.rank0.pdopt")) and \
                 (saved_world != self.info.world_size or not self.sharded_optimizer):
