@@ -158,8 +158,8 @@ def test_weight_decay_by_rank_is_the_old_name_rule_for_every_model():
 
     cfg = RoFormerConfig(vocab_size=40, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                          num_attention_heads=2, intermediate_size=64)
-    models = [RoFormerForPretraining(cfg), heads.RoFormerForSequenceClassification(cfg, 3),
-              heads.RoFormerForTokenClassification(cfg, 5), heads.RoFormerForQuestionAnswering(cfg)]
+    models = [RoFormerForPretraining(cfg), heads.build_task_model(cfg, "seq_cls", 3),
+              heads.build_task_model(cfg, "ner", 5), heads.build_task_model(cfg, "qa")]
     for model in models:
         named = dict(model.named_parameters())
         old_rule = {p.name for n, p in named.items() if "bias" not in n.lower() and "norm" not in n.lower()}

@@ -18,7 +18,10 @@ from transformers import RoFormerForMaskedLM as HFMaskedLM
 
 import _export_util as U
 from ernie_style.arch.model_reader import read_checkpoint
-from ernie_style.arch.state_dict_adapter import HF_TIED, ROTARY_KEY, SIDE_FILE, expected_ours, ours_to_hf, sinusoidal_table
+from ernie_style.arch.roformer.state_dict_adapter import ROTARY_KEY, sinusoidal_table
+from ernie_style.arch.state_dict_adapter import SIDE_FILE, expected_ours, hf_tied, ours_to_hf
+
+HF_TIED = hf_tied()
 from ernie_style.storage.pdparams import load_pdparams, save_pdparams
 from ernie_style.storage.safetensors_io import float32_to_bf16_bits, read_safetensors
 from export import from_pytorch, to_paddlenlp, to_pytorch
