@@ -53,7 +53,8 @@ def test_export_and_the_config_import_without_paddle():
         from ernie_style.arch.spec import resolve
         spec = get_arch("roformer")
         cfg = spec.config_class()(vocab_size=10, hidden_size=8, num_attention_heads=2)
-        assert resolve(spec.name_map) is ernie_style.arch.state_dict_adapter.NAME_MAP
+        # the converters are driven by the spec's name map (the one map, in the architecture's package)
+        assert len(ernie_style.arch.state_dict_adapter._rules(spec.name_map)[0]) == len(resolve(spec.name_map))
         from ernie_style.config.pretrain import load_config
         import ernie_style.constants
         assert "paddle" not in sys.modules

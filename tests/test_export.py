@@ -246,8 +246,8 @@ def test_to_paddlenlp_verify_refuses_a_wrong_layout(tiny, tmp_path, capsys, monk
     _, _, ckpt, _, _ = tiny
     real = to_paddlenlp.paddlenlp_state
 
-    def swapped(state):
-        main, sop = real(state)
+    def swapped(state, spec=None):
+        main, sop = real(state, spec)
         a, b = "roformer.encoder.layers.0.linear1.weight", "roformer.encoder.layers.1.linear1.weight"
         main[a], main[b] = main[b], main[a]
         return main, sop

@@ -48,8 +48,8 @@ def arch_of_hf_model_type(model_type) -> ArchSpec:
     for spec in all_archs():
         if spec.hf_model_type == model_type:
             return spec
-    known = ", ".join(repr(s.hf_model_type) for s in all_archs())
-    raise ValueError(f"model_type is {model_type!r}, expected one of {known}")
+    known = " or ".join(repr(s.hf_model_type) for s in all_archs())
+    raise ValueError(f"model_type is {model_type!r}, expected {known}")
 
 
 def split_model_config(raw: dict) -> tuple:
