@@ -23,6 +23,7 @@ does; transformers 5.x declares exactly these two as tied targets).
 import functools
 import re
 
+from ernie_style.arch import get_arch
 from ernie_style.arch.spec import resolve
 from ernie_style.storage.errors import ModelDirError
 
@@ -51,11 +52,7 @@ MLM_PREFIX = "cls.predictions."
 
 
 def _spec(spec):
-    if spec is None:
-        from ernie_style.arch import get_arch
-
-        return get_arch()
-    return spec
+    return get_arch() if spec is None else spec
 
 
 def word_embeddings(spec=None) -> str:

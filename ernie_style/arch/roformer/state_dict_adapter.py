@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ernie_style.storage.errors import ModelDirError
+from ernie_style.storage.safetensors_io import round_to
 
 L = "{i}"  # layer index placeholder
 
@@ -191,7 +192,6 @@ class RotaryDerived:
 
     def tables(self, config: dict, dtype: str = "float32"):
         from ernie_style.arch.roformer import ops  # Paddle: export runs without it; only verification calls this
-        from ernie_style.storage.safetensors_io import round_to
 
         head_dim = config["hidden_size"] // config["num_attention_heads"]
         if dtype == "float64":
