@@ -6,6 +6,7 @@ transformers/PaddleNLP class names and the prefix), so a newly registered archit
 and comments are prose (docs) and are not checked; neither are the registry's own lines naming its packages.
 """
 import ast
+import dataclasses
 import os
 import re
 
@@ -35,7 +36,19 @@ def forbidden(spec: ArchSpec) -> dict:
             with open(os.path.join(pkg, name), encoding="utf-8") as f:
                 tree = ast.parse(f.read())
             classes |= {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
-    return {"classes": classes, "prefix": spec.prefix, "module": f"ernie_style.arch.{spec.name}"}
+    return {"classes": classes, "prefix": spec.prefix, "module": f"ernie_style.arch.{spec.name}",
+            "in_text": re.compile(r"\b(" + "|".join(sorted(map(re.escape, classes))) + r")\b"),
+            "prefix_in_text": re.compile(rf"(?<![\w/]){re.escape(spec.prefix)}\.")}
+
+
+_CACHE = {}
+
+
+def _forbidden(spec: ArchSpec) -> dict:
+    key = repr(spec)  # every field (a spec holds a dict, so it does not hash)
+    if key not in _CACHE:
+        _CACHE[key] = forbidden(spec)
+    return _CACHE[key]
 
 
 def _docstrings(tree) -> set:
@@ -61,7 +74,7 @@ def violations(source: str, path: str, specs) -> list:
     """``path:line: what`` for every place ``source`` names one of ``specs``' architectures in code."""
     tree = ast.parse(source)
     skip = _docstrings(tree) | (_registry_lines(tree) if path == REGISTRY else set())
-    rules = [forbidden(s) for s in specs]
+    rules = [_forbidden(s) for s in specs]
     out = []
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
@@ -86,8 +99,8 @@ def violations(source: str, path: str, specs) -> list:
                     out.append(f"{path}:{line}: imports ernie_style.arch.{r['prefix']}")
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
                 text = node.value
-                hits = [c for c in r["classes"] if re.search(rf"\b{re.escape(c)}\b", text)]
-                if re.search(rf"(?<![\w/]){re.escape(r['prefix'])}\.", text):
+                hits = sorted(set(r["in_text"].findall(text)))
+                if r["prefix_in_text"].search(text):
                     hits.append(f"the state-dict prefix {r['prefix']!r}.")
                 if r["module"] in text:
                     hits.append(r["module"])
@@ -153,3 +166,65 @@ def test_the_walker_ignores_prose_and_reads_a_new_architecture_from_its_spec():
     found = violations(code, "x.py", [_toy_spec()])
     assert len(found) == 3, found
     assert violations(code, "x.py", [spec]) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model.arch in fine-tuning; the architecture a model_config.json names
+
+
+def _ft_config(tmp_path, init, *extra):
+    import _export_util as E
+    import _finetune_util as F
+    from ernie_style.config.finetune import load_finetune_config
+
+    files = F.seq_files(str(tmp_path / "data"), n_train=8, n_dev=4)
+    over = F.tiny_overrides(str(tmp_path / "out"), files["train"], files["dev"], files["vocab"],
+                            **({"model.init": init} if init else {}))
+    if init and init != "random":  # an init directory brings the architecture and the vocab
+        over = [o for o in over if o.split("=")[0] not in
+                ("model.hidden_size", "model.num_hidden_layers", "model.num_attention_heads",
+                 "model.intermediate_size", "model.max_position_embeddings")]
+    return load_finetune_config(os.path.join(REPO, "configs", "finetune", "seq_cls.yaml"), over + list(extra)), E
+
+
+def test_finetune_model_arch_defaults_to_the_init_and_a_conflict_names_both(tmp_path, monkeypatch):
+    import dataclasses as dc
+    import sys
+    import types
+
+    import _export_util as E
+    from ernie_style import arch
+    from ernie_style.config.pretrain import ConfigError
+    from ernie_style.tasks.finetuning import resolve_init
+
+    init = E.write_checkpoint(tmp_path / "init", E.tiny_config(), E.random_state(E.tiny_config()))
+    cfg, _ = _ft_config(tmp_path, init)
+    assert cfg.model.arch is None and "arch" not in cfg.to_dict()["model"]  # absent: files as before
+    src = resolve_init(cfg)
+    assert arch.arch_of(src.model_config).name == "roformer"
+    assert resolve_init(_ft_config(tmp_path, init, "model.arch=roformer")[0]).model_config == src.model_config
+
+    with pytest.raises(ConfigError, match=r"model\.arch='nosuch': expected one of roformer"):
+        _ft_config(tmp_path, init, "model.arch=nosuch")
+    # a second registered architecture (a toy: RoFormer's parts under another name) given against a RoFormer init
+    toy = types.ModuleType("toy_arch_pkg")
+    toy.ARCH = dc.replace(arch.get_arch("roformer"), name="toyarch")
+    monkeypatch.setitem(sys.modules, "toy_arch_pkg", toy)
+    monkeypatch.setitem(arch.ARCHS, "toyarch", "toy_arch_pkg")
+    with pytest.raises(ConfigError) as e:
+        resolve_init(_ft_config(tmp_path, init, "model.arch=toyarch")[0])
+    assert str(e.value).startswith(f"model.arch='toyarch': model.init={init!r} holds a 'roformer' model"), e.value
+
+
+def test_model_config_json_names_a_non_default_architecture():
+    from ernie_style import arch
+    from ernie_style.arch.roformer.config import RoFormerConfig
+
+    cfg = RoFormerConfig(vocab_size=10, hidden_size=8, num_attention_heads=2)
+    assert arch.model_config_dict(cfg) == cfg.to_dict()  # the default architecture: the file as it always was
+    spec, fields = arch.split_model_config(cfg.to_dict())
+    assert spec.name == "roformer" and fields == cfg.to_dict()
+    toy = dataclasses.replace(spec, name="toyarch")
+    assert arch.with_arch(toy, fields) == {"arch": "toyarch", **fields}
+    with pytest.raises(ValueError, match="arch is 'nosuch', expected one of roformer"):
+        arch.split_model_config({"arch": "nosuch", **fields})
