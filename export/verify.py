@@ -13,8 +13,8 @@ meant to be; the rotary table the export writes is rounded too), so its check is
 far the rounding itself moves the logits is printed beside it, for information.
 
 Optional by design: the converters run with numpy alone. Verification imports Paddle and our models (the
-architecture's, through its ArchSpec, and ``ernie_style.tasks.heads``: the model the checkpoint came from), torch and transformers
-(or PaddleNLP) inside functions; when one is missing it prints ``verification skipped: <x> not importable``
+architecture's, through its ArchSpec, and ``ernie_style.tasks.heads``: the model the checkpoint came from), torch
+and transformers (or PaddleNLP) inside functions; when one is missing it prints ``verification skipped: <x> not importable``
 and returns None.
 
 The probe batch has padding (attention_mask passed), two segments, and one row as long as
@@ -331,8 +331,8 @@ def verify_hf_export(ckpt, hf_dir, dtype="float32", name=None):
 
 def verify_paddlenlp_export(ckpt, model_dir, name=None):
     """Compare logits of ``ckpt`` run in our Paddle model with PaddleNLP's MLM class of its architecture loaded
-    from ``model_dir``, both in float64 with the exact position tables (RoFormer: PaddleNLP forms its rotary angles in float32 in a float32
-    model, ours in float64: a known difference of the two float32 models, not of the weights; docs/export.md).
+    from ``model_dir``, both in float64 with the exact position tables (RoFormer: PaddleNLP forms its rotary angles
+    in float32 in a float32 model, ours in float64: a known difference of the two float32 models, not of the weights; docs/export.md).
     Prints and returns the Comparison (None when Paddle or PaddleNLP is missing); raises ExportError on failure."""
     if not _all_importable("paddle", "paddlenlp"):
         return None

@@ -1,8 +1,8 @@
 """A Hugging Face model directory read into our names (Paddle-free): its config.json, its weights
 (``model.safetensors``, sharded safetensors, or ``pytorch_model.bin`` through ``torch.load(weights_only=True)``),
 and the pooler / SOP head our export keeps beside them.  The architecture is the one whose ``hf_model_type`` is
-config.json's ``model_type``; what differs between architectures comes from its ArchSpec.  ``export.from_pytorch`` and fine-tuning's
-``model.init`` both read Hugging Face directories through this module.
+config.json's ``model_type``; what differs between architectures comes from its ArchSpec.
+``export.from_pytorch`` and fine-tuning's ``model.init`` both read Hugging Face directories through this module.
 """
 from __future__ import annotations
 

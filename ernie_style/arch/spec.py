@@ -64,13 +64,16 @@ class ArchSpec:
     task_heads: Mapping[str, TaskHead]  # fine-tuning task -> its head and transformers class
     # -- code, resolved on use
     config: str             # Paddle-free config dataclass with to_dict/from_dict (model_config.json)
-    base_model: str         # nn.Layer(config) -> (sequence_output [B, L, H], pooled_output [B, H]); has .pooler
+    base_model: str         # nn.Layer(config) -> (sequence_output [B, L, H], pooled_output [B, H]); has .pooler,
+                            # .encoder.layers (recompute wraps each) and set_attention_impl(name)
     pretraining_model: str  # nn.Layer(config) -> (mlm_logits, sop_logits); encoder at .<prefix>
     name_map: str           # [(our name, Hugging Face name, transpose, file)] rows, Paddle-free (export)
     expected_shapes: str    # (config dict) -> {our name: shape}: encoder without pooler + MLM head, Paddle-free
-    hf_config_in: str       # (HF config.json dict, path) -> our config fields (ModelDirError naming path)
+    hf_config_in: str       # (HF config.json dict, path, our field names) -> our config fields (ModelDirError)
     hf_config_out: str      # (our config dict, path) -> HF config.json keys (model_type etc. added by export)
-    hf_derived: str         # object: the HF tensors computed, not trained (see roformer/state_dict_adapter.py)
+    hf_derived: str         # object: the HF tensors computed, not trained: names, hf_tensors(config) (export),
+                            # from_hf(tensors, where) (import), tables(config, dtype) / install(encoder, tables)
+                            # (verify); see the RoFormer one in its state_dict_adapter.py
     paddlenlp_config: str   # PaddleNLP config.json dict -> config
     load_state_dict: str    # (model, state, allow_missing_heads) -> report; names and shapes checked
     init_weights: str       # (layer, std) -> None: the architecture's init, for the heads built on it

@@ -68,7 +68,8 @@ def pooler_names(spec=None) -> tuple:
 
 def hf_tied(spec=None) -> dict:
     """transformers ties these to the word embeddings / cls.predictions.bias (5.x: {target: source})."""
-    return {"cls.predictions.decoder.weight": word_embeddings(spec), "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    return {"cls.predictions.decoder.weight": word_embeddings(spec),
+            "cls.predictions.decoder.bias": "cls.predictions.bias"}
 
 
 def task_classes(spec=None) -> dict:

@@ -443,8 +443,8 @@ class FinetuneTask(Task):
             with model_dir.atomic_output_dir(final, overwrite=True) as tmp:
                 paddle.save(trainer.model_state(), os.path.join(tmp, MODEL_STATE))
                 # the tokenizer (its kind too) travels with the model: export and a later init read it
-                model_dir.write_model_files(tmp, model_config_dict(self.model_config), self.vocab_file, self.tokenizer_spec,
-                                            self.task_config())
+                model_dir.write_model_files(tmp, model_config_dict(self.model_config), self.vocab_file,
+                                            self.tokenizer_spec, self.task_config())
                 model_dir.write_checksums(tmp)
         barrier(trainer.info)
 

@@ -337,7 +337,8 @@ class Trainer:
             self.checkpointer.save(
                 self.step, model_state=model_state,
                 optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
-                trainer_state=state, model_config=model_config_dict(self.task.model_config), vocab_file=self.task.vocab_file,
+                trainer_state=state, model_config=model_config_dict(self.task.model_config),
+                vocab_file=self.task.vocab_file,
                 do_lower_case=self.task.do_lower_case, sharded_optimizer=self.sharded_optimizer,
                 tokenizer_kind=self.task.tokenizer_kind)
         except ckpt.SaveFailed as e:  # every rank gets here: nobody is left waiting in a collective

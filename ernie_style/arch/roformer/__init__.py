@@ -17,7 +17,7 @@ ARCH = ArchSpec(
     hf_pretraining_class="RoFormerForMaskedLM",
     paddlenlp_pretraining_class="RoFormerForMaskedLM",
     task_heads={
-        # transformers' RoFormerClassificationHead on h[CLS]; its RoFormerModel has no pooler (ours goes to the side file)
+        # transformers' RoFormerClassificationHead on h[CLS]; its RoFormerModel has no pooler (ours: the side file)
         "seq_cls": TaskHead("RoFormerForSequenceClassification", "cls_mlp"),
         "pair_cls": TaskHead("RoFormerForSequenceClassification", "cls_mlp"),
         "ner": TaskHead("RoFormerForTokenClassification", "token"),
