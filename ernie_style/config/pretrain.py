@@ -39,7 +39,6 @@ import yaml
 from data_tools.io_utils import UserError
 from data_tools.vocab import VocabError, read_vocab
 from ernie_style.arch import DEFAULT_ARCH, get_arch
-from ernie_style.arch.roformer.config import RoFormerConfig
 from ernie_style.data.spec import DEFAULT_MASKING, SPEC_CONFIG_KEYS, SampleSpec, Split, parse_blend
 from ernie_style.training import DEFAULT_OPTIMIZER, OPTIMIZERS
 
@@ -231,9 +230,14 @@ class DistConfig:
         _check(self.timeout_minutes > 0, "dist.timeout_minutes", self.timeout_minutes, "a number of minutes > 0")
 
 
+# The default architecture's config class: the annotation ``model.*`` overrides are parsed with (the section
+# itself is built by model.arch's own class, which checks its keys).
+DefaultModelConfig = get_arch(DEFAULT_ARCH).config_class()
+
+
 @dataclass
 class PretrainConfig:
-    model: RoFormerConfig  # model.arch's config class; vocab_size filled from data.vocab_file when not given
+    model: DefaultModelConfig  # model.arch's config class; vocab_size filled from data.vocab_file when not given
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

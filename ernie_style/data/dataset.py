@@ -401,7 +401,8 @@ def index_cache_dir(prefixes, cache_dir: str, output_dir: str):
 
 
 class Collator:
-    """List of samples -> padded batch of numpy arrays for ``RoFormerForPretraining``.
+    """List of samples -> padded batch of numpy arrays for the architecture's pretraining model
+    (``ArchSpec.pretraining_model``).
 
     Output: ``input_ids``/``token_type_ids``/``attention_mask`` ``[B, L]`` int64 (L = longest
     sample rounded up to ``pad_to_multiple_of``, or ``max_seq_len`` with ``pad_to_max_length``),

@@ -29,6 +29,7 @@ from typing import List, Optional
 
 from data_tools.indexed_dataset import MMapIndexedDataset
 from data_tools.meta import find_meta
+from ernie_style.arch import model_config_dict, named_arch
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
 from ernie_style.training import DEFAULT_OPTIMIZER
 from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
@@ -258,7 +259,7 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
                               f"of the {kind} {path} ({vocab}, sha256 {theirs[:12]}): its token ids would mean other "
                               "tokens; train with that vocab and data preprocessed with it")
     if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
-        saved, now = model_dir.read_model_config(path), cfg.model.to_dict()
+        saved, now = named_arch(model_dir.read_model_config(path)), named_arch(model_config_dict(cfg.model))
         diff = architecture_diff(saved, now)
         if diff:
             raise ConfigError("; ".join(f"model.{k}: {now[k]!r} (config) vs {saved[k]!r} ({kind})" for k in diff)
