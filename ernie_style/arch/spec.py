@@ -19,7 +19,8 @@ class ArchSpec:
     name: str
     config: str  # Paddle-free config dataclass with to_dict/from_dict (model_config.json)
     base_model: str  # nn.Layer(config) -> (sequence_output [B, L, H], pooled_output [B, H]); fine-tuning heads wrap it
-    pretraining_model: str  # nn.Layer(config) -> (mlm_logits, sop_logits): what the pretraining task trains
+    pretraining_model: str  # nn.Layer(config[, sop_head=False]) -> (mlm_logits, sop_logits or None): what
+    #                         the pretraining task trains; MLM-only runs (data.binary_head false) pass sop_head=False
     name_map: str  # [(our name, Hugging Face name, transpose, file)] rows, Paddle-free (export)
     paddlenlp_config: str  # PaddleNLP config.json dict -> config
     load_state_dict: str  # (model, state, allow_missing_heads) -> report; names and shapes checked, PaddleNLP layouts
