@@ -182,7 +182,9 @@ def paddle_model(config: dict, state: dict):
     from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
     from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
 
-    model = RoFormerForPretraining(RoFormerConfig.from_dict(config))
+    # an MLM-only run's checkpoint has no SOP head (RoFormerForPretraining(sop_head=False))
+    sop_head = any(k.startswith("cls.seq_relationship.") for k in state)
+    model = RoFormerForPretraining(RoFormerConfig.from_dict(config), sop_head=sop_head)
     load_state_dict_checked(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
     model.eval()
     return model

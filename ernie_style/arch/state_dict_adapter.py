@@ -117,6 +117,9 @@ def check_ours(state: dict, config: dict, where: str, task=None, num_labels=None
     """Raise ModelDirError naming ``where`` unless ``state`` holds exactly the expected names and shapes
     (of a pretraining checkpoint, or with ``task`` of a fine-tuned model with ``num_labels`` labels)."""
     expected = expected_ours(config, task=task, num_labels=num_labels)
+    if task is None and not any(k.startswith("cls.seq_relationship.") for k in state):
+        # an MLM-only run (data.binary_head false) builds no SOP head
+        expected = {k: v for k, v in expected.items() if not k.startswith("cls.seq_relationship.")}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     what = "this model_config" if task is None else f"task {task!r} with this model_config"

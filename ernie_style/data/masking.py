@@ -236,18 +236,25 @@ class SpanMasker:
         masked_positions = np.zeros(0, dtype=np.int64)
         if n_body:
             body_flags[0] = True
-            bounds = np.append(np.flatnonzero(body_flags), n_body)  # token offset of word w: bounds[w]
-            chosen = self._choose_spans(np.diff(bounds), budget(n_body, self.masked_lm_prob, self.max_predictions),
-                                        rng)
-            masked_positions = body_pos[np.repeat(chosen, np.diff(bounds))]
+            word_sizes = np.diff(np.append(np.flatnonzero(body_flags), n_body))
+            starts, lengths, _, _ = self.choose_spans(word_sizes, budget(n_body, self.masked_lm_prob,
+                                                                      self.max_predictions), rng)
+            chosen = np.zeros(len(word_sizes), dtype=bool)
+            for s, n in zip(starts.tolist(), lengths.tolist()):
+                chosen[s:s + n] = True
+            masked_positions = body_pos[np.repeat(chosen, word_sizes)]
         return masked_positions, replace_80_10_10(layout.input_ids, masked_positions, self.vocab, rng, self.probs)
 
-    def _choose_spans(self, word_sizes: np.ndarray, budget: int, rng) -> np.ndarray:
-        """Bool [W]: the words to mask."""
+    def choose_spans(self, word_sizes: np.ndarray, budget: int, rng):
+        """The spans, in the order drawn: ``(start word [S], length in words [S], drawn length [S], fitted [S]
+        bool)``; ``fitted`` marks the spans from the first one the budget shortened on (the last few of a sample):
+        their lengths are chosen by what is left of the budget, not by the law alone."""
         n_words = len(word_sizes)
         masked = np.zeros(n_words + 2, dtype=bool)  # masked[w + 1] is word w; the ends stay False
         words = np.arange(n_words)
+        spans = []
         count = 0
+        fitting = False
         while count < budget:
             # free: word w and both its neighbours unmasked, so a span of free words neither overlaps nor touches
             free = ~(masked[:-2] | masked[1:-1] | masked[2:])
@@ -256,7 +263,8 @@ class SpanMasker:
             longest = int(run.max())
             if longest == 0:
                 break
-            length = min(int(np.searchsorted(self._cdf, rng.random(), side="right")) + 1, longest)
+            drawn = int(np.searchsorted(self._cdf, rng.random(), side="right")) + 1
+            length = min(drawn, longest)
             starts = np.flatnonzero(run >= length)
             s = int(starts[rng.integers(len(starts))])
             fit = int(np.searchsorted(np.cumsum(word_sizes[s:s + length]), budget - count, side="right"))
@@ -267,4 +275,7 @@ class SpanMasker:
                 s, fit = int(small[rng.integers(len(small))]), 1
             masked[s + 1:s + 1 + fit] = True
             count += int(word_sizes[s:s + fit].sum())
-        return masked[1:-1]
+            fitting = fitting or fit != length
+            spans.append((s, fit, drawn, fitting))
+        out = np.array(spans, dtype=np.int64).reshape(-1, 4)
+        return out[:, 0], out[:, 1], out[:, 2], out[:, 3].astype(bool)
