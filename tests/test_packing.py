@@ -3,10 +3,17 @@
 full_sentences = RoBERTa's FULL-SENTENCES (whole sentences across documents, [SEP] between documents, filled to
 max_seq_len); doc_sentences = DOC-SENTENCES (within one document).  Budget: ~10 s.
 """
+import json
+import os
+
 import numpy as np
+import paddle
 import pytest
 
 import _dataset_util as du
+import _trainer_util as U
+from ernie_style import run_pretrain
+from export import to_pytorch
 from data_tools.helpers import build_samples_mapping, get_samples_mapping, packed_window
 from data_tools.indexed_dataset import MMapIndexedDataset
 from ernie_style.data.dataset import PretrainingDataset
@@ -105,3 +112,80 @@ def test_epochs_are_the_same_rows_each_shuffled_by_its_own_generator():
         build_samples_mapping(np.array([0, 1, 1]), np.array([0], np.int32), num_epochs=1, max_num_samples=None, **kw)
     with pytest.raises(ValueError, match="packing='full': expected one of pairs, full_sentences, doc_sentences"):
         build_samples_mapping(doc_idx, sizes, num_epochs=1, max_num_samples=None, **dict(kw, packing="full"))
+
+
+# --------------------------------------------------------------------------- the dataset's packed samples
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("packed")
+    vocab = du.write_vocab(str(d / "vocab.txt"), 300)
+    return du.synthetic_prefix(str(d / "synth"), n_docs=80, unk_rate=0.01), vocab
+
+
+def _restored(sample):
+    ids = sample["input_ids"].copy()
+    ids[sample["masked_positions"]] = sample["masked_labels"]
+    return ids
+
+
+@pytest.mark.parametrize("packing", ["full_sentences", "doc_sentences"])
+def test_packed_samples_are_the_corpus_text_with_sep_between_documents(corpus, packing, tmp_path):
+    prefix, vocab = corpus
+    data = MMapIndexedDataset(prefix)
+    spec = SampleSpec(vocab, Split.parse("1,0,0"), max_seq_len=48, seed=3, binary_head=False, packing=packing)
+    stats = get_samples_mapping(data, (0, data.n_docs), name="train", cache_dir=str(tmp_path), num_epochs=1,
+                                max_num_samples=None, return_stats=True, **spec.index_params())[1]
+    n = stats["samples_per_epoch"][0]
+    ds = PretrainingDataset(prefix, spec, num_samples=n, cache_dir=str(tmp_path))
+    rows = np.asarray(ds.samples_mapping, np.int64)
+    text = []
+    for i in np.lexsort((rows[:, 2], rows[:, 0])):  # corpus order
+        s = ds[int(i)]
+        ids = _restored(s)
+        assert len(ids) <= 48 and ids[0] == CLS and ids[-1] == SEP and int(s["sop_label"]) == -100
+        assert (s["token_type_ids"] == 0).all() and not np.isin(s["masked_labels"], [CLS, SEP]).any()
+        first, end, skip = rows[i]
+        body = ids[1:-1]
+        inner = np.flatnonzero(body == SEP)
+        sentences = np.arange(first, end)
+        docs = np.unique(np.searchsorted(data.doc_idx, sentences[np.asarray(data.sizes[first:end]) > 0],
+                                         side="right") - 1)
+        assert len(inner) == len(docs) - 1, "one [SEP] between two documents"
+        if packing == "doc_sentences":
+            assert len(inner) == 0
+        text.append(body[body != SEP])
+    start, stop = int(data.offsets[0]), int(data.offsets[-1] + data.sizes[-1])
+    np.testing.assert_array_equal(np.concatenate(text), np.asarray(data.tokens[start:stop], np.int64))
+
+
+def test_packing_needs_an_mlm_only_run_and_a_known_name(corpus):
+    prefix, vocab = corpus
+    with pytest.raises(ValueError, match=r"binary_head=True: expected false with packing='full_sentences' "
+                                         r"\(packed samples are MLM-only"):
+        SampleSpec(vocab, Split.parse("1,0,0"), packing="full_sentences")
+    with pytest.raises(ValueError, match="packing='full': expected one of pairs, full_sentences, doc_sentences"):
+        SampleSpec(vocab, Split.parse("1,0,0"), binary_head=False, packing="full")
+
+
+def test_the_roberta_recipe_scaled_down_trains_mlm_only_without_an_sop_head(tmp_path):
+    """configs/roberta_mlm_full_sentences_base.yaml through the real trainer (one process): MLM-only, so the model
+    has no SOP head, the log line keeps sop_loss: 0.000000, and the checkpoint exports to Hugging Face."""
+    prefix, vocab = U.make_data(str(tmp_path / "data"))
+    out = tmp_path / "out"
+    over = U.tiny_overrides(prefix, vocab, str(out), **{"amp.enable": "false", "train.save_steps": 3,
+                                                        "train.eval_steps": 3, "train.eval_iters": 1})
+    config = os.path.join(U.REPO, "configs", "roberta_mlm_full_sentences_base.yaml")
+    assert run_pretrain.main(["--config", config, *over]) == 0
+    lines = [ln for ln in open(out / "train.log", encoding="utf-8") if ln.startswith(("global step", "eval at"))]
+    assert len(lines) == 4 and all(", sop_loss: 0.000000," in ln for ln in lines), lines
+    fields = U.log_fields(str(out / "train.log"))
+    assert all(np.isfinite(f["lm_loss"]) and f["lm_loss"] > 0 for f in fields.values())
+    ckpt = out / "checkpoints" / "latest"
+    state = paddle.load(str(ckpt / "model_state.pdparams"))
+    assert "cls.predictions.decoder_bias" in state and not [k for k in state if "seq_relationship" in k]
+    saved = json.load(open(ckpt / "trainer_state.json"))
+    assert saved["data_fingerprint"]["data.packing"] == "full_sentences"
+    assert saved["data_fingerprint"]["data.binary_head"] is False
+    assert to_pytorch.main([str(ckpt), str(tmp_path / "hf"), "--verify"]) == 0
