@@ -189,3 +189,24 @@ def test_the_roberta_recipe_scaled_down_trains_mlm_only_without_an_sop_head(tmp_
     assert saved["data_fingerprint"]["data.packing"] == "full_sentences"
     assert saved["data_fingerprint"]["data.binary_head"] is False
     assert to_pytorch.main([str(ckpt), str(tmp_path / "hf"), "--verify"]) == 0
+
+
+def test_an_mlm_only_model_loads_weights_with_an_sop_head():
+    """Continuing MLM-only from a WWM+SOP model: the SOP head is dropped (said in the report), the rest loads."""
+    from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
+    from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
+
+    cfg = RoFormerConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)
+    paddle.seed(1)
+    with_sop = RoFormerForPretraining(cfg)
+    mlm_only = RoFormerForPretraining(cfg, sop_head=False)
+    assert {k for k in with_sop.state_dict() if k not in mlm_only.state_dict()} == {
+        "cls.seq_relationship.weight", "cls.seq_relationship.bias"}
+    report = load_state_dict_checked(mlm_only, with_sop.state_dict())
+    assert report.notes == ["dropped cls.seq_relationship.* (this model is MLM-only: no SOP head)"]
+    np.testing.assert_array_equal(mlm_only.state_dict()["cls.predictions.decoder_bias"].numpy(),
+                                  with_sop.state_dict()["cls.predictions.decoder_bias"].numpy())
+    ids = paddle.to_tensor([[2, 7, 8, 3]])
+    mlm, sop = mlm_only(ids)
+    assert sop is None and mlm.shape == [1, 4, 50]
