@@ -33,6 +33,7 @@ import numpy as np
 
 from ernie_style.arch import get_arch
 from ernie_style.arch.spec import resolve
+from ernie_style.arch.state_dict_adapter import SOP_PREFIX
 from ernie_style.storage.safetensors_io import round_to
 from export.errors import ExportError
 
@@ -172,9 +173,10 @@ def _in_float64(model, tables=None, spec=None):
 
 def paddle_model(config: dict, state: dict, spec=None):
     """Our pretraining model of the architecture ``spec`` (None: the default; eval mode, float32) with ``config``
-    and our ``state`` dict."""
+    and our ``state`` dict (an MLM-only run's checkpoint has no SOP head: built with ``sop_head=False``)."""
     spec = spec or get_arch()
-    model = spec.pretraining_model_class()(spec.config_class().from_dict(config))
+    sop_head = any(k.startswith(SOP_PREFIX) for k in state)
+    model = spec.pretraining_model_class()(spec.config_class().from_dict(config), sop_head=sop_head)
     spec.load_state_dict_fn()(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
     model.eval()
     return model

@@ -66,7 +66,8 @@ class ArchSpec:
     config: str             # Paddle-free config dataclass with to_dict/from_dict (model_config.json)
     base_model: str         # nn.Layer(config) -> (sequence_output [B, L, H], pooled_output [B, H]); has .pooler,
                             # .encoder.layers (recompute wraps each) and set_attention_impl(name)
-    pretraining_model: str  # nn.Layer(config) -> (mlm_logits, sop_logits); encoder at .<prefix>
+    pretraining_model: str  # nn.Layer(config[, sop_head=False]) -> (mlm_logits, sop_logits or None); encoder at
+                            # .<prefix>; MLM-only runs (data.binary_head false) pass sop_head=False
     name_map: str           # [(our name, Hugging Face name, transpose, file)] rows, Paddle-free (export)
     expected_shapes: str    # (config dict) -> {our name: shape}: encoder without pooler + MLM head, Paddle-free
     hf_config_in: str       # (HF config.json dict, path, our field names) -> our config fields (ModelDirError)

@@ -119,13 +119,15 @@ def data_fingerprint(cfg: PretrainConfig) -> dict:
         "data.masked_lm_prob": spec.masked_lm_prob,
         "data.short_seq_prob": spec.short_seq_prob,
         "data.binary_head": spec.binary_head,
+        "data.packing": spec.packing,
         "train.seed": spec.seed,
         **{f"data.{k}": v for k, v in spec.masking_params().items()},
     }
 
 
 # A checkpoint from before these keys were saved was made with these values.
-_FINGERPRINT_DEFAULTS = {f"data.{f.name}": f.default for f in dataclasses.fields(SampleSpec) if f.name in MASKING_KNOBS}
+_FINGERPRINT_DEFAULTS = {f"data.{f.name}": f.default for f in dataclasses.fields(SampleSpec)
+                         if f.name in MASKING_KNOBS + ("packing",)}
 
 
 def _content(value):
