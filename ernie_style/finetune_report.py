@@ -209,7 +209,6 @@ def build_table(dirs: Sequence[str], split: str = "test", std: bool = False) -> 
         values.setdefault((e.model, e.task), []).extend(e.values)
         if e.fallback:
             fallback.add((e.model, e.task))
-    several = any(len(v) > 1 for v in values.values())
     head = ["model"] + [f"{t} ({metric[t]})" for t in tasks] + ["average", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in models:
@@ -224,7 +223,7 @@ def build_table(dirs: Sequence[str], split: str = "test", std: bool = False) -> 
                 counts.append(len(v))
         if not means:
             avg = "–"
-        elif std or not several:
+        elif std or max(counts) == 1:
             avg = f"{100.0 * sum(means) / len(means):.2f}"
         else:
             avg = f"{100.0 * sum(maxima) / len(maxima):.2f} ({100.0 * sum(means) / len(means):.2f})"
