@@ -20,6 +20,7 @@ import sys
 import time
 
 from ernie_style.constants import FINETUNE_RESULTS, LATEST, MODEL_CONFIG, VOCAB
+from ernie_style.finetune_report import PROBES_DIR, SERIES_FILE
 from ernie_style.training.parent_death import run_child
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,8 +120,6 @@ PROBE_SETTINGS = [f"train.epochs={PROBE_EPOCHS}", "train.micro_batch_size=8", "o
 def _probe_stage(out: str, train_dir: str, py: str) -> None:
     """Fine-tune every checkpoint of the pretraining run on word_topics; say whether accuracy rose with the steps."""
     import json
-
-    from ernie_style.finetune_report import PROBES_DIR, SERIES_FILE
 
     task_dir = os.path.join(out, "word_topics")
     data = [f"data.{s}_file={os.path.join(task_dir, s + '.tsv')}" for s in ("train", "dev", "test")]

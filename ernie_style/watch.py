@@ -252,7 +252,7 @@ class ProbeRecord:
     earlier records over into its new file); every probe of probes.jsonl is in it."""
 
     def __init__(self, w: Watch):
-        from ernie_style.training.metrics import VisualDL, read_records
+        from ernie_style.training.metrics import VisualDL, read_records  # loads visualdl: only when a series starts
 
         logdir = os.path.join(w.run_dir, "visualdl", VDL_PREFIX + w.name)
         self.name = w.name
