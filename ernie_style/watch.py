@@ -6,7 +6,9 @@
 Each checkpoint ``RUN_DIR/checkpoints/step_N``, oldest first, is fine-tuned with ``run_finetune.sh`` (``GPUS`` /
 ``NPROC`` as for the launchers; the fine-tuning config and overrides as for ``run_finetune.sh``, ``model.init`` and
 ``train.output_dir`` set per checkpoint).  With ``--follow`` the watcher keeps waiting for new checkpoints until the
-run has finished (a checkpoint of its ``train.max_steps`` probed), then exits 0.
+run has finished (a checkpoint of its ``train.max_steps`` probed), then exits 0; a run stopped before that step is
+waited for until it is resumed (Ctrl-C stops the watcher; the same command goes on later).  Start it once the run
+has begun (its ``train.log`` exists).
 
 Beside training.  What a fine-tune needs of a checkpoint (weights, configs, vocab; not the optimizer state) is copied
 under a shared lock on ``checkpoints/.readers.lock`` -- the lock ``export`` reads under and the trainer's pruning
