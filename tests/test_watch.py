@@ -258,3 +258,55 @@ def test_report_probe_table_and_seed_cells(tmp_path):
     assert lines[0] == "| model | task | 100 | 200 |" and lines[2] == "| pre | cls (accuracy) | 40.00 | 52.50 |"
     (home / "probes.jsonl").write_text("{\"step\": 1}\n", encoding="utf-8")
     assert R.main(["--probes", str(run)]) == 2
+
+
+def test_several_series_records_and_a_restart(tmp_path):
+    """Two watchers (names) on one run: each its own VisualDL directory and file, read back by VisualDL's reader; a
+    restart carries the records over into one new file and adds a probe that probes.jsonl has and the record not."""
+    from visualdl import LogReader
+
+    run = tmp_path / "run"
+    (run / "visualdl").mkdir(parents=True)
+
+    def probe(step, acc):
+        return W.Probe(step, {"accuracy": acc, "macro_f1": acc / 2}, {"accuracy": acc - 0.1})
+
+    records = {}
+    for name, accs in (("cls", (0.5, 0.6)), ("pair", (0.7, 0.8))):
+        w = W.Watch(str(run), FT_CONFIG, [], name)
+        rec = W.ProbeRecord(w)
+        for step, acc in zip((100, 200), accs):
+            rec.add(probe(step, acc))
+        records[name] = rec
+    for rec in records.values():
+        rec.close()
+    logs = LogReader(logdir=str(run / "visualdl")).logs()
+    assert sorted(os.path.relpath(d, run / "visualdl") for d in logs) == ["probe_cls", "probe_pair"]
+
+    def read(name):
+        files = glob.glob(str(run / "visualdl" / f"probe_{name}" / "vdlrecords.*"))
+        assert len(files) == 1, files  # the VisualDL server shows one file per directory
+        reader = LogReader(file_path=files[0])
+        return {int(r.id): round(r.value, 6) for r in reader.get_data("scalar", f"probe/{name}/dev/accuracy")}
+
+    assert read("cls") == {100: 0.5, 200: 0.6} and read("pair") == {100: 0.7, 200: 0.8}
+    # a restart of "cls" whose probes.jsonl holds step 300 too (killed after writing it, before the record)
+    w = W.Watch(str(run), FT_CONFIG, [], "cls", done={100: probe(100, 0.5), 200: probe(200, 0.6),
+                                                       300: probe(300, 0.7)})
+    W.ProbeRecord(w).close()
+    assert read("cls") == {100: 0.5, 200: 0.6, 300: 0.7} and read("pair") == {100: 0.7, 200: 0.8}
+
+
+def test_a_second_watcher_of_the_same_series_is_refused(data, alone, tmp_path):
+    from data_tools import locking
+
+    run = tmp_path / "run"
+    shutil.copytree(alone, run, symlinks=True)
+    home = run / "probes" / "topics"
+    home.mkdir(parents=True)
+    held = locking.acquire_exclusive(str(home / ".watch.lock"))
+    try:
+        err = _one_line_error([str(run), FT_CONFIG, *data[2]])
+    finally:
+        held.release()
+    assert "another watcher of --name topics" in err and f"pid {os.getpid()}" in err, err
