@@ -4,8 +4,8 @@ vocab -> preprocess -> 2-process pretraining through run_pretrain.sh -> VisualDL
 export to Hugging Face -> fill-mask in transformers -> does pretraining help? the pretrained model and a
 random init fine-tuned with identical settings on a generated downstream task (data_tools.sample_data.
 word_topics), side by side -> what each checkpoint of the pretraining is worth on that task (ernie_style.watch:
-a short fine-tune per checkpoint, the accuracy per pretraining step).  Every step is the command a user would type (printed before it runs), so the
-demo doubles as a worked example.
+a short fine-tune per checkpoint, the accuracy per pretraining step).  Every step is the command a user would
+type (printed before it runs), so the demo doubles as a worked example.
 
     python -m ernie_style.demo [--out demo_output] [--steps N] [--nproc 2]
 """

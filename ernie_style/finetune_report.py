@@ -124,10 +124,11 @@ def read_results(run_dir: str) -> RunResult:
 def main_metric(metrics: Dict[str, float]) -> str:
     """The main metric of a task's metrics dict (a probe series does not name its task): the first of the tasks'
     main metrics it holds."""
-    for name in dict.fromkeys(MAIN_METRIC.values()):
+    names = list(dict.fromkeys(MAIN_METRIC.values()))
+    for name in names:
         if isinstance(metrics.get(name), (int, float)):
             return name
-    raise ReportError(f"metrics {sorted(metrics)}: none of the main metrics {', '.join(dict.fromkeys(MAIN_METRIC.values()))}")
+    raise ReportError(f"metrics {sorted(metrics)}: none of the main metrics {', '.join(names)}")
 
 
 def mean_std(values: Sequence[float]):

@@ -28,7 +28,8 @@ def read_scalars(output_dir: str) -> Dict[str, List[Tuple[int, float]]]:
 
 
 def read_probe_scalars(output_dir: str) -> Dict[str, List[Tuple[int, float]]]:
-    """{tag: [(step, value), ...]} of the watchers' records (``visualdl/probe_*/``), tags ``probe/NAME/SPLIT/METRIC``."""
+    """{tag: [(step, value), ...]} of the watchers' records (``visualdl/probe_*/``); tags
+    ``probe/NAME/SPLIT/METRIC``."""
     out: Dict[str, List[Tuple[int, float]]] = {}
     for logdir in sorted(glob.glob(os.path.join(output_dir, "visualdl", "probe_*"))):
         for tag, points in read_records(logdir)[0].items():

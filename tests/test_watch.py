@@ -164,8 +164,14 @@ def test_damaged_checkpoint_kill_9_and_rerun(data, alone, tmp_path):
     assert sorted(_series(run)) == [4]
     results4 = (home / "step_00000004" / "results.json").stat().st_mtime_ns
 
+    # the same checkpoint, config and seed through run_finetune.sh (beside the re-run: one core each)
+    direct = tmp_path / "direct"
+    d = subprocess.Popen(["bash", os.path.join(U.REPO, "run_finetune.sh"), FT_CONFIG, *data[2],
+                          f"model.init={run / 'checkpoints' / 'step_00000006'}", f"train.output_dir={direct}"],
+                         cwd=U.REPO, env=_env(NPROC="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     again = subprocess.run(_watch_cmd(run, data), cwd=U.REPO, env=_env(NPROC="1"), capture_output=True, text=True,
                            timeout=180)
+    d_out = d.communicate(timeout=180)[0]
     assert again.returncode == 0, again.stdout + again.stderr
     assert "(1 step(s) probed before)" in again.stdout and "step 4:" not in again.stdout.split("step(s) probed;")[0]
     assert "step 6: dev accuracy" in again.stdout and "step 2: skipped, damaged" in again.stdout
@@ -176,12 +182,7 @@ def test_damaged_checkpoint_kill_9_and_rerun(data, alone, tmp_path):
     assert [json.loads(x)["step"] for x in lines] == [4, 6] and set(json.loads(lines[0])) == {"step", "dev", "test"}
     assert not (home / ".init" / "step_00000006").exists() and not (home / "step_00000006" / "checkpoints").exists()
 
-    # the same checkpoint, config and seed through run_finetune.sh
-    direct = tmp_path / "direct"
-    d = subprocess.run(["bash", os.path.join(U.REPO, "run_finetune.sh"), FT_CONFIG, *data[2],
-                        f"model.init={run / 'checkpoints' / 'step_00000006'}", f"train.output_dir={direct}"],
-                       cwd=U.REPO, env=_env(NPROC="1"), capture_output=True, text=True, timeout=180)
-    assert d.returncode == 0, d.stderr[-3000:]
+    assert d.returncode == 0, d_out[-3000:]
     ref = R.read_results(str(direct))
     assert series[6]["dev"] == ref.dev and series[6]["test"] == ref.test
 
