@@ -286,3 +286,44 @@ def test_readme_packing_and_masking_journey(tmp_path):
     assert len(ran) == 2, ran
     state = json.load(open(os.path.join(root, "output", "span", "checkpoints", "latest", "trainer_state.json")))
     assert state["data_fingerprint"]["data.masking"] == "span"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Watch downstream quality while pretraining", executed as written: the tiny pretraining above (checkpoints of
+# steps 2 and 4), the ChnSentiCorp-shaped files, the fine-tunes made short with FT_TINY.
+
+
+def watch_blocks():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Watch downstream quality while pretraining", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.multiproc
+def test_readme_watch_journey(tmp_path):
+    root = str(tmp_path)
+    for name in ("configs", "run_pretrain.sh", "run_finetune.sh"):
+        os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "data"))
+    _tiny_pretraining(root)
+    _write_task_files(root)
+
+    ran, outputs = [], {}
+    for lang, block in watch_blocks():
+        assert lang == "bash", lang
+        for env, words in bash_commands(block):
+            if words[0] == "visualdl":  # a web server: only checked for naming the run's records
+                assert words[1:] == ["--logdir", "output/roformer_base/visualdl"], words
+                continue
+            extra = FT_TINY if words[:3] == ["python", "-m", "ernie_style.watch"] else []
+            outputs[words[2]] = _run(root, words + extra, env)
+            ran.append(" ".join(words[:3]))
+    assert ran == ["python -m ernie_style.watch", "python -m ernie_style.finetune_report", "python -m ernie_style.plot"]
+    home = os.path.join(root, "output", "roformer_base", "probes", "chnsenticorp")
+    with open(os.path.join(home, "probes.jsonl"), encoding="utf-8") as f:
+        assert [json.loads(line)["step"] for line in f] == [2, 4]
+    for step in (2, 4):
+        assert os.path.isfile(os.path.join(home, f"step_{step:08d}", "predictions_dev.jsonl"))
+    assert outputs["ernie_style.finetune_report"].splitlines()[0] == "| model | task | 2 | 4 |"
+    assert os.path.exists(os.path.join(root, "curves.png"))
+    assert glob.glob(os.path.join(root, "output", "roformer_base", "visualdl", "probe_chnsenticorp", "vdlrecords.*"))
