@@ -15,7 +15,7 @@ see export/verify.py). See docs/export.md.
 import argparse
 import os
 
-from data_tools.tokenizers import DEFAULT_KIND, hf_tokenizer_class
+from data_tools.tokenizers import DEFAULT_KIND, hf_model_card, hf_tokenizer_class, hf_tokenizer_config
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
 from ernie_style.arch.model_reader import CONFIG_FIELDS, Checkpoint, read_checkpoint
 from ernie_style.arch.state_dict_adapter import ROTARY_KEY, SIDE_FILE, TASK_HEADS, ours_to_hf, sinusoidal_table
@@ -62,11 +62,9 @@ def hf_config(config: dict, dtype: str, where: str = MODEL_CONFIG, task=None, la
 
 def tokenizer_config(ckpt: Checkpoint) -> dict:
     return {
-        # Character-level BERT WordPiece: AutoTokenizer would otherwise pick RoFormerTokenizer (jieba words).
-        "tokenizer_class": hf_tokenizer_class(ckpt.tokenizer_kind),
-        "do_lower_case": ckpt.do_lower_case,
-        "tokenize_chinese_chars": True,
-        "strip_accents": None,
+        # the kind's class and options (data_tools.tokenizers): BertTokenizer for character-level models, which
+        # AutoTokenizer would otherwise build as RoFormerTokenizer (jieba words)
+        **hf_tokenizer_config(ckpt.tokenizer_kind, ckpt.do_lower_case),
         # A fine-tuned model truncates where it was trained to.
         "model_max_length": ckpt.max_seq_len or ckpt.config["max_position_embeddings"],
         **SPECIAL_TOKENS_MAP,
@@ -91,6 +89,10 @@ def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
     write_vocab(os.path.join(out, VOCAB), ckpt.vocab)
     write_json(os.path.join(out, TOKENIZER_CONFIG), tokenizer_config(ckpt))
     write_json(os.path.join(out, "special_tokens_map.json"), SPECIAL_TOKENS_MAP)
+    card = hf_model_card(ckpt.tokenizer_kind)
+    if card:  # what a user must know to load this kind's tokenizer (e.g. a package transformers needs)
+        with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
 
 
 def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) -> None:

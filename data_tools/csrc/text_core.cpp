@@ -1,5 +1,8 @@
 // BERT BasicTokenizer + WordPiece on UTF-8, and the document encoder (sentence
-// splitting, whole-word flags) used by data_tools.preprocess.
+// splitting, whole-word flags) used by data_tools.preprocess.  The word-level
+// mode (`encode_words`, `encode_document_words`: data_tools/word_tokenizer.py)
+// takes a segmenter's words: a word that is a vocab token is that one token,
+// any other goes through the BERT pipeline on its own (RoFormerTokenizer).
 //
 // Unicode properties come from Python (data_tools/tokenizer.py builds them from
 // `unicodedata` once per process): one flag byte per code point plus the
@@ -257,10 +260,75 @@ public:
             for (size_t k = 1; k < n_ws; ++k)
                 if (ws[k] <= ws[k - 1]) throw std::invalid_argument("word_starts must be strictly increasing");
         }
-        // Sentence lengths, long sentences cut at clause punctuation / word starts.
+        return py::make_tuple(to_array(ids), to_array(wwm),
+                              to_array(sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens)),
+                              counts.cjk, counts.chars);
+    }
+
+    // Word-level tokens of `text` (UTF-8) given `words` (a list of str, the segmenter's words, which must cover
+    // the text exactly): a word that is a vocab token is that token, any other is tokenized on its own as
+    // `encode` does.  With offsets: (ids, starts, ends) as encode_offsets; else the ids alone.
+    py::object encode_words(py::bytes text, py::list words, bool with_offsets) {
+        std::string_view sv = view(text);
+        std::vector<int32_t> ids, starts, ends;
+        ids.reserve(sv.size() / 3 + 8);
+        run_words(sv, words.ptr(), [&](const Token& t, bool) {
+            ids.push_back(t.id);
+            if (with_offsets) {
+                starts.push_back(t.offset);
+                ends.push_back(t.end);
+            }
+        });
+        if (!with_offsets) return to_array(ids);
+        return py::make_tuple(to_array(ids), to_array(starts), to_array(ends));
+    }
+
+    // The document encoder of the word-level mode: as encode_document, with the tokens of encode_words and a
+    // word-start flag on the first token of every word (so a word that fell back to pieces is masked whole).
+    py::tuple encode_document_words(py::bytes text, py::list words, int64_t max_sentence_tokens) {
+        if (max_sentence_tokens < 1) throw std::invalid_argument("max_sentence_tokens must be >= 1");
+        std::string_view sv = view(text);
+        std::vector<int32_t> breaks;
+        Counts counts;
+        scan(sv, breaks, counts);
+        std::vector<int32_t> ids;
+        std::vector<uint8_t> wwm, clause;
+        std::vector<int64_t> sent_starts;
+        ids.reserve(sv.size() / 3 + 8);
+        wwm.reserve(sv.size() / 3 + 8);
+        clause.reserve(sv.size() / 3 + 8);
+        size_t bi = 0;
+        run_words(sv, words.ptr(), [&](const Token& t, bool word_start) {
+            bool cut = ids.empty();
+            while (bi < breaks.size() && t.offset >= breaks[bi]) {
+                cut = true;
+                ++bi;
+            }
+            if (cut) sent_starts.push_back(static_cast<int64_t>(ids.size()));
+            ids.push_back(t.id);
+            wwm.push_back(word_start ? 1 : 0);
+            clause.push_back(t.clause ? 1 : 0);
+        });
+        return py::make_tuple(to_array(ids), to_array(wwm),
+                              to_array(sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens)),
+                              counts.cjk, counts.chars);
+    }
+
+    size_t vocab_size() const { return tokens_.size(); }
+
+private:
+    struct Counts {
+        int64_t cjk = 0;
+        int64_t chars = 0;
+    };
+
+    // Sentence lengths from the sentence start positions (token indices), long sentences cut after clause
+    // punctuation, else before a word start, else at the limit.
+    static std::vector<int32_t> sentence_lengths(std::vector<int64_t>& sent_starts, size_t n_tokens,
+                                                 const std::vector<uint8_t>& wwm, const std::vector<uint8_t>& clause,
+                                                 int64_t m) {
         std::vector<int32_t> lengths;
-        sent_starts.push_back(static_cast<int64_t>(ids.size()));
-        const int64_t m = max_sentence_tokens;
+        sent_starts.push_back(static_cast<int64_t>(n_tokens));
         for (size_t s = 0; s + 1 < sent_starts.size(); ++s) {
             int64_t a = sent_starts[s], b = sent_starts[s + 1];
             while (b - a > m) {
@@ -276,23 +344,90 @@ public:
             }
             if (b > a) lengths.push_back(static_cast<int32_t>(b - a));
         }
-        return py::make_tuple(to_array(ids), to_array(wwm), to_array(lengths), counts.cjk, counts.chars);
+        return lengths;
     }
 
-    size_t vocab_size() const { return tokens_.size(); }
+    // Sentence breaks and counts of `text`, as run() finds them while tokenizing (the word-level mode tokenizes
+    // word by word, so it scans for them in a pass of its own).
+    void scan(std::string_view text, std::vector<int32_t>& breaks, Counts& counts) const {
+        const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+        const size_t n = text.size();
+        if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
+        size_t i = 0;
+        int32_t off = 0;
+        bool after_terminal = false;
+        for (; i < n; ++off) {
+            uint32_t c = decode_utf8(s, n, i);
+            uint8_t f = flags_[c];
+            if (f & kRemove) continue;
+            if (is_newline(c)) {
+                breaks.push_back(off);
+                after_terminal = false;
+            } else if (after_terminal && !is_terminal(c) && !is_closer(c)) {
+                breaks.push_back(off);
+                after_terminal = false;
+            }
+            if (is_terminal(c)) after_terminal = true;
+            if (f & kCjk) ++counts.cjk;
+        }
+        counts.chars = off;
+    }
 
-private:
+    // Walks `words` (str objects covering `text`, by code-point length) and emits each word's tokens with
+    // `emit(token, is_the_word's_first_token)`: one token when the word is in the vocab, else the BERT pipeline's.
+    template <typename Emit>
+    void run_words(std::string_view text, PyObject* words, Emit emit) {
+        const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+        const size_t n = text.size();
+        if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
+        const Py_ssize_t nw = PyList_GET_SIZE(words);
+        size_t i = 0;
+        int32_t off = 0;
+        for (Py_ssize_t k = 0; k < nw; ++k) {
+            PyObject* w = PyList_GET_ITEM(words, k);
+            if (!PyUnicode_Check(w)) throw std::invalid_argument("word list must hold str");
+            const Py_ssize_t len = PyUnicode_GET_LENGTH(w);
+            if (len == 0) continue;
+            const size_t b = i;
+            uint32_t first_cp = 0;
+            for (Py_ssize_t j = 0; j < len; ++j) {
+                if (i >= n)
+                    throw std::runtime_error("segmenter words cover more than the text's " +
+                                             std::to_string(off + j) + " characters");
+                uint32_t c = decode_utf8(s, n, i);
+                if (j == 0) first_cp = c;
+            }
+            const std::string_view word = text.substr(b, i - b);
+            auto it = index_.find(word);
+            if (it != index_.end()) {
+                emit(Token{it->second, off, off + static_cast<int32_t>(len), false, len == 1 && is_clause(first_cp)},
+                     true);
+            } else {
+                bool first = true;
+                run(word, [&](const Token& t) {
+                    emit(t, first);
+                    first = false;
+                }, nullptr, nullptr, off);
+            }
+            off += static_cast<int32_t>(len);
+        }
+        if (i != n) {
+            int32_t total = off;
+            while (i < n) {
+                decode_utf8(s, n, i);
+                ++total;
+            }
+            throw std::runtime_error("segmenter words cover " + std::to_string(off) + " of " + std::to_string(total) +
+                                     " characters");
+        }
+    }
+
     static std::string_view view(const py::bytes& b) {
         char* data = nullptr;
         Py_ssize_t len = 0;
         if (PyBytes_AsStringAndSize(b.ptr(), &data, &len) != 0) throw py::error_already_set();
         return std::string_view(data, static_cast<size_t>(len));
     }
-
-    struct Counts {
-        int64_t cjk = 0;
-        int64_t chars = 0;
-    };
 
     template <typename T>
     static py::array_t<T> to_array(const std::vector<T>& v) {
@@ -474,13 +609,15 @@ private:
     }
 
     // Scans the text once: cleaning, CJK split, word collection, sentence breaks.
+    // `base`: the code-point offset of `text` in the document (offsets of tokens are the document's).
     template <typename Emit>
-    void run(std::string_view text, Emit emit, std::vector<int32_t>* breaks, Counts* counts = nullptr) {
+    void run(std::string_view text, Emit emit, std::vector<int32_t>* breaks, Counts* counts = nullptr,
+             int32_t base = 0) {
         const auto* s = reinterpret_cast<const unsigned char*>(text.data());
         const size_t n = text.size();
         if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
         size_t i = 0;
-        int32_t off = 0;
+        int32_t off = base;
         bool after_terminal = false;
         int64_t cjk = 0;
         word_cps_.clear();
@@ -530,7 +667,7 @@ private:
         flush_word(emit);
         if (counts != nullptr) {
             counts->cjk = cjk;
-            counts->chars = off;
+            counts->chars = off - base;
         }
     }
 
@@ -598,6 +735,9 @@ PYBIND11_MODULE(_text_core, m) {
         .def("encode", &Tokenizer::encode, py::arg("text"))
         .def("encode_offsets", &Tokenizer::encode_offsets, py::arg("text"))
         .def("encode_document", &Tokenizer::encode_document, py::arg("text"), py::arg("word_starts"),
+             py::arg("max_sentence_tokens"))
+        .def("encode_words", &Tokenizer::encode_words, py::arg("text"), py::arg("words"), py::arg("with_offsets"))
+        .def("encode_document_words", &Tokenizer::encode_document_words, py::arg("text"), py::arg("words"),
              py::arg("max_sentence_tokens"))
         .def_property_readonly("vocab_size", &Tokenizer::vocab_size);
     m.def("word_starts", &word_starts, py::arg("words"), py::arg("n_chars"),
