@@ -39,6 +39,7 @@ enum Flag : uint8_t {
     kCjk = 8,         // BERT CJK ranges: own token
     kComplex = 16,    // word goes to the Python reference path
     kMapped = 32,     // replaced by its mapping text
+    kSentence = 64,   // a newline, sentence terminal or closer (set by the C++ side, not the Python tables)
 };
 
 bool is_terminal(uint32_t c) {
@@ -138,6 +139,8 @@ public:
         if (map_cps.size() != map_texts.size()) throw std::invalid_argument("map_cps/map_texts differ in length");
         if (unk_id < 0 || static_cast<size_t>(unk_id) >= vocab.size()) throw std::invalid_argument("unk_id out of range");
         flags_.assign(f.data(0), f.data(0) + kNumCodePoints);
+        for (uint32_t c = 0; c < 0x10000; ++c)
+            if (is_newline(c) || is_terminal(c) || is_closer(c)) flags_[c] |= kSentence;
         for (size_t k = 0; k < map_cps.size(); ++k) {
             std::vector<uint32_t> cps;
             const auto* s = reinterpret_cast<const unsigned char*>(map_texts[k].data());
@@ -288,9 +291,8 @@ public:
     py::tuple encode_document_words(py::bytes text, py::list words, int64_t max_sentence_tokens) {
         if (max_sentence_tokens < 1) throw std::invalid_argument("max_sentence_tokens must be >= 1");
         std::string_view sv = view(text);
-        std::vector<int32_t> breaks;
-        Counts counts;
-        scan(sv, breaks, counts);
+        Scan scan;
+        const std::vector<int32_t>& breaks = scan.breaks;  // filled as the words are walked, ahead of their tokens
         std::vector<int32_t> ids;
         std::vector<uint8_t> wwm, clause;
         std::vector<int64_t> sent_starts;
@@ -308,10 +310,10 @@ public:
             ids.push_back(t.id);
             wwm.push_back(word_start ? 1 : 0);
             clause.push_back(t.clause ? 1 : 0);
-        });
+        }, &scan);
         return py::make_tuple(to_array(ids), to_array(wwm),
                               to_array(sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens)),
-                              counts.cjk, counts.chars);
+                              scan.counts.cjk, scan.counts.chars);
     }
 
     size_t vocab_size() const { return tokens_.size(); }
@@ -347,36 +349,18 @@ private:
         return lengths;
     }
 
-    // Sentence breaks and counts of `text`, as run() finds them while tokenizing (the word-level mode tokenizes
-    // word by word, so it scans for them in a pass of its own).
-    void scan(std::string_view text, std::vector<int32_t>& breaks, Counts& counts) const {
-        const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-        const size_t n = text.size();
-        if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
-        size_t i = 0;
-        int32_t off = 0;
+    // Sentence breaks (code-point offsets) and counts, found as run() finds them while tokenizing.
+    struct Scan {
+        std::vector<int32_t> breaks;
+        Counts counts;
         bool after_terminal = false;
-        for (; i < n; ++off) {
-            uint32_t c = decode_utf8(s, n, i);
-            uint8_t f = flags_[c];
-            if (f & kRemove) continue;
-            if (is_newline(c)) {
-                breaks.push_back(off);
-                after_terminal = false;
-            } else if (after_terminal && !is_terminal(c) && !is_closer(c)) {
-                breaks.push_back(off);
-                after_terminal = false;
-            }
-            if (is_terminal(c)) after_terminal = true;
-            if (f & kCjk) ++counts.cjk;
-        }
-        counts.chars = off;
-    }
+    };
 
     // Walks `words` (str objects covering `text`, by code-point length) and emits each word's tokens with
     // `emit(token, is_the_word's_first_token)`: one token when the word is in the vocab, else the BERT pipeline's.
+    // With `scan`, also finds the sentence breaks and counts on the way (one decoding pass over the text).
     template <typename Emit>
-    void run_words(std::string_view text, PyObject* words, Emit emit) {
+    void run_words(std::string_view text, PyObject* words, Emit emit, Scan* scan = nullptr) {
         const auto* s = reinterpret_cast<const unsigned char*>(text.data());
         const size_t n = text.size();
         if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
@@ -390,21 +374,55 @@ private:
             if (len == 0) continue;
             const size_t b = i;
             uint32_t first_cp = 0;
+            bool plain_cjk = true;  // every character a CJK one that maps to itself: its own token, or [UNK]
+            word_cps_.clear();
             for (Py_ssize_t j = 0; j < len; ++j) {
                 if (i >= n)
                     throw std::runtime_error("segmenter words cover more than the text's " +
                                              std::to_string(off + j) + " characters");
-                uint32_t c = decode_utf8(s, n, i);
+                const uint32_t c = decode_utf8(s, n, i);
                 if (j == 0) first_cp = c;
+                word_cps_.push_back(c);
+                plain_cjk = plain_cjk && flags_[c] == kCjk && c < kDirectTable;
+                if (scan != nullptr) {
+                    const uint8_t f = flags_[c];
+                    if (f & kRemove) continue;
+                    if (!(f & kSentence)) {  // the common case: one test
+                        if (scan->after_terminal) {
+                            scan->breaks.push_back(off + static_cast<int32_t>(j));
+                            scan->after_terminal = false;
+                        }
+                    } else {
+                        if (is_newline(c)) {
+                            scan->breaks.push_back(off + static_cast<int32_t>(j));
+                            scan->after_terminal = false;
+                        } else if (scan->after_terminal && !is_terminal(c) && !is_closer(c)) {
+                            scan->breaks.push_back(off + static_cast<int32_t>(j));
+                            scan->after_terminal = false;
+                        }
+                        if (is_terminal(c)) scan->after_terminal = true;
+                    }
+                    if (f & kCjk) ++scan->counts.cjk;
+                }
             }
-            const std::string_view word = text.substr(b, i - b);
-            auto it = index_.find(word);
-            if (it != index_.end()) {
-                emit(Token{it->second, off, off + static_cast<int32_t>(len), false, len == 1 && is_clause(first_cp)},
-                     true);
+            int32_t id = -1;
+            if (len == 1 && first_cp < kDirectTable) {
+                id = first_id_[first_cp];  // the one-character tokens, without hashing
+            } else {
+                auto it = index_.find(text.substr(b, i - b));
+                if (it != index_.end()) id = it->second;
+            }
+            if (id >= 0) {
+                emit(Token{id, off, off + static_cast<int32_t>(len), false, len == 1 && is_clause(first_cp)}, true);
+            } else if (plain_cjk) {  // what run() would do, without its per-word setup (the common case)
+                for (Py_ssize_t j = 0; j < len; ++j) {
+                    const int32_t cid = first_id_[word_cps_[static_cast<size_t>(j)]];
+                    const int32_t o = off + static_cast<int32_t>(j);
+                    emit(Token{cid < 0 ? unk_id_ : cid, o, o + 1, false, false}, j == 0);
+                }
             } else {
                 bool first = true;
-                run(word, [&](const Token& t) {
+                run(text.substr(b, i - b), [&](const Token& t) {
                     emit(t, first);
                     first = false;
                 }, nullptr, nullptr, off);
@@ -420,6 +438,7 @@ private:
             throw std::runtime_error("segmenter words cover " + std::to_string(off) + " of " + std::to_string(total) +
                                      " characters");
         }
+        if (scan != nullptr) scan->counts.chars = off;
     }
 
     static std::string_view view(const py::bytes& b) {
