@@ -1,22 +1,23 @@
 """A word-level model end to end: ``build_vocab --level word``, ``preprocess --tokenizer roformer_word``,
-``configs/roberta_word_tiny.yaml`` (scaled down) trained through ``run_pretrain.sh``, exported with
+``configs/roberta_word_tiny.yaml`` (scaled down) trained until it knows its sentences, exported with
 ``tokenizer_class: RoFormerTokenizer``, loaded by transformers' ``AutoTokenizer`` (same ids as ours) and
 ``pipeline("fill-mask")``, which fills a masked word with the whole word; then fine-tuned for pair
 classification, NER and QA (sequence classification: tests/test_tokenizer_seam.py), keeping its kind.
+The same chain through ``run_pretrain.sh`` and ``run_finetune.sh``: tests/test_journey.py (README "Word-level
+vocabularies"); here training runs in-process, to spare a launch.
 
-Budget: ~40 s (one launched training of 150 tiny steps, three 1-epoch fine-tunes).
+Budget: ~30 s (150 tiny steps, three 1-epoch fine-tunes).
 """
 import json
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 
 import _finetune_util as F
 import _trainer_util as U
 from data_tools.tokenizers import TokenizerSpec, load_tokenizer
+from ernie_style import run_pretrain
 
 WORD = TokenizerSpec(True, "roformer_word")
 SENTENCES = ["今天天气很好，我们去公园散步。", "人工智能正在改变世界。", "北京是中国的首都。", "他喜欢打篮球和踢足球。",
@@ -50,10 +51,7 @@ def word_model(tmp_path_factory):
     config = os.path.join(U.REPO, "configs", "roberta_word_tiny.yaml")
     over = [f"{k}={v}" for k, v in {**SMALL, "data.prefixes": f"[{prefix}]", "data.vocab_file": vocab,
                                     "train.output_dir": str(out)}.items()]
-    env = dict(os.environ, NPROC="1", OMP_NUM_THREADS="1", PYTHON=sys.executable)
-    p = subprocess.run(["bash", os.path.join(U.REPO, "run_pretrain.sh"), config, *over], cwd=U.REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert run_pretrain.main(["--config", config, *over]) == 0
     log = open(out / "train.log", encoding="utf-8").read()
     assert "sop_loss: 0.000000" in log  # MLM only
     hf = str(root / "hf")
