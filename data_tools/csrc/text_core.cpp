@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -120,6 +121,23 @@ inline void append_utf8(std::string& out, uint32_t cp) {
     }
 }
 
+// A fast 64-bit hash of a short byte string (words are a few UTF-8 characters): 8 bytes at a time.
+inline uint64_t hash_bytes(const char* p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
+    while (n >= 8) {
+        uint64_t x;
+        std::memcpy(&x, p, 8);
+        h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t x = 0;
+    std::memcpy(&x, p, n);
+    h = (h ^ x) * 0x94d049bb133111ebull;
+    return h ^ (h >> 29);
+}
+
 struct Token {
     int32_t id;
     int32_t offset;  // code-point offset in the original text of the piece's first char
@@ -164,6 +182,25 @@ public:
             if (i == body.size() && !body.empty() && cp < kDirectTable) {
                 (cont ? cont_id_[cp] : first_id_[cp]) = static_cast<int32_t>(id);
             }
+        }
+        // The word table of the word-level mode: open addressing, power-of-two size, at most half full; a slot holds
+        // a short token's bytes itself, so a lookup touches one cache line.
+        size_t cap = 16;
+        while (cap < 2 * tokens_.size()) cap <<= 1;
+        word_mask_ = cap - 1;
+        word_slots_.assign(cap, WordSlot{});
+        for (size_t id = 0; id < tokens_.size(); ++id) {
+            const std::string& t = tokens_[id];
+            const uint64_t h = hash_bytes(t.data(), t.size());
+            size_t k = h & word_mask_;
+            while (word_slots_[k].id >= 0 && !(word_slots_[k].hash == h &&
+                                               tokens_[static_cast<size_t>(word_slots_[k].id)] == t))
+                k = (k + 1) & word_mask_;
+            WordSlot& slot = word_slots_[k];
+            slot.hash = h;
+            slot.id = static_cast<int32_t>(id);  // last occurrence wins, as in transformers
+            slot.len = static_cast<uint32_t>(t.size());
+            if (t.size() <= sizeof(slot.text)) std::memcpy(slot.text, t.data(), t.size());
         }
     }
 
@@ -358,10 +395,10 @@ private:
 
     // Walks `words` (str objects covering `text`, by code-point length) and emits each word's tokens with
     // `emit(token, is_the_word's_first_token)`: one token when the word is in the vocab, else the BERT pipeline's.
-    // With `scan`, also finds the sentence breaks and counts on the way (one decoding pass over the text).
+    // With `scan`, also finds the sentence breaks and counts on the way.  The characters are read from the word
+    // objects (no UTF-8 decoding); their UTF-8 lengths locate each word's bytes in `text`, which must add up to it.
     template <typename Emit>
     void run_words(std::string_view text, PyObject* words, Emit emit, Scan* scan = nullptr) {
-        const auto* s = reinterpret_cast<const unsigned char*>(text.data());
         const size_t n = text.size();
         if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
         const Py_ssize_t nw = PyList_GET_SIZE(words);
@@ -372,15 +409,16 @@ private:
             if (!PyUnicode_Check(w)) throw std::invalid_argument("word list must hold str");
             const Py_ssize_t len = PyUnicode_GET_LENGTH(w);
             if (len == 0) continue;
+            const int kind = PyUnicode_KIND(w);
+            const void* data = PyUnicode_DATA(w);
             const size_t b = i;
             uint32_t first_cp = 0;
             bool plain_cjk = true;  // every character a CJK one that maps to itself: its own token, or [UNK]
             word_cps_.clear();
             for (Py_ssize_t j = 0; j < len; ++j) {
-                if (i >= n)
-                    throw std::runtime_error("segmenter words cover more than the text's " +
-                                             std::to_string(off + j) + " characters");
-                const uint32_t c = decode_utf8(s, n, i);
+                uint32_t c = PyUnicode_READ(kind, data, j);
+                i += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+                if (c >= kNumCodePoints) c = 0xFFFD;
                 if (j == 0) first_cp = c;
                 word_cps_.push_back(c);
                 plain_cjk = plain_cjk && flags_[c] == kCjk && c < kDirectTable;
@@ -405,12 +443,14 @@ private:
                     if (f & kCjk) ++scan->counts.cjk;
                 }
             }
+            if (i > n)
+                throw std::runtime_error("segmenter words cover more than the text (" + std::to_string(i) + " of " +
+                                         std::to_string(n) + " UTF-8 bytes)");
             int32_t id = -1;
             if (len == 1 && first_cp < kDirectTable) {
                 id = first_id_[first_cp];  // the one-character tokens, without hashing
             } else {
-                auto it = index_.find(text.substr(b, i - b));
-                if (it != index_.end()) id = it->second;
+                id = word_lookup(text.data() + b, i - b);
             }
             if (id >= 0) {
                 emit(Token{id, off, off + static_cast<int32_t>(len), false, len == 1 && is_clause(first_cp)}, true);
@@ -430,6 +470,7 @@ private:
             off += static_cast<int32_t>(len);
         }
         if (i != n) {
+            const auto* s = reinterpret_cast<const unsigned char*>(text.data());
             int32_t total = off;
             while (i < n) {
                 decode_utf8(s, n, i);
@@ -690,6 +731,19 @@ private:
         }
     }
 
+    // The id of the token spelled by bytes [p, p+n), or -1.
+    int32_t word_lookup(const char* p, size_t n) const {
+        const uint64_t h = hash_bytes(p, n);
+        for (size_t k = h & word_mask_;; k = (k + 1) & word_mask_) {
+            const WordSlot& slot = word_slots_[k];
+            if (slot.id < 0) return -1;
+            if (slot.hash == h && slot.len == n) {
+                const char* t = n <= sizeof(slot.text) ? slot.text : tokens_[static_cast<size_t>(slot.id)].data();
+                if (std::memcmp(t, p, n) == 0) return slot.id;
+            }
+        }
+    }
+
     int32_t lookup_single(uint32_t c) {
         std::string p;
         append_utf8(p, c);
@@ -703,6 +757,14 @@ private:
     std::unordered_map<uint32_t, std::vector<uint32_t>> mapping_;
     std::unordered_map<std::string_view, int32_t> index_;
     std::vector<int32_t> first_id_, cont_id_;
+    struct WordSlot {  // 32 bytes: two per cache line
+        uint64_t hash = 0;
+        int32_t id = -1;
+        uint32_t len = 0;
+        char text[16] = {};  // the token's bytes when it has at most 16 (CJK words of up to 5 characters)
+    };
+    std::vector<WordSlot> word_slots_;  // the word table (word_lookup)
+    size_t word_mask_ = 0;
     size_t max_token_bytes_ = 0;
     // scratch buffers reused across calls
     std::string scratch_, piece_;
