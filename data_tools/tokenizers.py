@@ -131,6 +131,14 @@ def hf_tokenizer_config(kind: str, do_lower_case: bool) -> dict:
     return tokenizer_class(kind).hf_tokenizer_config(do_lower_case)
 
 
+def kind_of_hf_class(hf_class) -> Optional[str]:
+    """The kind whose exported directories name ``hf_class`` (transformers' slow or fast class name), or None."""
+    for kind in KINDS:
+        if hf_class in (hf_tokenizer_class(kind), hf_tokenizer_class(kind) + "Fast"):
+            return kind
+    return None
+
+
 def hf_model_card(kind: str = DEFAULT_KIND) -> str:
     """The model card text (README.md) an exported directory of this kind needs; "" when it needs none."""
     return tokenizer_class(kind).hf_model_card

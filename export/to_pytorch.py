@@ -6,8 +6,9 @@ directory to ``RoFormerForSequenceClassification`` / ``...ForTokenClassification
 A fine-tuning run's output directory stands for its best_model/ (the note printed says so).
 
 Writes config.json, model.safetensors, pretraining_heads.safetensors (pooler + SOP head; only the
-pooler for a fine-tuned model), vocab.txt, tokenizer_config.json (BertTokenizer: our models are
-character-level) and special_tokens_map.json. A fine-tuned model's config.json also carries
+pooler for a fine-tuned model), vocab.txt, tokenizer_config.json (the tokenizer kind's class:
+BertTokenizer for character-level models, RoFormerTokenizer for word-level ones, which also get a README.md
+model card saying what loading them needs) and special_tokens_map.json. A fine-tuned model's config.json also carries
 id2label/label2id and ``finetuning_task``. Needs numpy only; ``--verify`` also needs torch +
 transformers and Paddle, and compares the logits of both models (MLM logits, or the task's logits;
 see export/verify.py). See docs/export.md.

@@ -75,6 +75,15 @@ def test_exported_word_model_loads_with_auto_tokenizer_and_fills_a_masked_word(w
     ours = load_tokenizer(os.path.join(hf, "vocab.txt"), WORD)
     for text in SENTENCES + ["今天天气很好，Hello WORLD 3.14 c++ 😀 中华人民共和国！"]:
         assert tok(text)["input_ids"] == [ours.cls_id, *ours.encode(text).tolist(), ours.sep_id], text
+    # back from transformers, the directory is a word-level model again (RoFormerTokenizer names the kind)
+    from ernie_style.arch.model_reader import read_checkpoint
+    from export import from_pytorch
+
+    back = os.path.join(os.path.dirname(hf), "back")
+    assert from_pytorch.main([hf, back]) == 0
+    with open(os.path.join(back, "tokenizer_config.json")) as f:
+        assert json.load(f) == {"do_lower_case": True, "kind": "roformer_word"}
+    assert read_checkpoint(back).tokenizer_kind == "roformer_word"
     fill = pipeline("fill-mask", model=hf, tokenizer=tok)
     for masked, word in (("今天天气很好，我们去[MASK]散步。", "公园"), ("北京是中国的[MASK]。", "首都")):
         best = fill(masked, top_k=3)[0]
