@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import ClassVar, NamedTuple, Optional, Protocol, Sequence, runtime_checkable
 
 DEFAULT_KIND = "bert_wordpiece"  # BERT BasicTokenizer + WordPiece: every CJK character its own token
 

@@ -146,7 +146,8 @@ def test_the_word_level_kind_flows_from_the_data_to_the_checkpoint_and_export(tm
     ckpt = read_checkpoint(str(ckpt_dir))
     assert ckpt.tokenizer_kind == WORD
     assert tokenizer_config(ckpt)["tokenizer_class"] == "RoFormerTokenizer"
-    assert hf_config(ckpt.config, "float32", tokenizer_kind=ckpt.tokenizer_kind)["tokenizer_class"] == "RoFormerTokenizer"
+    hf = hf_config(ckpt.config, "float32", tokenizer_kind=ckpt.tokenizer_kind)
+    assert hf["tokenizer_class"] == "RoFormerTokenizer"
 
     # fine-tuned from that checkpoint, the kind travels on: best_model/ records it and its export names the class
     import _finetune_util as F

@@ -96,9 +96,9 @@ def _qa_file(path, rng, n):
         s = rng.sample(SENTENCES, 3)
         answer = rng.choice(["公园", "首都", "人工智能", "图书馆"])
         context = s[0] + f"答案是{answer}。" + s[1] + s[2]
+        start = context.index(answer, len(s[0]))
         paragraphs.append({"context": context, "qas": [{"id": f"q{k}", "question": "答案是什么",
-                                                        "answers": [{"text": answer,
-                                                                     "answer_start": context.index(answer, len(s[0]))}]}]})
+                                                        "answers": [{"text": answer, "answer_start": start}]}]})
     path.write_text(json.dumps({"version": "t", "data": [{"title": "t", "paragraphs": paragraphs}]},
                                ensure_ascii=False), encoding="utf-8")
     return str(path)
