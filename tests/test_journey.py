@@ -327,3 +327,39 @@ def test_readme_watch_journey(tmp_path):
     assert outputs["ernie_style.finetune_report"].splitlines()[0] == "| model | task | 2 | 4 |"
     assert os.path.exists(os.path.join(root, "curves.png"))
     assert glob.glob(os.path.join(root, "output", "roformer_base", "visualdl", "probe_chnsenticorp", "vdlrecords.*"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Word-level vocabularies", executed as written (the README's paths; TINY/FT_TINY overrides; one process each).
+
+@pytest.mark.multiproc
+def test_readme_word_level_journey(tmp_path):
+    root = str(tmp_path)
+    for name in ("configs", "run_pretrain.sh", "run_finetune.sh"):
+        os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "data"))
+    _write_corpus(root)
+    _write_task_files(root)
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Word-level vocabularies", 1)[1].split("\n## ", 1)[0]
+    ran = []
+    for lang, block in re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S):
+        if lang == "python":
+            out = _run(root, ["python", "-c", block], {"TRANSFORMERS_VERBOSITY": "error"})
+            assert "score" in out and "token_str" in out  # the fill-mask pipeline printed predictions
+            ran.append("python: fill-mask")
+            continue
+        assert lang == "bash", lang
+        for env, words in bash_commands(block):
+            extra = TINY if words[0] == "./run_pretrain.sh" else FT_TINY if words[0] == "./run_finetune.sh" else []
+            out = _run(root, words + extra, dict(env, NPROC="1"))
+            if words[0] == "./run_pretrain.sh":
+                assert "global step 4, loss:" in out and "sop_loss: 0.000000" in out  # MLM only
+            ran.append(" ".join(words[:3]))
+    assert len(ran) == 6, ran
+    with open(os.path.join(root, "data", "corpus_word.meta.json"), encoding="utf-8") as f:
+        assert json.load(f)["tokenizer"] == {"do_lower_case": True, "kind": "roformer_word"}
+    with open(os.path.join(root, "hf", "word_tiny", "tokenizer_config.json"), encoding="utf-8") as f:
+        assert json.load(f)["tokenizer_class"] == "RoFormerTokenizer"
+    with open(os.path.join(root, "output", "ft", "chnsenticorp_word", "best_model", "tokenizer_config.json")) as f:
+        assert json.load(f) == {"do_lower_case": True, "kind": "roformer_word"}

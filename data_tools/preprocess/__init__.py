@@ -13,7 +13,7 @@ Inputs
     sentence or paragraph.  ``.gz`` files are decompressed on the fly.
 
 What happens to every document (``docs_out + sum(skipped) == docs_in`` is checked before meta is written)
-    kept          encoded by ``DocumentEncoder`` (sentence split, WordPiece, word-start flags).
+    kept          encoded by the tokenizer's ``document_encoder`` (sentence split, tokens, word-start flags).
     repaired      still kept, but counted: ``invalid_utf8`` (undecodable bytes replaced by U+FFFD, which
                   the BERT tokenizer then drops), ``control_chars`` (NUL / C0 control bytes, dropped by
                   the tokenizer).

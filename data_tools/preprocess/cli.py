@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-key", default="text", help="text field of .jsonl records (default: text)")
     p.add_argument("--doc-separator", choices=("line", "blank"), default="line",
                    help=".txt layout: one document per line (line) or blank-line separated documents (blank)")
-    p.add_argument("--segmenter", choices=("jieba", "rjieba", "none"), default="jieba",
-                   help="whole-word boundaries (default: jieba)")
+    p.add_argument("--segmenter", choices=("jieba", "rjieba", "none"), default=None,
+                   help="whole-word boundaries (default: the tokenizer kind's: jieba for the character-level kind; "
+                        "the word-level kind cuts its own words with rjieba)")
     p.add_argument("--user-dict", default=None, help="extra segmenter words, jieba user-dict format")
     p.add_argument("--workers", type=int, default=1, help="encoder processes (output identical for any value)")
     p.add_argument("--min-doc-chars", type=int, default=S.DEFAULT_MIN_DOC_CHARS,

@@ -75,13 +75,11 @@ class Worker:
     """Per-process encoder built from ``Resolved`` (tokenizer and segmenter shared, not reloaded)."""
 
     def __init__(self, job: Resolved, report: Callable[[int, int], None] = lambda nbytes, docs: None):
-        # the C++ tokenizer core loads in the workers, not in the coordinating main process
-        from data_tools.tokenizer import DocumentEncoder
-
         self.job = job
         self.report = report  # (input bytes, documents) read since the last call, every ~_REPORT_BYTES
         self.settings = job.settings
-        self.encoder = DocumentEncoder(job.tok, job.seg, max_sentence_tokens=job.settings.max_sentence_tokens)
+        # the C++ tokenizer core loads here, in the workers, not in the coordinating main process
+        self.encoder = job.tok.document_encoder(job.seg, max_sentence_tokens=job.settings.max_sentence_tokens)
 
     def run(self, task: ShardTask) -> ShardDone:
         builder = ixd.MMapIndexedDatasetBuilder(task.prefix, np.dtype(self.job.dtype), with_wwm=True)
