@@ -2,6 +2,8 @@
 
     python -m data_tools.build_vocab --input FILE [FILE ...] --output vocab.txt
         [--max-size N] [--min-freq N] [--json-key text]
+    python -m data_tools.build_vocab --extend BASE --input FILE [FILE ...] --output vocab.txt --add N
+        (extends a released model's vocab: data_tools.vocab_extend)
 
 Inputs are .txt (one document per line) or .jsonl (the `--json-key` field), optionally .gz.
 The vocab, in this order:
@@ -188,9 +190,22 @@ def main(argv=None) -> int:
     p.add_argument("--max-size", type=int, default=None, help="at most this many tokens")
     p.add_argument("--min-freq", type=int, default=1, help="drop CJK chars/pieces seen fewer times")
     p.add_argument("--json-key", default="text", help="field holding the text in .jsonl inputs")
+    p.add_argument("--extend", metavar="BASE", default=None,
+                   help="extend this vocab.txt (or model directory's vocab): its tokens keep their ids")
+    p.add_argument("--add", type=int, default=None, help="with --extend: add at most this many tokens")
     args = p.parse_args(argv)
 
     def body():
+        if (args.extend is None) != (args.add is None):
+            raise UserError("--extend BASE and --add N go together (extend BASE by at most N tokens)")
+        if args.extend is not None:
+            if args.max_size is not None:
+                raise UserError("--max-size: not with --extend (the size is the base's plus --add)")
+            from data_tools import vocab_extend
+
+            print(vocab_extend.describe(vocab_extend.extend_vocab(
+                args.extend, args.input, args.output, args.add, args.min_freq, args.json_key)))
+            return 0
         s = build_vocab(args.input, args.output, args.max_size, args.min_freq, args.json_key)
         print(
             f"wrote {s['output']}: {s['vocab_size']} tokens ({s['specials']} specials, {s['base_symbols']} base, "
