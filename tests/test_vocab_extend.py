@@ -3,13 +3,12 @@ the [UNK] share before and after; data_tools.vocab_extend.extension_of is the on
 
 Budget: ~3 s.
 """
-import collections
 
 import pytest
 
 from data_tools import build_vocab as bv
 from data_tools import vocab_extend as ve
-from data_tools.tokenizer import BertTokenizer, is_cjk
+from data_tools.tokenizer import BertTokenizer
 
 
 def _base(tmp_path, corpus_lines):
