@@ -98,3 +98,20 @@ def test_vocab_moving_an_old_token_refused_before_launch(base, tmp_path, capsys)
         base["prefix"], str(vocab), str(out), **{"train.resume": base["checkpoint"]})]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and "nor an extension of it (id 5 is" in errors[0], errors
+
+
+def test_model_with_padded_rows_refused_before_launch(base, tmp_path, capsys):
+    """A model with more rows than its vocab.txt has tokens (vocab_size padded) cannot be extended by id."""
+    import json
+    import shutil
+
+    plain = tmp_path / "padded"
+    plain.mkdir()
+    for name in ("model_state.pdparams", "vocab.txt"):
+        shutil.copy(os.path.join(base["checkpoint"], name), plain / name)
+    config = dict(model_dir.read_model_config(base["checkpoint"]), vocab_size=128)
+    (plain / "model_config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert run_pretrain.main(["--config", CONFIG, "--check", *U.tiny_overrides(
+        base["prefix"], base["vocab"], str(tmp_path / "out"), **{"train.resume": str(plain)})]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "has 128 rows for the 125 tokens" in errors[0], errors

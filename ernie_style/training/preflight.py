@@ -255,7 +255,11 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> Optional[s
                               "(python -m data_tools.build_vocab --extend)")
     if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
         saved, now = model_dir.read_model_config(path), cfg.model.to_dict()
-        diff = [k for k in architecture_diff(saved, now) if not (extended and k == "vocab_size")]
+        if extended is not None and saved.get("vocab_size") != extended.old_size:
+            raise ConfigError(f"data.vocab_file={cfg.data.vocab_file!r} extends the vocab of the {kind} {path}, but its "
+                              f"model has {saved.get('vocab_size')!r} rows for the {extended.old_size} tokens of its "
+                              f"vocab.txt ({ckpt.MODEL_CONFIG} vocab_size); extending needs one row per token")
+        diff = [k for k in architecture_diff(saved, now) if not (extended is not None and k == "vocab_size")]
         if diff:
             raise ConfigError("; ".join(f"model.{k}: {now[k]!r} (config) vs {saved[k]!r} ({kind})" for k in diff)
                               + f" -- the {kind} {path} has another architecture; set these model.* keys to "
