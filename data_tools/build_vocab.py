@@ -2,6 +2,8 @@
 
     python -m data_tools.build_vocab --input FILE [FILE ...] --output vocab.txt
         [--max-size N] [--min-freq N] [--json-key text]
+    python -m data_tools.build_vocab --extend BASE --input FILE [FILE ...] --output vocab.txt --add N
+        (extends a released model's vocab: data_tools.vocab_extend)
 
 Inputs are .txt (one document per line) or .jsonl (the `--json-key` field), optionally .gz.
 The vocab, in this order:
@@ -32,9 +34,11 @@ import re
 import sys
 import tempfile
 
+from data_tools import vocab_extend
 from data_tools.io_utils import UserError, atomic_write_path, run_cli
 from data_tools.tokenizer import CJK_RANGES, REQUIRED_SPECIALS, _is_punct
 from data_tools.vocab import UNK_TOKEN, read_vocab
+from data_tools.word_tokenizer import RJiebaWords, lower_chars
 
 _CJK_RE = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES) + "]")
 FULLWIDTH_PUNCT = "，。！？；：、“”‘’（）【】《》「」『』〈〉〔〕…—–·～￥％＃＆＊＋－／＜＝＞＠＼＾＿｀｜"
@@ -193,8 +197,6 @@ PIECE_SHARE = 10  # with --max-size, WordPiece pieces take at most 1/PIECE_SHARE
 def count_words(files, json_key: str = "text", max_word_chars: int = DEFAULT_MAX_WORD_CHARS) -> collections.Counter:
     """The corpus's jieba words of 2..max_word_chars characters, all CJK, cut as the roformer_word tokenizer
     cuts them (``rjieba.cut(text, False)`` on the lowercased text)."""
-    from data_tools.word_tokenizer import RJiebaWords, lower_chars
-
     words = RJiebaWords()
     counts: collections.Counter = collections.Counter()
     for doc in iter_documents(files, json_key):
@@ -266,9 +268,22 @@ def main(argv=None) -> int:
                    help=f"--level word: drop words seen fewer times (default {DEFAULT_MIN_WORD_FREQ})")
     p.add_argument("--max-word-chars", type=int, default=DEFAULT_MAX_WORD_CHARS,
                    help=f"--level word: longest word kept, in characters (default {DEFAULT_MAX_WORD_CHARS})")
+    p.add_argument("--extend", metavar="BASE", default=None,
+                   help="extend this vocab.txt (or model directory's vocab): its tokens keep their ids")
+    p.add_argument("--add", type=int, default=None, help="with --extend: add at most this many tokens")
     args = p.parse_args(argv)
 
     def body():
+        if (args.extend is None) != (args.add is None):
+            raise UserError("--extend BASE and --add N go together (extend BASE by at most N tokens)")
+        if args.extend is not None:
+            if args.max_size is not None:
+                raise UserError("--max-size: not with --extend (the size is the base's plus --add)")
+            if args.level != "char":
+                raise UserError("--level: not with --extend (the base vocab's tokenizer kind decides what is added)")
+            print(vocab_extend.describe(vocab_extend.extend_vocab(
+                args.extend, args.input, args.output, args.add, args.min_freq, args.json_key)))
+            return 0
         if args.level == "word":
             s = build_word_vocab(args.input, args.output, args.max_size, args.min_freq, args.json_key,
                                  args.min_word_freq, args.max_word_chars)

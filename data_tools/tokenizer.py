@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from data_tools import _text_core
+from data_tools.segment import shared_segmenter
 from data_tools.vocab import SPECIAL_TOKENS as REQUIRED_SPECIALS, VocabError, read_vocab  # noqa: F401 (re-exported)
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
 FLAVORS = ("transformers", "paddlenlp")
@@ -300,8 +301,6 @@ class BertTokenizer:
     def segmenter(cls, name=None, user_dict=None):
         """The whole-word segmenter preprocess uses with this kind: the one asked for (default jieba), shared
         within the process (jieba's dictionary loads once)."""
-        from data_tools.segment import shared_segmenter
-
         return shared_segmenter(name or "jieba", user_dict)
 
     def document_encoder(self, segmenter, max_sentence_tokens: int = 510) -> "DocumentEncoder":

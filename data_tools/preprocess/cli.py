@@ -8,6 +8,7 @@ from data_tools import unk
 from data_tools.io_utils import run_cli
 from data_tools.tokenizers import DEFAULT_KIND, KINDS
 
+from . import dedup
 from . import settings as S
 from .report import summary_table
 from .run import preprocess
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-lower-case", action="store_true", help="keep case (for cased vocabularies)")
     p.add_argument("--tokenizer", choices=sorted(KINDS), default=DEFAULT_KIND,
                    help=f"tokenizer kind, recorded in meta.json (default: {DEFAULT_KIND})")
+    p.add_argument("--dedup", action="store_true",
+                   help="drop exact duplicate documents, each kept at its first occurrence (they are counted "
+                        "either way)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p
 
@@ -65,6 +69,8 @@ def main(argv=None) -> int:
             print(summary_table(meta.to_dict()))
         if unk.warning(meta.unk):
             print(unk.warning(meta.unk), file=sys.stderr)
+        if dedup.warning(meta.duplicates):
+            print(dedup.warning(meta.duplicates), file=sys.stderr)
         return 0
 
     return run_cli(body)

@@ -44,6 +44,7 @@ class Settings:
     do_lower_case: bool = True
     quiet: bool = False
     tokenizer: str = DEFAULT_KIND  # a kind of data_tools.tokenizers.KINDS
+    dedup: bool = False  # drop exact duplicate documents (counted either way: data_tools.preprocess.dedup)
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -57,7 +58,8 @@ class Settings:
                    user_dict=args.user_dict, workers=args.workers, min_doc_chars=args.min_doc_chars,
                    min_cjk_ratio=args.min_cjk_ratio, max_sentence_tokens=args.max_sentence_tokens,
                    max_doc_mb=args.max_doc_mb, shard_size_mb=args.shard_size_mb,
-                   do_lower_case=not args.no_lower_case, quiet=args.quiet, tokenizer=args.tokenizer)
+                   do_lower_case=not args.no_lower_case, quiet=args.quiet, tokenizer=args.tokenizer,
+                   dedup=args.dedup)
 
     @property
     def max_doc_bytes(self) -> int:
@@ -75,7 +77,9 @@ class Settings:
         """The knobs that shape the kept documents: ``meta.json["settings"]`` (key order is the file's)."""
         return {"max_sentence_tokens": self.max_sentence_tokens, "min_doc_chars": self.min_doc_chars,
                 "min_cjk_ratio": self.min_cjk_ratio, "max_doc_mb": self.max_doc_mb,
-                "doc_separator": self.doc_separator, "json_key": self.json_key}
+                "doc_separator": self.doc_separator, "json_key": self.json_key,
+                # only when set: the settings (and resume fingerprints) of runs without it stay as they were
+                **({"dedup": True} if self.dedup else {})}
 
     def check(self) -> None:
         """Everything that can be checked without loading anything; one ``UserError`` naming the flag."""
