@@ -17,8 +17,13 @@
 #       data.prefixes=[/data/clue/clue_corpus] data.vocab_file=/data/clue/vocab.txt
 set -euo pipefail
 
+CHECK_CLUSTER=""
+if [ "${1:-}" = "--check-cluster" ]; then
+    CHECK_CLUSTER=1
+    shift
+fi
 if [ $# -lt 1 ]; then
-    echo "usage: ${ERNIE_LAUNCHER:-$0} CONFIG [section.key=value ...]" >&2
+    echo "usage: ${ERNIE_LAUNCHER:-$0} [--check-cluster] CONFIG [section.key=value ...]" >&2
     exit 2
 fi
 CONFIG="$1"
@@ -58,10 +63,30 @@ fi
 # to SIGKILL them when this script is gone; the ranks die with the launcher, their DataLoader workers with them.
 PARENT_DEATH=("$PYTHON" -m ernie_style.training.parent_death $$)
 
+# Scratch files of this launch: the machine index from the rendezvous, the cluster check's verdict, the count of
+# rank-0 lines passed on.
+JOINED=$(mktemp)
+RESULT=$(mktemp)
+ECHOED=$(mktemp)
+trap 'rm -f "$JOINED" "$RESULT" "$ECHOED"' EXIT
+
+# Several machines (NNODES=N with MASTER, or IPS): after its own check, every machine joins the others at MASTER
+# (ernie_style.training.rendezvous): a line every 30 s while machines are missing, one error line after
+# dist.join_timeout_minutes (or JOIN_TIMEOUT_MINUTES), and the jobs compared with machine 0's before any process
+# starts; the machine's index becomes its --rank for the launcher.
+JOIN=()
+if [ "$N_NODES" -gt 1 ] && [ -n "${IPS:-}${MASTER:-}" ] && [[ "${NNODES:-}" != *:* ]]; then
+    JOIN=(--join --join-result "$JOINED")
+fi
+MODE=()
+if [ -n "$CHECK_CLUSTER" ]; then
+    MODE=(--check-cluster)
+fi
+
 # Validate config, data and batch sizes once, for the real number of ranks, before any process starts
 # (exit 2 with one message).
-"${PARENT_DEATH[@]}" "$PYTHON" -m "$ENTRY" --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) "$@" \
-    || exit $?
+"${PARENT_DEATH[@]}" "$PYTHON" -m "$ENTRY" --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) \
+    ${JOIN[@]+"${JOIN[@]}"} ${MODE[@]+"${MODE[@]}"} "$@" || exit $?
 OUTPUT="$("$PYTHON" -m "$ENTRY" --config "$CONFIG" --print-output-dir "$@")"
 if [ -n "${IPS:-}${NNODES:-}" ]; then
     LOG_DIR="${LOG_DIR:-$OUTPUT/log/$(hostname)}"
@@ -79,6 +104,9 @@ elif [ -n "${NNODES:-}" ]; then
     LAUNCH+=(--nnodes "$NNODES")
     if [ -n "${MASTER:-}" ]; then
         LAUNCH+=(--master "$MASTER")
+    fi
+    if [ ${#JOIN[@]} -gt 0 ]; then
+        LAUNCH+=(--rank "$(cat "$JOINED")")  # the machine's index from the rendezvous: ranks in that order
     fi
 fi
 
@@ -98,8 +126,6 @@ fi
 LOG0="$LOG_DIR/workerlog.0"
 LOG0_START=$(stat -c %s "$LOG0" 2>/dev/null || echo 0)
 LAUNCHER_OWN='^Copy the following command to other nodes to run\.$|^-{80}$| -m paddle\.distributed\.launch --master '
-ECHOED=$(mktemp)
-trap 'rm -f "$ECHOED"' EXIT
 pass_on() {
     local n=0 line
     while IFS= read -r line || [ -n "$line" ]; do
@@ -125,7 +151,11 @@ SIGNAL=""
 set -m
 # paddle.distributed.launch runs a *.py path with python, anything else as an executable: hand it the
 # interpreter and `-m $ENTRY` so the installed package (not a file path) is used.
-"${PARENT_DEATH[@]}" "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" "$@" >&$OUT 2>&$ERR &
+if [ -n "$CHECK_CLUSTER" ]; then
+    MODE+=(--check-cluster-result "$RESULT")
+fi
+"${PARENT_DEATH[@]}" "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" \
+    ${MODE[@]+"${MODE[@]}"} "$@" >&$OUT 2>&$ERR &
 LAUNCHER=$!
 set +m
 on_signal() {
@@ -160,6 +190,16 @@ if [ -n "$SIGNAL" ]; then
         echo "interrupted by SIG$SIGNAL before a checkpoint of this run was saved; newest checkpoint: ${latest:-none}" >&2
     fi
     case "$SIGNAL" in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
+fi
+if [ -n "$CHECK_CLUSTER" ] && [ "$rc" = 0 ]; then
+    # the ranks exit 0 (a failing rank would bring the launcher's error dump); rank 0 of this machine wrote the
+    # verdict of the table it printed
+    verdict=$(cat "$RESULT")
+    if [ -z "$verdict" ]; then
+        echo "error: the cluster check ended without a verdict; see the per-rank logs in $LOG_DIR" >&2
+        exit 1
+    fi
+    exit "$verdict"
 fi
 if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then
     latest=$(readlink -f "$OUTPUT/checkpoints/latest" 2>/dev/null || true)

@@ -15,6 +15,8 @@ StepCallback = Callable[["Trainer"], None]  # noqa: F821  (ernie_style.training.
 
 
 def _parse(argv):
+    from ernie_style.cli import add_launch_arguments  # (no Paddle: --help stays instant)
+
     parser = argparse.ArgumentParser(prog="python -m ernie_style.run_pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config (see configs/)")
@@ -23,6 +25,7 @@ def _parse(argv):
                         help="with --check: the number of ranks the launch will have (run_pretrain.sh passes it)")
     parser.add_argument("--print-output-dir", action="store_true", help="print train.output_dir and exit")
     parser.add_argument("overrides", nargs="*", help="section.key=value, the value parsed as YAML")
+    add_launch_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -38,13 +41,18 @@ def main(argv: Optional[List[str]] = None, step_callbacks: Sequence[StepCallback
 
 def _run(args, cfg, step_callbacks) -> int:
     # Paddle: --print-output-dir and config errors answer without it
+    from ernie_style.cli import check_then_join, cluster_check_rank
     from ernie_style.training.distributed import die_with_launcher, init_distributed, launch_world_size
+    from ernie_style.training.preflight import job_contents
     from ernie_style.tasks.pretrain import PretrainTask, check_inputs
     from ernie_style.training.trainer import Trainer
 
-    check_inputs(cfg, launch_world_size(args.world_size, args.check))
+    world = launch_world_size(args.world_size, args.check)
     if args.check:
-        return 0
+        return check_then_join(args, cfg, lambda: check_inputs(cfg, world), lambda: job_contents(cfg))
+    if args.check_cluster:
+        return cluster_check_rank(args, cfg, lambda: job_contents(cfg))
+    check_inputs(cfg, world)
 
     die_with_launcher()
     info = init_distributed(cfg)
