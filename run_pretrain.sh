@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Launch RoFormer WWM+SOP pretraining.
 #
-#   ./run_pretrain.sh CONFIG [section.key=value ...]
+#   ./run_pretrain.sh [--check-cluster] CONFIG [section.key=value ...]
 #
 # GPUs present (nvidia-smi / paddle sees CUDA devices): one process per GPU in ${GPUS:-0,1,2,3}.
 # No GPU: ${NPROC:-2} CPU processes (gloo).
 # Several machines: run the same command on every machine with IPS=host1,host2 (this machine's address
-# among them), or NNODES=N MASTER=host:port (one launcher per machine, the same MASTER everywhere).
+# among them), or NNODES=N MASTER=host:port (one launcher per machine, the same MASTER everywhere).  The machines
+# join at MASTER first (ernie_style/training/rendezvous.py): a waiting line every 30 s, a stop after
+# dist.join_timeout_minutes (JOIN_TIMEOUT_MINUTES=N replaces it), and a stop naming the keys when a machine's
+# config, data or vocab differs from machine 0's.
+# --check-cluster: the same launch, training nothing: every machine prints a table of the ranks (host, device,
+# data and vocab as rank 0's, output dir shared), the all-reduce bandwidth between machines and the NCCL/gloo
+# network settings; exit 0 when the real command would start, 1 naming each problem
+# (ernie_style/training/cluster_check.py).
 # Per-rank logs go to ${LOG_DIR:-OUTPUT/log} (multi-node: OUTPUT/log/HOSTNAME), OUTPUT = train.output_dir
 # of the config + overrides.  The output dir must be on a filesystem shared by all machines.
 # Stopping: Ctrl-C, SIGTERM or SIGHUP (a closed terminal) -> the ranks finish their step and save a checkpoint

@@ -255,3 +255,30 @@ def test_check_cluster_names_a_data_prefix_whose_contents_differ(data, tmp_path)
         assert f"vs {other} (" in lines[-1]
         assert "global step" not in stdout
     assert not os.path.exists(os.path.join(out, "checkpoints"))
+
+
+def test_finetune_jobs_compare_files_by_content_not_path(tmp_path):
+    """run_finetune.sh's job: the data files and the vocab by sha256 (copies elsewhere are the same job)."""
+    import _finetune_util as F
+    from ernie_style import finetune
+    from ernie_style.config.finetune import load_finetune_config
+
+    d = F.seq_files(str(tmp_path / "a"), n_train=40, n_dev=10)
+    copy = tmp_path / "b"
+    shutil.copytree(d["root"], copy)
+    seq = os.path.join(U.REPO, "configs", "finetune", "seq_cls.yaml")
+
+    def job(root, **extra):
+        cfg = load_finetune_config(seq, F.tiny_overrides(str(tmp_path / "out"), os.path.join(root, "train.tsv"),
+                                                         os.path.join(root, "dev.tsv"),
+                                                         os.path.join(root, "vocab.txt"), **extra))
+        return rendezvous.describe_job(cfg.to_dict(), finetune.job_contents(cfg), 2, "train")
+
+    a = job(d["root"])
+    assert a["data.train_file"]["sha256"] and a["model.init"] == "random"
+    assert rendezvous.job_diff([a, job(str(copy))], ["0", "1"]) == []
+    with open(copy / "train.tsv", "a", encoding="utf-8") as f:
+        f.write("0\t多一行\n")
+    diff = rendezvous.job_diff([a, job(str(copy), **{"train.epochs": 3})], ["machine 0", "machine 1"])
+    assert [x.key for x in diff] == ["data.train_file", "train.epochs"], diff
+    assert diff[0].line.startswith(f"data.train_file: {os.path.join(d['root'], 'train.tsv')} (sha256 ")
