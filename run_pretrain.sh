@@ -75,7 +75,8 @@ PARENT_DEATH=("$PYTHON" -m ernie_style.training.parent_death $$)
 JOINED=$(mktemp)
 RESULT=$(mktemp)
 ECHOED=$(mktemp)
-trap 'rm -f "$JOINED" "$RESULT" "$ECHOED"' EXIT
+FAILED=$(mktemp)
+trap 'rm -f "$JOINED" "$RESULT" "$ECHOED" "$FAILED"' EXIT
 
 # Several machines (NNODES=N with MASTER, or IPS): after its own check, every machine joins the others at MASTER
 # (ernie_style.training.rendezvous): a line every 30 s while machines are missing, one error line after
@@ -141,10 +142,24 @@ pass_on() {
     done
     echo "$n" > "$ECHOED"
 }
+# A rank that fails: the launcher says so in a LAUNCH ERROR block on stderr (with the rank's whole command line),
+# then prints the end of the rank's log on stdout and stops the others. The block is left out; the rank, its exit
+# code and its log (FAILED) make one line at the end.
+FAILED_RANK='^Container rank ([0-9]+) status failed cmd .* code (-?[0-9]+) log (.*)$'
+launcher_errors() {
+    local line
+    while IFS= read -r line || [ -n "$line" ]; do
+        if [[ $line =~ $FAILED_RANK ]]; then
+            printf '%s %s %s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" > "$FAILED"
+        elif ! [[ $line =~ ^LAUNCH\ ERROR\ .*Container\ failed || $line =~ $NOISE ]]; then
+            printf '%s\n' "$line" >&2 || true
+        fi
+    done
+}
 # Filters ignore SIGINT/SIGTERM/SIGHUP: they pass lines on until the launcher's output ends.
 exec {OUT}> >(trap '' INT TERM HUP; pass_on)
 FILTER_OUT=$!
-exec {ERR}> >(trap '' INT TERM HUP; exec grep --line-buffered -v -E "$NOISE" >&2)
+exec {ERR}> >(trap '' INT TERM HUP; launcher_errors)
 FILTER_ERR=$!
 
 # Ctrl-C / SIGTERM / SIGHUP (a closed terminal or ssh session): the launcher runs in its own process group
@@ -207,6 +222,11 @@ if [ -n "$CHECK_CLUSTER" ] && [ "$rc" = 0 ]; then
         exit 1
     fi
     exit "$verdict"
+fi
+if [ "$rc" != 0 ] && [ -s "$FAILED" ]; then
+    read -r f_rank f_code f_log < "$FAILED"
+    echo "error: rank $f_rank failed (exit code $f_code); the lines above end with the last lines of its log" \
+         "$f_log; the launcher stopped the other ranks" >&2
 fi
 if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then
     latest=$(readlink -f "$OUTPUT/checkpoints/latest" 2>/dev/null || true)
