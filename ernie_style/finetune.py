@@ -5,7 +5,8 @@ Fine-tunes ``model.init`` on the task ``task.type`` with the pretraining trainer
 the data files print one ``error:`` line and exit 2 before any training.  ``--check`` only validates (for
 ``--world-size`` ranks, by default the launcher's ``PADDLE_TRAINERS_NUM`` or 1) and prints nothing when the run
 would start; ``--print-output-dir`` prints ``train.output_dir``.  The run prints the data summary (rank 0:
-``data:`` lines; training lines left out as a ``warning:`` on stderr) and keeps it in ``train.log``.
+``data:`` lines; training lines left out as a ``warning:`` on stderr) and keeps it in ``train.log``.  ``--join`` and
+``--check-cluster`` as in ``ernie_style.run_pretrain`` (several machines; run_finetune.sh passes them).
 """
 from __future__ import annotations
 

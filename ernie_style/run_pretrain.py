@@ -3,7 +3,9 @@
 Runs as a single process, or as one rank of ``paddle.distributed.launch`` (see ``run_pretrain.sh``).
 User mistakes (config, missing data, sizes that do not divide, a damaged checkpoint) print one ``error:`` line
 and exit 2 (``data_tools.io_utils.run_cli``); a bug shows its traceback.  ``--check`` only validates (for ``--world-size`` ranks, by default the launcher's
-``PADDLE_TRAINERS_NUM`` or 1); ``--print-output-dir`` prints ``train.output_dir``.
+``PADDLE_TRAINERS_NUM`` or 1); ``--print-output-dir`` prints ``train.output_dir``.  ``--check --join``: then join
+the other machines and compare jobs (:mod:`ernie_style.training.rendezvous`); ``--check-cluster``: as a rank, train
+nothing and print the cluster table (:mod:`ernie_style.training.cluster_check`).  run_pretrain.sh passes these.
 """
 from __future__ import annotations
 
