@@ -10,6 +10,7 @@ tested in-process.
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -99,6 +100,16 @@ def test_join_timeout_says_what_joined_and_what_to_check():
         rendezvous.join(settings, Hello(host="a", pid=1, job=_job()))
     assert str(e.value).startswith(f"1 of 3 machines joined at 127.0.0.1:{port} within ")
     assert "missing 2 machine(s)" in str(e.value) and f"reaches 127.0.0.1:{port}" in str(e.value)
+
+
+def test_ctrl_c_while_waiting_is_one_line():
+    port = _free_port()
+    settings = Settings(f"127.0.0.1:{port}", 2, 30.0, 100.0, f"NNODES=2 MASTER=127.0.0.1:{port}")
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(ClusterError, match=f"interrupted while waiting for machines at 127.0.0.1:{port}"):
+        rendezvous.join(settings, Hello(host="a", pid=1, job=_job()))
+    timer.join()
 
 
 def test_another_program_at_the_port_is_named():

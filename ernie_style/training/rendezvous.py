@@ -266,13 +266,14 @@ def _listen(addr: Tuple[str, int]) -> Optional[socket.socket]:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(addr)
+        # (with SO_REUSEADDR two launchers here may both bind before either listens: the second listen fails)
+        s.listen(64)
     except OSError as e:
         s.close()
         if e.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
             return None  # another machine's address, or another launcher on this one serves it
         raise ClusterError(f"MASTER={addr[0]}:{addr[1]}: cannot listen there ({os.strerror(e.errno or 0)})") \
             from None
-    s.listen(64)
     return s
 
 
@@ -282,9 +283,13 @@ def join(settings: Settings, hello: Hello) -> int:
     addr = settings.address()
     listener = _listen(addr)
     start = time.monotonic()
-    if listener is not None:
-        return _serve(settings, listener, hello, start)
-    return _connect(settings, addr, hello, start)
+    try:
+        if listener is not None:
+            return _serve(settings, listener, hello, start)
+        return _connect(settings, addr, hello, start)
+    except KeyboardInterrupt:  # Ctrl-C while waiting: one line, not a traceback (nothing has started yet)
+        raise ClusterError(f"interrupted while waiting for machines at {settings.master}; nothing was started") \
+            from None
 
 
 def _waiting(settings: Settings, joined: int, start: float) -> str:
