@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Launch RoFormer WWM+SOP pretraining.
 #
-#   ./run_pretrain.sh CONFIG [section.key=value ...]
+#   ./run_pretrain.sh [--check-cluster] CONFIG [section.key=value ...]
 #
 # GPUs present (nvidia-smi / paddle sees CUDA devices): one process per GPU in ${GPUS:-0,1,2,3}.
 # No GPU: ${NPROC:-2} CPU processes (gloo).
 # Several machines: run the same command on every machine with IPS=host1,host2 (this machine's address
-# among them), or NNODES=N MASTER=host:port (one launcher per machine, the same MASTER everywhere).
+# among them), or NNODES=N MASTER=host:port (one launcher per machine, the same MASTER everywhere).  The machines
+# join at MASTER first (ernie_style/training/rendezvous.py): a waiting line every 30 s, a stop after
+# dist.join_timeout_minutes (JOIN_TIMEOUT_MINUTES=N replaces it), and a stop naming the keys when a machine's
+# config, data or vocab differs from machine 0's.
+# --check-cluster: the same launch, training nothing: every machine prints a table of the ranks (host, device,
+# data and vocab as rank 0's, output dir shared), the all-reduce bandwidth between machines and the NCCL/gloo
+# network settings; exit 0 when the real command would start, 1 naming each problem
+# (ernie_style/training/cluster_check.py).
 # Per-rank logs go to ${LOG_DIR:-OUTPUT/log} (multi-node: OUTPUT/log/HOSTNAME), OUTPUT = train.output_dir
 # of the config + overrides.  The output dir must be on a filesystem shared by all machines.
 # Stopping: Ctrl-C, SIGTERM or SIGHUP (a closed terminal) -> the ranks finish their step and save a checkpoint
@@ -17,8 +24,13 @@
 #       data.prefixes=[/data/clue/clue_corpus] data.vocab_file=/data/clue/vocab.txt
 set -euo pipefail
 
+CHECK_CLUSTER=""
+if [ "${1:-}" = "--check-cluster" ]; then
+    CHECK_CLUSTER=1
+    shift
+fi
 if [ $# -lt 1 ]; then
-    echo "usage: ${ERNIE_LAUNCHER:-$0} CONFIG [section.key=value ...]" >&2
+    echo "usage: ${ERNIE_LAUNCHER:-$0} [--check-cluster] CONFIG [section.key=value ...]" >&2
     exit 2
 fi
 CONFIG="$1"
@@ -58,10 +70,31 @@ fi
 # to SIGKILL them when this script is gone; the ranks die with the launcher, their DataLoader workers with them.
 PARENT_DEATH=("$PYTHON" -m ernie_style.training.parent_death $$)
 
+# Scratch files of this launch: the machine index from the rendezvous, the cluster check's verdict, the count of
+# rank-0 lines passed on.
+JOINED=$(mktemp)
+RESULT=$(mktemp)
+ECHOED=$(mktemp)
+FAILED=$(mktemp)
+trap 'rm -f "$JOINED" "$RESULT" "$ECHOED" "$FAILED"' EXIT
+
+# Several machines (NNODES=N with MASTER, or IPS): after its own check, every machine joins the others at MASTER
+# (ernie_style.training.rendezvous): a line every 30 s while machines are missing, one error line after
+# dist.join_timeout_minutes (or JOIN_TIMEOUT_MINUTES), and the jobs compared with machine 0's before any process
+# starts; the machine's index becomes its --rank for the launcher.
+JOIN=()
+if [ "$N_NODES" -gt 1 ] && [ -n "${IPS:-}${MASTER:-}" ] && [[ "${NNODES:-}" != *:* ]]; then
+    JOIN=(--join --join-result "$JOINED")
+fi
+MODE=()
+if [ -n "$CHECK_CLUSTER" ]; then
+    MODE=(--check-cluster)
+fi
+
 # Validate config, data and batch sizes once, for the real number of ranks, before any process starts
 # (exit 2 with one message).
-"${PARENT_DEATH[@]}" "$PYTHON" -m "$ENTRY" --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) "$@" \
-    || exit $?
+"${PARENT_DEATH[@]}" "$PYTHON" -m "$ENTRY" --config "$CONFIG" --check --world-size $((PER_NODE * N_NODES)) \
+    ${JOIN[@]+"${JOIN[@]}"} ${MODE[@]+"${MODE[@]}"} "$@" || exit $?
 OUTPUT="$("$PYTHON" -m "$ENTRY" --config "$CONFIG" --print-output-dir "$@")"
 if [ -n "${IPS:-}${NNODES:-}" ]; then
     LOG_DIR="${LOG_DIR:-$OUTPUT/log/$(hostname)}"
@@ -79,6 +112,9 @@ elif [ -n "${NNODES:-}" ]; then
     LAUNCH+=(--nnodes "$NNODES")
     if [ -n "${MASTER:-}" ]; then
         LAUNCH+=(--master "$MASTER")
+    fi
+    if [ ${#JOIN[@]} -gt 0 ]; then
+        LAUNCH+=(--rank "$(cat "$JOINED")")  # the machine's index from the rendezvous: ranks in that order
     fi
 fi
 
@@ -98,8 +134,6 @@ fi
 LOG0="$LOG_DIR/workerlog.0"
 LOG0_START=$(stat -c %s "$LOG0" 2>/dev/null || echo 0)
 LAUNCHER_OWN='^Copy the following command to other nodes to run\.$|^-{80}$| -m paddle\.distributed\.launch --master '
-ECHOED=$(mktemp)
-trap 'rm -f "$ECHOED"' EXIT
 pass_on() {
     local n=0 line
     while IFS= read -r line || [ -n "$line" ]; do
@@ -108,10 +142,24 @@ pass_on() {
     done
     echo "$n" > "$ECHOED"
 }
+# A rank that fails: the launcher says so in a LAUNCH ERROR block on stderr (with the rank's whole command line),
+# then prints the end of the rank's log on stdout and stops the others. The block is left out; the rank, its exit
+# code and its log (FAILED) make one line at the end.
+FAILED_RANK='^Container rank ([0-9]+) status failed cmd .* code (-?[0-9]+) log (.*)$'
+launcher_errors() {
+    local line
+    while IFS= read -r line || [ -n "$line" ]; do
+        if [[ $line =~ $FAILED_RANK ]]; then
+            printf '%s %s %s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" > "$FAILED"
+        elif ! [[ $line =~ ^LAUNCH\ ERROR\ .*Container\ failed || $line =~ $NOISE ]]; then
+            printf '%s\n' "$line" >&2 || true
+        fi
+    done
+}
 # Filters ignore SIGINT/SIGTERM/SIGHUP: they pass lines on until the launcher's output ends.
 exec {OUT}> >(trap '' INT TERM HUP; pass_on)
 FILTER_OUT=$!
-exec {ERR}> >(trap '' INT TERM HUP; exec grep --line-buffered -v -E "$NOISE" >&2)
+exec {ERR}> >(trap '' INT TERM HUP; launcher_errors)
 FILTER_ERR=$!
 
 # Ctrl-C / SIGTERM / SIGHUP (a closed terminal or ssh session): the launcher runs in its own process group
@@ -125,7 +173,11 @@ SIGNAL=""
 set -m
 # paddle.distributed.launch runs a *.py path with python, anything else as an executable: hand it the
 # interpreter and `-m $ENTRY` so the installed package (not a file path) is used.
-"${PARENT_DEATH[@]}" "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" "$@" >&$OUT 2>&$ERR &
+if [ -n "$CHECK_CLUSTER" ]; then
+    MODE+=(--check-cluster-result "$RESULT")
+fi
+"${PARENT_DEATH[@]}" "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" \
+    ${MODE[@]+"${MODE[@]}"} "$@" >&$OUT 2>&$ERR &
 LAUNCHER=$!
 set +m
 on_signal() {
@@ -160,6 +212,21 @@ if [ -n "$SIGNAL" ]; then
         echo "interrupted by SIG$SIGNAL before a checkpoint of this run was saved; newest checkpoint: ${latest:-none}" >&2
     fi
     case "$SIGNAL" in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
+fi
+if [ -n "$CHECK_CLUSTER" ] && [ "$rc" = 0 ]; then
+    # the ranks exit 0 (a failing rank would bring the launcher's error dump); rank 0 of this machine wrote the
+    # verdict of the table it printed
+    verdict=$(cat "$RESULT")
+    if [ -z "$verdict" ]; then
+        echo "error: the cluster check ended without a verdict; see the per-rank logs in $LOG_DIR" >&2
+        exit 1
+    fi
+    exit "$verdict"
+fi
+if [ "$rc" != 0 ] && [ -s "$FAILED" ]; then
+    read -r f_rank f_code f_log < "$FAILED"
+    echo "error: rank $f_rank failed (exit code $f_code); the lines above end with the last lines of its log" \
+         "$f_log; the launcher stopped the other ranks" >&2
 fi
 if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then
     latest=$(readlink -f "$OUTPUT/checkpoints/latest" 2>/dev/null || true)

@@ -5,17 +5,21 @@ Fine-tunes ``model.init`` on the task ``task.type`` with the pretraining trainer
 the data files print one ``error:`` line and exit 2 before any training.  ``--check`` only validates (for
 ``--world-size`` ranks, by default the launcher's ``PADDLE_TRAINERS_NUM`` or 1) and prints nothing when the run
 would start; ``--print-output-dir`` prints ``train.output_dir``.  The run prints the data summary (rank 0:
-``data:`` lines; training lines left out as a ``warning:`` on stderr) and keeps it in ``train.log``.
+``data:`` lines; training lines left out as a ``warning:`` on stderr) and keeps it in ``train.log``.  ``--join`` and
+``--check-cluster`` as in ``ernie_style.run_pretrain`` (several machines; run_finetune.sh passes them).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import List, Optional
 
 
 def _parse(argv):
+    from ernie_style.cli import add_launch_arguments  # (no Paddle: --help stays instant)
+
     parser = argparse.ArgumentParser(prog="python -m ernie_style.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", help="YAML config (see configs/finetune/)")
@@ -26,6 +30,7 @@ def _parse(argv):
                         help="with --check: the number of ranks the launch will have (run_finetune.sh passes it)")
     parser.add_argument("--print-output-dir", action="store_true", help="print train.output_dir and exit")
     parser.add_argument("overrides", nargs="*", help="section.key=value, the value parsed as YAML")
+    add_launch_arguments(parser)
     args = parser.parse_args(argv)
     if args.config_flag:
         args.overrides = ([args.config] if args.config else []) + args.overrides
@@ -111,15 +116,48 @@ def main(argv: Optional[List[str]] = None, step_callbacks=()) -> int:
     return run_training(args, load_finetune_config, lambda cfg: _run(args, cfg, step_callbacks))
 
 
+def job_contents(cfg) -> dict:
+    """What several machines must agree on besides the config (:mod:`ernie_style.training.rendezvous`): the data
+    files and the init's vocab by sha256, the init's weights by its checksums (or file sizes); paths are shown,
+    not compared."""
+    from ernie_style.storage import model_dir
+    from ernie_style.tasks.finetuning import resolve_init
+    from ernie_style.training import checkpoint as ckpt
+
+    out = {}
+    for key in ("train_file", "dev_file", "test_file"):
+        path = getattr(cfg.data, key)
+        if path:
+            out[f"data.{key}"] = {"path": os.path.abspath(path), "sha256": ckpt.sha256_file(path)}
+    init = resolve_init(cfg)
+    out["data.vocab_file"] = {"path": os.path.abspath(init.vocab_file), "sha256": ckpt.sha256_file(init.vocab_file)}
+    if init.path:
+        sums = os.path.join(init.path, model_dir.CHECKSUMS_FILE)
+        if os.path.isfile(sums):
+            with open(sums, encoding="utf-8") as f:
+                weights = json.load(f)
+        else:  # a Hugging Face or plain directory: the file sizes stand in
+            weights = {n: os.path.getsize(os.path.join(init.path, n)) for n in sorted(os.listdir(init.path))
+                       if os.path.isfile(os.path.join(init.path, n))}
+        out["model.init"] = {"path": os.path.abspath(init.path), "kind": init.kind, "files": weights}
+    else:
+        out["model.init"] = init.kind
+    return out
+
+
 def _run(args, cfg, step_callbacks) -> int:
     # Paddle: config errors and --print-output-dir answer without it
+    from ernie_style.cli import check_then_join, cluster_check_rank
     from ernie_style.training.distributed import die_with_launcher, init_distributed, launch_world_size
 
-    task, run = prepare(cfg, launch_world_size(args.world_size, args.check))
+    world = launch_world_size(args.world_size, args.check)
     if args.check:
         # Silent when the run would start: the run prints the data summary and its warnings itself, once (a
         # launch through run_finetune.sh checks first, then runs).
-        return 0
+        return check_then_join(args, cfg, lambda: prepare(cfg, world), lambda: job_contents(cfg))
+    if args.check_cluster:
+        return cluster_check_rank(args, cfg, lambda: job_contents(cfg))
+    task, run = prepare(cfg, world)
     # the trainer (Paddle's optimizers, AMP) only when the run goes past --check
     from ernie_style.training.trainer import Trainer
 

@@ -3,7 +3,9 @@
 Runs as a single process, or as one rank of ``paddle.distributed.launch`` (see ``run_pretrain.sh``).
 User mistakes (config, missing data, sizes that do not divide, a damaged checkpoint) print one ``error:`` line
 and exit 2 (``data_tools.io_utils.run_cli``); a bug shows its traceback.  ``--check`` only validates (for ``--world-size`` ranks, by default the launcher's
-``PADDLE_TRAINERS_NUM`` or 1); ``--print-output-dir`` prints ``train.output_dir``.
+``PADDLE_TRAINERS_NUM`` or 1); ``--print-output-dir`` prints ``train.output_dir``.  ``--check --join``: then join
+the other machines and compare jobs (:mod:`ernie_style.training.rendezvous`); ``--check-cluster``: as a rank, train
+nothing and print the cluster table (:mod:`ernie_style.training.cluster_check`).  run_pretrain.sh passes these.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ StepCallback = Callable[["Trainer"], None]  # noqa: F821  (ernie_style.training.
 
 
 def _parse(argv):
+    from ernie_style.cli import add_launch_arguments  # (no Paddle: --help stays instant)
+
     parser = argparse.ArgumentParser(prog="python -m ernie_style.run_pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config (see configs/)")
@@ -23,6 +27,7 @@ def _parse(argv):
                         help="with --check: the number of ranks the launch will have (run_pretrain.sh passes it)")
     parser.add_argument("--print-output-dir", action="store_true", help="print train.output_dir and exit")
     parser.add_argument("overrides", nargs="*", help="section.key=value, the value parsed as YAML")
+    add_launch_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -38,15 +43,21 @@ def main(argv: Optional[List[str]] = None, step_callbacks: Sequence[StepCallback
 
 def _run(args, cfg, step_callbacks) -> int:
     # Paddle: --print-output-dir and config errors answer without it
+    from ernie_style.cli import check_then_join, cluster_check_rank
     from ernie_style.training.distributed import die_with_launcher, init_distributed, launch_world_size
+    from ernie_style.training.preflight import job_contents
     from ernie_style.tasks.pretrain import PretrainTask, check_inputs
     from ernie_style.training.trainer import Trainer
 
-    notes = check_inputs(cfg, launch_world_size(args.world_size, args.check))
+    world = launch_world_size(args.world_size, args.check)
     if args.check:
-        for line in notes:  # once, before launch (the ranks log their own account)
-            print(line)
-        return 0
+        def check():
+            for line in check_inputs(cfg, world):  # once, before launch (the ranks log their own account)
+                print(line)
+        return check_then_join(args, cfg, check, lambda: job_contents(cfg))
+    if args.check_cluster:
+        return cluster_check_rank(args, cfg, lambda: job_contents(cfg))
+    check_inputs(cfg, world)
 
     die_with_launcher()
     info = init_distributed(cfg)

@@ -3,6 +3,8 @@
     python -m tests._faults exit RANK STEP ernie_style.run_pretrain ARGS...   # rank RANK exits 3 after STEP
     python -m tests._faults hang RANK STEP ernie_style.finetune ARGS...       # rank RANK sleeps after STEP
 
+    ERNIE_ENTRY=tests._faults ERNIE_TEST_FAULT="exit 1 2 ernie_style.run_pretrain" ./run_pretrain.sh CONFIG ...
+
 RANK ``all`` means every rank.  The fault is a step callback given to the CLI's ``main`` (the trainer calls it
 after each step, once that step's checkpoint is written), so nothing in the production loop knows about tests.
 Runs under ``paddle.distributed.launch`` like the real entry points (the launcher starts it as
@@ -27,6 +29,8 @@ def fault(kind: str, rank: str, step: int):
 
 
 def main(argv) -> int:
+    if argv[0].startswith("-"):  # started by run_pretrain.sh as its ERNIE_ENTRY: the fault is in the environment
+        argv = os.environ["ERNIE_TEST_FAULT"].split() + argv
     kind, rank, step, module, *rest = argv
     cli = importlib.import_module(module)
     return cli.main(rest, step_callbacks=[fault(kind, rank, int(step))])

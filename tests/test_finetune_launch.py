@@ -75,7 +75,7 @@ def test_user_mistakes_stop_run_finetune_sh_before_launch(data, tmp_path):
     assert p.returncode == 2 and p.stderr.strip() == "error: /nope/train.tsv: file not found", p.stderr
     assert not os.path.exists(tmp_path / "out")
     p = subprocess.run(["bash", SCRIPT], cwd=T.REPO, env=_env(), capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and "usage: " in p.stderr and "run_finetune.sh CONFIG" in p.stderr
+    assert p.returncode == 2 and "usage: " in p.stderr and "run_finetune.sh [--check-cluster] CONFIG" in p.stderr
 
 
 def _children(pid):

@@ -2,10 +2,10 @@
 
 Every fenced ``bash`` and ``python`` block of that section is parsed out of README.md and run in a
 scratch directory laid out like a user's (``corpus/``, ``data/``, ``output/``, ``hf/``), so the README
-cannot drift from the code. Two adaptations, both stated here: training commands get a few
+cannot drift from the code. The adaptations, stated here: training commands get a few
 overrides appended that make the model tiny and the run short (the commands themselves are the
-README's), and the commands that cannot run on one CPU machine (``visualdl`` starts a web server;
-``IPS=...`` needs several machines) are only checked for being recognised, not run.
+README's), ``visualdl`` (it starts a web server) is only checked for being recognised, not run, and the
+several-machines cluster check runs as two launchers on this host.
 """
 import glob
 import gzip
@@ -77,6 +77,23 @@ def _run(cwd, words, env_extra, timeout=600):
     return proc.stdout + proc.stderr
 
 
+def _two_machines(cwd, words, env):
+    """A several-machines command of the README run by two launchers on this host (MASTER at a free local port,
+    one process each); both must succeed.  Returns the first one's output."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHON=sys.executable, NPROC="1", CHECK_CLUSTER_MB="1",
+               **dict(env, MASTER=f"127.0.0.1:{port}"))
+    procs = [subprocess.Popen(words, cwd=cwd, env=dict(env, LOG_DIR=os.path.join(cwd, f"log_machine{m}")),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for m in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], f"README command failed: {' '.join(words)}\n" + "\n".join(outs)
+    return outs[0]
+
+
 @pytest.mark.multiproc
 def test_readme_journey(tmp_path):
     root = str(tmp_path)
@@ -94,6 +111,12 @@ def test_readme_journey(tmp_path):
             continue
         assert lang == "bash", lang
         for env, words in bash_commands(block):
+            if "NNODES" in env and "--check-cluster" in words:
+                # "Several machines": two launchers on this host stand for the two machines
+                out = _two_machines(root, words + TINY, env)
+                assert "cluster check: ok -- the real command would start (2 rank(s) on 2 machine(s))" in out, out
+                ran.append(" ".join(words[:2]))
+                continue
             if words[0] == "visualdl" or "IPS" in env or "NNODES" in env:
                 assert words[0] in ("visualdl", "./run_pretrain.sh"), words
                 recognised_only.append(" ".join(words))
@@ -111,7 +134,8 @@ def test_readme_journey(tmp_path):
             ran.append(" ".join(words[:3]))
 
     assert train_cmd is not None and continued and len(ran) >= 12, ran
-    assert recognised_only, "the README documents visualdl and several machines"
+    assert recognised_only, "the README documents visualdl"
+    assert "./run_pretrain.sh --check-cluster" in ran, "the README's several-machines section starts with the check"
     meta = os.path.join(root, "data", "clue_corpus.meta.json")
     assert os.path.exists(meta)
     assert os.path.exists(os.path.join(root, "curves.png"))

@@ -225,3 +225,17 @@ def test_user_errors_stop_before_launch(data, tmp_path):
     assert errors == ["error: train.global_batch_size=12: expected a multiple of train.micro_batch_size (4) x "
                       "data-parallel size (2) = 8"] and "Traceback" not in p.stderr, p.stderr
     assert not os.path.exists(tmp_path / "out" / "log")  # no launcher was started
+
+
+def test_a_failing_rank_reads_as_one_line_after_its_last_lines(data, tmp_path):
+    """Through run_pretrain.sh: no LAUNCH ERROR block (with the rank's whole command line), one line at the end
+    naming the rank, its exit code and its log."""
+    over = U.tiny_overrides(*data, str(tmp_path / "out"), **{"train.micro_batch_size": 4, "train.max_steps": 10000})
+    p = subprocess.run(["bash", SCRIPT, CONFIG, *over], cwd=U.REPO, capture_output=True, text=True, timeout=180,
+                       env=_env(NPROC="2", ERNIE_ENTRY="tests._faults",
+                                ERNIE_TEST_FAULT="exit 1 2 ernie_style.run_pretrain"))
+    assert p.returncode != 0
+    assert "LAUNCH ERROR" not in p.stderr and "Container rank" not in p.stderr, p.stderr
+    log = tmp_path / "out" / "log" / "workerlog.1"
+    assert p.stderr.strip().splitlines()[-1] == (f"error: rank 1 failed (exit code 3); the lines above end with the "
+                                                 f"last lines of its log {log}; the launcher stopped the other ranks")

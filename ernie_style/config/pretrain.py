@@ -230,10 +230,13 @@ class AmpConfig:
 class DistConfig:
     sharding_stage: int = 0  # 0 = plain data parallel; 1 = optimizer states; 2 = + gradients
     timeout_minutes: float = 30.0  # a collective waiting longer fails the job (NCCL; gloo: Paddle's fixed 30 s)
+    join_timeout_minutes: float = 10.0  # several machines: stop when not all joined by then (env JOIN_TIMEOUT_MINUTES)
 
     def __post_init__(self):
         _check(self.sharding_stage in (0, 1, 2), "dist.sharding_stage", self.sharding_stage, "0, 1 or 2")
         _check(self.timeout_minutes > 0, "dist.timeout_minutes", self.timeout_minutes, "a number of minutes > 0")
+        _check(self.join_timeout_minutes > 0, "dist.join_timeout_minutes", self.join_timeout_minutes,
+               "a number of minutes > 0")
 
 
 # The default architecture's config class: the annotation ``model.*`` overrides are parsed with (the section

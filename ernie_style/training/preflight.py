@@ -129,6 +129,22 @@ def data_fingerprint(cfg: PretrainConfig) -> dict:
     }
 
 
+def job_contents(cfg: PretrainConfig) -> dict:
+    """What several machines must agree on besides the config (:mod:`ernie_style.training.rendezvous`): each data
+    prefix by the sha256 of its files (meta.json) and their sizes on this machine (a truncated copy differs), the
+    vocab by its sha256, the sample settings; the paths are shown, not compared."""
+    fp = data_fingerprint(cfg)
+    out = {k: v for k, v in fp.items() if k != "data.prefixes"}
+    for i, p in enumerate(fp["data.prefixes"]):
+        sizes = {ext: os.path.getsize(p["prefix"] + ext) for ext in (".bin", ".idx", ".wwm")
+                 if os.path.exists(p["prefix"] + ext)}
+        out[f"data.prefixes[{i}]"] = {"path": p["prefix"], "weight": p["weight"], "content": p["content"],
+                                      "bytes": sizes}
+    vocab = cfg.data.vocab_file
+    out["data.vocab_file"] = {"path": os.path.abspath(vocab), "sha256": ckpt.sha256_file(vocab)}
+    return out
+
+
 # A checkpoint from before these keys were saved was made with these values.
 _FINGERPRINT_DEFAULTS = {f"data.{f.name}": f.default for f in dataclasses.fields(SampleSpec)
                          if f.name in MASKING_KNOBS + ("packing",)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from typing import Optional
+from typing import List, Optional
 
 from data_tools import locking
 from ernie_style.config.pretrain import ConfigError
@@ -47,7 +47,9 @@ def claim(output_dir: str, info) -> Optional[locking.Held]:
     return fd
 
 
-def _check_shared(output_dir: str, info) -> None:
+def probe_shared(output_dir: str, info) -> List[int]:
+    """Collective: every rank writes a probe file into ``OUTPUT/.probe``; returns the ranks whose file this rank
+    does not see (empty when the directory is one for all ranks)."""
     probe = os.path.join(output_dir, PROBE_DIR)
     if info.is_main:
         shutil.rmtree(probe, ignore_errors=True)
@@ -58,13 +60,23 @@ def _check_shared(output_dir: str, info) -> None:
         f.write(socket.gethostname() + "\n")
     _agree(True, info)
     unseen = [r for r in range(info.world_size) if not os.path.isfile(os.path.join(probe, f"rank{r}"))]
-    shared = _agree(not unseen, info)
+    _agree(True, info)  # every rank has looked before rank 0 removes them
     if info.is_main:
         shutil.rmtree(probe, ignore_errors=True)
-    if not shared:
-        seen_by_me = f"rank {info.rank} ({socket.gethostname()}) does not see the probe files of rank(s) " \
-                     f"{', '.join(map(str, unseen))}" if unseen else f"another rank does not see rank {info.rank}'s"
-        raise ConfigError(f"train.output_dir={output_dir!r} is not shared between the ranks: {seen_by_me} in "
-                          f"{os.path.abspath(probe)}. Every rank writes checkpoint files there, so it must be one "
-                          "directory on a filesystem every node mounts (NFS, Lustre, a shared bucket mount); give "
-                          "such a path as train.output_dir")
+    return unseen
+
+
+def not_shared_message(output_dir: str, info, unseen: List[int]) -> str:
+    probe = os.path.join(output_dir, PROBE_DIR)
+    seen_by_me = f"rank {info.rank} ({socket.gethostname()}) does not see the probe files of rank(s) " \
+                 f"{', '.join(map(str, unseen))}" if unseen else f"another rank does not see rank {info.rank}'s"
+    return (f"train.output_dir={output_dir!r} is not shared between the ranks: {seen_by_me} in "
+            f"{os.path.abspath(probe)}. Every rank writes checkpoint files there, so it must be one "
+            "directory on a filesystem every node mounts (NFS, Lustre, a shared bucket mount); give "
+            "such a path as train.output_dir")
+
+
+def _check_shared(output_dir: str, info) -> None:
+    unseen = probe_shared(output_dir, info)
+    if not _agree(not unseen, info):
+        raise ConfigError(not_shared_message(output_dir, info, unseen))
