@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
-import json
 import os
 import re
 import sys
 import tempfile
 
 from data_tools import vocab_extend
+from data_tools.corpus import iter_documents
 from data_tools.io_utils import UserError, atomic_write_path, run_cli
 from data_tools.tokenizer import CJK_RANGES, REQUIRED_SPECIALS, _is_punct
 from data_tools.vocab import UNK_TOKEN, read_vocab
@@ -53,48 +52,6 @@ def _base_symbols() -> list[str]:
     out.extend(FULLWIDTH_PUNCT)
     out.extend("##" + ch for ch in "0123456789abcdefghijklmnopqrstuvwxyz")
     return out
-
-
-def _open_text(path: str):
-    opener = gzip.open if path.endswith(".gz") else open
-    return opener(path, "rt", encoding="utf-8", errors="replace", newline="\n")
-
-
-def iter_documents(files, json_key: str = "text", skipped: collections.Counter | None = None):
-    """Documents of .txt/.jsonl(.gz) files: one per line; unusable JSON lines are counted in `skipped`."""
-    skipped = skipped if skipped is not None else collections.Counter()
-    for path in files:
-        is_json = path.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz"))
-        try:
-            f = _open_text(path)
-        except FileNotFoundError:
-            raise UserError(f"--input {path}: no such file") from None
-        except OSError as e:
-            raise UserError(f"--input {path}: cannot read ({e.strerror or e})") from None
-        with f:
-            try:
-                for line in f:
-                    line = line.rstrip("\n")
-                    if is_json:
-                        if not line.strip():
-                            skipped["empty"] += 1
-                            continue
-                        try:
-                            obj = json.loads(line)
-                        except ValueError:
-                            skipped["malformed_json"] += 1
-                            continue
-                        text = obj.get(json_key) if isinstance(obj, dict) else None
-                        if not isinstance(text, str):
-                            skipped["missing_key"] += 1
-                            continue
-                        line = text
-                    if not line.strip():
-                        skipped["empty"] += 1
-                        continue
-                    yield line
-            except (OSError, EOFError) as e:  # e.g. a truncated .gz
-                raise UserError(f"--input {path}: read failed ({e})") from None
 
 
 def build_vocab(files, output, max_size=None, min_freq=1, json_key="text") -> dict:

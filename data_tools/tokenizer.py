@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from data_tools import _text_core
+from data_tools.chars import _PADDLE_SYMBOLS, CJK_RANGES, _is_punct, is_cjk  # noqa: F401 (re-exported)
 from data_tools.segment import shared_segmenter
 from data_tools.vocab import SPECIAL_TOKENS as REQUIRED_SPECIALS, VocabError, read_vocab  # noqa: F401 (re-exported)
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
@@ -42,25 +43,8 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 # Flag bits shared with csrc/text_core.cpp.
 _REMOVE, _SPACE, _PUNCT, _CJK, _COMPLEX, _MAPPED = 1, 2, 4, 8, 16, 32
 
-# BERT's "CJK Unified Ideographs" ranges (tokenization_bert._is_chinese_char).
-CJK_RANGES = (
-    (0x4E00, 0x9FFF),
-    (0x3400, 0x4DBF),
-    (0x20000, 0x2A6DF),
-    (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
-    (0xF900, 0xFAFF),
-    (0x2F800, 0x2FA1F),
-)
-# Extra characters PaddleNLP's _is_symbol treats as symbols.
-_PADDLE_SYMBOLS = (0x00AD, 0x00B2, 0x00BA, 0x3007, 0x00B5, 0x00D8, 0x014B, 0x01B1)
 # Conjoining jamo that NFC composes with the preceding syllable.
 _JAMO_SECOND = ((0x1161, 0x1175), (0x11A8, 0x11C2))
-
-
-def is_cjk(cp: int) -> bool:
-    return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
 
 
 def load_vocab(path) -> dict[str, int]:
@@ -162,16 +146,6 @@ def _split_on_punc(text: str, flavor: str):
     if start is not None:
         out.append((text[start:], start))
     return out
-
-
-def _is_punct(ch: str, flavor: str) -> bool:
-    cp = ord(ch)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    cat = unicodedata.category(ch)
-    if cat.startswith("P"):
-        return True
-    return flavor == "paddlenlp" and (cat.startswith("S") or cp in _PADDLE_SYMBOLS)
 
 
 def _reference_word(word: str, lower: bool, flavor: str):

@@ -28,6 +28,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from data_tools.chars import _is_punct, is_cjk
+from data_tools.corpus import iter_documents
 from data_tools.io_utils import UserError, atomic_write_path, read_json_dict
 from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec, load_tokenizer
 from data_tools.vocab import read_vocab
@@ -129,9 +131,6 @@ def unk_share(tokenizer, docs) -> tuple:
 
 def extend_vocab(base: str, files, output, add: int, min_freq: int = 1, json_key: str = "text") -> Dict:
     """Write the extension of ``base`` (see the module doc) to ``output``; returns a summary dict."""
-    from data_tools.build_vocab import iter_documents  # the one corpus reader of vocab building
-    from data_tools.tokenizer import _is_punct, is_cjk
-
     files = [os.fspath(f) for f in files]
     if not files:
         raise UserError("--input: at least one file is required")
@@ -224,8 +223,7 @@ def extend_vocab(base: str, files, output, add: int, min_freq: int = 1, json_key
 
 def _missing_words(files, json_key: str, known: set, min_freq: int) -> List[str]:
     """The corpus's jieba words of 2+ characters not in ``known``, most frequent first (ties: text order)."""
-    from data_tools.build_vocab import iter_documents
-    from data_tools.segment import make_segmenter
+    from data_tools.segment import make_segmenter  # jieba's dictionary: only for a word-level base
 
     seg = make_segmenter("jieba")
     words: collections.Counter = collections.Counter()

@@ -60,6 +60,7 @@ def check_then_join(args, cfg, check: Callable[[], None], contents: Callable[[],
     if not args.join:
         check()
         return 0
+    # training.distributed imports Paddle: only machines that join need it (a plain --check stays light)
     from ernie_style.training import rendezvous
     from ernie_style.training.distributed import launch_world_size
 
@@ -81,6 +82,7 @@ def check_then_join(args, cfg, check: Callable[[], None], contents: Callable[[],
 
 def cluster_check_rank(args, cfg, contents: Callable[[], dict]) -> int:
     """One rank of ``--check-cluster`` (see :mod:`ernie_style.training.cluster_check`)."""
+    # Paddle (the collectives of the check): only a --check-cluster rank loads it
     from ernie_style.training import cluster_check, rendezvous
     from ernie_style.training.distributed import die_with_launcher, launch_world_size
 

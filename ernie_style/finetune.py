@@ -120,6 +120,7 @@ def job_contents(cfg) -> dict:
     """What several machines must agree on besides the config (:mod:`ernie_style.training.rendezvous`): the data
     files and the init's vocab by sha256, the init's weights by its checksums (or file sizes); paths are shown,
     not compared."""
+    # the task layer imports Paddle: only the multi-machine comparison needs it
     from ernie_style.storage import model_dir
     from ernie_style.tasks.finetuning import resolve_init
     from ernie_style.training import checkpoint as ckpt
