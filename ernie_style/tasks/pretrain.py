@@ -25,6 +25,7 @@ from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, LossSpec, 
 from ernie_style.tasks.losses import masked_cross_entropy
 from ernie_style.training import preflight
 from ernie_style.training.distributed import all_reduce_sum
+from ernie_style.training.schedule import Schedule
 
 
 def pretraining_loss(mlm_logits, sop_logits, masked_labels, sop_labels):
@@ -174,7 +175,7 @@ class PretrainTask(Task):
 
 def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
     """Everything a user can get wrong about files and sizes, as one ConfigError, before any training."""
-    cfg.accumulation_steps(world_size)
+    Schedule.from_config(cfg, world_size)  # the batch sizes (of each phase) for this number of ranks
     has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if cfg.dist.sharding_stage == 2 and (not has_gpu or cfg.train.device == "cpu"):
         raise ConfigError("dist.sharding_stage=2: Paddle's group_sharded_parallel runs only on GPU/XPU "
