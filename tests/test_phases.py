@@ -296,3 +296,18 @@ def test_exact_resume_after_kill_9_past_a_phase_boundary(data, tmp_path):
     wa, wb = (paddle.load(str(o / "checkpoints" / "step_00000006" / "model_state.pdparams")) for o in (straight, killed))
     for k in wa:
         np.testing.assert_array_equal(wa[k].numpy(), wb[k].numpy(), err_msg=k)
+
+
+def test_a_command_line_key_the_first_phase_sets_is_refused(data, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    text = open(CONFIG).read().replace("train:\n", "train:\n  phases: [{until_step: 3, train.global_batch_size: 16}, "
+                                                 "{until_step: 1000000}]\n", 1)
+    recipe.write_text(text)
+    over = U.tiny_overrides(*data, "o")
+    over = [o for o in over if not o.startswith("train.global_batch_size=")]
+    assert load_config(str(recipe), over).train.phases[0]["train.global_batch_size"] == 16
+    with pytest.raises(ConfigError, match=r"^train.global_batch_size \(command line\): phase 1 of train.phases sets "
+                                          r"it \(16\), so the command line's value would never be used"):
+        load_config(str(recipe), [*over, "train.global_batch_size=32"])
+    # a later phase's key: the command line sets the earlier phases' value (no refusal)
+    assert load_config(str(recipe), [*over, "data.max_seq_len=32"]).data.max_seq_len == 32

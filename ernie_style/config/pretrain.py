@@ -564,7 +564,21 @@ def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> P
         given.add(item.split("=", 1)[0].strip().lstrip("-"))
     _warmup_from_command_line(raw, given)
     _size_from_command_line(raw, given)
+    _check_not_shadowed_by_phase(raw, given)
     return config_from_dict(raw)
+
+
+def _check_not_shadowed_by_phase(raw: dict, given: set) -> None:
+    """A command-line key that the first phase of ``train.phases`` sets would never take effect (a phase keeps the
+    earlier phase's values, the first phase the config's): refused, rather than silently ignored."""
+    phases = (raw.get("train") or {}).get("phases") if isinstance(raw.get("train"), dict) else None
+    if "train.phases" in given or not isinstance(phases, list) or not phases or not isinstance(phases[0], dict):
+        return
+    for key in PHASE_KEYS:
+        if key in given and key in phases[0]:
+            raise ConfigError(f"{key} (command line): phase 1 of train.phases sets it ({phases[0][key]!r}), so the "
+                              f"command line's value would never be used; set it in train.phases, or "
+                              f"train.phases=[] to train without phases")
 
 
 def _size_from_command_line(raw: dict, given: set) -> None:
