@@ -311,3 +311,50 @@ def test_a_command_line_key_the_first_phase_sets_is_refused(data, tmp_path):
         load_config(str(recipe), [*over, "train.global_batch_size=32"])
     # a later phase's key: the command line sets the earlier phases' value (no refusal)
     assert load_config(str(recipe), [*over, "data.max_seq_len=32"]).data.max_seq_len == 32
+
+
+# ---------------------------------------------------------------------------------------------------- the recipes
+
+
+def scaled_overrides(recipe, data, out):
+    """The recipe's schedule scaled down: every phase 2 steps long, batch sizes / 32, micro batches / 16, sequence
+    lengths / 8, warmups to at most 1 step, a 2-layer width-32 model; every other key of each phase kept."""
+    cfg = load_config(recipe, [f"data.vocab_file={data[1]}"])
+    t, o, d = cfg.train, cfg.optim, cfg.data
+
+    def scale(key, value):
+        if key == "data.max_seq_len":
+            return value // 8
+        if key == "train.global_batch_size":
+            return max(2, value // 32)
+        if key == "train.micro_batch_size":
+            return max(1, value // 16)
+        if key == "optim.warmup_steps":
+            return min(value, 1)
+        return value
+
+    items = [{**{k: scale(k, v) for k, v in p.items()}, "until_step": 2 * (i + 1)} for i, p in enumerate(t.phases)]
+    steps = 2 * len(items)
+    extra = {"data.max_seq_len": d.max_seq_len // 8, "train.global_batch_size": max(2, t.global_batch_size // 32),
+             "train.micro_batch_size": max(1, t.micro_batch_size // 16), "train.max_steps": steps,
+             "optim.decay_steps": steps, "optim.warmup_steps": 1, "optim.warmup_ratio": 0, "amp.enable": False,
+             "train.phases": phases(*items), "train.eval_steps": 2, "model.max_position_embeddings": 128}
+    return U.tiny_overrides(*data, str(out), **extra), items
+
+
+@pytest.mark.parametrize("name", ["roformer_base_wwm_cluecorpussmall.yaml", "roberta_char_tiny.yaml"])
+def test_recipe_phases_run_scaled_down(data, tmp_path, name):
+    recipe = os.path.join(U.REPO, "configs", name)
+    over, items = scaled_overrides(recipe, data, tmp_path / "out")
+    assert run_pretrain.main(["--config", recipe, *over]) == 0
+    log = open(tmp_path / "out" / "train.log").read()
+    fields = U.log_fields(tmp_path / "out" / "train.log")
+    assert [fields[s]["phase"] for s in sorted(fields)] == [1, 1, 2, 2]
+    assert "schedule: phase 2 of 2, steps 3-4" in log
+    if name.startswith("roberta"):  # UER's stage 2: its own sample index at seq 512 / 8, lr restarted at 5e-5
+        assert "phase 2: sample index for max_seq_len 64" in log
+        assert fields[3]["learning rate"] == pytest.approx(5e-5) and fields[2]["learning rate"] == 0.0
+        assert fields[1]["sop_loss"] == 0.0  # MLM only
+    else:  # the batch doubles, the data continues where batch 128 / 32 left it
+        assert "phase 2: continues the max_seq_len 64 sample index at its sample 8" in log
+        assert fields[3]["ips"] > 0 and "global batch 8 (micro 4" in log
