@@ -358,3 +358,15 @@ def test_recipe_phases_run_scaled_down(data, tmp_path, name):
     else:  # the batch doubles, the data continues where batch 128 / 32 left it
         assert "phase 2: continues the max_seq_len 64 sample index at its sample 8" in log
         assert fields[3]["ips"] > 0 and "global batch 8 (micro 4" in log
+
+
+def test_a_phase_added_at_the_resumed_step_may_change_the_sequence_length(data, two_steps, tmp_path):
+    """Two runs made one after the fact (UER's stage 2 after a run without phases): a phase of the new config that
+    starts at the resumed step starts its own sample index, as the same config would from step 0."""
+    out = tmp_path / "out"
+    shutil.copytree(two_steps, out, symlinks=True)
+    train(data, out, **{"train.max_steps": 3, "train.resume": "auto", "train.phases": phases(
+        {"until_step": 2}, {"until_step": 3, "data.max_seq_len": 32})})
+    log = open(out / "train.log").read().split("resume: from")[1]
+    assert "phase 2: sample index for max_seq_len 32" in log and "the data starts at its sample 0" in log
+    assert state_of(out, 3)["schedule"]["consumed_samples"] == {"32": 8, "64": 16}

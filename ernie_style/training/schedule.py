@@ -194,16 +194,17 @@ class Schedule:
             return [f"train.resume_data=reset: the weights, the optimizer and the step ({step}) are kept; the data "
                     f"starts over at sample 0 of the sequence-length-{now.max_seq_len} sample index (the "
                     f"{sum(consumed.values())} samples the checkpoint had consumed are not counted)"]
-        same_phase_start = any(p.start == step for p in self.phases[1:]) and \
-            any(p.start == step for p in old.phases[1:])
-        if now.max_seq_len != was.max_seq_len and not same_phase_start:
+        # a phase of this config starting at the resumed step makes its own changes (as it would in a run from the
+        # start with this config: a new length's index from its sample 0, the same length's where it stood)
+        at_boundary = any(p.start == step for p in self.phases[1:])
+        if now.max_seq_len != was.max_seq_len and not at_boundary:
             where = f"train.phases: {now.name}: " if self.explicit else ""
             raise ConfigError(f"{where}data.max_seq_len={now.max_seq_len}: the checkpoint at step {step} was "
                               f"training at {was.max_seq_len}; another sequence length would not continue its "
                               "data (change it at a phase boundary, or train.resume_data=reset for a new data order)")
         self.consumed = consumed
         lines = []
-        if now.global_batch_size != was.global_batch_size and not same_phase_start:
+        if now.global_batch_size != was.global_batch_size and not at_boundary:
             c = self.first_sample(now)
             lines.append(f"train.global_batch_size: {was.global_batch_size} (checkpoint) -> "
                          f"{now.global_batch_size} (now) from step {step + 1}; the data continues at sample {c} of "
