@@ -22,6 +22,7 @@ from ernie_style import run_pretrain
 from ernie_style.config.pretrain import ConfigError, load_config
 from ernie_style.data.dataset import PretrainingDataset
 from ernie_style.data.spec import SampleSpec, Split
+from ernie_style.training.metrics import read_records
 from ernie_style.training.schedule import Schedule
 from ernie_style.training.trainer import GlobalBatchSampler
 
@@ -351,6 +352,9 @@ def test_recipe_phases_run_scaled_down(data, tmp_path, name):
     fields = U.log_fields(tmp_path / "out" / "train.log")
     assert [fields[s]["phase"] for s in sorted(fields)] == [1, 1, 2, 2]
     assert "schedule: phase 2 of 2, steps 3-4" in log
+    scalars, texts = read_records(str(tmp_path / "out" / "visualdl"))
+    assert {s: v for s, (v, _) in scalars["train/phase"].items()} == {1: 1.0, 2: 1.0, 3: 2.0, 4: 2.0}
+    assert [(tag, step) for tag, step, _, _ in texts if tag == "phase"] == [("phase", 0), ("phase", 2)]
     if name.startswith("roberta"):  # UER's stage 2: its own sample index at seq 512 / 8, lr restarted at 5e-5
         assert "phase 2: sample index for max_seq_len 64" in log
         assert fields[3]["learning rate"] == pytest.approx(5e-5) and fields[2]["learning rate"] == 0.0
