@@ -6,6 +6,9 @@ the medians and their ratio.  The baseline is the Megatron/ernie-1.0 shape: Pyth
 truncation one token at a time, candidate word lists, n-gram lists, a per-token 80/10/10.
 
     python benchmarks/bench_dataset.py [--max-seq-len 512] [--samples 2000] [--runs 5]
+
+Then the other masking schemes (``data.masking`` char, span) and the packed layout (``data.packing``
+full_sentences, MLM-only) against the default (wwm_ngram on sentence pairs), same corpus, same run.
 """
 import argparse
 import os
@@ -178,6 +181,22 @@ def main(argv=None) -> int:
         print(f"per-token : {ref_m:9.1f} samples/s  (median of {args.runs} runs of "
               f"{min(args.baseline_samples, args.samples)})")
         print(f"ratio     : {ours_m / ref_m:9.2f}x")
+        variants = {
+            "wwm_ngram, pairs (default)": {},
+            "char, pairs": {"masking": "char"},
+            "span, pairs": {"masking": "span"},
+            "wwm_ngram, full_sentences": {"packing": "full_sentences", "binary_head": False},
+        }
+        datasets = {name: PretrainingDataset(prefix, spec.replace(**kw), num_samples=args.samples, cache_dir=work)
+                    for name, kw in variants.items()}
+        times = {name: [] for name in variants}
+        for _ in range(args.runs):  # interleaved, so load changes hit every variant alike
+            for name, d in datasets.items():
+                times[name].append(time_run(d, args.samples))
+        print(f"\nmasking schemes and packing (median of {args.runs} runs of {args.samples}):")
+        ref = statistics.median(times["wwm_ngram, pairs (default)"])
+        for name, t in times.items():
+            print(f"  {name:<28} {statistics.median(t):9.1f} samples/s   x{statistics.median(t) / ref:.2f}")
         print(f"load average at the end: {os.getloadavg()[0]:.2f} (figures taken on a shared machine)")
     return 0
 

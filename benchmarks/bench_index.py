@@ -1,6 +1,6 @@
 """Time and peak memory of the sample index build: ours vs PaddleNLP's C++ helpers.
 
-    python benchmarks/bench_index.py [--scale 1.0] [--runs 3]
+    python benchmarks/bench_index.py [--scale 1.0] [--runs 3] [--packing-samples 256000000] [--packing-only]
 
 Builds a synthetic index of CLUECorpusSmall's shape in memory -- 15M documents, ~250M
 sentences (~16.7 per document, geometric), ~20 tokens per sentence (uniform 2..38), so about
@@ -13,6 +13,10 @@ for one epoch, and for ``num_epochs=None`` with ``max_num_samples`` = 1.5 epochs
 then builds two whole epochs, we build 1.5).  Prints the median wall time, the peak extra
 resident memory of the call (VmHWM after the call minus VmRSS before it, with the high-water
 mark reset through /proc/self/clear_refs) and ratios ours/PaddleNLP.
+
+Then the packed indexes (``data.packing``): ``full_sentences`` and ``doc_sentences`` against today's ``pairs``
+index for the same number of samples, ``--packing-samples`` (default 256M: the reference run's 1M steps x batch
+256, several epochs of the corpus), uint32 rows, with the ratios packed/pairs.
 """
 import argparse
 import ctypes
@@ -91,6 +95,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--max-seq-len", type=int, default=512)
     ap.add_argument("--short-seq-prob", type=float, default=0.1)
+    ap.add_argument("--packing-samples", type=int, default=256_000_000,
+                    help="samples of the packed-vs-pairs comparison (default 256M)")
+    ap.add_argument("--packing-only", action="store_true", help="only the packed-vs-pairs comparison")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -105,6 +112,9 @@ def main():
         print("tool_helpers is not installed: PaddleNLP's helpers are not measured (pip install '.[bench]')")
 
     common = dict(max_seq_len=args.max_seq_len, short_seq_prob=args.short_seq_prob, seed=1234)
+    bench_packing(doc_idx, sizes, common, args.packing_samples, args.runs)
+    if args.packing_only:
+        return
     max_len = args.max_seq_len - 3
     one_epoch = len(build_samples_mapping(doc_idx, sizes, num_epochs=1, max_num_samples=None, dtype=np.uint32,
                                           **common))
@@ -138,6 +148,28 @@ def main():
                 t, m = med[name]
                 mem = f"x{m / ref_m:.2f}" if ref_m > 0 else "n/a"
                 print(f"  {name} / PaddleNLP: time x{t / ref_t:.2f}, peak memory {mem}")
+
+
+def bench_packing(doc_idx, sizes, common, n_samples: int, runs: int):
+    """full_sentences and doc_sentences vs pairs, ``n_samples`` samples each (epochs added as needed)."""
+    calls = {packing: (lambda packing=packing: build_samples_mapping(
+        doc_idx, sizes, num_epochs=None, max_num_samples=n_samples, dtype=np.uint32, packing=packing, **common))
+        for packing in ("pairs", "full_sentences", "doc_sentences")}
+    results = {name: [] for name in calls}
+    for _ in range(runs):  # interleaved, so load changes hit every variant alike
+        for name, fn in calls.items():
+            results[name].append(measure(fn))
+    print(f"\npacked index vs pairs, {n_samples:,} samples (uint32 rows): median of {runs} runs")
+    print(f"  {'packing':<15} {'samples':>13} {'time s':>8} {'peak extra MB':>14}")
+    med = {}
+    for name, rs in results.items():
+        med[name] = (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+        print(f"  {name:<15} {rs[0][2]:>13,} {med[name][0]:>8.2f} {med[name][1]:>14,.0f}")
+    ref_t, ref_m = med["pairs"]
+    for name in ("full_sentences", "doc_sentences"):
+        t, m = med[name]
+        mem = f"x{m / ref_m:.2f}" if ref_m > 0 else "n/a"
+        print(f"  {name} / pairs: time x{t / ref_t:.2f}, peak memory {mem}")
 
 
 if __name__ == "__main__":

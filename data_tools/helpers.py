@@ -22,6 +22,18 @@ epochs are concatenated and truncated at ``max_num_samples``.  Growing ``max_num
 or ``num_epochs`` keeps the first rows as they were, so an extended run sees the same data
 in the same order.
 
+Packed samples (``packing="full_sentences"`` or ``"doc_sentences"``, RoBERTa's FULL-SENTENCES and
+DOC-SENTENCES, MLM only): whole sentences in corpus order until the next would overflow the window
+(``max_seq_len`` minus ``[CLS]`` and the final ``[SEP]``); ``full_sentences`` runs on into the next
+document with a ``[SEP]`` between the two (it counts in the window), ``doc_sentences`` closes the
+sample at the document's end.  A sentence longer than the window is split into pieces of exactly
+the window, each its own sample, and the rest opens the next sample.  Rows are ``(first sentence,
+end sentence exclusive, skip)``: the tokens of sentences ``[first, end)`` without the first ``skip``
+tokens of ``first``, cut at the window (only a piece is ever longer).  Nothing is dropped: one
+epoch holds every token of the documents exactly once.  The walk has no randomness, so every
+epoch holds the same rows, shuffled by its own ``(seed, epoch)`` generator as for pairs;
+``short_seq_prob``, ``min_num_sent`` and ``binary_head`` do not apply.
+
 ``build_blending_indices`` (also C++) interleaves several datasets by weight for
 ``ernie_style.data.dataset.BlendedDataset``.
 """
@@ -48,6 +60,10 @@ logger = logging.getLogger(__name__)
 ALGORITHM_VERSION = 2
 _OUT_DTYPES = {np.dtype(np.int64): _helpers.build_samples_mapping_int64,
                np.dtype(np.uint32): _helpers.build_samples_mapping_uint32}
+_PACKED_DTYPES = {np.dtype(np.int64): _helpers.build_packed_mapping_int64,
+                  np.dtype(np.uint32): _helpers.build_packed_mapping_uint32}
+# data.packing: sentence pairs (SOP, today's layout) or packed samples, across documents or within one
+PACKINGS = ("pairs", "full_sentences", "doc_sentences")
 
 
 def _check_int(name: str, value, minimum: int, allow_none: bool = False):
@@ -81,6 +97,11 @@ def _special_tokens(binary_head: bool) -> int:
     return 3 if binary_head else 2
 
 
+def packed_window(max_seq_len: int) -> int:
+    """Tokens of a packed sample between ``[CLS]`` and the final ``[SEP]`` (inner ``[SEP]`` s included)."""
+    return int(max_seq_len) - 2
+
+
 def build_samples_mapping(
     doc_idx,
     sizes,
@@ -94,8 +115,11 @@ def build_samples_mapping(
     binary_head: bool = True,
     return_stats: bool = False,
     dtype="auto",
+    packing: str = "pairs",
 ):
-    """Rows ``(first sentence, end sentence exclusive, target length)``, shape ``[N, 3]``.
+    """Rows ``(first sentence, end sentence exclusive, target length)``, shape ``[N, 3]``; with a packed
+    ``packing`` (``full_sentences``, ``doc_sentences``) rows ``(first sentence, end sentence exclusive, skip)``
+    (see the module's docstring).
 
     ``doc_idx``: the documents to use, as a slice of the dataset's ``doc_idx``
     (documents ``d .. e-1`` are ``doc_idx[d:e+1]``); ``sizes``: the full per-sentence token
@@ -138,6 +162,13 @@ def build_samples_mapping(
         raise ValueError(f"doc_idx: expected a 1-D array of n_docs + 1 sentence indices, got shape {doc_idx.shape}")
     if sizes.ndim != 1:
         raise ValueError(f"sizes: expected a 1-D array of per-sentence token counts, got shape {sizes.shape}")
+    if packing not in PACKINGS:
+        raise ValueError(f"packing={packing!r}: expected one of {', '.join(PACKINGS)}")
+    if packing != "pairs":
+        rows, stats = _PACKED_DTYPES[dtype](
+            doc_idx, sizes, -1 if num_epochs is None else num_epochs, -1 if max_num_samples is None else max_num_samples,
+            packed_window(max_seq_len), packing == "full_sentences", seed)
+        return (rows, stats) if return_stats else rows
     rows, stats = _OUT_DTYPES[dtype](
         doc_idx,
         sizes,
@@ -189,8 +220,9 @@ def idx_content_hash(prefix: str) -> str:
     return h.hexdigest()
 
 
-def _load_cached(npy_path: str, json_path: str, key: str, n_sentences: int):
-    """The cached mapping and its stats, or None when missing, stale or damaged."""
+def _load_cached(npy_path: str, json_path: str, key: str, n_sentences: int, min_third: int):
+    """The cached mapping and its stats, or None when missing, stale or damaged (``min_third``: the least
+    valid value of the third column, a target length of pairs or the skip of packed rows)."""
     try:
         with open(json_path, encoding="utf-8") as f:
             info = json.load(f)
@@ -206,7 +238,7 @@ def _load_cached(npy_path: str, json_path: str, key: str, n_sentences: int):
     for part in (rows[:1024], rows[-1024:]):
         part = np.asarray(part, dtype=np.int64)
         if part.size and not ((part[:, 0] >= 0).all() and (part[:, 0] < part[:, 1]).all()
-                              and (part[:, 1] <= n_sentences).all() and (part[:, 2] >= 2).all()):
+                              and (part[:, 1] <= n_sentences).all() and (part[:, 2] >= min_third).all()):
             return None
     return rows, stats
 
@@ -223,7 +255,7 @@ def get_samples_mapping(
     """``build_samples_mapping(..., **mapping_args)`` for documents ``doc_range = (start, end)`` (end exclusive)
     of a dataset, cached as ``{cache_dir}/{basename}_{name}_{key}.npy`` (+ ``.json`` with the stats).
     ``mapping_args`` are that function's keyword arguments: ``num_epochs``, ``max_num_samples``, ``max_seq_len``,
-    ``short_seq_prob``, ``seed`` and optionally ``min_num_sent``, ``binary_head``, ``dtype``.
+    ``short_seq_prob``, ``seed`` and optionally ``min_num_sent``, ``binary_head``, ``dtype``, ``packing``.
 
     ``cache_dir`` defaults to the directory of the data prefix.  The key is a sha256 over the
     ``.idx`` content (see ``idx_content_hash``), the document range and every parameter, so a
@@ -260,6 +292,8 @@ def get_samples_mapping(
     # In build_samples_mapping's argument order (the .json beside the cache lists them so).
     params = dict(algorithm=ALGORITHM_VERSION, doc_range=[start, end], **{k: plain(v) for k, v in args.items()})
     params.update(binary_head=bool(args["binary_head"]), dtype=_dtype_name(args["dtype"]))
+    if params["packing"] == "pairs":  # keys from before data.packing existed stay as they were
+        del params["packing"]
 
     def build():
         return build_samples_mapping(ds.doc_idx[start:end + 1], ds.sizes, return_stats=True, **args)
@@ -270,7 +304,8 @@ def get_samples_mapping(
     stem = os.path.join(cache_dir, f"{os.path.basename(ds.prefix)}_{name}_samples_{key[:16]}")
     npy_path, json_path = stem + ".npy", stem + ".json"
 
-    hit = _load_cached(npy_path, json_path, key, len(ds.sizes))
+    min_third = 2 if args["packing"] == "pairs" else 0
+    hit = _load_cached(npy_path, json_path, key, len(ds.sizes), min_third)
     cache_hit = hit is not None
     if hit is None:
         try:
@@ -282,7 +317,7 @@ def get_samples_mapping(
         with lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # blocks until the builder is done
             try:
-                hit = _load_cached(npy_path, json_path, key, len(ds.sizes))
+                hit = _load_cached(npy_path, json_path, key, len(ds.sizes), min_third)
                 cache_hit = hit is not None
                 if hit is None:
                     logger.info("building sample index %s (%s documents %d..%d)", npy_path, ds.prefix, start, end)

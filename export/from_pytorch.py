@@ -1,13 +1,14 @@
-"""Import a Hugging Face RoFormer checkpoint as one of our checkpoint directories, or a fine-tuned one
-(RoFormerForSequenceClassification / ...ForTokenClassification / ...ForQuestionAnswering) as one of our
-fine-tuned model directories.
+"""Import a Hugging Face checkpoint of a registered architecture (config.json's ``model_type``; today RoFormer) as
+one of our checkpoint directories, or a fine-tuned one (``<Arch>ForSequenceClassification`` /
+...ForTokenClassification / ...ForQuestionAnswering, names from the ArchSpec) as one of our fine-tuned model
+directories.
 
     python -m export.from_pytorch HF_DIR OUT_DIR [--task seq_cls|pair_cls|ner|qa] [--verify]
 
 Reads config.json and model.safetensors (or a sharded model.safetensors.index.json, or
 pytorch_model.bin via ``torch.load(weights_only=True)``), plus our pretraining_heads.safetensors
 side file when present. Writes model_config.json, model_state.pdparams, vocab.txt,
-tokenizer_config.json and checksums.json: what ``RoFormerForPretraining.from_pretrained`` loads
+tokenizer_config.json and checksums.json: what ``<Arch>ForPretraining.from_pretrained`` loads
 and what the trainer initialises from with ``train.resume=PATH`` (optimizer starts fresh).
 Weights are stored as float32 (16-bit sources are widened exactly). A pooler or SOP head the
 source lacks is initialised (normal(0, initializer_range), zero bias) and reported.
@@ -16,62 +17,57 @@ A fine-tuned source gives a fine-tuned model directory (docs/export.md): model_c
 model_state.pdparams (encoder, pooler, task head), vocab.txt, config.json (task, id2label/label2id,
 do_lower_case, max_seq_len = the tokenizer's model_max_length capped at max_position_embeddings,
 init = HF_DIR) and checksums.json. The task is config.json's ``finetuning_task`` when it names one of
-ours, else the class's (RoFormerForSequenceClassification -> seq_cls); ``--task`` overrides.
+ours, else the class's (<Arch>ForSequenceClassification -> seq_cls); ``--task`` overrides.
 """
 import argparse
 import json
-import math
 import os
 
 import numpy as np
 
-from ernie_style.arch.hf_dir import read_hf_config, read_hf_task, read_hf_weights, strip_base_prefix
+from ernie_style.arch import get_arch, with_arch
+from ernie_style.arch.hf_dir import read_hf_config_arch, read_hf_task, read_hf_weights
+from ernie_style.arch.spec import resolve
 from ernie_style.storage.model_dir import CHECKSUMS_FILE, CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE, atomic_output_dir, read_vocab, sha256_file, write_json, write_vocab
 from ernie_style.storage.pdparams import save_pdparams
 from ernie_style.storage.safetensors_io import read_safetensors
 from export.errors import ExportError, run_cli
 from ernie_style.arch.state_dict_adapter import (
-    ROTARY_KEY, SIDE_FILE, TASK_HEADS, check_ours, expected_ours, hf_to_ours, sinusoidal_table,
+    MLM_PREFIX, SIDE_FILE, SOP_PREFIX, TASKS, add_base_prefix, check_ours, expected_ours, hf_to_ours, pooler_names,
+    word_embeddings,
 )
 from ernie_style.constants import HF_CONFIG
 from export.verify import verify_hf_import
 
-HEADS = ("roformer.pooler.dense.", "cls.seq_relationship.")
 
 
-def hf_state_to_ours(tensors: dict, cfg: dict, where: str, task=None, num_labels=None) -> tuple:
-    """HF tensors -> (our float32 state dict, list of notes for the user); with ``task`` a fine-tuned model's."""
-    notes = []
-    tensors = strip_base_prefix(tensors)
-    emb = tensors.get("roformer.embeddings.word_embeddings.weight")
+def hf_state_to_ours(tensors: dict, cfg: dict, where: str, task=None, num_labels=None, spec=None) -> tuple:
+    """HF tensors -> (our float32 state dict, list of notes for the user); with ``task`` a fine-tuned model's.
+    ``spec``: the architecture (None: the default)."""
+    spec = spec or get_arch()
+    heads = (*pooler_names(spec), SOP_PREFIX)  # what a source may lack: initialised fresh
+    tensors = add_base_prefix(tensors, spec)
+    emb = tensors.get(word_embeddings(spec))
     dec = tensors.get("cls.predictions.decoder.weight")
     if dec is not None and emb is not None and (dec.shape != emb.shape or not np.array_equal(dec, emb)):
         raise ExportError(f"{where}: cls.predictions.decoder.weight differs from the word embeddings; "
                           "an untied MLM decoder has no place in our model")
     if "cls.predictions.bias" not in tensors and "cls.predictions.decoder.bias" in tensors:
         tensors = {**tensors, "cls.predictions.bias": tensors["cls.predictions.decoder.bias"]}
-    table = tensors.get(ROTARY_KEY)
-    if table is not None:
-        want = sinusoidal_table(*table.shape)
-        off = float(np.max(np.abs(table - want))) if table.shape == want.shape else math.inf
-        if off > 1e-2:
-            raise ExportError(f"{where}: {ROTARY_KEY} is not the standard sinusoidal table; our model computes it")
-        if off > 0:  # e.g. a float16 save: transformers uses the rounded table, our model the exact float32 one
-            notes.append(f"the source's {ROTARY_KEY} differs from the float32 sinusoidal table by up to {off:.1e} "
-                         "(stored in 16 bits?); the imported model computes the float32 table")
-    ours, _ = hf_to_ours(tensors, where)
+    _, notes = resolve(spec.hf_derived).from_hf(tensors, where)  # tensors the architecture computes: checked
+    ours, _ = hf_to_ours(tensors, where, spec)
     ours = {k: np.ascontiguousarray(v, dtype=np.float32) if v.dtype != np.float32 else v for k, v in ours.items()}
-    # Fresh pooler / SOP head when the source has none (e.g. a RoFormerForMaskedLM export).
+    # Fresh pooler / SOP head when the source has none (e.g. an <Arch>ForMaskedLM export).
     rng = np.random.default_rng(0)
-    for name, shape in expected_ours(cfg, task=task, num_labels=num_labels).items():
-        if name not in ours and name.startswith(HEADS):
+    for name, shape in expected_ours(cfg, task=task, num_labels=num_labels, spec=spec).items():
+        if name not in ours and name.startswith(heads):
             ours[name] = (rng.normal(0.0, cfg["initializer_range"], size=shape) if name.endswith("weight")
                           else np.zeros(shape)).astype(np.float32)
             notes.append(f"initialised {name} (not in the source)")
-    if task is None and not any(k.startswith("cls.predictions.") for k in ours):
-        raise ExportError(f"{where}: no MLM head (cls.predictions.*): a bare RoFormerModel checkpoint; "
-                          "export the RoFormerForMaskedLM weights instead")
-    check_ours(ours, cfg, where, task=task, num_labels=num_labels)
+    if task is None and not any(k.startswith(MLM_PREFIX) for k in ours):
+        raise ExportError(f"{where}: no MLM head ({MLM_PREFIX}*): a bare base-model checkpoint; "
+                          f"export the {spec.hf_pretraining_class} weights instead")
+    check_ours(ours, cfg, where, task=task, num_labels=num_labels, spec=spec)
     return ours, notes
 
 
@@ -79,11 +75,11 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
     hf_dir = os.fspath(hf_dir)
     if not os.path.isdir(hf_dir):
         raise ExportError(f"{hf_dir}: not a directory")
-    cfg = read_hf_config(hf_dir)
+    cfg, spec = read_hf_config_arch(hf_dir)
     task, labels = read_hf_task(hf_dir, task)
     num_labels = None if task is None else (2 if task == "qa" else len(labels))
     tensors, files = read_hf_weights(hf_dir)
-    emb = tensors.get("roformer.embeddings.word_embeddings.weight", tensors.get("embeddings.word_embeddings.weight"))
+    emb = add_base_prefix(tensors, spec).get(word_embeddings(spec))
     if emb is not None and emb.shape[0] != cfg["vocab_size"]:
         raise ExportError(f"{', '.join(files)}: word embeddings have {emb.shape[0]} rows, "
                           f"{os.path.join(hf_dir, HF_CONFIG)} says vocab_size {cfg['vocab_size']}")
@@ -92,7 +88,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
         tensors.update(read_safetensors(side)[0])
         files.append(side)
     where = ", ".join(files)
-    state, notes = hf_state_to_ours(tensors, cfg, where, task, num_labels)
+    state, notes = hf_state_to_ours(tensors, cfg, where, task, num_labels, spec)
     vocab_path = os.path.join(hf_dir, VOCAB_FILE)
     vocab = read_vocab(vocab_path)
     if len(vocab) > cfg["vocab_size"]:  # fewer: padding rows (kept, as our export writes them)
@@ -116,7 +112,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
             notes.append(f"{tok_path} names {tok['tokenizer_class']}; our pipeline tokenizes with the character-level "
                          "BertTokenizer over the same vocab.txt (no jieba pre-segmentation)")
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        write_json(os.path.join(tmp, CONFIG_FILE), cfg)
+        write_json(os.path.join(tmp, CONFIG_FILE), with_arch(spec, cfg))
         save_pdparams(os.path.join(tmp, STATE_FILE), state)
         write_vocab(os.path.join(tmp, VOCAB_FILE), vocab)
         if task is None:
@@ -130,7 +126,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
         names = [CONFIG_FILE, STATE_FILE, VOCAB_FILE, TOKENIZER_FILE if task is None else TASK_FILE]
         write_json(os.path.join(tmp, CHECKSUMS_FILE), {n: sha256_file(os.path.join(tmp, n)) for n in names})
         if verify:
-            verify_hf_import(hf_dir, cfg, state, task, num_labels, strip_base_prefix(tensors).get(ROTARY_KEY))
+            verify_hf_import(hf_dir, cfg, state, task, num_labels, add_base_prefix(tensors, spec), spec)
     for note in notes:
         print(f"note: {note}")
     print(f"imported {hf_dir} -> {out_dir}" + (f" (fine-tuned, task {task})" if task else ""))
@@ -138,11 +134,12 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.from_pytorch", description=__doc__.split("\n\n")[0])
-    ap.add_argument("hf_dir", help="Hugging Face RoFormer directory (config.json + weights + vocab.txt)")
+    ap.add_argument("hf_dir", help="Hugging Face directory (config.json + weights + vocab.txt) of a registered "
+                                   "architecture")
     ap.add_argument("out_dir", help="new checkpoint directory to create")
     ap.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     ap.add_argument("--verify", action="store_true", help="compare logits of both models after import")
-    ap.add_argument("--task", choices=list(TASK_HEADS), default=None,
+    ap.add_argument("--task", choices=list(TASKS), default=None,
                     help="task of a fine-tuned source (default: its finetuning_task, else from its class)")
     args = ap.parse_args(argv)
     return run_cli(import_hf, args.hf_dir, args.out_dir, args.overwrite, args.verify, args.task)

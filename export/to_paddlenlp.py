@@ -1,8 +1,9 @@
-"""Export one of our checkpoints as a directory PaddleNLP 2.8's RoFormerForMaskedLM loads.
+"""Export one of our checkpoints as a directory PaddleNLP 2.8's MLM class of its architecture loads (RoFormer:
+RoFormerForMaskedLM; the class is the ArchSpec's ``paddlenlp_pretraining_class``).
 
     python -m export.to_paddlenlp CKPT_DIR OUT_DIR [--verify]
 
-Writes config.json (PaddleNLP's RoFormerConfig with architectures [RoFormerForMaskedLM]),
+Writes config.json (PaddleNLP's config of the architecture with architectures [that class]),
 model_state.pdparams (our names plus ``cls.predictions.decoder_weight``, PaddleNLP's name for
 the decoder tied to the word embeddings), vocab.txt, tokenizer_config.json (BertTokenizer) and
 the SOP head in sop_head.pdparams (PaddleNLP's MaskedLM has no place for it). No Paddle needed; ``--verify``
@@ -12,8 +13,8 @@ import argparse
 import os
 
 from data_tools.tokenizers import hf_tokenizer_class
-from ernie_style.arch.model_reader import CONFIG_FIELDS, read_checkpoint
-from ernie_style.arch.state_dict_adapter import PADDLENLP_DECODER_WEIGHT
+from ernie_style.arch.model_reader import config_fields, read_checkpoint
+from ernie_style.arch.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, SOP_PREFIX, word_embeddings
 from ernie_style.constants import HF_CONFIG, MODEL_STATE, TOKENIZER_CONFIG, VOCAB
 from ernie_style.storage.model_dir import atomic_output_dir, write_json, write_vocab
 from ernie_style.storage.pdparams import save_pdparams
@@ -23,11 +24,11 @@ from export.verify import verify_paddlenlp_export
 SOP_FILE = "sop_head.pdparams"
 
 
-def paddlenlp_state(state: dict) -> tuple:
-    """(state for PaddleNLP RoFormerForMaskedLM, SOP head state)."""
-    main = {k: v for k, v in state.items() if not k.startswith("cls.seq_relationship.")}
-    main[PADDLENLP_DECODER_WEIGHT] = state["roformer.embeddings.word_embeddings.weight"]
-    sop = {k: v for k, v in state.items() if k.startswith("cls.seq_relationship.")}
+def paddlenlp_state(state: dict, spec=None) -> tuple:
+    """(state for PaddleNLP's MLM class of the architecture ``spec`` (None: the default), SOP head state)."""
+    main = {k: v for k, v in state.items() if not k.startswith(SOP_PREFIX)}
+    main[PADDLENLP_DECODER_WEIGHT] = state[word_embeddings(spec)]
+    sop = {k: v for k, v in state.items() if k.startswith(SOP_PREFIX)}
     return main, sop
 
 
@@ -35,14 +36,16 @@ def export(ckpt_dir, out_dir, overwrite=False, verify=False) -> None:
     ckpt = read_checkpoint(ckpt_dir)
     if ckpt.note:
         print(f"note: {ckpt.note}")
+    spec = ckpt.arch
+    cls = spec.paddlenlp_pretraining_class
     if ckpt.task is not None:
-        raise ExportError(f"{ckpt_dir}: a fine-tuned {ckpt.task} model; to_paddlenlp writes RoFormerForMaskedLM from "
+        raise ExportError(f"{ckpt_dir}: a fine-tuned {ckpt.task} model; to_paddlenlp writes {cls} from "
                           "pretraining checkpoints (export.to_pytorch converts fine-tuned models)")
-    cfg = {k: ckpt.config[k] for k in CONFIG_FIELDS}
-    cfg.update(architectures=["RoFormerForMaskedLM"], model_type="roformer", pool_act="tanh")
+    cfg = {k: ckpt.config[k] for k in config_fields(spec)}
+    cfg.update(architectures=[cls], model_type=spec.hf_model_type, pool_act="tanh")
     if ckpt.source:
         cfg["ernie_style_source"] = ckpt.source  # the checkpoint path, step and sha256 of its weights
-    main, sop = paddlenlp_state(ckpt.state)
+    main, sop = paddlenlp_state(ckpt.state, spec)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         write_json(os.path.join(tmp, HF_CONFIG), cfg)
         save_pdparams(os.path.join(tmp, MODEL_STATE), main)
@@ -54,7 +57,7 @@ def export(ckpt_dir, out_dir, overwrite=False, verify=False) -> None:
         })
         if verify:
             verify_paddlenlp_export(ckpt, tmp, name=os.fspath(out_dir))
-    print(f"exported {ckpt_dir} -> {out_dir} (PaddleNLP RoFormerForMaskedLM)")
+    print(f"exported {ckpt_dir} -> {out_dir} (PaddleNLP {cls})")
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,6 @@
-"""Export one of our checkpoints to a Hugging Face ``RoFormerForMaskedLM`` directory, or a fine-tuned model
-directory to ``RoFormerForSequenceClassification`` / ``...ForTokenClassification`` / ``...ForQuestionAnswering``.
+"""Export one of our checkpoints to a Hugging Face directory of its architecture's MLM class (RoFormer:
+``RoFormerForMaskedLM``), or a fine-tuned model directory to the task's class (``<Arch>ForSequenceClassification``
+/ ``...ForTokenClassification`` / ``...ForQuestionAnswering``); the class names come from the ArchSpec.
 
     python -m export.to_pytorch CKPT_OR_MODEL_DIR OUT_DIR [--dtype float32|float16|bfloat16] [--verify]
 
@@ -17,41 +18,35 @@ import os
 
 from data_tools.tokenizers import DEFAULT_KIND, hf_tokenizer_class
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
-from ernie_style.arch.model_reader import CONFIG_FIELDS, Checkpoint, read_checkpoint
-from ernie_style.arch.state_dict_adapter import ROTARY_KEY, SIDE_FILE, TASK_HEADS, ours_to_hf, sinusoidal_table
+from ernie_style.arch import get_arch
+from ernie_style.arch.model_reader import Checkpoint, config_fields, read_checkpoint
+from ernie_style.arch.spec import resolve
+from ernie_style.arch.state_dict_adapter import SIDE_FILE, ours_to_hf
 from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, TOKENIZER_CONFIG, VOCAB
 from ernie_style.storage.model_dir import atomic_output_dir, write_json, write_vocab
 from ernie_style.storage.safetensors_io import DTYPES, write_safetensors
 from export.errors import ExportError, run_cli
 from export.verify import verify_hf_export
 
-# Our activation name (ernie_style.arch.roformer.ops.ACTIVATIONS) -> transformers ACT2FN name of the same function:
-# "gelu" is the exact erf form in both; "gelu_new" the tanh approximation in both.
-HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh"}
 SPECIAL_TOKENS_MAP = {
     "unk_token": UNK_TOKEN, "sep_token": SEP_TOKEN, "pad_token": PAD_TOKEN, "cls_token": CLS_TOKEN, "mask_token": MASK_TOKEN,
 }
 
 
 def hf_config(config: dict, dtype: str, where: str = MODEL_CONFIG, task=None, labels=None,
-              tokenizer_kind: str = DEFAULT_KIND) -> dict:
-    """transformers' config.json for our ``config``; with ``task`` (and ``labels``, id order) the task model's."""
-    act = config["hidden_act"]
-    if act not in HF_ACTIVATIONS:
-        raise ExportError(f"{where}: hidden_act {act!r} has no exact transformers equivalent "
-                          f"(supported: {sorted(HF_ACTIVATIONS)})")
-    out = {k: config[k] for k in CONFIG_FIELDS}
+              tokenizer_kind: str = DEFAULT_KIND, spec=None) -> dict:
+    """transformers' config.json for our ``config`` (of the architecture ``spec``, None = the default); with
+    ``task`` (and ``labels``, id order) the task model's."""
+    spec = spec or get_arch()
+    out = resolve(spec.hf_config_out)({k: config[k] for k in config_fields(spec)}, where)
     out.update(
-        architectures=["RoFormerForMaskedLM"],
-        model_type="roformer",
-        hidden_act=HF_ACTIVATIONS[act],
-        tie_word_embeddings=True,
-        is_decoder=False,
+        architectures=[spec.hf_class()],
+        model_type=spec.hf_model_type,
         tokenizer_class=hf_tokenizer_class(tokenizer_kind),
         dtype=dtype,  # transformers >= 4.56 and 5.x read `dtype` (older: `torch_dtype`, now deprecated)
     )
     if task is not None:
-        out.update(architectures=[TASK_HEADS[task][0]], finetuning_task=task)
+        out.update(architectures=[spec.hf_class(task)], finetuning_task=task)
         if labels is not None:  # qa: the class fixes num_labels = 2 (start, end) itself
             out.update(id2label={str(i): label for i, label in enumerate(labels)},
                        label2id={label: i for i, label in enumerate(labels)})
@@ -75,11 +70,11 @@ def tokenizer_config(ckpt: Checkpoint) -> dict:
 
 def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
     """Write the Hugging Face files for ``ckpt`` into the (existing, empty) directory ``out``."""
-    cfg = ckpt.config
-    main, side = ours_to_hf(ckpt.state)
-    main[ROTARY_KEY] = sinusoidal_table(cfg["max_position_embeddings"], cfg["hidden_size"] // cfg["num_attention_heads"])
+    cfg, spec = ckpt.config, ckpt.arch
+    main, side = ours_to_hf(ckpt.state, spec, ckpt.task)
+    main.update(resolve(spec.hf_derived).hf_tensors(cfg))  # computed by the architecture, loaded by transformers
     config = hf_config(cfg, dtype, os.path.join(ckpt.path, MODEL_CONFIG), ckpt.task, ckpt.labels,
-                       ckpt.tokenizer_kind)
+                       ckpt.tokenizer_kind, spec)
     if ckpt.source:  # which checkpoint this is (transformers keeps unknown config keys as attributes)
         config["ernie_style_source"] = ckpt.source
     write_json(os.path.join(out, HF_CONFIG), config)
@@ -104,7 +99,7 @@ def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) ->
         write_hf_dir(ckpt, tmp, dtype)
         if verify:
             verify_hf_export(ckpt, tmp, dtype, name=os.fspath(out_dir))
-    what = f", {TASK_HEADS[ckpt.task][0]} for {ckpt.task}" if ckpt.task else ""
+    what = f", {ckpt.arch.hf_class(ckpt.task)} for {ckpt.task}" if ckpt.task else ""
     print(f"exported {ckpt_dir} -> {out_dir} ({dtype}{what})")
 
 

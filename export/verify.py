@@ -12,9 +12,9 @@ A 16-bit export is compared with our model holding the same weights rounded the 
 meant to be; the rotary table the export writes is rounded too), so its check is as strict as float32's; how
 far the rounding itself moves the logits is printed beside it, for information.
 
-Optional by design: the converters run with numpy alone. Verification imports Paddle and our
-``ernie_style.arch.roformer.modeling`` / ``ernie_style.tasks.heads`` (the model the checkpoint came from), torch and transformers
-(or PaddleNLP) inside functions; when one is missing it prints ``verification skipped: <x> not importable``
+Optional by design: the converters run with numpy alone. Verification imports Paddle and our models (the
+architecture's, through its ArchSpec, and ``ernie_style.tasks.heads``: the model the checkpoint came from), torch
+and transformers (or PaddleNLP) inside functions; when one is missing it prints ``verification skipped: <x> not importable``
 and returns None.
 
 The probe batch has padding (attention_mask passed), two segments, and one row as long as
@@ -31,7 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ernie_style.arch.state_dict_adapter import split_sinusoidal_table, TASK_HEADS
+from ernie_style.arch import get_arch
+from ernie_style.arch.spec import resolve
+from ernie_style.arch.state_dict_adapter import SOP_PREFIX
 from ernie_style.storage.safetensors_io import round_to
 from export.errors import ExportError
 
@@ -101,7 +103,7 @@ def probe_batch(config: dict, seed: int = 0) -> dict:
 
 
 # Printed on import / load by the dependencies and harmless for a converter: Paddle's OMP_NUM_THREADS advice
-# (about data-parallel training) and transformers' note that RoFormerForMaskedLM will stop inheriting
+# (about data-parallel training) and transformers' note that its MLM classes will stop inheriting
 # GenerationMixin (we never generate).
 _HARMLESS_STDERR = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY")
 _HARMLESS_LOG = "has generative capabilities, as `prepare_inputs_for_generation`"
@@ -147,70 +149,59 @@ def _all_importable(*names) -> bool:
 # ---------------------------------------------------------------------------------------------- the two sides
 
 
-def rotary_tables(config: dict, dtype: str = "float32") -> tuple:
-    """(sin, cos) [max_pos, head_dim / 2] as a model holding ``dtype`` weights has them: our float32 table (the
-    one the export writes) rounded to ``dtype``; for "float64" the exact values (PaddleNLP's own table in a
-    float64 model)."""
-    # Paddle: export runs without it; only --verify builds our model
-    from ernie_style.arch.roformer import ops
-
-    head_dim = config["hidden_size"] // config["num_attention_heads"]
-    if dtype == "float64":
-        return ops.rotary_table(head_dim, config["max_position_embeddings"], dtype=np.float64)
-    sin, cos = ops.rotary_table(head_dim, config["max_position_embeddings"])
-    return (sin, cos) if dtype == "float32" else (round_to(sin, dtype), round_to(cos, dtype))
+def position_tables(config: dict, dtype: str = "float32", spec=None):
+    """The position tables the architecture computes (``spec.hf_derived``; RoFormer: rotary (sin, cos)
+    [max_pos, head_dim / 2]) as a model holding ``dtype`` weights has them: our float32 table (the one the export
+    writes) rounded to ``dtype``; for "float64" the exact values (PaddleNLP's own table in a float64 model).
+    None for an architecture that computes none."""
+    return resolve((spec or get_arch()).hf_derived).tables(config, dtype)
 
 
-def _in_float64(model, rotary=None):
-    """``model`` (a Paddle layer with a ``roformer`` encoder) cast to float64 in eval mode; ``rotary`` = (sin, cos)
-    [max_pos, head_dim / 2] replaces the rotary tables it computed (None keeps them)."""
-    import paddle
+rotary_tables = position_tables  # its name before architectures were selectable
 
-    model.to(dtype="float64")  # parameters and the rotary buffers, upcast exactly
-    if rotary is not None:
-        enc = model.roformer
-        sin, cos = (paddle.to_tensor(np.asarray(t, dtype=np.float64)) for t in rotary)
-        assert sin.shape == enc.rotary_sin.shape and cos.shape == enc.rotary_cos.shape
-        enc.rotary_sin, enc.rotary_cos = sin, cos
+
+def _in_float64(model, tables=None, spec=None):
+    """``model`` (a Paddle model of the architecture ``spec``) cast to float64 in eval mode; ``tables`` (as
+    :func:`position_tables` gives them) replace the ones it computed (None keeps them)."""
+    model.to(dtype="float64")  # parameters and the computed buffers, upcast exactly
+    if tables is not None:
+        spec = spec or get_arch()
+        resolve(spec.hf_derived).install(spec.encoder(model), tables)
     model.eval()
     return model
 
 
-def paddle_model(config: dict, state: dict):
-    """Our ``RoFormerForPretraining`` (eval mode, float32) with ``config`` and our ``state`` dict."""
-    # Paddle, as in rotary_tables
-    from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
-    from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
-
-    model = RoFormerForPretraining(RoFormerConfig.from_dict(config))
-    load_state_dict_checked(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
+def paddle_model(config: dict, state: dict, spec=None):
+    """Our pretraining model of the architecture ``spec`` (None: the default; eval mode, float32) with ``config``
+    and our ``state`` dict (an MLM-only run's checkpoint has no SOP head: built with ``sop_head=False``)."""
+    spec = spec or get_arch()
+    sop_head = any(k.startswith(SOP_PREFIX) for k in state)
+    model = spec.pretraining_model_class()(spec.config_class().from_dict(config), sop_head=sop_head)
+    spec.load_state_dict_fn()(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
     model.eval()
     return model
 
 
-def paddle_task_model(config: dict, state: dict, task: str, num_labels: int):
-    """The Paddle model a fine-tune run of ``task`` trains (``ernie_style.tasks.heads``, class named as transformers'),
-    holding ``state``, in eval mode (float32)."""
-    # Paddle, as in rotary_tables
-    from ernie_style.tasks import heads
-    from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
-    from ernie_style.arch.roformer.modeling import RoFormerConfig
+def paddle_task_model(config: dict, state: dict, task: str, num_labels: int, spec=None):
+    """The Paddle model a fine-tune run of ``task`` trains (``ernie_style.tasks.heads``) on the architecture
+    ``spec``, holding ``state``, in eval mode (float32)."""
+    from ernie_style.tasks.heads import build_task_model  # Paddle, as in position_tables
 
-    cls = getattr(heads, TASK_HEADS[task][0])
-    cfg = RoFormerConfig.from_dict(config)
-    model = cls(cfg) if task == "qa" else cls(cfg, num_labels)
-    load_state_dict_checked(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
+    spec = spec or get_arch()
+    model = build_task_model(spec.config_class().from_dict(config), task, num_labels)
+    spec.load_state_dict_fn()(model, {k: np.ascontiguousarray(v) for k, v in state.items()})
     model.eval()
     return model
 
 
-def paddle_logits(config: dict, state: dict, batch, task=None, num_labels=None, rotary=None) -> np.ndarray:
+def paddle_logits(config: dict, state: dict, batch, task=None, num_labels=None, rotary=None, spec=None) -> np.ndarray:
     """float64 logits of our Paddle model (the MLM model, or ``task``'s) holding ``state``, run in float64;
-    ``rotary`` as in :func:`_in_float64`. Shapes in the module doc."""
+    ``rotary``: position tables as in :func:`_in_float64`. Shapes in the module doc."""
     import paddle
 
-    model = paddle_model(config, state) if task is None else paddle_task_model(config, state, task, num_labels)
-    model = _in_float64(model, rotary)
+    model = (paddle_model(config, state, spec) if task is None
+             else paddle_task_model(config, state, task, num_labels, spec))
+    model = _in_float64(model, rotary, spec)
     args = (paddle.to_tensor(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask"))
     with paddle.no_grad():
         out = model(*args)
@@ -221,18 +212,18 @@ def paddle_logits(config: dict, state: dict, batch, task=None, num_labels=None, 
     return out.numpy()
 
 
-def paddle_mlm_logits(config: dict, state: dict, batch) -> np.ndarray:
+def paddle_mlm_logits(config: dict, state: dict, batch, spec=None) -> np.ndarray:
     """[B, T, V] float64 MLM logits of our Paddle model with ``config`` and ``state``."""
-    return paddle_logits(config, state, batch)
+    return paddle_logits(config, state, batch, spec=spec)
 
 
-def hf_logits(hf_dir, batch, task=None) -> np.ndarray:
-    """float64 logits of the transformers class for ``task`` (RoFormerForMaskedLM for None) loaded from
+def hf_logits(hf_dir, batch, task=None, spec=None) -> np.ndarray:
+    """float64 logits of the transformers class for ``task`` (the architecture's MLM class for None) loaded from
     ``hf_dir`` and run in float64 (weights upcast exactly). Shapes in the module doc."""
     import torch
     import transformers
 
-    cls = "RoFormerForMaskedLM" if task is None else TASK_HEADS[task][0]
+    cls = (spec or get_arch()).hf_class(task)
     # .double() rather than a dtype argument: its name differs across 4.5x/5.x (torch_dtype/dtype).
     model = getattr(transformers, cls).from_pretrained(hf_dir).double().eval()
     with torch.no_grad():
@@ -242,23 +233,25 @@ def hf_logits(hf_dir, batch, task=None) -> np.ndarray:
     return out.logits.numpy()
 
 
-def hf_mlm_logits(hf_dir, batch) -> np.ndarray:
-    """[B, T, V] float64 logits of transformers' RoFormerForMaskedLM loaded from ``hf_dir``."""
-    return hf_logits(hf_dir, batch)
+def hf_mlm_logits(hf_dir, batch, spec=None) -> np.ndarray:
+    """[B, T, V] float64 logits of transformers' MLM class of the architecture loaded from ``hf_dir``."""
+    return hf_logits(hf_dir, batch, spec=spec)
 
 
-def paddlenlp_mlm_logits(model_dir, batch) -> np.ndarray:
-    """[B, T, V] float64 logits of PaddleNLP's RoFormerForMaskedLM loaded from ``model_dir``, built in float64
-    (so its rotary table, which it computes in the default dtype, is exact)."""
+def paddlenlp_mlm_logits(model_dir, batch, spec=None) -> np.ndarray:
+    """[B, T, V] float64 logits of PaddleNLP's MLM class of the architecture loaded from ``model_dir``, built in
+    float64 (so the tables it computes in the default dtype are exact)."""
     import paddle
-    from paddlenlp.transformers import RoFormerForMaskedLM
+    import paddlenlp.transformers
     from paddlenlp.utils.log import logger
+
+    masked_lm = getattr(paddlenlp.transformers, (spec or get_arch()).paddlenlp_pretraining_class)
 
     logger.set_level("WARNING")  # its per-load INFO lines (weights used, ...) say nothing here
     before = paddle.get_default_dtype()
     paddle.set_default_dtype("float64")
     try:
-        model = RoFormerForMaskedLM.from_pretrained(str(model_dir))
+        model = masked_lm.from_pretrained(str(model_dir))
     finally:
         paddle.set_default_dtype(before)
     model.to(dtype="float64")
@@ -289,21 +282,23 @@ def _check(cmp: Comparison, name, what: str, done: str) -> None:
     raise ExportError(f"{name}: verification failed: {reason}; {done}")
 
 
-def verify_hf_import(hf_dir, config: dict, state: dict, task=None, num_labels=None, rotary_table=None):
+def verify_hf_import(hf_dir, config: dict, state: dict, task=None, num_labels=None, source=None, spec=None):
     """Compare transformers on ``hf_dir`` with our Paddle model on the imported ``state`` (of a fine-tuned
     model with ``task`` and ``num_labels``, when given), both in float64.
 
-    ``rotary_table``: the source's own ``embed_positions`` table (sinusoidal_table layout), which transformers
-    uses, when it has one; our model is given it for the comparison (a 16-bit source rounds it).
+    ``source``: the source's tensors (our prefix added); the computed tables among them (RoFormer's
+    ``embed_positions``), which transformers uses, are given to our model for the comparison (a 16-bit source
+    rounds them).
     Prints and returns the Comparison (None when a framework is missing); raises ExportError when it fails.
     """
     if not _all_importable("paddle", "torch", "transformers"):
         return None
 
+    spec = spec or get_arch()
     batch = probe_batch(config)
-    rotary = None if rotary_table is None else split_sinusoidal_table(np.asarray(rotary_table, np.float64))
-    ref = hf_logits(hf_dir, batch, task)
-    cmp = compare(ref, paddle_logits(config, state, batch, task, num_labels, rotary), compare_mask(task, batch))
+    rotary = resolve(spec.hf_derived).from_hf(source or {}, hf_dir)[0]
+    ref = hf_logits(hf_dir, batch, task, spec)
+    cmp = compare(ref, paddle_logits(config, state, batch, task, num_labels, rotary, spec), compare_mask(task, batch))
     print(f"verify: max |logits(transformers) - logits(paddle)| = {cmp.describe()}")
     _check(cmp, hf_dir, "the imported weights do not compute the source model", "nothing was written")
     return cmp
@@ -319,34 +314,34 @@ def verify_hf_export(ckpt, hf_dir, dtype="float32", name=None):
     """
     if not _all_importable("paddle", "torch", "transformers"):
         return None
-    cfg, task, nl = ckpt.config, ckpt.task, ckpt.num_labels
+    cfg, task, nl, spec = ckpt.config, ckpt.task, ckpt.num_labels, ckpt.arch
     batch = probe_batch(cfg)
     mask = compare_mask(task, batch)
     stored = ckpt.state if dtype == "float32" else {k: round_to(v, dtype) for k, v in ckpt.state.items()}
-    rotary = None if dtype == "float32" else rotary_tables(cfg, dtype)
-    ours = paddle_logits(cfg, stored, batch, task, nl, rotary)
-    cmp = compare(ours, hf_logits(hf_dir, batch, task), mask)
+    rotary = None if dtype == "float32" else position_tables(cfg, dtype, spec)
+    ours = paddle_logits(cfg, stored, batch, task, nl, rotary, spec)
+    cmp = compare(ours, hf_logits(hf_dir, batch, task, spec), mask)
     what_logits = "logits" if task is None else f"{task} logits"
     print(f"verify: max |{what_logits}(paddle) - {what_logits}(transformers)| = {cmp.describe()}")
     _check(cmp, name or hf_dir, "the exported weights do not compute the checkpoint's model", "nothing was written")
     if dtype != "float32":
-        exact = compare(paddle_logits(cfg, ckpt.state, batch, task, nl), ours, mask)
+        exact = compare(paddle_logits(cfg, ckpt.state, batch, task, nl, spec=spec), ours, mask)
         print(f"verify: {dtype} rounding of the weights moves the {what_logits} by up to {exact.diff:.3e} "
               f"(max |logit| {exact.scale:.3g}); expected of {dtype}, not checked")
     return cmp
 
 
 def verify_paddlenlp_export(ckpt, model_dir, name=None):
-    """Compare logits of ``ckpt`` run in our Paddle model with PaddleNLP's RoFormerForMaskedLM loaded from
-    ``model_dir``, both in float64 with the exact rotary table (PaddleNLP forms its angles in float32 in a float32
-    model, ours in float64: a known difference of the two float32 models, not of the weights; docs/export.md).
+    """Compare logits of ``ckpt`` run in our Paddle model with PaddleNLP's MLM class of its architecture loaded
+    from ``model_dir``, both in float64 with the exact position tables (RoFormer: PaddleNLP forms its rotary angles
+    in float32 in a float32 model, ours in float64: a known difference of the two float32 models, not of the weights; docs/export.md).
     Prints and returns the Comparison (None when Paddle or PaddleNLP is missing); raises ExportError on failure."""
     if not _all_importable("paddle", "paddlenlp"):
         return None
-    cfg = ckpt.config
+    cfg, spec = ckpt.config, ckpt.arch
     batch = probe_batch(cfg)
-    ours = paddle_logits(cfg, ckpt.state, batch, rotary=rotary_tables(cfg, "float64"))
-    cmp = compare(ours, paddlenlp_mlm_logits(model_dir, batch), batch["attention_mask"])
+    ours = paddle_logits(cfg, ckpt.state, batch, rotary=position_tables(cfg, "float64", spec), spec=spec)
+    cmp = compare(ours, paddlenlp_mlm_logits(model_dir, batch, spec), batch["attention_mask"])
     print(f"verify: max |logits(paddle) - logits(paddlenlp)| = {cmp.describe()}")
     _check(cmp, name or model_dir, "the exported weights do not compute the checkpoint's model",
            "nothing was written")

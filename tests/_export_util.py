@@ -140,8 +140,9 @@ def wrong_name_map(monkeypatch, rows):
     """Put ``rows`` (ours, hf, transpose, file) ahead of the name map's own rules, both directions."""
     from ernie_style.arch import state_dict_adapter as A
 
-    monkeypatch.setattr(A, "_OURS_RULES", [(A._rule(o), h, t, f) for o, h, t, f in rows] + A._OURS_RULES)
-    monkeypatch.setattr(A, "_HF_RULES", [(A._rule(h), o, t, f) for o, h, t, f in rows] + A._HF_RULES)
+    real = A._rules  # (ours -> hf rules, hf -> ours rules) of an architecture's name map
+    monkeypatch.setattr(A, "_rules", lambda ref: ([(A._rule(o), h, t, f) for o, h, t, f in rows] + real(ref)[0],
+                                                  [(A._rule(h), o, t, f) for o, h, t, f in rows] + real(ref)[1]))
 
 
 def assert_refused(rc, captured, out_dir, what):

@@ -53,7 +53,8 @@ def test_export_and_the_config_import_without_paddle():
         from ernie_style.arch.spec import resolve
         spec = get_arch("roformer")
         cfg = spec.config_class()(vocab_size=10, hidden_size=8, num_attention_heads=2)
-        assert resolve(spec.name_map) is ernie_style.arch.state_dict_adapter.NAME_MAP
+        # the converters are driven by the spec's name map (the one map, in the architecture's package)
+        assert len(ernie_style.arch.state_dict_adapter._rules(spec.name_map)[0]) == len(resolve(spec.name_map))
         from ernie_style.config.pretrain import load_config
         import ernie_style.constants
         assert "paddle" not in sys.modules
@@ -158,8 +159,8 @@ def test_weight_decay_by_rank_is_the_old_name_rule_for_every_model():
 
     cfg = RoFormerConfig(vocab_size=40, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                          num_attention_heads=2, intermediate_size=64)
-    models = [RoFormerForPretraining(cfg), heads.RoFormerForSequenceClassification(cfg, 3),
-              heads.RoFormerForTokenClassification(cfg, 5), heads.RoFormerForQuestionAnswering(cfg)]
+    models = [RoFormerForPretraining(cfg), heads.build_task_model(cfg, "seq_cls", 3),
+              heads.build_task_model(cfg, "ner", 5), heads.build_task_model(cfg, "qa")]
     for model in models:
         named = dict(model.named_parameters())
         old_rule = {p.name for n, p in named.items() if "bias" not in n.lower() and "norm" not in n.lower()}

@@ -143,7 +143,7 @@ def test_wrong_types_name_field_value_and_type(override, needle, vocab):
     ("data.prefixes=[0,/a,1,/b]", "data.prefixes=['0', '/a', '1', '/b']: expected positive finite blend weights (got 0.0 for /a)"),
     ("data.prefixes=[.inf,/a,1,/b]", "expected positive finite blend weights (got inf for /a)"),
     ("data.prefixes=[1e999,/a,1,/b]", "expected positive finite blend weights (got inf for /a)"),
-    ("data.masking=span", "data.masking='span': expected one of wwm_ngram"),
+    ("data.masking=whole_word", "data.masking='whole_word': expected one of char, span, wwm_ngram"),
     ("data.max_ngrams=0", "data.max_ngrams=0: expected an integer >= 1"),
     ("data.max_predictions_per_seq=0", "data.max_predictions_per_seq=0: expected an integer >= 1 or null"),
     ("data.max_seq_len=4096", "data.max_seq_len=4096: expected at most model.max_position_embeddings"),

@@ -18,7 +18,10 @@ from transformers import RoFormerForMaskedLM as HFMaskedLM
 
 import _export_util as U
 from ernie_style.arch.model_reader import read_checkpoint
-from ernie_style.arch.state_dict_adapter import HF_TIED, ROTARY_KEY, SIDE_FILE, expected_ours, ours_to_hf, sinusoidal_table
+from ernie_style.arch.roformer.state_dict_adapter import ROTARY_KEY, sinusoidal_table
+from ernie_style.arch.state_dict_adapter import SIDE_FILE, expected_ours, hf_tied, ours_to_hf
+
+HF_TIED = hf_tied()
 from ernie_style.storage.pdparams import load_pdparams, save_pdparams
 from ernie_style.storage.safetensors_io import float32_to_bf16_bits, read_safetensors
 from export import from_pytorch, to_paddlenlp, to_pytorch
@@ -243,8 +246,8 @@ def test_to_paddlenlp_verify_refuses_a_wrong_layout(tiny, tmp_path, capsys, monk
     _, _, ckpt, _, _ = tiny
     real = to_paddlenlp.paddlenlp_state
 
-    def swapped(state):
-        main, sop = real(state)
+    def swapped(state, spec=None):
+        main, sop = real(state, spec)
         a, b = "roformer.encoder.layers.0.linear1.weight", "roformer.encoder.layers.1.linear1.weight"
         main[a], main[b] = main[b], main[a]
         return main, sop

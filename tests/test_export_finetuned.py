@@ -376,6 +376,6 @@ def test_a_bert_dir_is_named_as_bert_with_what_is_supported(tmp_path, capsys):
         resolve_init(config)
     assert str(e.value) == (f"model.init={str(bert)!r}: {bert} holds a Hugging Face config.json with model_type "
                             "'bert'; supported: our checkpoint or model dir (model_config.json) or a Hugging Face "
-                            "RoFormer dir (config.json with model_type 'roformer')")
+                            "dir (config.json with model_type 'roformer')")
     assert from_pytorch.main([str(bert), str(tmp_path / "out")]) == 2
     assert "config.json: model_type is 'bert', expected 'roformer'" in capsys.readouterr().err

@@ -253,6 +253,42 @@ def test_readme_finetune_journey(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# "Packing and masking", executed as written (the README's commands, the TINY overrides, one process each).
+
+def packing_blocks():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Packing and masking", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.multiproc
+def test_readme_packing_and_masking_journey(tmp_path):
+    root = str(tmp_path)
+    for name in ("configs", "run_pretrain.sh"):
+        os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "data"))
+    _write_corpus(root)
+    _run(root, ["python", "-m", "data_tools.build_vocab", "--input", "corpus/part0.txt", "corpus/part1.txt",
+                "--output", "data/vocab.txt"], {})
+    _run(root, ["python", "-m", "data_tools.preprocess", "--input", "corpus/part0.txt", "corpus/part1.txt",
+                "--vocab", "data/vocab.txt", "--output-prefix", "data/clue_corpus", "--quiet"], {})
+    ran = []
+    for lang, block in packing_blocks():
+        assert lang == "bash", lang
+        for env, words in bash_commands(block):
+            assert words[0] == "./run_pretrain.sh", words
+            out = _run(root, words + TINY + ["amp.enable=false"], dict(env, NPROC="1"))
+            assert "global step 4, loss:" in out
+            ran.append(" ".join(words[:2]))
+            if "roberta_mlm_full_sentences_base" in words[1]:
+                steps = [ln for ln in out.splitlines() if ln.startswith("global step")]
+                assert steps and all(", sop_loss: 0.000000," in ln for ln in steps), steps
+    assert len(ran) == 2, ran
+    state = json.load(open(os.path.join(root, "output", "span", "checkpoints", "latest", "trainer_state.json")))
+    assert state["data_fingerprint"]["data.masking"] == "span"
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # "Training schedules: phases and batch changes", executed as written on the tiny corpus of tests/_trainer_util.py
 # laid out as the README's data/; appended: a tiny model, small eval/save intervals, one process (NPROC=1).
 
@@ -261,6 +297,7 @@ SCHEDULE_TINY = ["model.hidden_size=32", "model.num_hidden_layers=1", "model.num
                  "train.eval_iters=1", "train.logging_steps=1", "train.save_steps=2"]
 
 
+@pytest.mark.multiproc
 def test_readme_schedules_journey(tmp_path):
     import _trainer_util as U
 

@@ -171,12 +171,12 @@ void shuffle_records(T* data, int64_t n, const Params& p, uint64_t epoch) {
     }
 }
 
-// One epoch written to rows[0 : 3 * count], then shuffled in place.
-template <typename T>
-void fill_epoch(T* rows, int64_t count, const int64_t* docs, int64_t n_docs, const int32_t* sizes, int64_t n_sizes,
-                const Params& p, uint64_t epoch) {
+// One epoch written to rows[0 : 3 * count], then shuffled in place.  `walk(emit)` calls emit(a, b, c)
+// once per row of the epoch, in corpus order (walk_epoch for pairs, walk_packed for packed samples).
+template <typename T, typename Walk>
+void fill_epoch(T* rows, int64_t count, Walk&& walk, const Params& p, uint64_t epoch) {
     int64_t i = 0;
-    walk_epoch<false>(docs, n_docs, sizes, n_sizes, p, epoch, nullptr, [&](int64_t a, int64_t b, int64_t t) {
+    walk([&](int64_t a, int64_t b, int64_t t) {
         rows[3 * i] = static_cast<T>(a);
         rows[3 * i + 1] = static_cast<T>(b);
         rows[3 * i + 2] = static_cast<T>(t);
@@ -235,13 +235,12 @@ void invert_in_place(uint32_t* pos, int64_t n) {
 // The first k rows of what fill_epoch would write, without holding the whole epoch: shuffle
 // an index permutation (4 bytes per sample instead of a row), invert it in place, then walk
 // the epoch and keep the rows whose shuffled position is < k.
-template <typename T>
-void fill_epoch_prefix(T* rows, int64_t k, int64_t count, const int64_t* docs, int64_t n_docs, const int32_t* sizes,
-                       int64_t n_sizes, const Params& p, uint64_t epoch) {
+template <typename T, typename Walk>
+void fill_epoch_prefix(T* rows, int64_t k, int64_t count, Walk&& walk, const Params& p, uint64_t epoch) {
     constexpr uint32_t kMark = 0x80000000u;
     if (count >= static_cast<int64_t>(kMark)) {  // too many for 31-bit positions: hold the epoch
         std::vector<T> tmp(static_cast<size_t>(3 * count));
-        fill_epoch(tmp.data(), count, docs, n_docs, sizes, n_sizes, p, epoch);
+        fill_epoch(tmp.data(), count, walk, p, epoch);
         std::memcpy(rows, tmp.data(), sizeof(T) * 3 * k);
         return;
     }
@@ -251,7 +250,7 @@ void fill_epoch_prefix(T* rows, int64_t k, int64_t count, const int64_t* docs, i
     invert_in_place(pos.data(), count);                // pos[sample] = position | kMark
     int64_t sample = 0;
     constexpr int64_t kAhead = 32;  // prefetch the destination of a sample this many samples early
-    walk_epoch<false>(docs, n_docs, sizes, n_sizes, p, epoch, nullptr, [&](int64_t a, int64_t b, int64_t t) {
+    walk([&](int64_t a, int64_t b, int64_t t) {
         if (sample + kAhead < count) {
             const int64_t ahead = pos[sample + kAhead] & ~kMark;
             if (ahead < k) __builtin_prefetch(rows + 3 * ahead, 1);
@@ -275,6 +274,19 @@ std::string no_document_message(const Stats& st, const Params& p) {
     else if (p.min_num_sent > 1 && st.single_sentence_docs > 0)
         msg += "; min_num_sent=1 makes single-sentence documents usable as MLM-only samples";
     return msg;
+}
+
+// Epochs are added until max_num_samples: refuse up front what cannot fit in memory, rather than
+// counting epochs for hours before the allocation fails.
+void check_fits_in_memory(int64_t max_num_samples, size_t row_bytes) {
+    const double need = static_cast<double>(max_num_samples) * static_cast<double>(row_bytes);
+    const double phys = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+    if (phys > 0 && need > phys)
+        throw std::invalid_argument("max_num_samples=" + std::to_string(max_num_samples) + " needs " +
+                                    std::to_string(static_cast<int64_t>(need / (1 << 30))) +
+                                    " GiB for the index, more than this machine's " +
+                                    std::to_string(static_cast<int64_t>(phys / (1 << 30))) +
+                                    " GiB; give num_epochs or a smaller max_num_samples");
 }
 
 template <typename T>
@@ -301,18 +313,7 @@ py::tuple build(py::array_t<int64_t, py::array::c_style | py::array::forcecast> 
         static_cast<uint64_t>(max_len) > static_cast<uint64_t>(std::numeric_limits<T>::max()))
         throw std::invalid_argument("sentence indices do not fit the requested output dtype");
 
-    if (num_epochs < 0) {
-        // epochs are added until max_num_samples: refuse up front what cannot fit in memory,
-        // rather than counting epochs for hours before the allocation fails
-        const double need = static_cast<double>(max_num_samples) * 3 * sizeof(T);
-        const double phys = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
-        if (phys > 0 && need > phys)
-            throw std::invalid_argument("max_num_samples=" + std::to_string(max_num_samples) + " needs " +
-                                        std::to_string(static_cast<int64_t>(need / (1 << 30))) +
-                                        " GiB for the index, more than this machine's " +
-                                        std::to_string(static_cast<int64_t>(phys / (1 << 30))) +
-                                        " GiB; give num_epochs or a smaller max_num_samples");
-    }
+    if (num_epochs < 0) check_fits_in_memory(max_num_samples, 3 * sizeof(T));
 
     Stats st;
     std::vector<int64_t> counts;
@@ -341,11 +342,12 @@ py::tuple build(py::array_t<int64_t, py::array::c_style | py::array::forcecast> 
         int64_t offset = 0;
         for (size_t e = 0; e < counts.size() && offset < n_out; ++e) {
             const int64_t c = counts[e];
+            auto walk = [&](auto&& emit) { walk_epoch<false>(docs, n_docs, sizes, n_sizes, p, e, nullptr, emit); };
             if (offset + c <= n_out) {
-                fill_epoch(rows + 3 * offset, c, docs, n_docs, sizes, n_sizes, p, e);
+                fill_epoch(rows + 3 * offset, c, walk, p, e);
                 offset += c;
             } else {  // the last epoch, partly used: the same rows a whole epoch would start with
-                fill_epoch_prefix(rows + 3 * offset, n_out - offset, c, docs, n_docs, sizes, n_sizes, p, e);
+                fill_epoch_prefix(rows + 3 * offset, n_out - offset, c, walk, p, e);
                 offset = n_out;
             }
         }
@@ -360,6 +362,174 @@ py::tuple build(py::array_t<int64_t, py::array::c_style | py::array::forcecast> 
     stats["long_docs"] = st.long_docs;
     stats["samples_per_epoch"] = counts;
     stats["epochs"] = static_cast<int64_t>(counts.size());
+    stats["num_samples"] = n_out;
+    stats["last_epoch_partial"] = n_out < total;
+    return py::make_tuple(out, stats);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed samples (data.packing = full_sentences | doc_sentences): RoBERTa's FULL-SENTENCES and
+// DOC-SENTENCES.  Sentences are taken whole and in corpus order until the next one would overflow
+// `window` tokens (max_seq_len minus [CLS] and the final [SEP]); with cross_docs a sample runs on
+// into the next document, an inner [SEP] between the two counting as one token; without, a
+// document's end closes the sample.  A sentence longer than the window is split: pieces of
+// exactly `window` tokens, each a sample of its own, and the rest opens the next sample.  Nothing
+// is dropped and nothing repeats within an epoch: the samples of an epoch hold every token of the
+// documents once.  Rows are (first sentence, end sentence exclusive, skip): the sample's tokens
+// are those of sentences [first, end) without the first `skip` tokens of `first`, cut at
+// `window` (only a piece is ever longer).  Sentences with no tokens are passed over (they add no
+// [SEP]); a document with no tokens adds nothing.
+//
+// There is no randomness in the walk, so every epoch holds the same rows; only the shuffle
+// (stream 1 of the epoch, as for pairs) differs.  The walk therefore runs once, epochs are copies.
+template <bool kStats, typename Emit>
+void walk_packed(const int64_t* docs, int64_t n_docs, const int32_t* sizes, int64_t n_sizes, int64_t window,
+                 bool cross_docs, Stats* stats, Emit&& emit) {
+    int64_t first = -1;  // the open sample: sentences [first, end) from token `skip` of `first`, `used` tokens
+    int64_t end = 0, skip = 0, used = 0;
+    for (int64_t d = 0; d < n_docs; ++d) {
+        const int64_t a = docs[d];
+        const int64_t b = docs[d + 1];
+        if (kStats) {
+            if (b < a || a < 0 || b > n_sizes) {
+                throw std::invalid_argument("doc_idx[" + std::to_string(d) + ":" + std::to_string(d + 2) + "] = [" +
+                                            std::to_string(a) + ", " + std::to_string(b) +
+                                            "]: expected non-decreasing sentence indices within [0, " +
+                                            std::to_string(n_sizes) + "]");
+            }
+            ++stats->docs;
+            if (b - a == 1) ++stats->single_sentence_docs;
+        }
+        if (!cross_docs && first >= 0) {
+            emit(first, end, skip);
+            first = -1;
+        }
+        bool doc_started = false;  // a token of this document is in the open sample already
+        int64_t tokens = 0;
+        for (int64_t s = a; s < b; ++s) {
+            const int64_t n = sizes[s];
+            if (kStats) {
+                if (n < 0) {
+                    throw std::invalid_argument("sizes[" + std::to_string(s) + "] = " + std::to_string(n) +
+                                                ": expected a non-negative token count");
+                }
+                if (n > window) ++stats->long_sentences;
+                tokens += n;
+            }
+            if (n == 0) continue;
+            const int64_t sep = (first >= 0 && !doc_started) ? 1 : 0;  // [SEP] between two documents
+            doc_started = true;
+            if (first >= 0 && used + sep + n <= window) {
+                used += sep + n;
+                end = s + 1;
+                continue;
+            }
+            if (first >= 0) emit(first, end, skip);
+            int64_t k = 0;
+            for (; n - k > window; k += window) emit(s, s + 1, k);
+            first = s;
+            end = s + 1;
+            skip = k;
+            used = n - k;
+        }
+        if (kStats) {
+            if (doc_started) {
+                ++stats->docs_used;
+                if (tokens > window) ++stats->long_docs;
+            } else {
+                ++stats->empty_docs;
+            }
+        }
+    }
+    if (first >= 0) emit(first, end, skip);
+}
+
+template <typename T>
+py::tuple build_packed(py::array_t<int64_t, py::array::c_style | py::array::forcecast> doc_idx,
+                       py::array_t<int32_t, py::array::c_style | py::array::forcecast> sizes_arr, int64_t num_epochs,
+                       int64_t max_num_samples, int64_t window, bool cross_docs, uint64_t seed) {
+    if (doc_idx.ndim() != 1 || sizes_arr.ndim() != 1) throw std::invalid_argument("doc_idx and sizes must be 1-D");
+    if (doc_idx.shape(0) < 1) throw std::invalid_argument("doc_idx must hold at least one entry (n_docs + 1)");
+    if (window < 1) throw std::invalid_argument("window must be >= 1");
+    if (num_epochs < 0 && max_num_samples < 0)
+        throw std::invalid_argument("give num_epochs or max_num_samples (or both)");
+    const Params p{window, 0.0, 1, seed};
+    const int64_t* docs = doc_idx.data();
+    const int64_t n_docs = doc_idx.shape(0) - 1;
+    const int32_t* sizes = sizes_arr.data();
+    const int64_t n_sizes = sizes_arr.shape(0);
+    if (static_cast<uint64_t>(n_sizes) > static_cast<uint64_t>(std::numeric_limits<T>::max()))
+        throw std::invalid_argument("sentence indices do not fit the requested output dtype");
+    if (num_epochs < 0) check_fits_in_memory(max_num_samples, 3 * sizeof(T));
+
+    Stats st;
+    int64_t count = 0;
+    {
+        py::gil_scoped_release release;
+        walk_packed<true>(docs, n_docs, sizes, n_sizes, window, cross_docs, &st, [&](int64_t, int64_t, int64_t) {
+            ++count;
+        });
+    }
+    if (count == 0)
+        throw std::invalid_argument(st.docs == 0 ? "no document qualifies for a sample: the document range is empty"
+                                                 : "no document qualifies for a sample: all " +
+                                                       std::to_string(st.docs) + " documents are empty");
+    int64_t epochs = num_epochs;
+    if (num_epochs < 0) epochs = (max_num_samples + count - 1) / count;
+    const int64_t total = epochs * count;
+    const int64_t n_out = max_num_samples < 0 ? total : std::min(total, max_num_samples);
+    const int64_t full = n_out / count;  // whole epochs; the last one may be partial
+    py::array_t<T> out({n_out, static_cast<int64_t>(3)});
+    T* rows = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        auto walk = [&](auto&& emit) { walk_packed<false>(docs, n_docs, sizes, n_sizes, window, cross_docs, nullptr, emit); };
+        if (full == 0) {
+            fill_epoch_prefix(rows, n_out, count, walk, p, 0);
+        } else {
+            // epoch 0 unshuffled in slot 0, copied to the other whole epochs (and gathered by the partial
+            // one) before slot 0 is shuffled
+            int64_t i = 0;
+            walk([&](int64_t a, int64_t b, int64_t c) {
+                rows[3 * i] = static_cast<T>(a);
+                rows[3 * i + 1] = static_cast<T>(b);
+                rows[3 * i + 2] = static_cast<T>(c);
+                ++i;
+            });
+            if (i != count) throw std::runtime_error("internal error: epoch sample count changed between passes");
+            const int64_t rest = n_out - full * count;
+            if (rest > 0) {  // the first `rest` rows of the shuffled epoch `full`: row j = base[perm[j]]
+                std::vector<uint32_t> perm;
+                std::vector<int64_t> perm64;
+                T* dst = rows + 3 * full * count;
+                if (count < (int64_t(1) << 32)) {
+                    perm.resize(static_cast<size_t>(count));
+                    for (int64_t j = 0; j < count; ++j) perm[j] = static_cast<uint32_t>(j);
+                    shuffle_records<1>(perm.data(), count, p, static_cast<uint64_t>(full));
+                } else {
+                    perm64.resize(static_cast<size_t>(count));
+                    for (int64_t j = 0; j < count; ++j) perm64[j] = j;
+                    shuffle_records<1>(perm64.data(), count, p, static_cast<uint64_t>(full));
+                }
+                for (int64_t j = 0; j < rest; ++j) {
+                    const int64_t src = perm.empty() ? perm64[j] : static_cast<int64_t>(perm[j]);
+                    std::memcpy(dst + 3 * j, rows + 3 * src, 3 * sizeof(T));
+                }
+            }
+            for (int64_t e = 1; e < full; ++e) std::memcpy(rows + 3 * e * count, rows, 3 * sizeof(T) * count);
+            for (int64_t e = 0; e < full; ++e) shuffle_records<3>(rows + 3 * e * count, count, p, static_cast<uint64_t>(e));
+        }
+    }
+    py::dict stats;
+    stats["docs"] = st.docs;
+    stats["docs_used"] = st.docs_used;
+    stats["docs_skipped_short"] = static_cast<int64_t>(0);
+    stats["empty_docs"] = st.empty_docs;
+    stats["single_sentence_docs"] = st.single_sentence_docs;
+    stats["long_sentences"] = st.long_sentences;
+    stats["long_docs"] = st.long_docs;
+    stats["samples_per_epoch"] = std::vector<int64_t>(static_cast<size_t>(epochs), count);
+    stats["epochs"] = epochs;
     stats["num_samples"] = n_out;
     stats["last_epoch_partial"] = n_out < total;
     return py::make_tuple(out, stats);
@@ -437,6 +607,15 @@ PYBIND11_MODULE(_helpers, m) {
     m.def("build_samples_mapping_uint32", &build<uint32_t>, doc, py::arg("doc_idx"), py::arg("sizes"),
           py::arg("num_epochs"), py::arg("max_num_samples"), py::arg("max_len"), py::arg("short_seq_prob"),
           py::arg("seed"), py::arg("min_num_sent"));
+    const char* packed_doc =
+        "build_packed_mapping(doc_idx, sizes, num_epochs, max_num_samples, window, cross_docs, seed) -> "
+        "(rows [N, 3] of (first sentence, end sentence, skip), stats). num_epochs / max_num_samples < 0 mean unlimited.";
+    m.def("build_packed_mapping_int64", &build_packed<int64_t>, packed_doc, py::arg("doc_idx"), py::arg("sizes"),
+          py::arg("num_epochs"), py::arg("max_num_samples"), py::arg("window"), py::arg("cross_docs"),
+          py::arg("seed"));
+    m.def("build_packed_mapping_uint32", &build_packed<uint32_t>, packed_doc, py::arg("doc_idx"), py::arg("sizes"),
+          py::arg("num_epochs"), py::arg("max_num_samples"), py::arg("window"), py::arg("cross_docs"),
+          py::arg("seed"));
     m.def("build_blending_indices", &build_blending_indices,
           "build_blending_indices(weights, num_samples) -> (dataset_index [N] uint8 (int16 from 256 datasets), "
           "sample_index [N] int64). Megatron's greedy interleave; weights are used as given.",

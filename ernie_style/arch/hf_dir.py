@@ -1,32 +1,25 @@
 """A Hugging Face model directory read into our names (Paddle-free): its config.json, its weights
 (``model.safetensors``, sharded safetensors, or ``pytorch_model.bin`` through ``torch.load(weights_only=True)``),
-and the pooler / SOP head our export keeps beside them.  ``export.from_pytorch`` and fine-tuning's
-``model.init`` both read Hugging Face directories through this module.
+and the pooler / SOP head our export keeps beside them.  The architecture is the one whose ``hf_model_type`` is
+config.json's ``model_type``; what differs between architectures comes from its ArchSpec.
+``export.from_pytorch`` and fine-tuning's ``model.init`` both read Hugging Face directories through this module.
 """
 from __future__ import annotations
 
 import json
 import os
 
-from ernie_style.arch.model_reader import CONFIG_FIELDS, validate_config, validate_task_config
-from ernie_style.arch.state_dict_adapter import SIDE_FILE, TASK_HEADS, hf_to_ours
+from ernie_style.arch import arch_of_hf_model_type
+from ernie_style.arch.model_reader import config_fields, validate_config, validate_task_config
+from ernie_style.arch.spec import resolve
+from ernie_style.arch.state_dict_adapter import SIDE_FILE, TASKS, add_base_prefix, hf_to_ours, task_classes
 from ernie_style.constants import HF_CONFIG
 from ernie_style.storage.errors import ModelDirError
 from ernie_style.storage.safetensors_io import read_safetensors
 
-# Defaults of transformers' RoFormerConfig for fields an older config.json may omit.
-HF_DEFAULTS = {
-    "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 1536, "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
-    "pad_token_id": 0, "rotary_value": False,
-}
-PADDLE_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "relu": "relu",
-                      "tanh": "tanh"}  # transformers name -> ours (same function)
-# transformers class -> our task when config.json names none of ours (a sequence classifier is seq_cls).
-TASK_OF_CLASS = {TASK_HEADS[t][0]: t for t in ("seq_cls", "ner", "qa")}
-
 
 def read_hf_json(hf_dir) -> tuple:
+    """(config.json dict, its path, the ArchSpec its model_type names); ModelDirError otherwise."""
     path = os.path.join(hf_dir, HF_CONFIG)
     if not os.path.isfile(path):
         raise ModelDirError(f"{path}: file not found (is {hf_dir} a Hugging Face model directory?)")
@@ -35,24 +28,24 @@ def read_hf_json(hf_dir) -> tuple:
             raw = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelDirError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(raw, dict) or raw.get("model_type") != "roformer":
-        got = raw.get("model_type") if isinstance(raw, dict) else None
-        raise ModelDirError(f"{path}: model_type is {got!r}, expected 'roformer'")
-    return raw, path
+    try:
+        spec = arch_of_hf_model_type(raw.get("model_type") if isinstance(raw, dict) else None)
+    except ValueError as e:
+        raise ModelDirError(f"{path}: {e}") from None
+    return raw, path, spec
 
 
 def read_hf_config(hf_dir) -> dict:
     """Our model_config fields from ``hf_dir``/config.json (transformers' defaults for absent ones)."""
-    raw, path = read_hf_json(hf_dir)
-    cfg = {**HF_DEFAULTS, **{k: raw[k] for k in CONFIG_FIELDS if raw.get(k) is not None}}
-    cfg.setdefault("embedding_size", raw.get("hidden_size"))
-    act = cfg["hidden_act"]
-    if act not in PADDLE_ACTIVATIONS:
-        raise ModelDirError(f"{path}: hidden_act {act!r} has no exact Paddle equivalent (supported: {sorted(PADDLE_ACTIVATIONS)})")
-    cfg["hidden_act"] = PADDLE_ACTIVATIONS[act]
-    if raw.get("tie_word_embeddings") is False:
-        raise ModelDirError(f"{path}: tie_word_embeddings is false; our model ties the MLM decoder to the word embeddings")
-    return validate_config(cfg, path)
+    return read_hf_config_arch(hf_dir)[0]
+
+
+def read_hf_config_arch(hf_dir) -> tuple:
+    """(our model_config fields, the ArchSpec) of ``hf_dir``/config.json (its ``model_type``)."""
+    raw, path, spec = read_hf_json(hf_dir)
+    fields = config_fields(spec)
+    cfg = resolve(spec.hf_config_in)(raw, path, list(fields))
+    return validate_config(cfg, path, spec), spec
 
 
 def read_hf_task(hf_dir, task=None) -> tuple:
@@ -60,19 +53,20 @@ def read_hf_task(hf_dir, task=None) -> tuple:
 
     ``task`` (the --task option) overrides the task config.json names; it must fit the class.
     """
-    raw, path = read_hf_json(hf_dir)
+    raw, path, spec = read_hf_json(hf_dir)
+    of_class = task_classes(spec)
     archs = raw.get("architectures") or []
-    cls = next((a for a in archs if a in TASK_OF_CLASS), None)
+    cls = next((a for a in archs if a in of_class), None)
     if task is not None:
-        if task not in TASK_HEADS:
-            raise ModelDirError(f"--task {task!r}: expected one of {', '.join(TASK_HEADS)}")
-        if cls != TASK_HEADS[task][0]:
-            raise ModelDirError(f"--task {task}: {path} architectures are {archs}, expected {TASK_HEADS[task][0]}")
+        if task not in TASKS:
+            raise ModelDirError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+        if cls != spec.hf_class(task):
+            raise ModelDirError(f"--task {task}: {path} architectures are {archs}, expected {spec.hf_class(task)}")
     elif cls is None:
         return None, None
     else:
         named = raw.get("finetuning_task")
-        task = named if named in TASK_HEADS and TASK_HEADS[named][0] == cls else TASK_OF_CLASS[cls]
+        task = named if named in TASKS and spec.hf_class(named) == cls else of_class[cls]
     # One validator of the label maps: ours (transformers writes id2label keys as strings, as we do).
     checked = validate_task_config({"task": task, "id2label": raw.get("id2label"), "label2id": raw.get("label2id")},
                                    path)
@@ -123,22 +117,14 @@ def read_hf_weights(hf_dir) -> tuple:
     return tensors, files
 
 
-def strip_base_prefix(tensors):
-    """Checkpoints saved from RoFormerModel lack the ``roformer.`` prefix; add it back."""
-    if any(k.startswith("roformer.") for k in tensors):
-        return tensors
-    base = ("embeddings.", "embeddings_project.", "encoder.", "pooler.")
-    return {("roformer." + k if k.startswith(base) else k): v for k, v in tensors.items()}
-
-
 def read_hf_model(hf_dir) -> tuple:
-    """(our model_config fields, {our name: array}, [files read]) of a Hugging Face RoFormer directory, the
-    side file of pooler / SOP head included when present."""
-    cfg = read_hf_config(hf_dir)
+    """(our model_config fields, {our name: array}, [files read], ArchSpec) of a Hugging Face directory of a
+    registered architecture, the side file of pooler / SOP head included when present."""
+    cfg, spec = read_hf_config_arch(hf_dir)
     tensors, files = read_hf_weights(hf_dir)
     side = os.path.join(hf_dir, SIDE_FILE)  # the pooler / SOP head our export keeps beside the HF weights
     if os.path.isfile(side):
         tensors.update(read_safetensors(side)[0])
         files.append(side)
-    state, _ = hf_to_ours(strip_base_prefix(tensors), ", ".join(files))
-    return cfg, state, files
+    state, _ = hf_to_ours(add_base_prefix(tensors, spec), ", ".join(files), spec)
+    return cfg, state, files, spec

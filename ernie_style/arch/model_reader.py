@@ -15,22 +15,30 @@ import numpy as np
 from data_tools import locking
 from data_tools.io_utils import read_json_dict, sha256_file
 from data_tools.tokenizers import DEFAULT_KIND, KINDS, TokenizerSpec
-from ernie_style.arch.roformer.config import RoFormerConfig, field_types
-from ernie_style.arch.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, TASK_HEADS, check_ours
+from ernie_style.arch import get_arch, split_model_config
+from ernie_style.arch.spec import ArchSpec, field_types
+from ernie_style.arch.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, TASKS, check_ours, word_embeddings
 from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, LATEST, READERS_LOCK, TRAINER_STATE
 from ernie_style.storage.errors import ModelDirError
 from ernie_style.storage.model_dir import CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE, kind_of, read_json, read_vocab, verify
 from ernie_style.storage.pdparams import load_pdparams
 from ernie_style.storage.safetensors_io import bf16_bits_to_float32
 
-# model_config.json's fields with the type each must have: RoFormerConfig's own (Paddle-free) dataclass fields.
-CONFIG_FIELDS = field_types(RoFormerConfig)
+
+
+def config_fields(spec: Optional[ArchSpec] = None) -> dict:
+    """model_config.json's fields with the type each must have: the architecture's own (Paddle-free) config
+    dataclass fields (``spec`` None: the default architecture)."""
+    return field_types((spec or get_arch()).config_class())
+
+
+CONFIG_FIELDS = config_fields()  # the default architecture's (older callers)
 
 
 @dataclass
 class Checkpoint:
     path: str
-    config: dict        # the CONFIG_FIELDS of model_config.json
+    config: dict        # the config_fields(arch) of model_config.json
     state: dict         # {our name: ndarray}, decoder weight untied copies removed
     vocab: list         # tokens in id order
     do_lower_case: bool
@@ -41,21 +49,26 @@ class Checkpoint:
     source: Optional[dict] = None     # set by read_checkpoint: resolved path, step, sha256 of the weights
     tokenizer_kind: str = DEFAULT_KIND  # TOKENIZER_FILE's "kind" (data_tools.tokenizers; absent = the default)
     note: Optional[str] = None        # set by read_checkpoint when it exported something else than the path given
+    arch: Optional[ArchSpec] = None   # the architecture model_config.json names (None: the default)
+
+    def __post_init__(self):
+        self.arch = self.arch or get_arch()
 
     @property
     def num_labels(self):
         return None if self.task is None else (2 if self.task == "qa" else len(self.labels))
 
 
-def validate_config(cfg, path) -> dict:
-    """The CONFIG_FIELDS of ``cfg`` checked for presence and type; ModelDirError names the field."""
+def validate_config(cfg, path, spec: Optional[ArchSpec] = None) -> dict:
+    """The config_fields(spec) of ``cfg`` checked for presence and type; ModelDirError names the field."""
     if not isinstance(cfg, dict):
         raise ModelDirError(f"{path}: expected a JSON object")
+    spec = spec or get_arch()
     mt = cfg.get("model_type")
-    if mt is not None and mt != "roformer":
-        raise ModelDirError(f"{path}: model_type is {mt!r}, expected 'roformer'")
+    if mt is not None and mt != spec.hf_model_type:
+        raise ModelDirError(f"{path}: model_type is {mt!r}, expected {spec.hf_model_type!r}")
     out = {}
-    for name, typ in CONFIG_FIELDS.items():
+    for name, typ in config_fields(spec).items():
         if name not in cfg:
             raise ModelDirError(f"{path}: field {name!r} missing")
         v = cfg[name]
@@ -75,8 +88,8 @@ def validate_task_config(cfg, path) -> dict:
     if not isinstance(cfg, dict):
         raise ModelDirError(f"{path}: expected a JSON object")
     task = cfg.get("task")
-    if task not in TASK_HEADS:
-        raise ModelDirError(f"{path}: task is {task!r}, expected one of {', '.join(TASK_HEADS)}")
+    if task not in TASKS:
+        raise ModelDirError(f"{path}: task is {task!r}, expected one of {', '.join(TASKS)}")
     labels = None
     if task != "qa":
         id2label = cfg.get("id2label")
@@ -138,7 +151,7 @@ def _finetune_task(step_dir) -> Optional[str]:
     """The task of a fine-tuning run's training checkpoint (its trainer_state.json config), else None."""
     config = (read_json_dict(os.path.join(step_dir, TRAINER_STATE)) or {}).get("config")
     task = ((config or {}).get("task") or {}).get("type") if isinstance(config, dict) else None
-    return task if task in TASK_HEADS else None
+    return task if task in TASKS else None
 
 
 def _resolve_run_dir(given: str) -> tuple:
@@ -177,7 +190,12 @@ def _read_checkpoint(ckpt_dir) -> Checkpoint:
         raise ModelDirError(f"{ckpt_dir}: not a directory")
     verify(ckpt_dir, what=kind_of(ckpt_dir))
     cfg_path = os.path.join(ckpt_dir, CONFIG_FILE)
-    config = validate_config(read_json(cfg_path), cfg_path)
+    raw = read_json(cfg_path)
+    try:
+        spec, fields = split_model_config(raw) if isinstance(raw, dict) else (get_arch(), raw)
+    except ValueError as e:
+        raise ModelDirError(f"{cfg_path}: {e}") from None
+    config = validate_config(fields, cfg_path, spec)
     vocab = read_vocab(os.path.join(ckpt_dir, VOCAB_FILE))
     tok_path = os.path.join(ckpt_dir, TOKENIZER_FILE)
     do_lower_case, kind = True, DEFAULT_KIND
@@ -193,24 +211,24 @@ def _read_checkpoint(ckpt_dir) -> Checkpoint:
             raise ModelDirError(f"{tok_path}: tokenizer kind {kind!r}, expected one of {', '.join(sorted(KINDS))}")
     state_path = os.path.join(ckpt_dir, STATE_FILE)
     state = load_pdparams(state_path)
-    state = _untie_check(state, state_path)
+    state = _untie_check(state, state_path, spec)
     state = _widen(state, state_path)
     do_lower_case = tasked.pop("do_lower_case", do_lower_case)
-    ckpt = Checkpoint(ckpt_dir, config, state, vocab, do_lower_case, **tasked, tokenizer_kind=kind)
-    check_ours(state, config, state_path, task=ckpt.task, num_labels=ckpt.num_labels)
+    ckpt = Checkpoint(ckpt_dir, config, state, vocab, do_lower_case, **tasked, tokenizer_kind=kind, arch=spec)
+    check_ours(state, config, state_path, task=ckpt.task, num_labels=ckpt.num_labels, spec=spec)
     if len(vocab) > config["vocab_size"]:  # fewer is fine: rows past the vocab are padding, exported as they are
         raise ModelDirError(f"{os.path.join(ckpt_dir, VOCAB_FILE)}: {len(vocab)} tokens, more than model_config "
                           f"vocab_size {config['vocab_size']}")
     return ckpt
 
 
-def _untie_check(state, path):
+def _untie_check(state, path, spec):
     """Drop a stored copy of the tied decoder weight (PaddleNLP layout) after checking it is tied."""
     dec = state.pop(PADDLENLP_DECODER_WEIGHT, None)
-    emb = state.get("roformer.embeddings.word_embeddings.weight")
+    emb = state.get(word_embeddings(spec))
     if dec is not None and emb is not None and (dec.shape != emb.shape or not (dec == emb).all()):
         raise ModelDirError(f"{path}: {PADDLENLP_DECODER_WEIGHT} differs from the word embeddings; an untied MLM "
-                          "decoder cannot be represented in RoFormerForMaskedLM")
+                          f"decoder cannot be represented in {spec.hf_pretraining_class}")
     return state
 
 

@@ -1,67 +1,92 @@
-"""The one name map between our (PaddleNLP-named) RoFormer and Hugging Face ``RoFormerForMaskedLM``.
+"""The converters between our (PaddleNLP-named) checkpoints and Hugging Face ``<Arch>For*`` weights, driven by
+the architecture's ``NAME_MAP`` (:class:`~ernie_style.arch.spec.ArchSpec` ``name_map``, Paddle-free); nothing
+else in the package knows a parameter name.  Every function takes the ``ArchSpec`` (``spec``; None = the
+default architecture, for older callers).
 
-Both directions are driven by ``NAME_MAP`` (defined with the architecture, in
-``ernie_style/arch/roformer/state_dict_adapter.py``); nothing else in the package knows a parameter name.
-Paddle ``Linear.weight`` is ``[in, out]``, torch ``nn.Linear.weight`` is ``[out, in]``: every
-row marked ``T`` is transposed. Embeddings, LayerNorms and biases are copied as they are.
+Paddle ``Linear.weight`` is ``[in, out]``, torch ``nn.Linear.weight`` is ``[out, in]``: every row marked ``T``
+is transposed. Embeddings, LayerNorms and biases are copied as they are.
 
 Where each tensor goes in the Hugging Face directory:
-  ``main``  model.safetensors, loaded by RoFormerForMaskedLM;
-  ``side``  pretraining_heads.safetensors (pooler + SOP head; RoFormerForMaskedLM has no place
-            for them, torch layout and BERT-style names so BertForPreTraining-like code can use them).
-Fine-tuned models (issue 12, layout in docs/export.md) carry the encoder, the pooler (``side``:
-transformers' RoFormerModel has none) and one task head, whose names are the same in both frameworks
-(``TASK_HEADS``): they load into ``RoFormerForSequenceClassification`` (seq_cls, pair_cls),
-``RoFormerForTokenClassification`` (ner) or ``RoFormerForQuestionAnswering`` (qa).
+  ``main``  model.safetensors, loaded by the architecture's MLM class (``spec.hf_pretraining_class``);
+  ``side``  pretraining_heads.safetensors (pooler + SOP head, which the MLM class has no place for; torch
+            layout and BERT-style names so BertForPreTraining-like code can use them).
+Fine-tuned models (issue 12, layout in docs/export.md) carry the encoder, the pooler and one task head, whose
+names are the same in both frameworks (``HEAD_SHAPES``); they load into the task's class
+(``spec.task_heads[task].hf_class``).  The pooler goes to ``main`` when that class holds one
+(``TaskHead.pooler_in_hf``), else to ``side``.
 
-Derived tensors, not in our checkpoint:
-  ``roformer.encoder.embed_positions.weight`` [max_pos, head_dim], the sinusoidal table
-  transformers computes at init (:func:`sinusoidal_table`); written so loading reports nothing
-  missing. ``cls.predictions.decoder.{weight,bias}`` are tied in transformers to
-  word_embeddings / ``cls.predictions.bias`` and are NOT written (as ``save_pretrained`` does;
-  transformers 5.x declares exactly these two as tied targets).
+Tensors the architecture computes rather than trains (RoFormer's sinusoidal table) are its ``hf_derived``
+object's: written on export, checked and dropped on import.  ``cls.predictions.decoder.{weight,bias}`` are tied
+in transformers to the word embeddings / ``cls.predictions.bias`` and are NOT written (as ``save_pretrained``
+does; transformers 5.x declares exactly these two as tied targets).
 """
+import functools
 import re
 
-import numpy as np
-
-from ernie_style.arch.roformer.state_dict_adapter import L, NAME_MAP  # the one name map (Paddle-free)
+from ernie_style.arch import get_arch
+from ernie_style.arch.spec import resolve
 from ernie_style.storage.errors import ModelDirError
 
+L = "{i}"  # the layer index placeholder of every architecture's NAME_MAP
 
-def _cls_head(H, C):
+
+def _cls_mlp(H, C):
     return {"classifier.dense.weight": (H, H), "classifier.dense.bias": (H,),
             "classifier.out_proj.weight": (H, C), "classifier.out_proj.bias": (C,)}
 
 
-# Fine-tuning task -> (Hugging Face class, head shapes for hidden size H and C labels). seq_cls/pair_cls are
-# RoFormerClassificationHead: out_proj(act(dense(h[CLS]))); ner is one Linear per token; qa one Linear to
-# (start, end) per token, so its C is always 2.
-TASK_HEADS = {
-    "seq_cls": ("RoFormerForSequenceClassification", _cls_head),
-    "pair_cls": ("RoFormerForSequenceClassification", _cls_head),
-    "ner": ("RoFormerForTokenClassification", lambda H, C: {"classifier.weight": (H, C), "classifier.bias": (C,)}),
-    "qa": ("RoFormerForQuestionAnswering", lambda H, C: {"qa_outputs.weight": (H, 2), "qa_outputs.bias": (2,)}),
+# Head layer kind (ernie_style.tasks.heads.HEADS; TaskHead.head) -> its parameter shapes for hidden size H and C
+# labels.  span (qa) is one Linear to (start, end) per token, so its C is always 2.
+HEAD_SHAPES = {
+    "cls_mlp": _cls_mlp,
+    "pooled": lambda H, C: {"classifier.weight": (H, C), "classifier.bias": (C,)},
+    "token": lambda H, C: {"classifier.weight": (H, C), "classifier.bias": (C,)},
+    "span": lambda H, C: {"qa_outputs.weight": (H, 2), "qa_outputs.bias": (2,)},
 }
-POOLER = ("roformer.pooler.dense.weight", "roformer.pooler.dense.bias")
-
+TASKS = ("seq_cls", "pair_cls", "ner", "qa")  # every architecture's task_heads has exactly these
 SIDE_FILE = "pretraining_heads.safetensors"
-ROTARY_KEY = "roformer.encoder.embed_positions.weight"
-# transformers ties these to word_embeddings / cls.predictions.bias (5.x: {target: source}).
-HF_TIED = {
-    "cls.predictions.decoder.weight": "roformer.embeddings.word_embeddings.weight",
-    "cls.predictions.decoder.bias": "cls.predictions.bias",
-}
-# PaddleNLP's RoFormerForMaskedLM stores the tied decoder weight under its own name.
+# PaddleNLP's <Arch>ForMaskedLM stores the tied decoder weight under its own name.
 PADDLENLP_DECODER_WEIGHT = "cls.predictions.decoder_weight"
+SOP_PREFIX = "cls.seq_relationship."
+MLM_PREFIX = "cls.predictions."
+
+
+def _spec(spec):
+    return get_arch() if spec is None else spec
+
+
+def word_embeddings(spec=None) -> str:
+    """Our name of the word embeddings (the MLM decoder is tied to them): PaddleNLP's, the same in every
+    architecture of the BERT family."""
+    return _spec(spec).state_prefix + "embeddings.word_embeddings.weight"
+
+
+def pooler_names(spec=None) -> tuple:
+    p = _spec(spec).state_prefix
+    return p + "pooler.dense.weight", p + "pooler.dense.bias"
+
+
+def hf_tied(spec=None) -> dict:
+    """transformers ties these to the word embeddings / cls.predictions.bias (5.x: {target: source})."""
+    return {"cls.predictions.decoder.weight": word_embeddings(spec),
+            "cls.predictions.decoder.bias": "cls.predictions.bias"}
+
+
+def task_classes(spec=None) -> dict:
+    """transformers class -> our task for a fine-tuned source that names none of ours (a sequence classifier is
+    seq_cls)."""
+    heads = _spec(spec).task_heads
+    return {heads[t].hf_class: t for t in ("seq_cls", "ner", "qa")}
 
 
 def _rule(src_pattern):
     return re.compile("^" + re.escape(src_pattern).replace(re.escape(L), r"(\d+)") + "$")
 
 
-_OURS_RULES = [(_rule(o), h, t, f) for o, h, t, f in NAME_MAP]
-_HF_RULES = [(_rule(h), o, t, f) for o, h, t, f in NAME_MAP]
+@functools.lru_cache(maxsize=None)
+def _rules(name_map_ref: str) -> tuple:
+    rows = resolve(name_map_ref)
+    return [(_rule(o), h, t, f) for o, h, t, f in rows], [(_rule(h), o, t, f) for o, h, t, f in rows]
 
 
 def _lookup(rules, name):
@@ -72,51 +97,34 @@ def _lookup(rules, name):
     return None
 
 
-def expected_ours(config: dict, with_heads=True, task=None, num_labels=None) -> dict:
+def expected_ours(config: dict, with_heads=True, task=None, num_labels=None, spec=None) -> dict:
     """``{our name: shape}`` of every parameter a checkpoint with ``config`` must hold.
 
     Pretraining checkpoints (``task=None``): encoder + MLM head, and with ``with_heads`` the pooler and SOP head.
-    Fine-tuned models (``task`` in TASK_HEADS): encoder + pooler + that task's head for ``num_labels`` labels.
+    Fine-tuned models (``task`` in the spec's task_heads): encoder + pooler + that task's head for ``num_labels``.
     """
-    V, E, H = config["vocab_size"], config["embedding_size"], config["hidden_size"]
-    F, T = config["intermediate_size"], config["type_vocab_size"]
-    shapes = {
-        "roformer.embeddings.word_embeddings.weight": (V, E),
-        "roformer.embeddings.token_type_embeddings.weight": (T, E),
-        "roformer.embeddings.layer_norm.weight": (E,),
-        "roformer.embeddings.layer_norm.bias": (E,),
-        "cls.predictions.transform.weight": (H, E),
-        "cls.predictions.transform.bias": (E,),
-        "cls.predictions.layer_norm.weight": (E,),
-        "cls.predictions.layer_norm.bias": (E,),
-        "cls.predictions.decoder_bias": (V,),
-    }
-    if E != H:
-        shapes["roformer.embeddings_project.weight"] = (E, H)
-        shapes["roformer.embeddings_project.bias"] = (H,)
-    for i in range(config["num_hidden_layers"]):
-        p = f"roformer.encoder.layers.{i}."
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            shapes[p + f"self_attn.{proj}.weight"] = (H, H)
-            shapes[p + f"self_attn.{proj}.bias"] = (H,)
-        shapes[p + "linear1.weight"], shapes[p + "linear1.bias"] = (H, F), (F,)
-        shapes[p + "linear2.weight"], shapes[p + "linear2.bias"] = (F, H), (H,)
-        for n in ("norm1", "norm2"):
-            shapes[p + f"{n}.weight"], shapes[p + f"{n}.bias"] = (H,), (H,)
+    spec = _spec(spec)
+    H = config["hidden_size"]
+    shapes = dict(resolve(spec.expected_shapes)(config))
+    pooler = pooler_names(spec)
     if task is not None:
-        shapes = {k: v for k, v in shapes.items() if not k.startswith("cls.")}
-        shapes[POOLER[0]], shapes[POOLER[1]] = (H, H), (H,)
-        shapes.update(TASK_HEADS[task][1](H, num_labels))
+        shapes = {k: v for k, v in shapes.items() if not k.startswith(MLM_PREFIX)}
+        shapes[pooler[0]], shapes[pooler[1]] = (H, H), (H,)
+        shapes.update(HEAD_SHAPES[spec.task_heads[task].head](H, num_labels))
     elif with_heads:
-        shapes[POOLER[0]], shapes[POOLER[1]] = (H, H), (H,)
-        shapes["cls.seq_relationship.weight"], shapes["cls.seq_relationship.bias"] = (H, 2), (2,)
+        shapes[pooler[0]], shapes[pooler[1]] = (H, H), (H,)
+        shapes[SOP_PREFIX + "weight"], shapes[SOP_PREFIX + "bias"] = (H, 2), (2,)
     return shapes
 
 
-def check_ours(state: dict, config: dict, where: str, task=None, num_labels=None) -> None:
+def check_ours(state: dict, config: dict, where: str, task=None, num_labels=None, spec=None) -> None:
     """Raise ModelDirError naming ``where`` unless ``state`` holds exactly the expected names and shapes
     (of a pretraining checkpoint, or with ``task`` of a fine-tuned model with ``num_labels`` labels)."""
-    expected = expected_ours(config, task=task, num_labels=num_labels)
+    spec = _spec(spec)
+    expected = expected_ours(config, task=task, num_labels=num_labels, spec=spec)
+    if task is None and not any(k.startswith(SOP_PREFIX) for k in state):
+        # an MLM-only run (data.binary_head false) builds no SOP head
+        expected = {k: v for k, v in expected.items() if not k.startswith(SOP_PREFIX)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     what = "this model_config" if task is None else f"task {task!r} with this model_config"
@@ -127,60 +135,57 @@ def check_ours(state: dict, config: dict, where: str, task=None, num_labels=None
     for name, shape in expected.items():
         if tuple(state[name].shape) != shape:
             got = list(state[name].shape)
-            if task not in (None, "qa") and not name.startswith("roformer."):
+            if task not in (None, "qa") and not name.startswith(spec.state_prefix):
                 raise ModelDirError(f"{where}: {name} has shape {got}, expected {list(shape)} (hidden_size "
                                   f"{config['hidden_size']}, {num_labels} labels in config.json id2label)")
             raise ModelDirError(f"{where}: {name} has shape {got}, model_config expects {list(shape)}")
 
 
-def ours_to_hf(state: dict) -> tuple:
-    """Our state dict -> (main ``{hf name: array}``, side ``{hf name: array}``), torch layout.
+def ours_to_hf(state: dict, spec=None, task=None) -> tuple:
+    """Our state dict -> (main ``{hf name: array}``, side ``{hf name: array}``), torch layout; with ``task`` the
+    pooler goes to main when the task's transformers class holds one.
 
     Transposed weights are views; writers copy them one at a time.
     """
+    spec = _spec(spec)
+    rules = _rules(spec.name_map)[0]
+    pooler_main = task is not None and spec.task_heads[task].pooler_in_hf
+    pooler = pooler_names(spec)
     main, side = {}, {}
     for name, a in state.items():
-        hit = _lookup(_OURS_RULES, name)
+        hit = _lookup(rules, name)
         assert hit is not None, f"no HF name for {name}"
         dst, transpose, where = hit
+        if pooler_main and name in pooler:
+            where = "main"
         (main if where == "main" else side)[dst] = a.T if transpose else a
     return main, side
 
 
-def hf_to_ours(tensors: dict, where: str) -> tuple:
+def hf_to_ours(tensors: dict, where: str, spec=None) -> tuple:
     """HF ``{name: array}`` (main and side merged) -> (our state dict, names skipped as derived/tied)."""
+    spec = _spec(spec)
+    rules = _rules(spec.name_map)[1]
+    skip = set(resolve(spec.hf_derived).names) | set(hf_tied(spec))
     ours, skipped = {}, []
     for name, a in tensors.items():
-        if name == ROTARY_KEY or name in HF_TIED:
+        if name in skip:
             skipped.append(name)
             continue
-        hit = _lookup(_HF_RULES, name)
+        hit = _lookup(rules, name)
         if hit is None:
-            raise ModelDirError(f"{where}: tensor {name!r} has no place in our RoFormer models")
+            raise ModelDirError(f"{where}: tensor {name!r} has no place in our {spec.name} models")
         dst, transpose, _ = hit
         ours[dst] = a.T if transpose else a
     return ours, skipped
 
 
-def sinusoidal_table(n_pos: int, dim: int) -> np.ndarray:
-    """The table transformers' RoFormerSinusoidalPositionalEmbedding builds: [n_pos, dim] float32.
-
-    Angles pos / 10000^(2*(j//2)/dim) in float64; sin of the even columns in the first half,
-    cos of the odd columns in the second half; then cast to float32.
-    """
-    pos = np.arange(n_pos, dtype=np.float64)[:, None]
-    j = np.arange(dim)
-    angle = pos / np.power(10000, 2 * (j // 2) / dim)[None, :]
-    half = dim // 2 if dim % 2 == 0 else dim // 2 + 1
-    out = np.empty((n_pos, dim), dtype=np.float32)
-    out[:, :half] = np.sin(angle[:, 0::2]).astype(np.float32)
-    out[:, half:] = np.cos(angle[:, 1::2]).astype(np.float32)
-    return out
-
-
-def split_sinusoidal_table(table: np.ndarray) -> tuple:
-    """(sin, cos), each [n_pos, dim / 2], of a table in :func:`sinusoidal_table`'s layout (``dim`` even): the
-    form our Paddle model holds (``RoFormerModel.rotary_sin`` / ``rotary_cos``)."""
-    assert table.ndim == 2 and table.shape[1] % 2 == 0, table.shape
-    half = table.shape[1] // 2
-    return table[:, :half], table[:, half:]
+def add_base_prefix(tensors: dict, spec=None) -> dict:
+    """A checkpoint saved from the bare base model (transformers' ``<Arch>Model``) lacks the ``<prefix>.`` of its
+    encoder's names; add it back (names of the encoder's own sublayers, from the name map)."""
+    spec = _spec(spec)
+    p = spec.state_prefix
+    if any(k.startswith(p) for k in tensors):
+        return tensors
+    roots = tuple(sorted({h[len(p):].split(".")[0] + "." for _, h, _, _ in resolve(spec.name_map) if h.startswith(p)}))
+    return {(p + k if k.startswith(roots) else k): v for k, v in tensors.items()}

@@ -7,8 +7,11 @@ Loading, overrides (``section.key=value``, value parsed as YAML), unknown-key su
 sections unchanged.  What differs:
 
 - ``model.init``: ``random`` (architecture from the ``model.*`` keys, vocab from ``data.vocab_file``) or a
-  directory (a pretraining checkpoint / run output dir, a plain model dir, a Hugging Face RoFormer dir); the
-  architecture and the vocab then come from it, and only the dropout keys of ``model.*`` may be given.
+  directory (a pretraining checkpoint / run output dir, a plain model dir, a Hugging Face dir of a registered
+  architecture); the architecture and the vocab then come from it, and only the dropout keys of ``model.*`` may
+  be given.
+- ``model.arch``: the architecture (``ernie_style.arch``); absent: the init directory's, or for ``random`` the
+  registry's default.  Given with an init directory of another architecture, it is a ConfigError naming both.
 - ``train.epochs`` instead of ``max_steps``; ``train.eval_every`` (0 = once per epoch) and ``train.save_steps``
   (0 = at every evaluation) in steps; ``train.early_stopping_patience`` (0 = off) counts evaluations.
 - ``optim.warmup_ratio`` (default 0.1) of the total steps, then linear decay to 0.
@@ -26,6 +29,7 @@ from typing import List, Optional
 
 import yaml
 
+from ernie_style.arch import ARCHS
 from ernie_style.config.pretrain import (AdamWConfig, AmpConfig, ConfigError, check_adamw, DistConfig, OptimConfig,
                                 PretrainConfig, TrainConfig, _build, _check, _unknown_key, adamw_kwargs, apply_override,
                                 check_run_keys, read_yaml)
@@ -59,6 +63,7 @@ DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 @dataclass
 class FtModelConfig:
     init: str = "random"  # random | a model/checkpoint/run/Hugging Face directory
+    arch: Optional[str] = None  # None = the init directory's (random: the registry's default, ernie_style.arch)
     vocab_size: Optional[int] = None  # random: None = the size of data.vocab_file
     embedding_size: Optional[int] = None
     hidden_size: Optional[int] = None
@@ -76,6 +81,7 @@ class FtModelConfig:
 
     def __post_init__(self):
         _check(bool(self.init), "model.init", self.init, "random or a model directory")
+        _check(self.arch is None or self.arch in ARCHS, "model.arch", self.arch, f"one of {', '.join(sorted(ARCHS))}")
         if self.init != "random":
             given = [k for k in ARCH_KEYS if getattr(self, k) is not None]
             _check(not given, f"model.{given[0] if given else ''}", getattr(self, given[0]) if given else None,
@@ -180,7 +186,10 @@ class FinetuneConfig:
                    "the vocab.txt of the random model (model.init=random)")
 
     def to_dict(self) -> dict:
-        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        out = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        if out["model"]["arch"] is None:  # written only when given: today's files stay as they were
+            del out["model"]["arch"]
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
@@ -213,7 +222,7 @@ class FinetuneConfig:
 class TrainerConfig:
     """What :class:`ernie_style.training.trainer.Trainer` reads, resolved from a :class:`FinetuneConfig`."""
 
-    model: object  # RoFormerConfig of the init
+    model: object  # the architecture's config object of the init
     data: FtDataConfig
     train: TrainConfig
     optim: OptimConfig

@@ -39,8 +39,7 @@ import yaml
 from data_tools.io_utils import UserError
 from data_tools.vocab import VocabError, read_vocab
 from ernie_style.arch import DEFAULT_ARCH, get_arch
-from ernie_style.arch.roformer.config import RoFormerConfig
-from ernie_style.data.spec import DEFAULT_MASKING, SPEC_CONFIG_KEYS, SampleSpec, Split, parse_blend
+from ernie_style.data.spec import DEFAULT_MASKING, DEFAULT_PACKING, SPEC_CONFIG_KEYS, SampleSpec, Split, parse_blend
 from ernie_style.training import DEFAULT_OPTIMIZER, OPTIMIZERS
 
 SECTIONS = ("model", "data", "train", "optim", "amp", "dist")
@@ -79,13 +78,19 @@ class DataConfig:
     max_seq_len: int = 512
     masked_lm_prob: float = 0.15
     short_seq_prob: float = 0.1
-    binary_head: bool = True
+    binary_head: bool = True  # sentence-order prediction; false: MLM-only (the model has no SOP head)
     num_workers: int = 2
     cache_dir: str = ""  # sample-index cache; "" = next to the data (OUTPUT/index_cache when that is read-only)
     masking: str = DEFAULT_MASKING  # a masker of ernie_style.data.masking.MASKERS; the knobs below are its settings
     max_ngrams: int = 3  # whole-word n-grams of 1..max_ngrams words, p ∝ 1/n
     favor_longer_ngram: bool = False  # p ∝ n instead
     max_predictions_per_seq: Optional[int] = None  # cap on masked tokens per sample (None: no cap)
+    packing: str = DEFAULT_PACKING  # pairs (SOP) | full_sentences | doc_sentences (packed, MLM-only: binary_head false)
+    mask_token_prob: float = 0.8  # a masked token becomes [MASK] ...
+    random_token_prob: float = 0.1  # ... a random token ...
+    keep_prob: float = 0.1  # ... or stays (the three sum to 1)
+    span_geometric_p: float = 0.2  # masking=span: span lengths in words ~ Geometric(p) ...
+    span_max_words: int = 10  # ... restricted to 1..span_max_words (SpanBERT)
 
     def __post_init__(self):
         # the typed values (ernie_style.data.spec), parsed and checked once, here; their messages name the
@@ -235,9 +240,14 @@ class DistConfig:
         _check(self.timeout_minutes > 0, "dist.timeout_minutes", self.timeout_minutes, "a number of minutes > 0")
 
 
+# The default architecture's config class: the annotation ``model.*`` overrides are parsed with (the section
+# itself is built by model.arch's own class, which checks its keys).
+DefaultModelConfig = get_arch(DEFAULT_ARCH).config_class()
+
+
 @dataclass
 class PretrainConfig:
-    model: RoFormerConfig  # model.arch's config class; vocab_size filled from data.vocab_file when not given
+    model: DefaultModelConfig  # model.arch's config class; vocab_size filled from data.vocab_file when not given
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -15,6 +15,15 @@ A span of one sentence (single-sentence documents, or ``binary_head=False``) giv
 sample ``[CLS] A [SEP]`` with ``sop_label = -100`` (ignored by the SOP loss).  The sample index is
 built with ``min_num_sent=1`` so such documents are used, not silently dropped.
 
+That is ``data.packing=pairs``.  The packed layouts (``full_sentences``, ``doc_sentences``; MLM-only) take a row
+``(first, end, skip)`` of the packed index (``data_tools.helpers``) as it is::
+
+    tokens of sentences [first, end) from token skip, at most max_seq_len - 2
+                            ──assemble──▶  [CLS] doc1 tail [SEP] doc2 [SEP] doc3 head [SEP]   token types 0
+                            ──mask──────▶  as above
+
+with a ``[SEP]`` wherever the text passes into the next document (``full_sentences`` only), ``sop_label = -100``.
+
 The layout (the steps up to ``assemble``) is this module's; which tokens are masked is the masker's
 (``ernie_style.data.masking``).  Everything that decides a sample is one frozen ``SampleSpec``
 (``ernie_style.data.spec``): the dataset's arguments, and through ``SampleSpec.index_params`` the sample
@@ -41,7 +50,7 @@ from data_tools.indexed_dataset import MMapIndexedDataset, wwm_path
 from data_tools.meta import find_meta, vocab_mismatch
 from data_tools.tokenizers import TokenizerSpec, load_tokenizer
 from ernie_style.constants import IGNORE_INDEX
-from ernie_style.data.masking import Layout, make_masker
+from ernie_style.data.masking import Layout, make_masker, needs_word_starts
 from ernie_style.data.spec import SPLIT_NAMES, BlendSource, SampleSpec
 
 _TINY_SPLIT_DOCS = 10  # fewer documents than this in a used split -> warning (samples repeat a lot)
@@ -126,11 +135,12 @@ class PretrainingDataset:
         self._stream = () if blend_member is None else (1 + int(blend_member),)
 
         self.data = MMapIndexedDataset(prefix)
-        if self.data.wwm is None:
+        if self.data.wwm is None and needs_word_starts(spec.masking):
             raise FileNotFoundError(
-                f"{wwm_path(prefix)}: missing word-start flags, needed for whole-word masking "
-                "(rebuild the prefix with data_tools.preprocess)"
+                f"{wwm_path(prefix)}: missing word-start flags, needed for masking={spec.masking!r} "
+                "(rebuild the prefix with data_tools.preprocess, or use masking=char)"
             )
+        self._packed = spec.packing != "pairs"
         vocab_file = spec.vocab_file
         meta = find_meta(prefix)
         self.specials = VocabIds(vocab_file, meta.tokenizer if meta is not None else TokenizerSpec())
@@ -162,7 +172,8 @@ class PretrainingDataset:
                                           max_num_samples=self.num_samples, **spec.index_params())
         except ValueError as e:
             raise ValueError(f"{where}: cannot build samples: {e}") from None
-        self.samples_mapping = mapping  # [N, 3] int64: first sentence, end sentence (excl.), target length
+        # [N, 3]: first sentence, end sentence (excl.), target length (pairs) or skip (packed)
+        self.samples_mapping = mapping
         self.masker = make_masker(spec, self.specials)
 
     def __getstate__(self):
@@ -180,10 +191,13 @@ class PretrainingDataset:
     def __getitem__(self, idx: int) -> Sample:
         if not 0 <= idx < self.num_samples:
             raise IndexError(f"sample {idx} out of range for {self.num_samples} samples")
-        first, end, target = (int(v) for v in self.samples_mapping[idx % len(self.samples_mapping)])
+        first, end, third = (int(v) for v in self.samples_mapping[idx % len(self.samples_mapping)])
         rng = np.random.default_rng([self.seed, self._split_index, idx, *self._stream])
-        segments, sop_label = self._segments(first, end, target, rng)
-        layout = self._layout(segments)
+        if self._packed:
+            layout, sop_label = self._packed_layout(first, end, third), IGNORE_INDEX
+        else:
+            segments, sop_label = self._segments(first, end, third, rng)
+            layout = self._layout(segments)
         masked_positions, masked_labels = self.masker(layout, rng)
         return {
             "input_ids": layout.input_ids,
@@ -193,16 +207,42 @@ class PretrainingDataset:
             "sop_label": np.int64(sop_label),
         }
 
-    def _segments(self, first: int, end: int, target: int, rng: np.random.Generator):
-        """[(ids, word_start_flags)] of the one or two segments, truncated to ``target`` tokens."""
+    def _text(self, first: int, end: int):
+        """``(ids [T] int64, word-start flags [T] bool, sentence sizes [end - first])`` of sentences [first, end);
+        a sentence starts a word; without word starts (a masker that reads none) every token starts one."""
         data = self.data
         sizes = np.asarray(data.sizes[first:end], dtype=np.int64)
         start = int(data.offsets[first])
         total = int(sizes.sum())
         ids = np.asarray(data.tokens[start:start + total], dtype=np.int64)
+        if data.wwm is None:
+            return ids, np.ones(total, dtype=bool), sizes
         flags = np.array(data.wwm[start:start + total], dtype=bool)
+        flags[np.cumsum(sizes) - sizes] = True  # a word never spans two sentences
+        return ids, flags, sizes
+
+    def _packed_layout(self, first: int, end: int, skip: int) -> Layout:
+        """``[CLS] text [SEP]`` with a ``[SEP]`` wherever the text passes into the next document; token types 0."""
+        ids, flags, sizes = self._text(first, end)
+        window = self.max_seq_len - 2
+        ids, flags = ids[skip:skip + window], flags[skip:skip + window]
+        flags[:1] = True  # a word cut by splitting a long sentence starts at its first token here
+        n = len(ids)
+        seps_before = np.zeros(n, dtype=np.int64)  # [SEP]s in front of each token
+        if end - first > 1 and self.spec.packing == "full_sentences":
+            docs = np.searchsorted(self.data.doc_idx, np.arange(first, end), side="right") - 1
+            tok_doc = np.repeat(docs, sizes)[skip:skip + n]
+            seps_before = np.cumsum(np.concatenate([[0], tok_doc[1:] != tok_doc[:-1]]))
+        body_pos = 1 + np.arange(n, dtype=np.int64) + seps_before
+        input_ids = np.full(n + int(seps_before[-1] if n else 0) + 2, self.specials.sep_id, dtype=np.int64)
+        input_ids[0] = self.specials.cls_id
+        input_ids[body_pos] = ids
+        return Layout(input_ids, np.zeros(len(input_ids), dtype=np.int64), body_pos, flags)
+
+    def _segments(self, first: int, end: int, target: int, rng: np.random.Generator):
+        """[(ids, word_start_flags)] of the one or two segments, truncated to ``target`` tokens."""
+        ids, flags, sizes = self._text(first, end)
         sent_starts = np.cumsum(sizes) - sizes
-        flags[sent_starts] = True  # a word never spans two sentences
         n = end - first
         if self.binary_head and n >= 2:
             k = int(rng.integers(1, n))  # A = first k sentences, k in [1, n-1]
@@ -401,7 +441,8 @@ def index_cache_dir(prefixes, cache_dir: str, output_dir: str):
 
 
 class Collator:
-    """List of samples -> padded batch of numpy arrays for ``RoFormerForPretraining``.
+    """List of samples -> padded batch of numpy arrays for the architecture's pretraining model
+    (``ArchSpec.pretraining_model``).
 
     Output: ``input_ids``/``token_type_ids``/``attention_mask`` ``[B, L]`` int64 (L = longest
     sample rounded up to ``pad_to_multiple_of``, or ``max_seq_len`` with ``pad_to_max_length``),

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+from data_tools.helpers import PACKINGS
 from ernie_style.data.masking import MASKERS
 
 SPLIT_NAMES = ("train", "valid", "test")
 DEFAULT_MASKING = "wwm_ngram"
-MASKING_KNOBS = ("masking", "max_ngrams", "favor_longer_ngram", "max_predictions_per_seq")  # besides masked_lm_prob
+DEFAULT_PACKING = "pairs"
+MASKING_KNOBS = ("masking", "max_ngrams", "favor_longer_ngram", "max_predictions_per_seq", "mask_token_prob",
+                 "random_token_prob", "keep_prob", "span_geometric_p", "span_max_words")  # besides masked_lm_prob
 # SampleSpec fields that are config keys data.NAME (vocab_file and the split too, seed is train.seed)
-SPEC_CONFIG_KEYS = ("max_seq_len", "short_seq_prob", "binary_head", "masked_lm_prob") + MASKING_KNOBS
+SPEC_CONFIG_KEYS = ("max_seq_len", "short_seq_prob", "binary_head", "packing", "masked_lm_prob") + MASKING_KNOBS
 _WEIGHT = re.compile(r"^\d*\.?\d*$")  # a non-negative decimal without sign or exponent, like the YAML the user wrote
 
 
@@ -101,9 +104,13 @@ class SampleSpec:
 
     ``PretrainingDataset(prefix, spec, split=..., num_samples=...)`` takes nothing else that changes a
     sample; the sample index is built and cached from :meth:`index_params`.  Layout: ``max_seq_len``,
-    ``short_seq_prob``, ``binary_head`` (SOP pairs), ``seed``.  Masking: ``masking`` names a registered
-    masker (``ernie_style.data.masking.MASKERS``), the others are its knobs (the default ``wwm_ngram`` masker
-    reads all four; ``max_predictions_per_seq=None`` = no cap beyond ``round(n_body * masked_lm_prob)``).
+    ``short_seq_prob``, ``binary_head`` (SOP pairs), ``packing`` (``pairs``: sentence pairs;
+    ``full_sentences``/``doc_sentences``: packed MLM-only samples, see ``data_tools.helpers``; these take
+    ``binary_head=False`` and ignore ``short_seq_prob``), ``seed``.  Masking: ``masking`` names a registered
+    masker (``ernie_style.data.masking.MASKERS``), the others are its knobs (``max_predictions_per_seq=None`` =
+    no cap beyond ``round(n_body * masked_lm_prob)``; ``max_ngrams``/``favor_longer_ngram`` are ``wwm_ngram``'s,
+    ``span_geometric_p``/``span_max_words`` are ``span``'s, the replacement shares
+    ``mask_token_prob``/``random_token_prob``/``keep_prob`` (sum 1) every built-in masker's).
     """
 
     vocab_file: str
@@ -117,6 +124,12 @@ class SampleSpec:
     max_ngrams: int = 3
     favor_longer_ngram: bool = False
     max_predictions_per_seq: Optional[int] = None
+    packing: str = DEFAULT_PACKING
+    mask_token_prob: float = 0.8
+    random_token_prob: float = 0.1
+    keep_prob: float = 0.1
+    span_geometric_p: float = 0.2
+    span_max_words: int = 10
 
     def __post_init__(self):
         assert isinstance(self.splits, Split), f"splits: expected a Split (Split.parse(text)), got {self.splits!r}"
@@ -134,6 +147,24 @@ class SampleSpec:
 
         if self.masking not in MASKERS:
             raise ValueError(f"masking={self.masking!r}: expected one of {', '.join(sorted(MASKERS))}")
+        if self.packing not in PACKINGS:
+            raise ValueError(f"packing={self.packing!r}: expected one of {', '.join(PACKINGS)}")
+        if self.packing != "pairs" and self.binary_head:
+            raise ValueError(f"binary_head={self.binary_head!r}: expected false with packing={self.packing!r} "
+                             "(packed samples are MLM-only; sentence-order prediction needs packing=pairs)")
+        for name in ("mask_token_prob", "random_token_prob", "keep_prob"):
+            v = getattr(self, name)
+            if not (_is_number(v) and math.isfinite(float(v)) and 0.0 <= float(v) <= 1.0):
+                raise ValueError(f"{name}={v!r}: expected a number in [0, 1]")
+        total = float(self.mask_token_prob) + float(self.random_token_prob) + float(self.keep_prob)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"mask_token_prob={self.mask_token_prob!r}: expected mask_token_prob + random_token_prob"
+                             f" + keep_prob = 1 (they are {self.mask_token_prob} + {self.random_token_prob} + "
+                             f"{self.keep_prob} = {total:g})")
+        if not (_is_number(self.span_geometric_p) and 0.0 < float(self.span_geometric_p) <= 1.0):
+            raise ValueError(f"span_geometric_p={self.span_geometric_p!r}: expected a number in (0, 1]")
+        if not _is_int(self.span_max_words) or self.span_max_words < 1:
+            raise ValueError(f"span_max_words={self.span_max_words!r}: expected an integer >= 1")
 
     @classmethod
     def from_config(cls, cfg) -> "SampleSpec":
@@ -148,7 +179,11 @@ class SampleSpec:
         """The sample-index arguments (``data_tools.helpers.get_samples_mapping``; they form its cache key):
         the layout settings.  ``min_num_sent=1``: single-sentence documents give MLM-only samples."""
         return dict(max_seq_len=int(self.max_seq_len), short_seq_prob=self.short_seq_prob, seed=int(self.seed),
-                    min_num_sent=1, binary_head=self.binary_head)
+                    min_num_sent=1, binary_head=self.binary_head, packing=self.packing)
+
+    def replacement_probs(self) -> Tuple[float, float, float]:
+        """``(mask_token_prob, random_token_prob, keep_prob)``: what a masked token becomes."""
+        return float(self.mask_token_prob), float(self.random_token_prob), float(self.keep_prob)
 
     def masking_params(self) -> dict:
         """The masker's name and knobs (what the resume fingerprint adds to the layout settings)."""

@@ -4,10 +4,10 @@ swapped into place here, with numpy + json only (no Paddle).  The file names are
 
 One rule for a missing ``checksums.json``: a training checkpoint (it holds ``trainer_state.json``) is written
 with one, so without it the checkpoint is incomplete and refused; a plain model directory may have none
-(``RoFormerForPretraining.save_pretrained`` writes none) and is verified when it has one.
+(an architecture's ``save_pretrained`` writes none) and is verified when it has one.
 
-Layout (trainer checkpoints and ``RoFormerForPretraining.save_pretrained``):
-  model_config.json      RoFormerConfig.to_dict()
+Layout (trainer checkpoints and an architecture's ``save_pretrained``):
+  model_config.json      the architecture's config ``to_dict()`` (+ "arch" when not the default: ernie_style.arch)
   model_state.pdparams   paddle.save of the state dict (see ernie_style/storage/pdparams.py)
   vocab.txt              one token per line
   tokenizer_config.json  {"do_lower_case": true|false}

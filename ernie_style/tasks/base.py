@@ -110,7 +110,7 @@ class Task(abc.ABC):
     @property
     @abc.abstractmethod
     def model_config(self):
-        """The encoder's RoFormerConfig (written to checkpoints as model_config.json)."""
+        """The encoder's config object, of its architecture (written to checkpoints as model_config.json)."""
 
     @property
     @abc.abstractmethod

@@ -1,4 +1,5 @@
-"""seq_cls and pair_cls: a label per text or text pair from the [CLS] vector (heads.RoFormerForSequenceClassification).
+"""seq_cls and pair_cls: a label per text or text pair from the [CLS] vector (the architecture's sequence
+classification head, ``heads.build_task_model``).
 
 Loss: mean cross-entropy over the labelled examples of the global batch.  Dev/test metrics on the full split:
 ``accuracy`` (the main metric) and ``macro_f1`` = the unweighted mean over the labels occurring in the gold or
@@ -18,7 +19,8 @@ from ernie_style.downstream.cls_data import encode_example, read_cls
 from ernie_style.downstream.common import build_label_set, check_labels, check_malformed
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, labels_to_ids, load_encoder
-from ernie_style.tasks.heads import RoFormerForSequenceClassification
+from ernie_style.arch.state_dict_adapter import pooler_names
+from ernie_style.tasks.heads import build_task_model
 from ernie_style.tasks.losses import masked_correct, masked_cross_entropy
 
 
@@ -88,16 +90,17 @@ class SeqClsTask(FinetuneTask):
     # -- model --------------------------------------------------------------------------------------------------
 
     def build_model(self):
-        model = RoFormerForSequenceClassification(self.model_config, len(self.id2label))
+        model = build_task_model(self.model_config, self.name, len(self.id2label))
         self.init_notes = load_encoder(model, self.init)
-        if self.init.state is not None and "roformer.pooler.dense.weight" in self.init.state:
-            # The [CLS] vector through the pretrained pooler's dense layer (then the task's activation).
+        weight, bias = pooler_names(model.spec)
+        if model.spec.task_heads[self.name].head == "cls_mlp" and self.init.state is not None \
+                and weight in self.init.state:
+            # The [CLS] vector through the pretrained pooler's dense layer (then the task's activation); a
+            # ``pooled`` head uses the pooler itself.
             dense = model.classifier.dense
-            dense.weight.set_value(paddle.to_tensor(np.asarray(self.init.state["roformer.pooler.dense.weight"],
-                                                               np.float32)))
-            dense.bias.set_value(paddle.to_tensor(np.asarray(self.init.state["roformer.pooler.dense.bias"],
-                                                             np.float32)))
-            self.init_notes.append("classifier.dense initialised from roformer.pooler.dense")
+            dense.weight.set_value(paddle.to_tensor(np.asarray(self.init.state[weight], np.float32)))
+            dense.bias.set_value(paddle.to_tensor(np.asarray(self.init.state[bias], np.float32)))
+            self.init_notes.append(f"classifier.dense initialised from {weight.rsplit('.', 1)[0]}")
         return model
 
     def forward(self, model, t):

@@ -2,9 +2,11 @@
 
 - :func:`resolve_init`: ``model.init`` -> :class:`InitSource` (architecture, weights, vocab, lowercasing) from
   ``random``, a pretraining checkpoint (or a run output dir: its ``checkpoints/latest``), a plain model dir
-  (``model_config.json`` + ``model_state.pdparams`` + ``vocab.txt``), or a Hugging Face RoFormer dir
-  (converted in memory by export's functions).  :func:`load_encoder` puts its ``roformer.*`` weights into a task
-  model (a missing pooler keeps its fresh init; anything else missing or misshapen is an error).
+  (``model_config.json`` + ``model_state.pdparams`` + ``vocab.txt``), or a Hugging Face dir of a registered
+  architecture (converted in memory by export's functions).  The architecture is the init's (``model.arch``,
+  when given, must agree); ``random`` takes ``model.arch`` (default: the registry's).  :func:`load_encoder` puts
+  its encoder weights (``<prefix>.*`` of the ArchSpec) into a task model (a missing pooler keeps its fresh init;
+  anything else missing or misshapen is an error).
 - :class:`EpochStream`: the training set as the global sample stream the trainer's batch sampler reads: epoch
   e is a permutation of the examples seeded by (seed, e); a global batch may span two epochs, so every example
   is seen once per epoch and ``max_steps = ceil(epochs * N / global_batch)``.
@@ -31,8 +33,9 @@ import numpy as np
 
 from data_tools.io_utils import atomic_write, read_json_dict, write_json_atomic
 from data_tools.tokenizers import TokenizerSpec, load_tokenizer
+from ernie_style.arch import (DEFAULT_ARCH, all_archs, arch_of, arch_of_hf_model_type, get_arch, model_config_dict,
+                               split_model_config)
 from ernie_style.arch.hf_dir import read_hf_model
-from ernie_style.arch.roformer.config import RoFormerConfig
 from ernie_style.config.finetune import ARCH_KEYS, FinetuneConfig
 from ernie_style.config.pretrain import ConfigError, count_vocab
 from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, HF_CONFIG, IGNORE_INDEX, MODEL_CONFIG, MODEL_STATE, VOCAB
@@ -53,7 +56,7 @@ RESULTS = FINETUNE_RESULTS  # BEST_MODEL and this name a run dir's files (ernie_
 class InitSource:
     kind: str  # random | checkpoint | model_dir | huggingface
     path: str  # the directory weights were read from ("" for random)
-    model_config: RoFormerConfig
+    model_config: Any  # the architecture's config object (its ArchSpec: ernie_style.arch.arch_of)
     state: Optional[dict]  # {our name: array}; None for random
     vocab_file: str
     do_lower_case: bool
@@ -75,31 +78,46 @@ def resolve_init(cfg: FinetuneConfig) -> InitSource:
     if init == "random":
         arch = {k: v for k, v in given.items()}
         arch.setdefault("vocab_size", count_vocab(cfg.data.vocab_file))
+        config_class = get_arch(cfg.model.arch or DEFAULT_ARCH).config_class()
         try:
-            model_config = RoFormerConfig(**arch)
+            model_config = config_class.from_dict(arch)
         except ValueError as e:
-            raise ConfigError(str(e).replace("RoFormerConfig.", "model.")) from None
+            raise ConfigError(str(e).replace(f"{config_class.__name__}: unknown key ", "model: unknown key ")
+                              .replace(f"{config_class.__name__}.", "model.")) from None
         return InitSource("random", "", model_config, None, cfg.data.vocab_file, cfg.data.do_lower_case)
     d = init
     if not os.path.isdir(d):
         raise _init_error(init, "not a directory (expected random, a pretraining checkpoint or run output dir, "
-                                "a model dir or a Hugging Face RoFormer dir)")
+                                "a model dir or a Hugging Face model dir)")
     latest = os.path.join(d, "checkpoints", ckpt.LATEST)
     if not os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)) and os.path.exists(latest):
         d = os.path.realpath(latest)  # a pretraining run's output dir: its newest checkpoint
     hf_config = read_json_dict(os.path.join(d, HF_CONFIG))
     if os.path.isfile(os.path.join(d, ckpt.MODEL_CONFIG)):
         src = _ours(init, d)
-    elif (hf_config or {}).get("model_type") == "roformer":
+    elif _hf_arch(hf_config) is not None:
         src = _huggingface(init, d)
     else:
         found = (f"a Hugging Face config.json with model_type {hf_config.get('model_type')!r}" if hf_config else
                  f"no {ckpt.MODEL_CONFIG} and no Hugging Face config.json")
+        types = " or ".join(repr(s.hf_model_type) for s in all_archs())
         raise _init_error(init, f"{d} holds {found}; supported: our checkpoint or model dir ({ckpt.MODEL_CONFIG}) "
-                                "or a Hugging Face RoFormer dir (config.json with model_type 'roformer')")
+                                f"or a Hugging Face dir (config.json with model_type {types})")
+    spec = arch_of(src.model_config)
+    if cfg.model.arch is not None and cfg.model.arch != spec.name:
+        raise ConfigError(f"model.arch={cfg.model.arch!r}: model.init={init!r} holds a {spec.name!r} model; leave "
+                          f"model.arch out (the init decides) or set it to {spec.name!r}")
     if dropout:
-        src.model_config = RoFormerConfig.from_dict({**src.model_config.to_dict(), **dropout})
+        src.model_config = type(src.model_config).from_dict({**src.model_config.to_dict(), **dropout})
     return src
+
+
+def _hf_arch(hf_config):
+    """The ArchSpec a Hugging Face config.json's model_type names, or None."""
+    try:
+        return arch_of_hf_model_type((hf_config or {}).get("model_type"))
+    except ValueError:
+        return None
 
 
 def _ours(init: str, d: str) -> InitSource:
@@ -110,7 +128,8 @@ def _ours(init: str, d: str) -> InitSource:
         except ckpt.CheckpointError as e:
             raise _init_error(init, str(e)) from None
     try:
-        model_config = RoFormerConfig.from_dict(model_dir.read_model_config(d))
+        spec, fields = split_model_config(model_dir.read_model_config(d))
+        model_config = spec.config_class().from_dict(fields)
     except ModelDirError as e:
         raise _init_error(init, str(e)) from None
     except (TypeError, ValueError) as e:
@@ -137,10 +156,10 @@ def _huggingface(init: str, d: str) -> InitSource:
     if not os.path.isfile(vocab):
         raise _init_error(init, f"{vocab} not found (the vocab and tokenizer come with the init dir)")
     try:
-        cfg, state, _ = read_hf_model(d)
+        cfg, state, _, spec = read_hf_model(d)
     except ModelDirError as e:
         raise _init_error(init, str(e)) from None
-    model_config = RoFormerConfig.from_dict(cfg)
+    model_config = spec.config_class().from_dict(cfg)
     if count_vocab(vocab) != model_config.vocab_size:
         raise _init_error(init, f"{vocab} has {count_vocab(vocab)} tokens, config.json says vocab_size "
                                 f"{model_config.vocab_size}")
@@ -149,17 +168,19 @@ def _huggingface(init: str, d: str) -> InitSource:
 
 
 def load_encoder(model, init: InitSource) -> List[str]:
-    """Copy the init's ``roformer.*`` weights into ``model`` (names and shapes checked); returns notes."""
+    """Copy the init's encoder weights (``<prefix>.*`` of the model's ArchSpec) into ``model`` (names and shapes
+    checked); returns notes."""
     import paddle
 
     if init.state is None:
         return ["random init (no weights loaded)"]
-    src = {k: v for k, v in init.state.items() if k.startswith("roformer.")}
+    p = model.spec.state_prefix
+    src = {k: v for k, v in init.state.items() if k.startswith(p)}
     if not src and any(k.startswith("embeddings.") for k in init.state):  # PaddleNLP base-model layout
-        src = {"roformer." + k: v for k, v in init.state.items() if not k.startswith("cls.")}
-    expected = {k: v for k, v in model.state_dict().items() if k.startswith("roformer.")}
+        src = {p + k: v for k, v in init.state.items() if not k.startswith("cls.")}
+    expected = {k: v for k, v in model.state_dict().items() if k.startswith(p)}
     missing = sorted(set(expected) - set(src))
-    fresh = [k for k in missing if k.startswith("roformer.pooler.")]
+    fresh = [k for k in missing if k.startswith(p + "pooler.")]
     hard = [k for k in missing if k not in fresh]
     unexpected = sorted(set(src) - set(expected))
     shapes = [f"{k}: init {list(src[k].shape)} vs model {list(expected[k].shape)}" for k in sorted(expected)
@@ -173,7 +194,7 @@ def load_encoder(model, init: InitSource) -> List[str]:
         model.set_state_dict({k: paddle.to_tensor(np.asarray(v, np.float32)) for k, v in src.items()})
     notes = [f"encoder weights from {init.kind} {init.path}"]
     if fresh:
-        notes.append("no pooler in the init: roformer.pooler.* freshly initialised")
+        notes.append(f"no pooler in the init: {p}pooler.* freshly initialised")
     return notes
 
 
@@ -422,8 +443,8 @@ class FinetuneTask(Task):
             with model_dir.atomic_output_dir(final, overwrite=True) as tmp:
                 paddle.save(trainer.model_state(), os.path.join(tmp, MODEL_STATE))
                 # the tokenizer (its kind too) travels with the model: export and a later init read it
-                model_dir.write_model_files(tmp, self.model_config.to_dict(), self.vocab_file, self.tokenizer_spec,
-                                            self.task_config())
+                model_dir.write_model_files(tmp, model_config_dict(self.model_config), self.vocab_file,
+                                            self.tokenizer_spec, self.task_config())
                 model_dir.write_checksums(tmp)
         barrier(trainer.info)
 

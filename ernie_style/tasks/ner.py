@@ -1,4 +1,4 @@
-"""ner: a BIO/BIOES tag per input character (``heads.RoFormerForTokenClassification``).
+"""ner: a BIO/BIOES tag per input character (the architecture's token classification head, ``heads.build_task_model``).
 
 Data, windows, stitching and metrics: :mod:`ernie_style.downstream.ner` (rules in docs/finetune.md, "NER and QA
 metrics").  Each sentence's text is tokenized whole, as the exported tokenizer does in a ``token-classification``
@@ -20,7 +20,7 @@ from ernie_style.downstream import ner
 from ernie_style.downstream.common import check_malformed
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, load_encoder
-from ernie_style.tasks.heads import RoFormerForTokenClassification
+from ernie_style.tasks.heads import build_task_model
 from ernie_style.tasks.losses import masked_correct, masked_cross_entropy
 
 
@@ -116,7 +116,7 @@ class NerTask(FinetuneTask):
     # -- model --------------------------------------------------------------------------------------------------
 
     def build_model(self):
-        model = RoFormerForTokenClassification(self.model_config, len(self.id2label))
+        model = build_task_model(self.model_config, self.name, len(self.id2label))
         self.init_notes = load_encoder(model, self.init)
         return model
 

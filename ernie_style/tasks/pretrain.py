@@ -1,7 +1,9 @@
 """Pretraining as a task: whole-word-masked LM + sentence-order prediction on the mmap corpus.
 
 Loss = mean MLM cross-entropy over all masked tokens of the global batch + mean SOP cross-entropy over all its
-SOP-labelled samples (two :class:`LossSpec` terms, weighted by the trainer).  Eval = the same ``iters`` batches
+SOP-labelled samples (two :class:`LossSpec` terms, weighted by the trainer).  An MLM-only run (``data.binary_head:
+false``) builds no SOP head; its SOP term is a constant 0, so the log line keeps ``sop_loss: 0.000000`` (and
+``sop_acc``) for the tools that parse it.  Eval = the same ``iters`` batches
 every time: eval batch j = samples ``[j*mb*W, (j+1)*mb*W)``, sliced by rank; losses and accuracies are sums over
 batches and ranks divided by the global counts.
 """
@@ -20,6 +22,7 @@ from ernie_style.arch import get_arch
 from ernie_style.config.pretrain import ConfigError, PretrainConfig, count_vocab
 from ernie_style.constants import IGNORE_INDEX
 from ernie_style.data.dataset import build_datasets, Collator, index_cache_dir
+from ernie_style.data.masking import needs_word_starts
 from ernie_style.data.spec import SampleSpec
 from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, LossSpec, Task, TaskData
 from ernie_style.tasks.losses import masked_cross_entropy
@@ -32,11 +35,15 @@ def pretraining_loss(mlm_logits, sop_logits, masked_labels, sop_labels):
     """(loss, lm_loss, sop_loss), each a float32 scalar.
 
     mlm_logits [K, V] (or [B, L, V]) with masked_labels of the same leading shape; sop_logits [B, 2] with
-    sop_labels [B] (0/1, IGNORE_INDEX=-100 for samples without SOP). Labels equal to -100 are ignored; when
-    nothing is left the term is 0 (never NaN). loss = lm_loss + sop_loss.
+    sop_labels [B] (0/1, IGNORE_INDEX=-100 for samples without SOP), or None (a model without SOP head: the
+    term is 0). Labels equal to -100 are ignored; when nothing is left the term is 0 (never NaN).
+    loss = lm_loss + sop_loss.
     """
     lm_loss, _ = masked_cross_entropy(mlm_logits.reshape([-1, mlm_logits.shape[-1]]), masked_labels)
-    sop_loss, _ = masked_cross_entropy(sop_logits, sop_labels)
+    if sop_logits is None:
+        sop_loss = paddle.zeros([], dtype=lm_loss.dtype)
+    else:
+        sop_loss, _ = masked_cross_entropy(sop_logits, sop_labels)
     return lm_loss + sop_loss, lm_loss, sop_loss
 
 
@@ -45,6 +52,9 @@ def pretraining_metrics(mlm_logits, sop_logits, masked_labels, sop_labels) -> Di
     sop_total. Labels equal to -100 are not counted."""
     out = {}
     for name, logits, labels in (("mlm", mlm_logits, masked_labels), ("sop", sop_logits, sop_labels)):
+        if logits is None:  # no SOP head: nothing predicted, nothing counted
+            out[f"{name}_correct"] = out[f"{name}_total"] = paddle.zeros([], dtype="int64")
+            continue
         labels = labels.reshape([-1]).astype("int64")
         pred = logits.reshape([-1, logits.shape[-1]]).argmax(axis=-1).astype("int64")
         valid = labels != IGNORE_INDEX
@@ -119,7 +129,10 @@ class PretrainTask(Task):
         return data_tokenizer(self.cfg.data.blend[0].prefix).kind  # the prefixes agree (check_inputs)
 
     def build_model(self):
-        return get_arch(self.cfg.model_arch).pretraining_model_class()(self.cfg.model)
+        model_class = get_arch(self.cfg.model_arch).pretraining_model_class()
+        if not self.cfg.data.binary_head:  # MLM-only: never an SOP head (its loss and counts stay 0)
+            return model_class(self.cfg.model, sop_head=False)
+        return model_class(self.cfg.model)
 
     def forward(self, model, t):
         return model(t["input_ids"], t["token_type_ids"], t["attention_mask"], t["masked_positions"])
@@ -196,9 +209,10 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
             if not os.path.isfile(path):
                 raise ConfigError(f"data.prefixes: {path} not found (expected the output prefix of "
                                   "data_tools.preprocess, without extension)")
-        if not os.path.isfile(wwm_path(prefix)):
-            raise ConfigError(f"data.prefixes: {wwm_path(prefix)} not found (the word-start flags whole-word "
-                              "masking needs; rebuild the prefix with data_tools.preprocess)")
+        if needs_word_starts(cfg.data.masking) and not os.path.isfile(wwm_path(prefix)):
+            raise ConfigError(f"data.prefixes: {wwm_path(prefix)} not found (the word-start flags "
+                              f"data.masking={cfg.data.masking!r} needs; rebuild the prefix with data_tools.preprocess, "
+                              "or use data.masking=char)")
         meta = find_meta(prefix)
         why = vocab_mismatch(prefix, vocab)
         if why:

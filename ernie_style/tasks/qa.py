@@ -1,5 +1,5 @@
 """qa: extractive reading comprehension, a start and an end position per question
-(``heads.RoFormerForQuestionAnswering``).
+(the architecture's question answering head, ``heads.build_task_model``).
 
 Data, windows, offsets, n-best decoding and the CMRC2018 EM/F1: :mod:`ernie_style.downstream.qa` (rules in
 docs/finetune.md, "NER and QA metrics").  Loss: per window (CE(start) + CE(end)) / 2, averaged over the windows
@@ -22,7 +22,7 @@ from ernie_style.downstream import qa
 from ernie_style.downstream.common import check_malformed, DataError, Malformed
 from ernie_style.tasks.base import LossSpec
 from ernie_style.tasks.finetuning import FinetuneTask, encoder_inputs, load_encoder
-from ernie_style.tasks.heads import RoFormerForQuestionAnswering
+from ernie_style.tasks.heads import build_task_model
 
 
 class QaTask(FinetuneTask):
@@ -97,7 +97,7 @@ class QaTask(FinetuneTask):
     # -- model --------------------------------------------------------------------------------------------------
 
     def build_model(self):
-        model = RoFormerForQuestionAnswering(self.model_config)
+        model = build_task_model(self.model_config, self.name)
         self.init_notes = load_encoder(model, self.init)
         return model
 

@@ -402,7 +402,7 @@ class Checkpointer:
 #
 # Paddle keys optimizer state by the auto-generated ``param.name`` ("linear_3.w_0_moment1_0"), which depends
 # on how many layers the process created before.  On disk we key by the structured name
-# ("roformer.encoder.layers.0.linear1.weight/moment1_0") so a checkpoint loads into any process.
+# ("<prefix>.encoder.layers.0.linear1.weight/moment1_0") so a checkpoint loads into any process.
 
 
 def _rename(state, mapping: dict, sep_in: str, sep_out: str):

@@ -13,6 +13,7 @@ import contextlib
 
 from paddle.distributed import fleet
 
+from ernie_style.arch import arch_of
 from ernie_style.config.pretrain import PretrainConfig
 from ernie_style.training.amp import Amp
 from ernie_style.training.distributed import DistInfo
@@ -27,7 +28,7 @@ def apply_recompute(model) -> int:
     """Recompute each encoder layer's activations in backward; returns the number of wrapped layers."""
     from paddle.distributed.fleet.utils import recompute
 
-    layers = model.roformer.encoder.layers
+    layers = arch_of(model.config).encoder(model).encoder.layers  # the ArchSpec's encoder, pretraining or task model
     for layer in layers:
         inner = layer.forward
 

@@ -31,6 +31,7 @@ from typing import List, Optional
 
 from data_tools.indexed_dataset import MMapIndexedDataset
 from data_tools.meta import find_meta
+from ernie_style.arch import model_config_dict, named_arch
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
 from ernie_style.training import DEFAULT_OPTIMIZER
 from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
@@ -121,13 +122,15 @@ def data_fingerprint(cfg: PretrainConfig) -> dict:
         "data.masked_lm_prob": spec.masked_lm_prob,
         "data.short_seq_prob": spec.short_seq_prob,
         "data.binary_head": spec.binary_head,
+        "data.packing": spec.packing,
         "train.seed": spec.seed,
         **{f"data.{k}": v for k, v in spec.masking_params().items()},
     }
 
 
 # A checkpoint from before these keys were saved was made with these values.
-_FINGERPRINT_DEFAULTS = {f"data.{f.name}": f.default for f in dataclasses.fields(SampleSpec) if f.name in MASKING_KNOBS}
+_FINGERPRINT_DEFAULTS = {f"data.{f.name}": f.default for f in dataclasses.fields(SampleSpec)
+                         if f.name in MASKING_KNOBS + ("packing",)}
 
 
 def _content(value):
@@ -271,7 +274,7 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
                               f"of the {kind} {path} ({vocab}, sha256 {theirs[:12]}): its token ids would mean other "
                               "tokens; train with that vocab and data preprocessed with it")
     if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
-        saved, now = model_dir.read_model_config(path), cfg.model.to_dict()
+        saved, now = named_arch(model_dir.read_model_config(path)), named_arch(model_config_dict(cfg.model))
         diff = architecture_diff(saved, now)
         if diff:
             raise ConfigError("; ".join(f"model.{k}: {now[k]!r} (config) vs {saved[k]!r} ({kind})" for k in diff)

@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 
-from ernie_style.arch import arch_of
+from ernie_style.arch import arch_of, model_config_dict, named_arch
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
 from ernie_style.storage.model_dir import read_model_config
 from ernie_style.tasks.base import EvalSplit, StepStats, Task, TermStats, count_items
@@ -184,11 +184,11 @@ class Trainer:
                       f"lineage, resumed from {t.output_dir}/checkpoints when this command is run again)")
             resume_dir = None
         elif resume_dir:
-            saved = read_model_config(resume_dir)
-            model_cfg = task.model_config
-            diff = preflight.architecture_diff(saved, model_cfg.to_dict())
+            saved = named_arch(read_model_config(resume_dir))
+            now = named_arch(model_config_dict(task.model_config))
+            diff = preflight.architecture_diff(saved, now)
             if diff:
-                raise ConfigError(f"model.{diff[0]}={getattr(model_cfg, diff[0])!r}: the checkpoint {resume_dir} "
+                raise ConfigError(f"model.{diff[0]}={now[diff[0]]!r}: the checkpoint {resume_dir} "
                                   f"has {saved[diff[0]]!r} (differing model keys: {', '.join(diff)})")
             self._load_weights(resume_dir)
             self.resumed_from = resume_dir
@@ -381,7 +381,8 @@ class Trainer:
             self.checkpointer.save(
                 self.step, model_state=model_state,
                 optimizer_state=ckpt.optimizer_state_to_structured(self.optimizer.state_dict(), self.inner),
-                trainer_state=state, model_config=self.task.model_config.to_dict(), vocab_file=self.task.vocab_file,
+                trainer_state=state, model_config=model_config_dict(self.task.model_config),
+                vocab_file=self.task.vocab_file,
                 do_lower_case=self.task.do_lower_case, sharded_optimizer=self.sharded_optimizer,
                 tokenizer_kind=self.task.tokenizer_kind)
         except ckpt.SaveFailed as e:  # every rank gets here: nobody is left waiting in a collective

@@ -1,15 +1,16 @@
 """``RoFormerConfig``: the architecture's hyper-parameters, Paddle-free (``export`` reads it without Paddle).
 
 ``model_config.json`` of a checkpoint is ``RoFormerConfig.to_dict()``; export's field list is
-``dataclasses.fields(RoFormerConfig)`` (see :func:`field_types`).
+``dataclasses.fields(RoFormerConfig)`` (see :func:`ernie_style.arch.spec.field_types`).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import typing
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from ernie_style.arch.spec import field_types  # noqa: F401  (its old home; generic, used for every architecture)
 
 # The names ``hidden_act`` accepts; ``ernie_style.arch.roformer.ops.ACTIVATIONS`` implements exactly these.
 ACTIVATION_NAMES = ("gelu", "gelu_new", "relu", "tanh")
@@ -89,16 +90,3 @@ class RoFormerConfig:
         if "vocab_size" not in d:
             raise ValueError("RoFormerConfig: missing required key 'vocab_size'")
         return cls(**d)
-
-
-def field_types(config_class=RoFormerConfig) -> dict:
-    """``{field name: type}`` of a config dataclass as ``model_config.json`` holds it (``Optional[int]`` -> int:
-    ``to_dict()`` always writes the resolved value)."""
-    hints = typing.get_type_hints(config_class)
-    out = {}
-    for f in dataclasses.fields(config_class):
-        tp = hints[f.name]
-        if typing.get_origin(tp) is typing.Union:
-            tp = next(a for a in typing.get_args(tp) if a is not type(None))
-        out[f.name] = tp
-    return out

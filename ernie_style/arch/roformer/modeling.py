@@ -207,12 +207,13 @@ class RoFormerLMPredictionHead(nn.Layer):
 
 
 class RoFormerPretrainingHeads(nn.Layer):
-    """MLM head (``predictions``) and SOP classifier (``seq_relationship``) on the pooled [CLS]."""
+    """MLM head (``predictions``) and SOP classifier (``seq_relationship``) on the pooled [CLS]; without
+    ``sop_head`` (MLM-only runs) no SOP classifier and ``sop_logits`` is None."""
 
-    def __init__(self, config: RoFormerConfig):
+    def __init__(self, config: RoFormerConfig, sop_head: bool = True):
         super().__init__()
         self.predictions = RoFormerLMPredictionHead(config)
-        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2) if sop_head else None
 
     def forward(self, sequence_output, pooled_output, decoder_weight, masked_positions=None):
         """sequence_output [B, L, H], pooled_output [B, H], masked_positions flat int64 [K] of row * L + pos.
@@ -223,17 +224,20 @@ class RoFormerPretrainingHeads(nn.Layer):
             hidden = sequence_output.reshape([-1, sequence_output.shape[-1]])  # (B*L, H)
             # Gather first: the vocab projection then runs on K rows instead of B*L (~15%).
             sequence_output = paddle.gather(hidden, masked_positions.astype("int64"), axis=0)  # (K, H)
-        return self.predictions(sequence_output, decoder_weight), self.seq_relationship(pooled_output)
+        sop_logits = None if self.seq_relationship is None else self.seq_relationship(pooled_output)
+        return self.predictions(sequence_output, decoder_weight), sop_logits
 
 
 class RoFormerForPretraining(nn.Layer):
-    """RoFormer + WWM-MLM head + SOP head. ``forward`` -> (mlm_logits, sop_logits)."""
+    """RoFormer + WWM-MLM head + SOP head. ``forward`` -> (mlm_logits, sop_logits).  ``sop_head=False`` (MLM-only
+    runs, ``data.binary_head: false``) builds no SOP head: ``sop_logits`` is None and the state dict has no
+    ``cls.seq_relationship.*``."""
 
-    def __init__(self, config: RoFormerConfig):
+    def __init__(self, config: RoFormerConfig, sop_head: bool = True):
         super().__init__()
         self.config = config
         self.roformer = RoFormerModel(config)
-        self.cls = RoFormerPretrainingHeads(config)
+        self.cls = RoFormerPretrainingHeads(config, sop_head)
         _init_weights(self.cls, config.initializer_range)
 
     def set_attention_impl(self, name: str) -> None:

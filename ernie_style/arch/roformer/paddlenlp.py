@@ -65,6 +65,10 @@ def load_state_dict_checked(model: nn.Layer, state: dict, allow_missing_heads: b
         if words is None or tuple(alias.shape) != tuple(words.shape) or not bool((_t(alias) == _t(words)).all()):
             raise ValueError(f"state dict: {TIED_ALIAS} differs from {WORD_EMBEDDINGS}; the decoder must be tied")
         report.notes.append(f"dropped {TIED_ALIAS} (tied to {WORD_EMBEDDINGS})")
+    sop = "cls.seq_relationship."
+    if not any(k.startswith(sop) for k in expected) and any(k.startswith(sop) for k in state):
+        state = {k: v for k, v in state.items() if not k.startswith(sop)}  # an MLM-only model from SOP weights
+        report.notes.append(f"dropped {sop}* (this model is MLM-only: no SOP head)")
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in expected)
     mismatched = sorted(

@@ -7,6 +7,7 @@ import os
 import paddle
 
 from data_tools.io_utils import atomic_write_path
+from ernie_style.arch import model_config_dict
 from ernie_style.arch.roformer.config import RoFormerConfig
 from ernie_style.arch.roformer.paddlenlp import config_from_paddlenlp, load_state_dict_checked
 from ernie_style.constants import MODEL_CONFIG, MODEL_STATE, TASK_CONFIG
@@ -17,7 +18,7 @@ from ernie_style.storage.pdparams import load_pdparams
 def save_pretrained(model, directory: str) -> None:
     """Write ``model_config.json`` and ``model_state.pdparams`` into ``directory`` (each atomically)."""
     os.makedirs(directory, exist_ok=True)
-    model_dir.write_model_files(directory, model.config.to_dict())
+    model_dir.write_model_files(directory, model_config_dict(model.config))
     atomic_write_path(os.path.join(directory, MODEL_STATE), lambda path: paddle.save(model.state_dict(), path))
 
 
