@@ -107,11 +107,13 @@ def test_sampler_starts_at_the_first_sample():
     assert two[0][:2] == [[5, 6], [7, 8]] and two[1][:2] == [[9, 10], [11, 12]]
 
 
-def test_sample_index_prefix_does_not_depend_on_the_samples_asked_for(data, tmp_path):
+@pytest.mark.parametrize("packing", ["pairs", "full_sentences", "doc_sentences"])
+def test_sample_index_prefix_does_not_depend_on_the_samples_asked_for(data, tmp_path, packing):
     """What "the data continues at sample c" rests on: sample i of an index built for N samples is sample i of
     one built for any other N (here across several epochs of the tiny corpus), so a phase or a resume that
-    builds the index for another total reads the same samples."""
-    spec = SampleSpec(data[1], Split.parse("90,5,5"), max_seq_len=64, seed=1234)
+    builds the index for another total reads the same samples.  For every sample layout."""
+    spec = SampleSpec(data[1], Split.parse("90,5,5"), max_seq_len=64, seed=1234, packing=packing,
+                      binary_head=packing == "pairs")
     small = PretrainingDataset(data[0], spec, num_samples=40, cache_dir=str(tmp_path))
     large = PretrainingDataset(data[0], spec, num_samples=400, cache_dir=str(tmp_path))
     assert len(large.samples_mapping) == 400 and len(small.samples_mapping) == 40
