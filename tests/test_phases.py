@@ -4,6 +4,7 @@ Unit tests on the schedule and the config first; then tiny in-process runs (a ch
 the schedule resumes as it did; a resume with another global batch == the phase that makes the same change; the data
 reset); one real 2-process job killed with SIGKILL after a phase boundary and resumed.
 """
+import glob
 import json
 import os
 import shutil
@@ -349,6 +350,7 @@ def scaled_overrides(recipe, data, out):
 def test_recipe_phases_run_scaled_down(data, tmp_path, name):
     recipe = os.path.join(U.REPO, "configs", name)
     over, items = scaled_overrides(recipe, data, tmp_path / "out")
+    over.append(f"data.cache_dir={tmp_path / 'index'}")
     assert run_pretrain.main(["--config", recipe, *over]) == 0
     log = open(tmp_path / "out" / "train.log").read()
     fields = U.log_fields(tmp_path / "out" / "train.log")
@@ -359,6 +361,9 @@ def test_recipe_phases_run_scaled_down(data, tmp_path, name):
     assert [(tag, step) for tag, step, _, _ in texts if tag == "phase"] == [("phase", 0), ("phase", 2)]
     if name.startswith("roberta"):  # UER's stage 2: its own sample index at seq 512 / 8, lr restarted at 5e-5
         assert "phase 2: sample index for max_seq_len 64" in log
+        # eval at the phase's sequence length: the valid split's index was built for 64 when phase 2 started
+        cache = [json.load(open(p)) for p in glob.glob(os.path.join(str(tmp_path / "index"), "*_valid_samples_*.json"))]
+        assert sorted(c["params"]["max_seq_len"] for c in cache) == [16, 64]
         assert fields[3]["learning rate"] == pytest.approx(5e-5) and fields[2]["learning rate"] == 0.0
         assert fields[1]["sop_loss"] == 0.0  # MLM only
     else:  # the batch doubles, the data continues where batch 128 / 32 left it
