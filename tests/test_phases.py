@@ -98,6 +98,7 @@ def test_the_data_position_per_sequence_length(data):
     assert starts == [(1, 64, 0), (1, 64, 8), (2, 64, 16), (2, 64, 32), (3, 32, 0), (3, 32, 16), (4, 64, 48),
                       (4, 64, 64)]
     assert s.state_dict()["consumed_samples"] == {"32": 32, "64": 80} and s.consumed_samples == 112
+    assert s.state_dict()["consumed_by_phase"] == {"1": 16, "2": 32, "3": 32, "4": 32}
     fresh = Schedule.from_config(cfg, 1)
     assert fresh.samples_needed(fresh.phases[0], 0, 8) == 80 and fresh.samples_needed(fresh.phases[2], 4, 8) == 32
 
@@ -192,6 +193,7 @@ def test_a_checkpoint_from_before_the_schedule_resumes_as_it_did(data, tmp_path)
         assert abs(got - want) < 1e-5, (step, got, want)
     state = state_of(out, 4)
     assert state["consumed_samples"] == 32 and state["schedule"]["consumed_samples"] == {"64": 32}
+    assert state["schedule"]["consumed_by_phase"] == {"1": 32}
     assert "global_batch_size" not in open(out / "train.log").read().split("resume: from")[1]
 
 

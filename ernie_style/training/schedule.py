@@ -88,7 +88,8 @@ class Schedule:
         assert phases and phases[0].start == 0 and all(a.end == b.start for a, b in zip(phases, phases[1:]))
         self.phases: List[Phase] = list(phases)
         self.explicit = explicit
-        self.consumed: Dict[int, int] = {}  # sequence length -> samples consumed of its stream
+        self.consumed: Dict[int, int] = {}  # sequence length -> samples consumed of its stream (the data position)
+        self.consumed_by_phase: Dict[int, int] = {}  # phase number -> samples its steps consumed (for the record)
 
     # -- building ---------------------------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class Schedule:
     def advance(self, phase: Phase) -> None:
         """One global batch of ``phase`` consumed."""
         self.consumed[phase.max_seq_len] = self.first_sample(phase) + phase.global_batch_size
+        self.consumed_by_phase[phase.number] = self.consumed_by_phase.get(phase.number, 0) + phase.global_batch_size
 
     def samples_needed(self, phase: Phase, step: int, max_steps: int) -> int:
         """Samples the stream of ``phase`` must hold for the rest of the run from ``step`` (its consumed ones
@@ -172,6 +174,7 @@ class Schedule:
 
     def state_dict(self) -> dict:
         return {"consumed_samples": {str(k): v for k, v in sorted(self.consumed.items())},
+                "consumed_by_phase": {str(k): v for k, v in sorted(self.consumed_by_phase.items())},
                 "phases": [p.to_dict() for p in self.phases]}
 
     def load_state_dict(self, trainer_state: dict, step: int, reset: bool = False) -> List[str]:
@@ -182,15 +185,17 @@ class Schedule:
         if saved is not None:
             old_phases = [Phase(**dict(p, lr=LrSegment(**p["lr"]))) for p in saved["phases"]]
             consumed = {int(k): int(v) for k, v in saved["consumed_samples"].items()}
+            by_phase = {int(k): int(v) for k, v in saved.get("consumed_by_phase", {}).items()}
         else:  # written before the schedule existed: step x global batch samples of its one stream
             seq = (trainer_state.get("data_fingerprint") or {}).get("data.max_seq_len", self.phase_at(step).max_seq_len)
             gbs = int(trainer_state["global_batch_size"])
             old_phases = [Phase(1, 0, max(step, 1), seq, gbs, 0, 0, self.phases[0].lr)]
             consumed = {seq: int(trainer_state.get("consumed_samples", step * gbs))}
+            by_phase = {1: consumed[seq]}
         old = Schedule(old_phases, explicit=saved is not None)
         was, now = old.phase_at(max(step - 1, 0)), self.phase_at(step)
         if reset:
-            self.consumed = {}
+            self.consumed, self.consumed_by_phase = {}, {}
             return [f"train.resume_data=reset: the weights, the optimizer and the step ({step}) are kept; the data "
                     f"starts over at sample 0 of the sequence-length-{now.max_seq_len} sample index (the "
                     f"{sum(consumed.values())} samples the checkpoint had consumed are not counted)"]
@@ -202,7 +207,7 @@ class Schedule:
             raise ConfigError(f"{where}data.max_seq_len={now.max_seq_len}: the checkpoint at step {step} was "
                               f"training at {was.max_seq_len}; another sequence length would not continue its "
                               "data (change it at a phase boundary, or train.resume_data=reset for a new data order)")
-        self.consumed = consumed
+        self.consumed, self.consumed_by_phase = consumed, by_phase
         lines = []
         if now.global_batch_size != was.global_batch_size and not at_boundary:
             c = self.first_sample(now)
