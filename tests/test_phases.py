@@ -299,7 +299,8 @@ def test_exact_resume_after_kill_9_past_a_phase_boundary(data, tmp_path):
     log = open(killed / "train.log").read()
     assert "phase 3: sample index for max_seq_len 32" in log.split("resume: from")[1]
     assert U.log_fields(killed / "train.log")[6]["phase"] == 3
-    wa, wb = (paddle.load(str(o / "checkpoints" / "step_00000006" / "model_state.pdparams")) for o in (straight, killed))
+    wa, wb = (paddle.load(str(d / "checkpoints" / "step_00000006" / "model_state.pdparams"))
+              for d in (straight, killed))
     for k in wa:
         np.testing.assert_array_equal(wa[k].numpy(), wb[k].numpy(), err_msg=k)
 
@@ -326,7 +327,7 @@ def scaled_overrides(recipe, data, out):
     """The recipe's schedule scaled down: every phase 2 steps long, batch sizes / 32, micro batches / 16, sequence
     lengths / 8, warmups to at most 1 step, a 2-layer width-32 model; every other key of each phase kept."""
     cfg = load_config(recipe, [f"data.vocab_file={data[1]}"])
-    t, o, d = cfg.train, cfg.optim, cfg.data
+    t, d = cfg.train, cfg.data
 
     def scale(key, value):
         if key == "data.max_seq_len":

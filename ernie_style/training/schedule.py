@@ -222,7 +222,7 @@ class Schedule:
         lr = phase.lr
         return (f"{phase.name} of {len(self.phases)}, steps {phase.start + 1}-{phase.end}: max_seq_len "
                 f"{phase.max_seq_len}, global batch {phase.global_batch_size} (micro {phase.micro_batch_size} x "
-                f"{world_size} rank(s) x accumulation {phase.accumulation}), learning rate {self.lr_at(phase.start + 1):.5e} "
-                f"at its first step (segment from step {lr.start + 1}: warmup {lr.warmup}, {lr.max_lr:g} -> "
+                f"{world_size} rank(s) x accumulation {phase.accumulation}), learning rate "
+                f"{self.lr_at(phase.start + 1):.5e} at its first step (segment from step {lr.start + 1}: warmup {lr.warmup}, {lr.max_lr:g} -> "
                 f"{lr.min_lr:g} at step {lr.end})")
 
