@@ -16,6 +16,12 @@ Scaling (issue 11.13): every run also reports the main process's share of the CP
 preprocess process itself vs its joined workers; goal <= 10% with 2 workers, start-up included and, "steady",
 with the tiny corpus's figures subtracted) and the 2- vs 1-worker throughput.
 
+Duplicate documents (issue 20 point 8): every run keys its documents (they are counted); ``--dedup`` also drops
+them.  The same corpus with and without ``--dedup`` (interleaved, median) gives the cost of dropping; the keying itself
+is timed alone over the corpus's documents against the preprocessing CPU time; and the main process's set of keys is
+driven at CLUECorpus scale (15M documents in 256 shards of random keys): its seconds and its bytes.  Goal: a few
+hundred MB at most, under 10% of the preprocessing time.  ``--only-dedup`` runs just this part.
+
 ``--vs-paddlenlp``: PaddleNLP's ``create_pretraining_data.py`` (v2.4, ernie-1.0: ``--split_sentences --chinese
 --cn_whole_word_segment --cn_seg_func jieba --data_impl mmap --workers 2``) against our rjieba and jieba paths with
 2 workers, on the same ``.jsonl`` (the corpus's documents, one sentence per line inside ``text``, as that script's
@@ -347,6 +353,57 @@ def compare_with_paddlenlp(corpus, vocab, tmp, runs, ref_mb, script=None):
 
 
 
+def dedup_figures(corpus, vocab, tmp, runs, segmenters):
+    """Duplicate documents: --dedup vs not (same run, interleaved), keying alone, the key set at CLUE scale."""
+    import resource
+
+    import numpy as np
+
+    from data_tools.preprocess import dedup
+
+    size_mb = os.path.getsize(corpus) / 1e6
+    print(f"\nduplicate documents ({size_mb:.1f} MB corpus, 1 worker, median of {runs}, interleaved):")
+    for seg in segmenters:
+        got = {False: [], True: []}
+        for _ in range(runs):
+            for drop in (False, True):
+                got[drop].append(run_preprocess(corpus, vocab, os.path.join(tmp, f"dd_{seg}_{drop}"), seg, 1,
+                                                ["--dedup"] if drop else []))
+        sec = {d: statistics.median(r["seconds"] for r in rs) for d, rs in got.items()}
+        cpu = {d: statistics.median(r["cpu"] for r in rs) for d, rs in got.items()}
+        dup = got[True][0]["meta"]["duplicates"]
+        print(f"  {seg:<7} counted only {sec[False]:6.2f} s ({cpu[False]:6.2f} CPU-s), --dedup {sec[True]:6.2f} s "
+              f"({cpu[True]:6.2f} CPU-s): {sec[True] / sec[False]:.3f}x wall, {cpu[True] / cpu[False]:.3f}x CPU; "
+              f"{dup['docs']:,} duplicates ({100 * dup['share']:.1f}%) dropped")
+        # keying alone (normalise + BLAKE2b-64 of every document), against the whole preprocessing CPU time
+        with open(corpus, encoding="utf-8") as f:
+            docs = [line.rstrip("\n") for line in f if line.strip()]
+        times = []
+        for _ in range(runs):
+            c0 = time.process_time()
+            for d in docs:
+                dedup.key_of(d)
+            times.append(time.process_time() - c0)
+        key_s = statistics.median(times)
+        print(f"  {seg:<7} keying alone: {key_s:.3f} CPU-s = {100 * key_s / cpu[False]:.2f}% of the preprocessing CPU "
+              "time (goal < 10%)")
+    n_docs, n_shards = 15_000_000, 256
+    rng = np.random.default_rng(0)
+    seen = dedup.SeenKeys()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    per = n_docs // n_shards
+    for _ in range(n_shards):
+        keys = rng.integers(0, 2**63, size=per, dtype=np.uint64)
+        keys[: per // 100] = keys[per // 100: 2 * (per // 100)]  # 1% repeats inside the shard
+        seen.first_occurrences(keys)
+    took = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"  key set at CLUE scale: {n_docs:,} documents in {n_shards} shards: {took:.1f} s in the main process "
+          f"({took / n_shards * 1000:.0f} ms a shard), {seen.keys.nbytes / 1e6:.0f} MB of keys, peak RSS grew by "
+          f"{(rss - rss0) / 1024:.0f} MB (goal: a few hundred MB at most)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("corpus", nargs="?", help="one document per line; generated when omitted")
@@ -363,6 +420,7 @@ def main(argv=None) -> int:
                         "model_zoo/ernie-1.0/preprocess/) instead of the re-statement")
     p.add_argument("--ref-mb", type=float, default=0.0,
                    help="with --vs-paddlenlp: give every side only the first MB of the corpus (0: all of it)")
+    p.add_argument("--only-dedup", action="store_true", help="only the duplicate-document figures")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
@@ -376,6 +434,9 @@ def main(argv=None) -> int:
         size_mb = os.path.getsize(corpus) / 1e6
         print(f"corpus {corpus}: {size_mb:.1f} MB; median of {args.runs} runs; "
               f"{os.cpu_count()} cores (figures taken on a shared, loaded machine unless stated otherwise)")
+        if args.only_dedup:
+            dedup_figures(corpus, vocab, tmp, args.runs, args.segmenters.split(","))
+            return 0
 
         def jieba_alone():
             r = subprocess.run([sys.executable, "-c", _JIEBA_ALONE, corpus], capture_output=True, text=True,
@@ -457,6 +518,8 @@ def main(argv=None) -> int:
         for seg, w, share, steady_share in shares:
             verdict = "meets" if share <= 0.10 else ("meets steady" if steady_share <= 0.10 else "MISSES")
             print(f"  {seg} {w} workers: {share * 100:.1f}% ({steady_share * 100:.1f}% steady) -> {verdict} the 10% goal")
+
+        dedup_figures(corpus, vocab, tmp, args.runs, args.segmenters.split(","))
 
         if args.vs_paddlenlp:
             compare_with_paddlenlp(corpus, vocab, tmp, args.runs, args.ref_mb, args.paddlenlp_script)

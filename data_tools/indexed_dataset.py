@@ -148,9 +148,13 @@ class MMapIndexedDatasetBuilder:
         self._sizes.write(lengths.tobytes())
         self.n_tokens += ids.size
 
-    def add_prefix(self, other: "MMapIndexedDataset") -> None:
-        """Append every document of an existing dataset, streaming (used by merge and shards)."""
+    def add_prefix(self, other: "MMapIndexedDataset", keep: Optional[np.ndarray] = None) -> None:
+        """Append every document of an existing dataset, streaming (used by merge and shards); ``keep`` (bool per
+        document): only those (preprocess --dedup; the dataset is one shard, so it is filtered in memory)."""
         assert np.dtype(other.dtype) == self.dtype, "dtype mismatch"
+        if keep is not None and not keep.all():
+            self._add_kept(other, keep)
+            return
         with open(bin_path(other.prefix), "rb") as f:
             _copy_stream(f, self._bin)
         if self._wwm is not None:
@@ -167,6 +171,21 @@ class MMapIndexedDatasetBuilder:
         self.n_sentences += len(other.sizes)
         self.n_docs += len(doc_idx) - 1
         self.n_tokens += int(other.n_tokens)
+
+    def _add_kept(self, other: "MMapIndexedDataset", keep: np.ndarray) -> None:
+        doc_idx = np.asarray(other.doc_idx)
+        assert keep.shape == (doc_idx.size - 1,)
+        sizes = np.asarray(other.sizes)
+        sentence_keep = np.repeat(keep, np.diff(doc_idx))  # (n_sentences,)
+        token_keep = np.repeat(sentence_keep, sizes)  # (n_tokens,)
+        if self._wwm is not None and other.wwm is None:
+            raise FileNotFoundError(f"{wwm_path(other.prefix)}: missing word-start flags")
+        self._write_sentences(np.asarray(other.tokens)[token_keep], sizes[sentence_keep],
+                              np.asarray(other.wwm)[token_keep] if self._wwm is not None else None)
+        kept_docs = np.diff(doc_idx)[keep]
+        self._docs.write((np.cumsum(kept_docs) + self.n_sentences).tobytes())
+        self.n_sentences += int(sentence_keep.sum())
+        self.n_docs += int(keep.sum())
 
     def finalize(self) -> None:
         """Write the index, fsync everything, then rename the three files into place."""

@@ -15,6 +15,7 @@ from typing import List
 import numpy as np
 
 from data_tools import indexed_dataset as ixd, unk
+from data_tools.preprocess import dedup
 from data_tools.io_utils import UserError, format_table, human_bytes, run_cli
 from data_tools.meta import DatasetMeta, read_meta
 from data_tools.vocab import VocabError, read_vocab
@@ -86,6 +87,11 @@ def stats(prefix: str, meta: DatasetMeta, ds: ixd.MMapIndexedDataset) -> str:
                                     f"most frequent unknown characters: {chars}"))
     else:
         rows.append(("[UNK] tokens", "not recorded (meta.json from before [UNK] counting)"))
+    if meta.duplicates is not None:
+        rows.append(("duplicate docs", dedup.describe(meta.duplicates)))
+        if dedup.warning(meta.duplicates):
+            rows.append(("WARNING", f"duplicates above {100 * dedup.WARN_SHARE:g}% of the documents (preprocess again "
+                                    "with --dedup to drop them)"))
     if n_sent:
         sizes = np.asarray(ds.sizes)
         doc_sent = np.diff(np.asarray(ds.doc_idx))

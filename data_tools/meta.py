@@ -15,7 +15,8 @@ On disk (format ``ernie_style.meta/1``; keys in this order, JSON with ``indent=1
     inputs [{path, bytes}], merged_from [{prefix, counts}] (merge only),
     counts {docs_in, docs_out, sentences, tokens, input_bytes},
     skipped {reason: n}, skipped_first {reason: [location]}, repaired {...}, repaired_first {...},
-    files {".bin"|".idx"|".wwm": {path, bytes, sha256}}, unk {...} (see data_tools.unk), run {...}
+    files {".bin"|".idx"|".wwm": {path, bytes, sha256}}, unk {...} (see data_tools.unk),
+    duplicates {docs, share, dropped, key} (preprocess only; see data_tools.preprocess.dedup), run {...}
 
 ``tokenizer`` is a ``data_tools.tokenizers.TokenizerSpec``: its ``kind`` names the tokenizer the ids come from
 and is written only when it is not the default ``bert_wordpiece``, so files of today's kind stay
@@ -101,6 +102,7 @@ class DatasetMeta:
     run: Dict[str, Any]
     merged_from: Optional[List[Dict[str, Any]]] = None
     unk: Optional[Dict[str, Any]] = None
+    duplicates: Optional[Dict[str, Any]] = None
     format: str = META_FORMAT
 
     # -- what the readers ask -------------------------------------------------------------------
@@ -140,6 +142,8 @@ class DatasetMeta:
         )
         if self.unk is not None:
             out["unk"] = self.unk
+        if self.duplicates is not None:
+            out["duplicates"] = self.duplicates
         out["run"] = self.run
         return out
 
@@ -169,6 +173,7 @@ class DatasetMeta:
                 repaired_first=d.get("repaired_first", {}),
                 files={ext: FileInfo(**f) for ext, f in d.get("files", {}).items()},
                 unk=d.get("unk"),
+                duplicates=d.get("duplicates"),
                 run=d.get("run", {}),
             )
         except KeyError as e:

@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from data_tools import _text_core
-from data_tools.io_utils import read_text
+from data_tools.io_utils import read_text, sha256_file
 
 SEGMENTERS = ("jieba", "rjieba", "none")
 
@@ -172,6 +172,18 @@ class RJiebaSegmenter:
 
     def word_starts(self, text: str) -> np.ndarray:
         return _chunked_starts(self.words, text)
+
+
+_SHARED: dict = {}  # loading jieba's dictionary takes ~1 s: once per process
+
+
+def shared_segmenter(name: str = "jieba", user_dict=None):
+    """``make_segmenter(name, user_dict)``, one object per process for the same name and user dict (contents)."""
+    user_dict = os.path.abspath(user_dict) if user_dict is not None else None
+    key = (name, user_dict, sha256_file(user_dict) if user_dict is not None and os.path.isfile(user_dict) else None)
+    if key not in _SHARED:
+        _SHARED[key] = make_segmenter(name, user_dict=user_dict)
+    return _SHARED[key]
 
 
 def make_segmenter(name: str = "jieba", user_dict=None):

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from data_tools import _text_core
+from data_tools.segment import shared_segmenter
 from data_tools.vocab import SPECIAL_TOKENS as REQUIRED_SPECIALS, VocabError, read_vocab  # noqa: F401 (re-exported)
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
 FLAVORS = ("transformers", "paddlenlp")
@@ -196,6 +197,11 @@ def _reference_word(word: str, lower: bool, flavor: str):
     return texts, rel, owners
 
 
+def special_ids_of(tokens) -> np.ndarray:
+    """Ids (int32, sorted) of every ``[...]`` token: the five specials, ``[unused*]`` and the like."""
+    return np.array([i for i, t in enumerate(tokens) if len(t) > 2 and t[0] == "[" and t[-1] == "]"], np.int32)
+
+
 def _utf8(text: str) -> bytes:
     # surrogatepass: lone surrogates (category Cs) reach C++ as code points and are removed there.
     return text.encode("utf-8", "surrogatepass")
@@ -226,9 +232,7 @@ class BertTokenizer:
         self.cls_id = self.vocab[CLS_TOKEN]
         self.sep_id = self.vocab[SEP_TOKEN]
         self.mask_id = self.vocab[MASK_TOKEN]
-        self.special_ids = np.array(
-            sorted(i for t, i in self.vocab.items() if len(t) > 2 and t[0] == "[" and t[-1] == "]"), np.int32
-        )
+        self.special_ids = special_ids_of(tokens)
         self._core_obj = None
 
     @property
@@ -290,6 +294,30 @@ class BertTokenizer:
     def decode(self, ids) -> str:
         """Tokens joined by spaces with ``##`` continuations merged (no detokenization rules)."""
         return " ".join(self.convert_ids_to_tokens(ids)).replace(" ##", "").strip()
+
+    # -- preprocess ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def segmenter(cls, name=None, user_dict=None):
+        """The whole-word segmenter preprocess uses with this kind: the one asked for (default jieba), shared
+        within the process (jieba's dictionary loads once)."""
+        return shared_segmenter(name or "jieba", user_dict)
+
+    def document_encoder(self, segmenter, max_sentence_tokens: int = 510) -> "DocumentEncoder":
+        return DocumentEncoder(self, segmenter, max_sentence_tokens)
+
+    # -- export ----------------------------------------------------------------------------------------------
+
+    # Character-level BERT WordPiece: AutoTokenizer would otherwise pick RoFormerTokenizer (jieba words) for a
+    # RoFormer directory.
+    hf_class = "BertTokenizer"
+    hf_model_card = ""  # AutoTokenizer (fast or slow) and pipelines need nothing beyond transformers
+
+    @classmethod
+    def hf_tokenizer_config(cls, do_lower_case: bool) -> dict:
+        """The tokenizer fields of an exported ``tokenizer_config.json`` (specials and length are the caller's)."""
+        return {"tokenizer_class": cls.hf_class, "do_lower_case": do_lower_case, "tokenize_chinese_chars": True,
+                "strip_accents": None}
 
 
 class EncodedDocument(NamedTuple):

@@ -4,31 +4,80 @@ A tokenizer *kind* is a recorded property of the data and of every model directo
 ``PREFIX.meta.json`` ``tokenizer`` and a checkpoint's ``tokenizer_config.json`` hold a :class:`TokenizerSpec`
 (``{"do_lower_case": ..., "kind": ...}``; ``kind`` is written only when it is not the default, so files of
 today's kind are byte-identical to those written before kinds existed, and a file without it is that kind).
-Everything that needs a tokenizer gets it from :func:`load_tokenizer` -- preprocess, the dataset's special ids,
-fine-tuning's encoders -- and export names the transformers class with :func:`hf_tokenizer_class`.
+Everything that needs a tokenizer gets it from :func:`load_tokenizer` -- preprocess (its segmenter and document
+encoder too), the dataset's special ids, fine-tuning's encoders (offsets for QA and NER) -- and export writes the
+kind's transformers files from :func:`tokenizer_class`; every caller uses only :class:`Tokenizer`'s members.
 
-To add a kind (e.g. a word-level, RoFormerTokenizer-compatible one): write its class in one file -- constructed
-as ``cls(vocab_file, do_lower_case=..., **options)``, with a class attribute ``kind``, the attributes
-``vocab_size``, ``vocab_sha256``, ``pad_id``/``unk_id``/``cls_id``/``sep_id``/``mask_id``, ``special_ids`` and
-``encode(text)``; for preprocess also what ``tokenizer.DocumentEncoder`` uses -- and add one line to
-:data:`KINDS`.
+The kinds: ``bert_wordpiece`` (:class:`data_tools.tokenizer.BertTokenizer`, every CJK character its own token,
+ids of transformers' ``BertTokenizer``) and ``roformer_word`` (:class:`data_tools.word_tokenizer.
+RoFormerWordTokenizer`, jieba words plus characters, ids of transformers' ``RoFormerTokenizer``).  To add one:
+write its class in one file, implementing :class:`Tokenizer`, and add one line to :data:`KINDS`.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import ClassVar, NamedTuple, Optional, Protocol, Sequence, runtime_checkable
 
 DEFAULT_KIND = "bert_wordpiece"  # BERT BasicTokenizer + WordPiece: every CJK character its own token
 
 
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What every tokenizer kind provides; the only members its callers use.  Constructed as
+    ``cls(vocab_file, do_lower_case=..., **options)``."""
+
+    kind: ClassVar[str]  # its name in KINDS
+    hf_class: ClassVar[str]  # transformers' tokenizer_class of exported model directories
+    hf_model_card: ClassVar[str]  # what a user of an exported directory must know ("": nothing), for its README.md
+
+    vocab_file: str
+    do_lower_case: bool
+    vocab_size: int
+    vocab_sha256: str
+    pad_id: int
+    unk_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    special_ids: Sequence[int]  # every "[...]" token: never a random replacement in masking
+
+    def encode(self, text: str):
+        """int32 ids of ``text`` (plain text), without [CLS]/[SEP] (fine-tuning, the [UNK] report)."""
+
+    def encode_with_offsets(self, text: str):
+        """(ids, starts, ends): the ids of encode and each token's code-point span of ``text`` (QA, NER)."""
+
+    def tokenize(self, text: str) -> list:
+        """The tokens of encode, as strings."""
+
+    def convert_ids_to_tokens(self, ids) -> list:
+        """The token strings of ``ids``."""
+
+    def decode(self, ids) -> str:
+        """Tokens joined by spaces, ``##`` continuations merged."""
+
+    @classmethod
+    def segmenter(cls, name: Optional[str] = None, user_dict: Optional[str] = None):
+        """The whole-word segmenter preprocess records and hands to document_encoder (``name`` None: the kind's
+        default); ValueError when this kind cannot use the one asked for."""
+
+    def document_encoder(self, segmenter, max_sentence_tokens: int = 510):
+        """An object whose ``encode(text)`` gives a document's ``data_tools.tokenizer.EncodedDocument`` (ids,
+        whole-word flags, sentence lengths, counts): what preprocess writes."""
+
+    @classmethod
+    def hf_tokenizer_config(cls, do_lower_case: bool) -> dict:
+        """The tokenizer fields of an exported ``tokenizer_config.json`` (tokenizer_class first)."""
+
+
 class Kind(NamedTuple):
-    impl: str  # "module:Class"
-    hf_class: str  # transformers' tokenizer_class for exported model directories
+    impl: str  # "module:Class" of a Tokenizer
 
 
 KINDS = {
-    DEFAULT_KIND: Kind("data_tools.tokenizer:BertTokenizer", "BertTokenizer"),
+    DEFAULT_KIND: Kind("data_tools.tokenizer:BertTokenizer"),
+    "roformer_word": Kind("data_tools.word_tokenizer:RoFormerWordTokenizer"),
 }
 
 
@@ -74,4 +123,22 @@ def load_tokenizer(vocab_file, spec: Optional[TokenizerSpec] = None, **options):
 
 def hf_tokenizer_class(kind: str = DEFAULT_KIND) -> str:
     """transformers' ``tokenizer_class`` for model directories of this kind."""
-    return KINDS[check_kind(kind)].hf_class
+    return tokenizer_class(kind).hf_class
+
+
+def hf_tokenizer_config(kind: str, do_lower_case: bool) -> dict:
+    """The tokenizer fields of an exported ``tokenizer_config.json`` for this kind (``tokenizer_class`` first)."""
+    return tokenizer_class(kind).hf_tokenizer_config(do_lower_case)
+
+
+def kind_of_hf_class(hf_class) -> Optional[str]:
+    """The kind whose exported directories name ``hf_class`` (transformers' slow or fast class name), or None."""
+    for kind in KINDS:
+        if hf_class in (hf_tokenizer_class(kind), hf_tokenizer_class(kind) + "Fast"):
+            return kind
+    return None
+
+
+def hf_model_card(kind: str = DEFAULT_KIND) -> str:
+    """The model card text (README.md) an exported directory of this kind needs; "" when it needs none."""
+    return tokenizer_class(kind).hf_model_card

@@ -3,8 +3,9 @@
 vocab -> preprocess -> 2-process pretraining through run_pretrain.sh -> VisualDL curves ->
 export to Hugging Face -> fill-mask in transformers -> does pretraining help? the pretrained model and a
 random init fine-tuned with identical settings on a generated downstream task (data_tools.sample_data.
-word_topics), side by side.  Every step is the command a user would type (printed before it runs), so the
-demo doubles as a worked example.
+word_topics), side by side -> what each checkpoint of the pretraining is worth on that task (ernie_style.watch:
+a short fine-tune per checkpoint, the accuracy per pretraining step).  Every step is the command a user would
+type (printed before it runs), so the demo doubles as a worked example.
 
     python -m ernie_style.demo [--out demo_output] [--steps N] [--nproc 2]
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 
 from ernie_style.constants import FINETUNE_RESULTS, LATEST, MODEL_CONFIG, VOCAB
+from ernie_style.finetune_report import PROBES_DIR, SERIES_FILE
 from ernie_style.training.parent_death import run_child
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +112,45 @@ def _finetune_stage(out: str, checkpoint: str, vocab: str, py: str) -> None:
               "the demo's pretraining is short: try `python -m ernie_style.demo --steps 1000`")
 
 
+# The probes: one short fine-tune per checkpoint (fewer epochs than above: the series is about the trend).
+PROBE_EPOCHS = 3
+PROBE_SETTINGS = [f"train.epochs={PROBE_EPOCHS}", "train.micro_batch_size=8", "optim.max_lr=1e-3", "train.seed=42"]
+
+
+def _probe_stage(out: str, train_dir: str, py: str) -> None:
+    """Fine-tune every checkpoint of the pretraining run on word_topics; say whether accuracy rose with the steps."""
+    import json
+
+    task_dir = os.path.join(out, "word_topics")
+    data = [f"data.{s}_file={os.path.join(task_dir, s + '.tsv')}" for s in ("train", "dev", "test")]
+    # one process, both cores' threads: the pretraining has finished
+    env = dict(os.environ, NPROC="1", PYTHON=py, OMP_NUM_THREADS=str(max(1, min(2, os.cpu_count() or 1))))
+    name = "word_topics"
+    home = os.path.join(train_dir, PROBES_DIR, name)
+    shutil.rmtree(home, ignore_errors=True)  # a re-run of the demo probes its new checkpoints
+    _run([py, "-m", "ernie_style.watch", train_dir, "configs/finetune/seq_cls.yaml", *data, *PROBE_SETTINGS,
+          "--name", name], env=env)
+    _run([py, "-m", "ernie_style.finetune_report", "--probes", train_dir, "--split", "dev"])
+    with open(os.path.join(home, SERIES_FILE), encoding="utf-8") as f:
+        series = [json.loads(line) for line in f if line.strip()]
+    print(f"\n== what each checkpoint is worth: word_topics dev/test accuracy after a {PROBE_EPOCHS}-epoch "
+          "fine-tune, per pretraining step ==")
+    for p in series:
+        print(f"  step {p['step']:>5}: dev {p['dev']['accuracy']:>6.1%}   test {p['test']['accuracy']:>6.1%}")
+    if len(series) < 2:
+        print("  (one checkpoint only: no trend to show)")
+        return
+    first, last = series[0], series[-1]
+    rise = {split: last[split]["accuracy"] - first[split]["accuracy"] for split in ("dev", "test")}
+    said = (f"step {first['step']} -> {last['step']}: {100 * rise['dev']:+.1f} points on dev, "
+            f"{100 * rise['test']:+.1f} on test")
+    if rise["dev"] > 0 and rise["test"] > 0:
+        print(f"  accuracy rose with pretraining ({said})")
+    else:
+        print(f"  warning: accuracy did not rise with pretraining here ({said}); the demo's pretraining is short: "
+              "try `python -m ernie_style.demo --steps 1000`")
+
+
 def _fill_mask(hf_dir: str, examples, top_k: int = 5) -> None:
     """Mask one character of corpus sentences and print transformers' top predictions."""
     import warnings
@@ -169,6 +211,9 @@ def main(argv=None) -> int:
                         ("天气预报说，这个周末会转晴，适合全家一起出去走走！", "会")])
 
     _finetune_stage(out, os.path.realpath(latest), vocab, py)
+    _probe_stage(out, train_dir, py)
+    probe_curves = os.path.join(train_dir, "curves_probes.png")
+    _run([py, "-m", "ernie_style.plot", train_dir, "--out", probe_curves])
 
     print(f"\n== demo finished in {time.time() - t0:.0f} s; artefacts ==")
     for what, path in [
@@ -178,10 +223,12 @@ def main(argv=None) -> int:
         ("per-rank launcher logs", os.path.join(train_dir, "log")),
         ("VisualDL records (visualdl --logdir ...)", os.path.join(train_dir, "visualdl")),
         ("curves", curves),
+        ("curves with the probes under the loss", probe_curves),
         ("checkpoints", os.path.join(train_dir, "checkpoints")),
         ("Hugging Face model", hf_dir),
         ("downstream task (TSV)", os.path.join(out, "word_topics")),
         ("fine-tune runs (results.json, predictions)", os.path.join(out, "finetune")),
+        ("probes of the checkpoints (probes.jsonl)", os.path.join(train_dir, "probes", "word_topics")),
     ]:
         print(f"  {what:<42} {path}")
     return 0

@@ -1,14 +1,21 @@
 """One table of downstream scores: rows = models (the ``model.init`` of the runs), columns = tasks, last = average.
 
-    python -m ernie_style.finetune_report RUN_OR_GRID_DIRS... [--split test|dev] [--out table.md]
+    python -m ernie_style.finetune_report RUN_OR_GRID_DIRS... [--split test|dev] [--std] [--out table.md]
+    python -m ernie_style.finetune_report --probes PRETRAINING_RUN_DIRS... [--split test|dev] [--out table.md]
 
 Each argument is a fine-tune run dir (``results.json``), a grid dir (``grid.json``, written by
-``ernie_style.finetune_grid``; its cell is the best combination's score, mean over seeds), or a dir holding such
-dirs one level down. Several runs of the same model and task (e.g. seeds) are averaged: ``mean ± std``. A cell is
-the task's main metric (``MAIN_METRIC``) in percent, on ``--split`` (default test; a run without a test file
-falls back to dev, marked ``†``). The average is over the tasks a model has; a row missing some is marked
+``ernie_style.finetune_grid``; its cells are the best combination's seeds), or a dir holding such dirs one level
+down. Several runs of the same model and task (seeds) make one cell, as the HFL tables (Chinese-BERT-wwm, MacBERT,
+PERT) show them: ``max (mean)`` over the runs (``--std``: ``mean ± std``, sample std); the ``seeds`` column gives
+the number of runs of each cell. A cell is the task's main metric (``MAIN_METRIC``) in percent, on ``--split``
+(default test; a run without a test file falls back to dev, marked ``†``). The average is over the tasks a model
+has (of the maxima and, in parentheses, of the means; ``--std``: of the means); a row missing some is marked
 ``(k/n tasks)``. Without ``--out`` the table is printed; ``--out`` names a file, its missing parent directories are
 created. User mistakes: one ``error:`` line, exit 2.
+
+``--probes``: the downstream probes of pretraining runs (``ernie_style.watch``): each argument is a pretraining
+run dir (every series under its ``probes/``) or one series dir (``RUN_DIR/probes/NAME``); one row per run and task,
+one column per pretraining step.
 
 This module also owns what the grid shares with it: reading ``results.json``, the main metric of each task, the
 names of models and tasks in tables, and the ``mean ± std`` cell.
@@ -114,6 +121,16 @@ def read_results(run_dir: str) -> RunResult:
                      r["test"] if isinstance(r.get("test"), dict) else None)
 
 
+def main_metric(metrics: Dict[str, float]) -> str:
+    """The main metric of a task's metrics dict (a probe series does not name its task): the first of the tasks'
+    main metrics it holds."""
+    names = list(dict.fromkeys(MAIN_METRIC.values()))
+    for name in names:
+        if isinstance(metrics.get(name), (int, float)):
+            return name
+    raise ReportError(f"metrics {sorted(metrics)}: none of the main metrics {', '.join(names)}")
+
+
 def mean_std(values: Sequence[float]):
     """(mean, sample standard deviation; 0.0 for one value)."""
     n = len(values)
@@ -128,6 +145,15 @@ def cell(values: Sequence[float], mark: str = "") -> str:
         return "–"
     mean, std = mean_std([100.0 * v for v in values])
     return (f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}") + mark
+
+
+def max_mean_cell(values: Sequence[float], mark: str = "") -> str:
+    """``95.30 (94.87)``: the maximum and, in parentheses, the mean over runs in percent, as the HFL tables; one
+    value alone; ``–`` for none."""
+    if not values:
+        return "–"
+    pct = [100.0 * v for v in values]
+    return (f"{max(pct):.2f} ({sum(pct) / len(pct):.2f})" if len(pct) > 1 else f"{pct[0]:.2f}") + mark
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -172,7 +198,7 @@ def _entries_of(path: str, split: str) -> List[Entry]:
     return found
 
 
-def build_table(dirs: Sequence[str], split: str = "test") -> str:
+def build_table(dirs: Sequence[str], split: str = "test", std: bool = False) -> str:
     """The markdown table for ``dirs`` (see the module docstring)."""
     entries = [e for d in dirs for e in _entries_of(os.fspath(d), split)]
     models = list(dict.fromkeys(e.model for e in entries))
@@ -184,20 +210,100 @@ def build_table(dirs: Sequence[str], split: str = "test") -> str:
         values.setdefault((e.model, e.task), []).extend(e.values)
         if e.fallback:
             fallback.add((e.model, e.task))
-    head = ["model"] + [f"{t} ({metric[t]})" for t in tasks] + ["average"]
+    head = ["model"] + [f"{t} ({metric[t]})" for t in tasks] + ["average", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in models:
-        row, means = [m], []
+        row, means, maxima, counts = [m], [], [], []
         for t in tasks:
             v = values.get((m, t), [])
-            row.append(cell(v, "†" if (m, t) in fallback else ""))
+            mark = "†" if (m, t) in fallback else ""
+            row.append(cell(v, mark) if std else max_mean_cell(v, mark))
             if v:
                 means.append(sum(v) / len(v))
-        avg = f"{100.0 * sum(means) / len(means):.2f}" if means else "–"
+                maxima.append(max(v))
+                counts.append(len(v))
+        if not means:
+            avg = "–"
+        elif std or max(counts) == 1:
+            avg = f"{100.0 * sum(means) / len(means):.2f}"
+        else:
+            avg = f"{100.0 * sum(maxima) / len(maxima):.2f} ({100.0 * sum(means) / len(means):.2f})"
         if means and len(means) < len(tasks):
             avg += f" ({len(means)}/{len(tasks)} tasks)"
-        lines.append("| " + " | ".join(row + [avg]) + " |")
-    notes = [f"\n{split} scores in percent (mean ± std over runs/seeds where there are several)."]
+        seeds = str(counts[0]) if len(set(counts)) == 1 else "/".join(str(c) for c in counts)
+        lines.append("| " + " | ".join(row + [avg, seeds]) + " |")
+    how = "mean ± std (sample std)" if std else "max (mean)"
+    notes = [f"\n{split} scores in percent; several runs of a model on a task (seeds): {how} over them; seeds: "
+             "the number of runs per task."]
+    if fallback:
+        notes.append("† no test file: dev score.")
+    return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- probe series
+
+PROBES_DIR, SERIES_FILE = "probes", "probes.jsonl"  # written by ernie_style.watch
+
+
+def read_series(series_dir: str) -> Dict[int, dict]:
+    """{step: {"dev": {...}, "test": {...} or None}} of ``series_dir``/probes.jsonl."""
+    path = os.path.join(series_dir, SERIES_FILE)
+    out: Dict[int, dict] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = list(f)
+    except FileNotFoundError:
+        raise ReportError(f"{path}: file not found") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            step, dev, test = int(d["step"]), dict(d["dev"]), d.get("test")
+        except (ValueError, KeyError, TypeError):
+            raise ReportError(f"{path}:{n}: expected {{\"step\": N, \"dev\": {{...}}, \"test\": {{...}}}}, got "
+                              f"{line.strip()[:80]!r}") from None
+        out[step] = {"dev": dev, "test": test if isinstance(test, dict) else None}
+    return out
+
+
+def _series_of(path: str) -> List[str]:
+    if os.path.isfile(os.path.join(path, SERIES_FILE)):
+        return [path]
+    root = os.path.join(path, PROBES_DIR)
+    found = sorted(os.path.join(root, n) for n in (os.listdir(root) if os.path.isdir(root) else [])
+                   if os.path.isfile(os.path.join(root, n, SERIES_FILE)))
+    if not found:
+        raise ReportError(f"{path}: no {SERIES_FILE} in it nor in {os.path.join(path, PROBES_DIR, 'NAME')} (probe a "
+                          "pretraining run with python -m ernie_style.watch RUN_DIR FINETUNE_CONFIG)")
+    return found
+
+
+def build_probe_table(dirs: Sequence[str], split: str = "test") -> str:
+    """Rows = pretraining run and task (series), columns = pretraining steps, cells = the task's main metric."""
+    rows = []
+    fallback = False
+    for d in dirs:
+        for sdir in _series_of(os.fspath(d)):
+            series = read_series(sdir)
+            run = os.path.dirname(os.path.dirname(os.path.abspath(sdir)))
+            cells = {}
+            metric = None
+            for step, p in series.items():
+                scores = p["test"] if split == "test" and p["test"] else p["dev"]
+                fallback |= split == "test" and not p["test"]
+                metric = metric or main_metric(p["dev"])
+                if metric in scores:
+                    cells[step] = f"{100.0 * scores[metric]:.2f}" + ("†" if scores is p["dev"] and split == "test"
+                                                                       else "")
+            rows.append((f"{model_label(run)}", os.path.basename(sdir), metric or "?", cells))
+    steps = sorted({s for *_, cells in rows for s in cells})
+    head = ["model", "task"] + [str(s) for s in steps]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, task, metric, cells in rows:
+        lines.append("| " + " | ".join([model, f"{task} ({metric})"] + [cells.get(s, "–") for s in steps]) + " |")
+    notes = [f"\n{split} scores in percent of the checkpoint of each pretraining step, fine-tuned once "
+             "(python -m ernie_style.watch)."]
     if fallback:
         notes.append("† no test file: dev score.")
     return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
@@ -207,6 +313,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ernie_style.finetune_report", description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", metavar="RUN_OR_GRID_DIR", help="fine-tune run dirs and/or grid dirs")
     ap.add_argument("--split", choices=("test", "dev"), default="test", help="which scores to show (default test)")
+    ap.add_argument("--std", action="store_true", help="cells as mean ± std over seeds (default: max (mean))")
+    ap.add_argument("--probes", action="store_true", help="the arguments are pretraining runs probed by "
+                                                          "ernie_style.watch: a model-by-step table")
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print it)")
     args = ap.parse_args(argv)
     return run_cli(lambda: _report(args), io_errors=False)
@@ -217,7 +326,9 @@ def _report(args) -> int:
     if out and (os.path.isdir(out) or out.endswith(os.sep)):
         raise ReportError(f"--out {out}: a directory; give the table's file name, e.g. "
                           f"{os.path.join(out, 'table.md')}")
-    table = build_table(args.dirs, args.split)
+    if args.probes and args.std:
+        raise ReportError("--std: a probe series has one run per step (use it without --probes)")
+    table = build_probe_table(args.dirs, args.split) if args.probes else build_table(args.dirs, args.split, args.std)
     if out:
         parent = os.path.dirname(os.path.abspath(out))
         try:

@@ -42,8 +42,10 @@ def _run(args, cfg, step_callbacks) -> int:
     from ernie_style.tasks.pretrain import PretrainTask, check_inputs
     from ernie_style.training.trainer import Trainer
 
-    check_inputs(cfg, launch_world_size(args.world_size, args.check))
+    notes = check_inputs(cfg, launch_world_size(args.world_size, args.check))
     if args.check:
+        for line in notes:  # once, before launch (the ranks log their own account)
+            print(line)
         return 0
 
     die_with_launcher()

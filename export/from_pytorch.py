@@ -28,6 +28,7 @@ import numpy as np
 from ernie_style.arch import get_arch, with_arch
 from ernie_style.arch.hf_dir import read_hf_config_arch, read_hf_task, read_hf_weights
 from ernie_style.arch.spec import resolve
+from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec, kind_of_hf_class
 from ernie_style.storage.model_dir import CHECKSUMS_FILE, CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE, atomic_output_dir, read_vocab, sha256_file, write_json, write_vocab
 from ernie_style.storage.pdparams import save_pdparams
 from ernie_style.storage.safetensors_io import read_safetensors
@@ -94,7 +95,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
     if len(vocab) > cfg["vocab_size"]:  # fewer: padding rows (kept, as our export writes them)
         raise ExportError(f"{vocab_path}: {len(vocab)} tokens, {os.path.join(hf_dir, HF_CONFIG)} says vocab_size "
                           f"{cfg['vocab_size']}")
-    do_lower_case, max_seq_len = True, cfg["max_position_embeddings"]
+    do_lower_case, max_seq_len, kind = True, cfg["max_position_embeddings"], DEFAULT_KIND
     tok_path = os.path.join(hf_dir, TOKENIZER_FILE)
     if os.path.isfile(tok_path):
         try:
@@ -108,7 +109,9 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
         limit = tok.get("model_max_length")
         if isinstance(limit, int) and 0 < limit < max_seq_len:  # transformers writes ~1e30 for "no limit"
             max_seq_len = limit
-        if tok.get("tokenizer_class") not in (None, "BertTokenizer", "BertTokenizerFast"):
+        # the tokenizer kind whose transformers class the directory names (RoFormerTokenizer: the word-level kind)
+        kind = kind_of_hf_class(tok.get("tokenizer_class")) or DEFAULT_KIND
+        if tok.get("tokenizer_class") is not None and kind_of_hf_class(tok["tokenizer_class"]) is None:
             notes.append(f"{tok_path} names {tok['tokenizer_class']}; our pipeline tokenizes with the character-level "
                          "BertTokenizer over the same vocab.txt (no jieba pre-segmentation)")
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
@@ -116,7 +119,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
         save_pdparams(os.path.join(tmp, STATE_FILE), state)
         write_vocab(os.path.join(tmp, VOCAB_FILE), vocab)
         if task is None:
-            write_json(os.path.join(tmp, TOKENIZER_FILE), {"do_lower_case": do_lower_case})
+            write_json(os.path.join(tmp, TOKENIZER_FILE), TokenizerSpec(do_lower_case, kind).to_dict())
         else:
             task_cfg = {"task": task, "do_lower_case": do_lower_case, "max_seq_len": max_seq_len, "init": hf_dir}
             if labels is not None:

@@ -7,8 +7,9 @@
 A fine-tuning run's output directory stands for its best_model/ (the note printed says so).
 
 Writes config.json, model.safetensors, pretraining_heads.safetensors (pooler + SOP head; only the
-pooler for a fine-tuned model), vocab.txt, tokenizer_config.json (BertTokenizer: our models are
-character-level) and special_tokens_map.json. A fine-tuned model's config.json also carries
+pooler for a fine-tuned model), vocab.txt, tokenizer_config.json (the tokenizer kind's class:
+BertTokenizer for character-level models, RoFormerTokenizer for word-level ones, which also get a README.md
+model card saying what loading them needs) and special_tokens_map.json. A fine-tuned model's config.json also carries
 id2label/label2id and ``finetuning_task``. Needs numpy only; ``--verify`` also needs torch +
 transformers and Paddle, and compares the logits of both models (MLM logits, or the task's logits;
 see export/verify.py). See docs/export.md.
@@ -16,7 +17,7 @@ see export/verify.py). See docs/export.md.
 import argparse
 import os
 
-from data_tools.tokenizers import DEFAULT_KIND, hf_tokenizer_class
+from data_tools.tokenizers import DEFAULT_KIND, hf_model_card, hf_tokenizer_class, hf_tokenizer_config
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
 from ernie_style.arch import get_arch
 from ernie_style.arch.model_reader import Checkpoint, config_fields, read_checkpoint
@@ -57,11 +58,9 @@ def hf_config(config: dict, dtype: str, where: str = MODEL_CONFIG, task=None, la
 
 def tokenizer_config(ckpt: Checkpoint) -> dict:
     return {
-        # Character-level BERT WordPiece: AutoTokenizer would otherwise pick RoFormerTokenizer (jieba words).
-        "tokenizer_class": hf_tokenizer_class(ckpt.tokenizer_kind),
-        "do_lower_case": ckpt.do_lower_case,
-        "tokenize_chinese_chars": True,
-        "strip_accents": None,
+        # the kind's class and options (data_tools.tokenizers): BertTokenizer for character-level models, which
+        # AutoTokenizer would otherwise build as RoFormerTokenizer (jieba words)
+        **hf_tokenizer_config(ckpt.tokenizer_kind, ckpt.do_lower_case),
         # A fine-tuned model truncates where it was trained to.
         "model_max_length": ckpt.max_seq_len or ckpt.config["max_position_embeddings"],
         **SPECIAL_TOKENS_MAP,
@@ -86,6 +85,10 @@ def write_hf_dir(ckpt: Checkpoint, out: str, dtype: str = "float32") -> None:
     write_vocab(os.path.join(out, VOCAB), ckpt.vocab)
     write_json(os.path.join(out, TOKENIZER_CONFIG), tokenizer_config(ckpt))
     write_json(os.path.join(out, "special_tokens_map.json"), SPECIAL_TOKENS_MAP)
+    card = hf_model_card(ckpt.tokenizer_kind)
+    if card:  # what a user must know to load this kind's tokenizer (e.g. a package transformers needs)
+        with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
 
 
 def export(ckpt_dir, out_dir, dtype="float32", verify=False, overwrite=False) -> None:

@@ -45,15 +45,18 @@ def test_report_models_by_tasks_with_average(tmp_path):
         for s, v in enumerate(values):
             dirs.append(_results(tmp_path / f"{name}-{init.replace('/', '_')}-{s}", task, init,
                                  f"/data/{name}/train.txt", dev=v + 0.01, test=v))
-    table = R.build_table(dirs)
+    table = R.build_table(dirs)  # max (mean) over seeds, as the HFL tables
     head = table.splitlines()[0]
-    assert head == "| model | chnsenticorp (accuracy) | msra_ner (f1) | average |"
+    assert head == "| model | chnsenticorp (accuracy) | msra_ner (f1) | average | seeds |"
+    std_table = R.build_table(dirs, std=True)  # mean ± std
     for init, label in ((pre, "pre/latest"), (rnd, "random")):
-        row = _row(table, label)
+        row, std_row = _row(table, label), _row(std_table, label)
         a, b = np.array(scores[(init, "chnsenticorp")]) * 100, np.array(scores[(init, "msra_ner")]) * 100
-        want_a = f"{a.mean():.2f} ± {a.std(ddof=1):.2f}"
-        assert row[1] == want_a and row[2] == f"{b.mean():.2f}"
-        assert row[3] == f"{(a.mean() + b.mean()) / 2:.2f}"
+        assert row[1] == f"{a.max():.2f} ({a.mean():.2f})" and row[2] == f"{b.mean():.2f}"
+        assert row[3] == f"{(a.max() + b.max()) / 2:.2f} ({(a.mean() + b.mean()) / 2:.2f})"
+        assert row[4] == f"{len(a)}/1"
+        assert std_row[1] == f"{a.mean():.2f} ± {a.std(ddof=1):.2f}" and std_row[2] == f"{b.mean():.2f}"
+        assert std_row[3] == f"{(a.mean() + b.mean()) / 2:.2f}"
     dev_table = R.build_table(dirs, split="dev")
     assert _row(dev_table, "random")[2] == "42.00"
 
@@ -66,8 +69,8 @@ def test_report_missing_task_fallback_and_scan(tmp_path):
     out = tmp_path / "table.md"
     assert R.main([str(tmp_path / "all"), "--out", str(out)]) == 0  # a dir of run dirs
     table = out.read_text(encoding="utf-8")
-    assert _row(table, "one") == ["one", "60.00", "25.00", "42.50"]
-    assert _row(table, "two") == ["two", "70.00†", "–", "70.00 (1/2 tasks)"]
+    assert _row(table, "one") == ["one", "60.00", "25.00", "42.50", "1"]
+    assert _row(table, "two") == ["two", "70.00†", "–", "70.00 (1/2 tasks)", "1"]
     assert "† no test file: dev score." in table
 
 
@@ -307,11 +310,12 @@ def test_report_on_two_grids(grid, topics, tmp_path):
     table_path = tmp_path / "table.md"
     assert R.main([str(out), str(out2), "--out", str(table_path)]) == 0
     table = table_path.read_text(encoding="utf-8")
-    assert table.splitlines()[0] == "| model | topics (accuracy) | average |"
+    assert table.splitlines()[0] == "| model | topics (accuracy) | average | seeds |"
     t1 = np.array(g1["best"]["test"]) * 100
-    assert _row(table, "random") == ["random", f"{t1.mean():.2f} ± {t1.std(ddof=1):.2f}", f"{t1.mean():.2f}"]
+    assert _row(table, "random") == ["random", f"{t1.max():.2f} ({t1.mean():.2f})",
+                                     f"{t1.max():.2f} ({t1.mean():.2f})", str(len(t1))]
     t2 = 100 * g2["best"]["test"][0]
-    assert _row(table, "seed_0/best_model") == ["seed_0/best_model", f"{t2:.2f}", f"{t2:.2f}"]
+    assert _row(table, "seed_0/best_model") == ["seed_0/best_model", f"{t2:.2f}", f"{t2:.2f}", "1"]
 
 
 def test_export_of_a_real_fine_tuned_model(grid, topics, tmp_path, capsys):

@@ -289,6 +289,140 @@ def test_readme_packing_and_masking_journey(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# "Watch downstream quality while pretraining", executed as written: the tiny pretraining above (checkpoints of
+# steps 2 and 4), the ChnSentiCorp-shaped files, the fine-tunes made short with FT_TINY.
+
+
+def watch_blocks():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Watch downstream quality while pretraining", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.multiproc
+def test_readme_watch_journey(tmp_path):
+    root = str(tmp_path)
+    for name in ("configs", "run_pretrain.sh", "run_finetune.sh"):
+        os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "data"))
+    _tiny_pretraining(root)
+    _write_task_files(root)
+
+    ran, outputs = [], {}
+    for lang, block in watch_blocks():
+        assert lang == "bash", lang
+        for env, words in bash_commands(block):
+            if words[0] == "visualdl":  # a web server: only checked for naming the run's records
+                assert words[1:] == ["--logdir", "output/roformer_base/visualdl"], words
+                continue
+            extra = FT_TINY if words[:3] == ["python", "-m", "ernie_style.watch"] else []
+            outputs[words[2]] = _run(root, words + extra, env)
+            ran.append(" ".join(words[:3]))
+    assert ran == ["python -m ernie_style.watch", "python -m ernie_style.finetune_report", "python -m ernie_style.plot"]
+    home = os.path.join(root, "output", "roformer_base", "probes", "chnsenticorp")
+    with open(os.path.join(home, "probes.jsonl"), encoding="utf-8") as f:
+        assert [json.loads(line)["step"] for line in f] == [2, 4]
+    for step in (2, 4):
+        assert os.path.isfile(os.path.join(home, f"step_{step:08d}", "predictions_dev.jsonl"))
+    assert outputs["ernie_style.finetune_report"].splitlines()[0] == "| model | task | 2 | 4 |"
+    assert os.path.exists(os.path.join(root, "curves.png"))
+    assert glob.glob(os.path.join(root, "output", "roformer_base", "visualdl", "probe_chnsenticorp", "vdlrecords.*"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Word-level vocabularies", executed as written (the README's paths; TINY/FT_TINY overrides; one process each).
+
+@pytest.mark.multiproc
+def test_readme_word_level_journey(tmp_path):
+    root = str(tmp_path)
+    for name in ("configs", "run_pretrain.sh", "run_finetune.sh"):
+        os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "data"))
+    _write_corpus(root)
+    _write_task_files(root)
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Word-level vocabularies", 1)[1].split("\n## ", 1)[0]
+    ran = []
+    for lang, block in re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S):
+        if lang == "python":
+            out = _run(root, ["python", "-c", block], {"TRANSFORMERS_VERBOSITY": "error"})
+            assert "score" in out and "token_str" in out  # the fill-mask pipeline printed predictions
+            ran.append("python: fill-mask")
+            continue
+        assert lang == "bash", lang
+        for env, words in bash_commands(block):
+            extra = TINY if words[0] == "./run_pretrain.sh" else FT_TINY if words[0] == "./run_finetune.sh" else []
+            out = _run(root, words + extra, dict(env, NPROC="1"))
+            if words[0] == "./run_pretrain.sh":
+                assert "global step 4, loss:" in out and "sop_loss: 0.000000" in out  # MLM only
+            ran.append(" ".join(words[:3]))
+    assert len(ran) == 6, ran
+    with open(os.path.join(root, "data", "corpus_word.meta.json"), encoding="utf-8") as f:
+        assert json.load(f)["tokenizer"] == {"do_lower_case": True, "kind": "roformer_word"}
+    with open(os.path.join(root, "hf", "word_tiny", "tokenizer_config.json"), encoding="utf-8") as f:
+        assert json.load(f)["tokenizer_class"] == "RoFormerTokenizer"
+    with open(os.path.join(root, "output", "ft", "chnsenticorp_word", "best_model", "tokenizer_config.json")) as f:
+        assert json.load(f) == {"do_lower_case": True, "kind": "roformer_word"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Extending a model's vocabulary", executed as written: a domain corpus with characters the base vocab lacks (and
+# repeated documents), the base model of the README's kind, the continued run on 2 CPU processes, the export.
+
+
+def extend_blocks():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Extending a model's vocabulary", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.multiproc
+def test_readme_extend_vocab_journey(tmp_path):
+    from data_tools.sample_data.generate import generate
+
+    root = str(tmp_path)
+    for name in ("configs", "run_pretrain.sh"):
+        os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "data"))
+    _tiny_pretraining(root)
+    base_vocab = open(os.path.join(root, "output", "roformer_base", "checkpoints", "latest", "vocab.txt"),
+                      encoding="utf-8").read().splitlines()
+    # domain text: each document gains a sentence of rare characters (CJK extension A, which the base lacks), 600 of
+    # them (each at least twice), so that --add 500 adds exactly 500
+    rare = [chr(0x3400 + k) for k in range(600)]
+    assert not set(rare) & set(base_vocab)
+    docs = generate(n_docs=100, seed=13)
+    domain = ["".join(rare[(6 * k + j) % 600] for j in range(12)) + rare[k % 20] + "。" + d for k, d in enumerate(docs)]
+    os.makedirs(os.path.join(root, "domain"))
+    with open(os.path.join(root, "domain", "rare.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(d + "\n" for d in domain + domain[:5]))  # five documents twice
+
+    outputs = []
+    for lang, block in extend_blocks():
+        assert lang == "bash", lang
+        for env, words in bash_commands(block):
+            outputs.append(_run(root, words + (TINY if words[0] == "./run_pretrain.sh" else []), env))
+    assert len(outputs) == 4
+    build, prep, train, export = outputs
+    new_vocab = open(os.path.join(root, "data", "vocab_domain.txt"), encoding="utf-8").read().splitlines()
+    n_old, n_new = len(base_vocab), len(new_vocab) - len(base_vocab)
+    assert new_vocab[:n_old] == base_vocab and n_new == 500
+    assert "500 added (500 characters" in build and "[UNK] share of the corpus" in build, build
+    with open(os.path.join(root, "data", "domain.meta.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+    assert meta["skipped"]["duplicate"] == 5 and meta["duplicates"]["dropped"]
+    before_launch = [line for line in train.splitlines() if line.startswith("vocab extended:")]
+    assert len(before_launch) == 1 and before_launch[0].startswith(
+        f"vocab extended: {n_old} -> {n_old + n_new} tokens, {n_new} new rows;"), train[-3000:]
+    assert "global step 4, loss:" in train
+    log = open(os.path.join(root, "output", "roformer_domain", "train.log"), encoding="utf-8").read()
+    assert "resume: vocab extended:" in log and "trainer: 2 rank(s)" in log
+    assert "verify: max |logits(paddle) - logits(transformers)|" in export
+    with open(os.path.join(root, "hf", "roformer_domain", "config.json"), encoding="utf-8") as f:
+        assert json.load(f)["vocab_size"] == n_old + n_new
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # "Training schedules: phases and batch changes", executed as written on the tiny corpus of tests/_trainer_util.py
 # laid out as the README's data/; appended: a tiny model, small eval/save intervals, one process (NPROC=1).
 

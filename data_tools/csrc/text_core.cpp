@@ -1,5 +1,8 @@
 // BERT BasicTokenizer + WordPiece on UTF-8, and the document encoder (sentence
-// splitting, whole-word flags) used by data_tools.preprocess.
+// splitting, whole-word flags) used by data_tools.preprocess.  The word-level
+// mode (`encode_words`, `encode_document_words`: data_tools/word_tokenizer.py)
+// takes a segmenter's words: a word that is a vocab token is that one token,
+// any other goes through the BERT pipeline on its own (RoFormerTokenizer).
 //
 // Unicode properties come from Python (data_tools/tokenizer.py builds them from
 // `unicodedata` once per process): one flag byte per code point plus the
@@ -14,6 +17,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -36,6 +40,7 @@ enum Flag : uint8_t {
     kCjk = 8,         // BERT CJK ranges: own token
     kComplex = 16,    // word goes to the Python reference path
     kMapped = 32,     // replaced by its mapping text
+    kSentence = 64,   // a newline, sentence terminal or closer (set by the C++ side, not the Python tables)
 };
 
 bool is_terminal(uint32_t c) {
@@ -116,6 +121,23 @@ inline void append_utf8(std::string& out, uint32_t cp) {
     }
 }
 
+// A fast 64-bit hash of a short byte string (words are a few UTF-8 characters): 8 bytes at a time.
+inline uint64_t hash_bytes(const char* p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
+    while (n >= 8) {
+        uint64_t x;
+        std::memcpy(&x, p, 8);
+        h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t x = 0;
+    std::memcpy(&x, p, n);
+    h = (h ^ x) * 0x94d049bb133111ebull;
+    return h ^ (h >> 29);
+}
+
 struct Token {
     int32_t id;
     int32_t offset;  // code-point offset in the original text of the piece's first char
@@ -135,6 +157,8 @@ public:
         if (map_cps.size() != map_texts.size()) throw std::invalid_argument("map_cps/map_texts differ in length");
         if (unk_id < 0 || static_cast<size_t>(unk_id) >= vocab.size()) throw std::invalid_argument("unk_id out of range");
         flags_.assign(f.data(0), f.data(0) + kNumCodePoints);
+        for (uint32_t c = 0; c < 0x10000; ++c)
+            if (is_newline(c) || is_terminal(c) || is_closer(c)) flags_[c] |= kSentence;
         for (size_t k = 0; k < map_cps.size(); ++k) {
             std::vector<uint32_t> cps;
             const auto* s = reinterpret_cast<const unsigned char*>(map_texts[k].data());
@@ -158,6 +182,25 @@ public:
             if (i == body.size() && !body.empty() && cp < kDirectTable) {
                 (cont ? cont_id_[cp] : first_id_[cp]) = static_cast<int32_t>(id);
             }
+        }
+        // The word table of the word-level mode: open addressing, power-of-two size, at most half full; a slot holds
+        // a short token's bytes itself, so a lookup touches one cache line.
+        size_t cap = 16;
+        while (cap < 2 * tokens_.size()) cap <<= 1;
+        word_mask_ = cap - 1;
+        word_slots_.assign(cap, WordSlot{});
+        for (size_t id = 0; id < tokens_.size(); ++id) {
+            const std::string& t = tokens_[id];
+            const uint64_t h = hash_bytes(t.data(), t.size());
+            size_t k = h & word_mask_;
+            while (word_slots_[k].id >= 0 && !(word_slots_[k].hash == h &&
+                                               tokens_[static_cast<size_t>(word_slots_[k].id)] == t))
+                k = (k + 1) & word_mask_;
+            WordSlot& slot = word_slots_[k];
+            slot.hash = h;
+            slot.id = static_cast<int32_t>(id);  // last occurrence wins, as in transformers
+            slot.len = static_cast<uint32_t>(t.size());
+            if (t.size() <= sizeof(slot.text)) std::memcpy(slot.text, t.data(), t.size());
         }
     }
 
@@ -257,10 +300,74 @@ public:
             for (size_t k = 1; k < n_ws; ++k)
                 if (ws[k] <= ws[k - 1]) throw std::invalid_argument("word_starts must be strictly increasing");
         }
-        // Sentence lengths, long sentences cut at clause punctuation / word starts.
+        return py::make_tuple(to_array(ids), to_array(wwm),
+                              to_array(sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens)),
+                              counts.cjk, counts.chars);
+    }
+
+    // Word-level tokens of `text` (UTF-8) given `words` (a list of str, the segmenter's words, which must cover
+    // the text exactly): a word that is a vocab token is that token, any other is tokenized on its own as
+    // `encode` does.  With offsets: (ids, starts, ends) as encode_offsets; else the ids alone.
+    py::object encode_words(py::bytes text, py::list words, bool with_offsets) {
+        std::string_view sv = view(text);
+        std::vector<int32_t> ids, starts, ends;
+        ids.reserve(sv.size() / 3 + 8);
+        run_words(sv, words.ptr(), [&](const Token& t, bool) {
+            ids.push_back(t.id);
+            if (with_offsets) {
+                starts.push_back(t.offset);
+                ends.push_back(t.end);
+            }
+        });
+        if (!with_offsets) return to_array(ids);
+        return py::make_tuple(to_array(ids), to_array(starts), to_array(ends));
+    }
+
+    // The document encoder of the word-level mode: as encode_document, with the tokens of encode_words and a
+    // word-start flag on the first token of every word (so a word that fell back to pieces is masked whole).
+    py::tuple encode_document_words(py::bytes text, py::list words, int64_t max_sentence_tokens) {
+        if (max_sentence_tokens < 1) throw std::invalid_argument("max_sentence_tokens must be >= 1");
+        std::string_view sv = view(text);
+        Scan scan;
+        const std::vector<int32_t>& breaks = scan.breaks;  // filled as the words are walked, ahead of their tokens
+        std::vector<int32_t> ids;
+        std::vector<uint8_t> wwm, clause;
+        std::vector<int64_t> sent_starts;
+        ids.reserve(sv.size() / 3 + 8);
+        wwm.reserve(sv.size() / 3 + 8);
+        clause.reserve(sv.size() / 3 + 8);
+        size_t bi = 0;
+        run_words(sv, words.ptr(), [&](const Token& t, bool word_start) {
+            bool cut = ids.empty();
+            while (bi < breaks.size() && t.offset >= breaks[bi]) {
+                cut = true;
+                ++bi;
+            }
+            if (cut) sent_starts.push_back(static_cast<int64_t>(ids.size()));
+            ids.push_back(t.id);
+            wwm.push_back(word_start ? 1 : 0);
+            clause.push_back(t.clause ? 1 : 0);
+        }, &scan);
+        return py::make_tuple(to_array(ids), to_array(wwm),
+                              to_array(sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens)),
+                              scan.counts.cjk, scan.counts.chars);
+    }
+
+    size_t vocab_size() const { return tokens_.size(); }
+
+private:
+    struct Counts {
+        int64_t cjk = 0;
+        int64_t chars = 0;
+    };
+
+    // Sentence lengths from the sentence start positions (token indices), long sentences cut after clause
+    // punctuation, else before a word start, else at the limit.
+    static std::vector<int32_t> sentence_lengths(std::vector<int64_t>& sent_starts, size_t n_tokens,
+                                                 const std::vector<uint8_t>& wwm, const std::vector<uint8_t>& clause,
+                                                 int64_t m) {
         std::vector<int32_t> lengths;
-        sent_starts.push_back(static_cast<int64_t>(ids.size()));
-        const int64_t m = max_sentence_tokens;
+        sent_starts.push_back(static_cast<int64_t>(n_tokens));
         for (size_t s = 0; s + 1 < sent_starts.size(); ++s) {
             int64_t a = sent_starts[s], b = sent_starts[s + 1];
             while (b - a > m) {
@@ -276,23 +383,111 @@ public:
             }
             if (b > a) lengths.push_back(static_cast<int32_t>(b - a));
         }
-        return py::make_tuple(to_array(ids), to_array(wwm), to_array(lengths), counts.cjk, counts.chars);
+        return lengths;
     }
 
-    size_t vocab_size() const { return tokens_.size(); }
+    // Sentence breaks (code-point offsets) and counts, found as run() finds them while tokenizing.
+    struct Scan {
+        std::vector<int32_t> breaks;
+        Counts counts;
+        bool after_terminal = false;
+    };
 
-private:
+    // Walks `words` (str objects covering `text`, by code-point length) and emits each word's tokens with
+    // `emit(token, is_the_word's_first_token)`: one token when the word is in the vocab, else the BERT pipeline's.
+    // With `scan`, also finds the sentence breaks and counts on the way.  The characters are read from the word
+    // objects (no UTF-8 decoding); their UTF-8 lengths locate each word's bytes in `text`, which must add up to it.
+    template <typename Emit>
+    void run_words(std::string_view text, PyObject* words, Emit emit, Scan* scan = nullptr) {
+        const size_t n = text.size();
+        if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
+        const Py_ssize_t nw = PyList_GET_SIZE(words);
+        size_t i = 0;
+        int32_t off = 0;
+        for (Py_ssize_t k = 0; k < nw; ++k) {
+            PyObject* w = PyList_GET_ITEM(words, k);
+            if (!PyUnicode_Check(w)) throw std::invalid_argument("word list must hold str");
+            const Py_ssize_t len = PyUnicode_GET_LENGTH(w);
+            if (len == 0) continue;
+            const int kind = PyUnicode_KIND(w);
+            const void* data = PyUnicode_DATA(w);
+            const size_t b = i;
+            uint32_t first_cp = 0;
+            bool plain_cjk = true;  // every character a CJK one that maps to itself: its own token, or [UNK]
+            word_cps_.clear();
+            for (Py_ssize_t j = 0; j < len; ++j) {
+                uint32_t c = PyUnicode_READ(kind, data, j);
+                i += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+                if (c >= kNumCodePoints) c = 0xFFFD;
+                if (j == 0) first_cp = c;
+                word_cps_.push_back(c);
+                plain_cjk = plain_cjk && flags_[c] == kCjk && c < kDirectTable;
+                if (scan != nullptr) {
+                    const uint8_t f = flags_[c];
+                    if (f & kRemove) continue;
+                    if (!(f & kSentence)) {  // the common case: one test
+                        if (scan->after_terminal) {
+                            scan->breaks.push_back(off + static_cast<int32_t>(j));
+                            scan->after_terminal = false;
+                        }
+                    } else {
+                        if (is_newline(c)) {
+                            scan->breaks.push_back(off + static_cast<int32_t>(j));
+                            scan->after_terminal = false;
+                        } else if (scan->after_terminal && !is_terminal(c) && !is_closer(c)) {
+                            scan->breaks.push_back(off + static_cast<int32_t>(j));
+                            scan->after_terminal = false;
+                        }
+                        if (is_terminal(c)) scan->after_terminal = true;
+                    }
+                    if (f & kCjk) ++scan->counts.cjk;
+                }
+            }
+            if (i > n)
+                throw std::runtime_error("segmenter words cover more than the text (" + std::to_string(i) + " of " +
+                                         std::to_string(n) + " UTF-8 bytes)");
+            int32_t id = -1;
+            if (len == 1 && first_cp < kDirectTable) {
+                id = first_id_[first_cp];  // the one-character tokens, without hashing
+            } else {
+                id = word_lookup(text.data() + b, i - b);
+            }
+            if (id >= 0) {
+                emit(Token{id, off, off + static_cast<int32_t>(len), false, len == 1 && is_clause(first_cp)}, true);
+            } else if (plain_cjk) {  // what run() would do, without its per-word setup (the common case)
+                for (Py_ssize_t j = 0; j < len; ++j) {
+                    const int32_t cid = first_id_[word_cps_[static_cast<size_t>(j)]];
+                    const int32_t o = off + static_cast<int32_t>(j);
+                    emit(Token{cid < 0 ? unk_id_ : cid, o, o + 1, false, false}, j == 0);
+                }
+            } else {
+                bool first = true;
+                run(text.substr(b, i - b), [&](const Token& t) {
+                    emit(t, first);
+                    first = false;
+                }, nullptr, nullptr, off);
+            }
+            off += static_cast<int32_t>(len);
+        }
+        if (i != n) {
+            const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+            int32_t total = off;
+            while (i < n) {
+                decode_utf8(s, n, i);
+                ++total;
+            }
+            throw std::runtime_error("segmenter words cover " + std::to_string(off) + " of " + std::to_string(total) +
+                                     " characters");
+        }
+        if (scan != nullptr) scan->counts.chars = off;
+    }
+
     static std::string_view view(const py::bytes& b) {
         char* data = nullptr;
         Py_ssize_t len = 0;
         if (PyBytes_AsStringAndSize(b.ptr(), &data, &len) != 0) throw py::error_already_set();
         return std::string_view(data, static_cast<size_t>(len));
     }
-
-    struct Counts {
-        int64_t cjk = 0;
-        int64_t chars = 0;
-    };
 
     template <typename T>
     static py::array_t<T> to_array(const std::vector<T>& v) {
@@ -474,13 +669,15 @@ private:
     }
 
     // Scans the text once: cleaning, CJK split, word collection, sentence breaks.
+    // `base`: the code-point offset of `text` in the document (offsets of tokens are the document's).
     template <typename Emit>
-    void run(std::string_view text, Emit emit, std::vector<int32_t>* breaks, Counts* counts = nullptr) {
+    void run(std::string_view text, Emit emit, std::vector<int32_t>* breaks, Counts* counts = nullptr,
+             int32_t base = 0) {
         const auto* s = reinterpret_cast<const unsigned char*>(text.data());
         const size_t n = text.size();
         if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
         size_t i = 0;
-        int32_t off = 0;
+        int32_t off = base;
         bool after_terminal = false;
         int64_t cjk = 0;
         word_cps_.clear();
@@ -530,7 +727,20 @@ private:
         flush_word(emit);
         if (counts != nullptr) {
             counts->cjk = cjk;
-            counts->chars = off;
+            counts->chars = off - base;
+        }
+    }
+
+    // The id of the token spelled by bytes [p, p+n), or -1.
+    int32_t word_lookup(const char* p, size_t n) const {
+        const uint64_t h = hash_bytes(p, n);
+        for (size_t k = h & word_mask_;; k = (k + 1) & word_mask_) {
+            const WordSlot& slot = word_slots_[k];
+            if (slot.id < 0) return -1;
+            if (slot.hash == h && slot.len == n) {
+                const char* t = n <= sizeof(slot.text) ? slot.text : tokens_[static_cast<size_t>(slot.id)].data();
+                if (std::memcmp(t, p, n) == 0) return slot.id;
+            }
         }
     }
 
@@ -547,6 +757,14 @@ private:
     std::unordered_map<uint32_t, std::vector<uint32_t>> mapping_;
     std::unordered_map<std::string_view, int32_t> index_;
     std::vector<int32_t> first_id_, cont_id_;
+    struct WordSlot {  // 32 bytes: two per cache line
+        uint64_t hash = 0;
+        int32_t id = -1;
+        uint32_t len = 0;
+        char text[16] = {};  // the token's bytes when it has at most 16 (CJK words of up to 5 characters)
+    };
+    std::vector<WordSlot> word_slots_;  // the word table (word_lookup)
+    size_t word_mask_ = 0;
     size_t max_token_bytes_ = 0;
     // scratch buffers reused across calls
     std::string scratch_, piece_;
@@ -598,6 +816,9 @@ PYBIND11_MODULE(_text_core, m) {
         .def("encode", &Tokenizer::encode, py::arg("text"))
         .def("encode_offsets", &Tokenizer::encode_offsets, py::arg("text"))
         .def("encode_document", &Tokenizer::encode_document, py::arg("text"), py::arg("word_starts"),
+             py::arg("max_sentence_tokens"))
+        .def("encode_words", &Tokenizer::encode_words, py::arg("text"), py::arg("words"), py::arg("with_offsets"))
+        .def("encode_document_words", &Tokenizer::encode_document_words, py::arg("text"), py::arg("words"),
              py::arg("max_sentence_tokens"))
         .def_property_readonly("vocab_size", &Tokenizer::vocab_size);
     m.def("word_starts", &word_starts, py::arg("words"), py::arg("n_chars"),

@@ -13,7 +13,7 @@ Inputs
     sentence or paragraph.  ``.gz`` files are decompressed on the fly.
 
 What happens to every document (``docs_out + sum(skipped) == docs_in`` is checked before meta is written)
-    kept          encoded by ``DocumentEncoder`` (sentence split, WordPiece, word-start flags).
+    kept          encoded by the tokenizer's ``document_encoder`` (sentence split, tokens, word-start flags).
     repaired      still kept, but counted: ``invalid_utf8`` (undecodable bytes replaced by U+FFFD, which
                   the BERT tokenizer then drops), ``control_chars`` (NUL / C0 control bytes, dropped by
                   the tokenizer).
@@ -25,6 +25,10 @@ What happens to every document (``docs_out + sum(skipped) == docs_in`` is checke
                   characters, default 0.1: English/code boilerplate in a Chinese corpus; 0 keeps all),
                   ``giant_document`` (a document over ``--max-doc-mb``, default 64 MB; read in bounded
                   chunks and discarded, never held in memory).
+                  ``duplicate`` (with ``--dedup`` only: the same text, whitespace aside, as an earlier kept
+                  document; it is kept at its first occurrence in input order, for any ``--workers`` and
+                  across a resume).  Without ``--dedup`` duplicates are kept and counted: meta.json
+                  ``duplicates``, the summary and ``inspect``; a warning above 1% (see ``dedup``).
     Documents between 1 MB and ``--max-doc-mb`` are cut into ~1 MB pieces at sentence ends (at a
     character boundary when a piece has no sentence end), encoded one after the other and written as
     one document, so a 30 MB line costs tens of MB of memory, not gigabytes.
@@ -50,6 +54,7 @@ Determinism and resume
     with or without interruptions.
 
 Modules: ``reading`` (inputs, segments, decoding), ``worker`` (a shard's encoding and writing, the pool),
+``dedup`` (duplicate documents: keys, the first-occurrence decision),
 ``messages`` (``ShardTask``/``ShardDone``/``Accounting``), ``shards`` (plan, manifest, resume), ``run`` (the
 loop), ``report`` (meta.json, summary table), ``settings`` (``Settings``/``Resolved``), ``cli``.
 """

@@ -8,6 +8,7 @@ from data_tools import unk
 from data_tools.io_utils import run_cli
 from data_tools.tokenizers import DEFAULT_KIND, KINDS
 
+from . import dedup
 from . import settings as S
 from .report import summary_table
 from .run import preprocess
@@ -26,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-key", default="text", help="text field of .jsonl records (default: text)")
     p.add_argument("--doc-separator", choices=("line", "blank"), default="line",
                    help=".txt layout: one document per line (line) or blank-line separated documents (blank)")
-    p.add_argument("--segmenter", choices=("jieba", "rjieba", "none"), default="jieba",
-                   help="whole-word boundaries (default: jieba)")
+    p.add_argument("--segmenter", choices=("jieba", "rjieba", "none"), default=None,
+                   help="whole-word boundaries (default: the tokenizer kind's: jieba for the character-level kind; "
+                        "the word-level kind cuts its own words with rjieba)")
     p.add_argument("--user-dict", default=None, help="extra segmenter words, jieba user-dict format")
     p.add_argument("--workers", type=int, default=1, help="encoder processes (output identical for any value)")
     p.add_argument("--min-doc-chars", type=int, default=S.DEFAULT_MIN_DOC_CHARS,
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-lower-case", action="store_true", help="keep case (for cased vocabularies)")
     p.add_argument("--tokenizer", choices=sorted(KINDS), default=DEFAULT_KIND,
                    help=f"tokenizer kind, recorded in meta.json (default: {DEFAULT_KIND})")
+    p.add_argument("--dedup", action="store_true",
+                   help="drop exact duplicate documents, each kept at its first occurrence (they are counted "
+                        "either way)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p
 
@@ -64,6 +69,8 @@ def main(argv=None) -> int:
             print(summary_table(meta.to_dict()))
         if unk.warning(meta.unk):
             print(unk.warning(meta.unk), file=sys.stderr)
+        if dedup.warning(meta.duplicates):
+            print(dedup.warning(meta.duplicates), file=sys.stderr)
         return 0
 
     return run_cli(body)

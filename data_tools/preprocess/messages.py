@@ -40,6 +40,7 @@ class Accounting:
     sentences: int = 0
     tokens: int = 0
     input_bytes: int = 0
+    duplicates: int = 0  # kept documents that repeat an earlier one (data_tools.preprocess.dedup)
     skipped: Dict[str, int] = field(default_factory=dict)
     skipped_first: Dict[str, list] = field(default_factory=dict)
     repaired: Dict[str, int] = field(default_factory=dict)
@@ -67,7 +68,7 @@ class Accounting:
                 firsts[reason] = [where(tuple(loc)) for loc in locs]
 
     def add(self, other: "Accounting") -> None:
-        for k in ("docs_in", "docs_out", "sentences", "tokens", "input_bytes"):
+        for k in ("docs_in", "docs_out", "sentences", "tokens", "input_bytes", "duplicates"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         for counts, firsts, ocounts, ofirsts in (
             (self.skipped, self.skipped_first, other.skipped, other.skipped_first),

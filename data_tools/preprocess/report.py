@@ -9,6 +9,7 @@ from data_tools import meta as dmeta
 from data_tools import unk
 from data_tools.io_utils import format_table, human_bytes
 
+from . import dedup
 from .messages import Accounting
 from .settings import Resolved
 
@@ -48,6 +49,7 @@ def build_meta(job: Resolved, acct: Accounting, files: Dict[str, dmeta.FileInfo]
         repaired_first=dict(sorted(acct.repaired_first.items())),
         files=files,
         unk=unk.report(job.tok, staged_bin, job.dtype, acct.tokens, list(s.inputs), s.json_key),
+        duplicates=dedup.entry(acct, s.dedup),
         run={"workers": run.workers, "elapsed_s": round(run.elapsed_s, 3), "processing_s": round(run.processing_s, 3),
              "processed": {"input_bytes": acct.input_bytes - run.done_before.input_bytes,
                            "docs_in": acct.docs_in - run.done_before.docs_in,
@@ -74,6 +76,7 @@ def summary_table(meta: dict) -> str:
         ("sentences", f"{c['sentences']:,}"),
         ("tokens", f"{c['tokens']:,}"),
         ("[UNK] tokens", unk.describe(meta["unk"])),
+        ("duplicate docs", dedup.describe(meta["duplicates"])),
         ("input", human_bytes(c["input_bytes"])),
         ("speed", f"{p['input_bytes'] / 1e6 / max(busy, 1e-9):.2f} MB/s, {p['docs_in'] / max(busy, 1e-9):,.0f} docs/s"
                   f", {p['tokens'] / max(busy, 1e-9):,.0f} tokens/s while processing"

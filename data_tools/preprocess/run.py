@@ -17,9 +17,10 @@ from data_tools import locking
 from data_tools import meta as dmeta
 from data_tools.io_utils import UserError, check_output_prefix, describe_os_error, remove_quietly
 
+from . import dedup
 from .report import RunFacts, build_meta
 from .settings import Settings, resolve
-from .shards import JOURNAL, MANIFEST, ShardStore, shard_size
+from .shards import JOURNAL, MANIFEST, SHARD_EXTS, ShardStore, shard_size
 from .worker import Executor
 
 
@@ -87,12 +88,24 @@ def _preprocess_locked(settings: Settings) -> dmeta.DatasetMeta:
     output = ixd.MMapIndexedDatasetBuilder(prefix, np.dtype(job.dtype), with_wwm=True)
     ok = False
     t_run = time.time()
+    seen = dedup.SeenKeys()  # the keys of the documents before the next shard, in input order
+
+    def append(prefix: str, acct=None) -> None:
+        """Append a shard to the output (its duplicates left out with --dedup); ``acct``: count them in it first
+        (a shard committed by an earlier run has its counts in the journal already)."""
+        shard = ixd.MMapIndexedDataset(prefix)
+        pairs = dedup.read_hashes(prefix)
+        keep = seen.first_occurrences(pairs[:, 0])
+        if acct is not None:
+            dedup.account(acct, keep, pairs[:, 1], shard, drop=settings.dedup)
+        output.add_prefix(shard, keep if settings.dedup else None)
+
     try:
         for i in range(len(store.shards)):
-            output.add_prefix(ixd.MMapIndexedDataset(store.shard_prefix(i)))
+            append(store.shard_prefix(i))
         for task, result in zip(tasks, executor.results(tasks, lambda: progress.show(*executor.counter.get()))):
+            append(task.prefix, result.accounting)  # before commit: the journal records the shard's duplicates
             store.commit(task, result)
-            output.add_prefix(ixd.MMapIndexedDataset(task.prefix))
         ok = True
         t_run = time.time() - t_run
     except OSError as e:
@@ -136,8 +149,7 @@ def _preprocess_locked(settings: Settings) -> dmeta.DatasetMeta:
 
 def cleanup_uncommitted(store: ShardStore) -> None:
     """Remove shard files the journal does not list (a worker's complete but uncommitted shard, temp files)."""
-    listed = {os.path.basename(store.shard_prefix(i)) + ext for i in range(len(store.shards))
-              for ext in (".bin", ".idx", ".wwm")}
+    listed = {os.path.basename(store.shard_prefix(i)) + ext for i in range(len(store.shards)) for ext in SHARD_EXTS}
     if os.path.isdir(store.dir):
         remove_quietly([os.path.join(store.dir, n) for n in os.listdir(store.dir)
                         if n not in (MANIFEST, JOURNAL) and n not in listed])

@@ -6,7 +6,6 @@ decides the output (inputs, vocab, tokenizer, segmenter, dtype) and is what a re
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -16,6 +15,7 @@ import numpy as np
 from data_tools import indexed_dataset as ixd
 from data_tools.io_utils import UserError, check_output_prefix, sha256_file
 from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec, load_tokenizer
+from data_tools.vocab import VocabError
 
 DEFAULT_MIN_DOC_CHARS = 10
 DEFAULT_MIN_CJK_RATIO = 0.1
@@ -33,7 +33,7 @@ class Settings:
     output_prefix: str
     json_key: str = "text"
     doc_separator: str = "line"  # "line" | "blank"
-    segmenter: str = "jieba"  # "jieba" | "rjieba" | "none"
+    segmenter: Optional[str] = None  # "jieba" | "rjieba" | "none"; None: the tokenizer's (BERT: jieba)
     user_dict: Optional[str] = None
     workers: int = 1
     min_doc_chars: int = DEFAULT_MIN_DOC_CHARS
@@ -44,6 +44,7 @@ class Settings:
     do_lower_case: bool = True
     quiet: bool = False
     tokenizer: str = DEFAULT_KIND  # a kind of data_tools.tokenizers.KINDS
+    dedup: bool = False  # drop exact duplicate documents (counted either way: data_tools.preprocess.dedup)
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -57,7 +58,8 @@ class Settings:
                    user_dict=args.user_dict, workers=args.workers, min_doc_chars=args.min_doc_chars,
                    min_cjk_ratio=args.min_cjk_ratio, max_sentence_tokens=args.max_sentence_tokens,
                    max_doc_mb=args.max_doc_mb, shard_size_mb=args.shard_size_mb,
-                   do_lower_case=not args.no_lower_case, quiet=args.quiet, tokenizer=args.tokenizer)
+                   do_lower_case=not args.no_lower_case, quiet=args.quiet, tokenizer=args.tokenizer,
+                   dedup=args.dedup)
 
     @property
     def max_doc_bytes(self) -> int:
@@ -75,7 +77,9 @@ class Settings:
         """The knobs that shape the kept documents: ``meta.json["settings"]`` (key order is the file's)."""
         return {"max_sentence_tokens": self.max_sentence_tokens, "min_doc_chars": self.min_doc_chars,
                 "min_cjk_ratio": self.min_cjk_ratio, "max_doc_mb": self.max_doc_mb,
-                "doc_separator": self.doc_separator, "json_key": self.json_key}
+                "doc_separator": self.doc_separator, "json_key": self.json_key,
+                # only when set: the settings (and resume fingerprints) of runs without it stay as they were
+                **({"dedup": True} if self.dedup else {})}
 
     def check(self) -> None:
         """Everything that can be checked without loading anything; one ``UserError`` naming the flag."""
@@ -108,23 +112,6 @@ class Settings:
             raise UserError(f"--user-dict {self.user_dict}: no such file")
 
 
-_SEGMENTERS: Dict[tuple, object] = {}  # loading jieba's dictionary takes ~1 s: once per process
-
-
-def load_segmenter(name: str, user_dict: Optional[str]):
-    # jieba loads in the workers that segment, not in the coordinating main process
-    from data_tools.segment import make_segmenter
-
-    key = (name, user_dict, sha256_file(user_dict) if user_dict else None)
-    if key not in _SEGMENTERS:
-        if name == "jieba":
-            import jieba
-
-            jieba.setLogLevel(logging.WARNING)  # no "Building prefix dict..." chatter on stderr
-        _SEGMENTERS[key] = make_segmenter(name, user_dict=user_dict)
-    return _SEGMENTERS[key]
-
-
 @dataclass(frozen=True)
 class Resolved:
     """Validated ``Settings`` with what they resolve to.  Built once in the main process and inherited by the
@@ -133,8 +120,8 @@ class Resolved:
 
     settings: Settings
     inputs: List[dict]  # {"path": absolute, "bytes", "mtime_ns"} per input
-    tok: object  # data_tools.tokenizers.load_tokenizer's (today data_tools.tokenizer.BertTokenizer)
-    seg: object  # data_tools.segment segmenter
+    tok: object  # a data_tools.tokenizers.Tokenizer (load_tokenizer's)
+    seg: object  # the tokenizer's whole-word segmenter (Tokenizer.segmenter)
     dtype: str  # token id dtype of .bin ("uint16" | "int32")
     user_dict_sha256: Optional[str]
 
@@ -156,9 +143,6 @@ class Resolved:
 def resolve(settings: Settings) -> Resolved:
     """Check ``settings`` and load the tokenizer and segmenter (``UserError`` on any problem)."""
     settings.check()
-    # the C++ tokenizer core loads in the workers, not in the coordinating main process
-    from data_tools.tokenizer import VocabError
-
     inputs = []
     for path in settings.inputs:
         st = os.stat(path)
@@ -170,9 +154,9 @@ def resolve(settings: Settings) -> Resolved:
     except ValueError as e:  # a tokenizer kind this version does not know (library callers; the CLI has choices)
         raise UserError(f"--tokenizer: {e}") from None
     try:
-        seg = load_segmenter(settings.segmenter, settings.user_dict_path)
+        seg = tok.segmenter(settings.segmenter, settings.user_dict_path)
     except (ValueError, ImportError) as e:
-        raise UserError(f"--segmenter {settings.segmenter}: {e}") from None
+        raise UserError(f"--segmenter {settings.segmenter or '(default)'}: {e}") from None
     check_output_prefix(settings.output_prefix)
     return Resolved(settings, inputs, tok, seg, np.dtype(ixd.best_dtype(tok.vocab_size)).name,
                     sha256_file(settings.user_dict) if settings.user_dict else None)

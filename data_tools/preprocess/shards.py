@@ -21,7 +21,8 @@ from data_tools.io_utils import UserError, atomic_write, sha256_file, write_json
 from . import reading
 from .messages import Accounting, Segment, ShardDone, ShardTask
 
-MANIFEST_FORMAT = "ernie_style.shards/3"
+MANIFEST_FORMAT = "ernie_style.shards/4"  # 4: each shard has its documents' keys (.hashes, see dedup)
+SHARD_EXTS = (".bin", ".idx", ".wwm", ".hashes")  # the files of a shard (its journal line has their checksums)
 MANIFEST = "manifest.json"
 JOURNAL = "committed.jsonl"
 _MIN_AUTO_SHARD = 1 << 20
@@ -115,7 +116,7 @@ class ShardStore:
                 break  # damaged: redo from here
             keep.append(shard)
         self.shards = keep
-        names = {os.path.basename(self.shard_prefix(i)) + ext for i in range(len(keep)) for ext in (".bin", ".idx", ".wwm")}
+        names = {os.path.basename(self.shard_prefix(i)) + ext for i in range(len(keep)) for ext in SHARD_EXTS}
         for name in os.listdir(self.dir):
             if name not in (MANIFEST, JOURNAL) and name not in names:
                 os.remove(os.path.join(self.dir, name))  # leftovers of an uncommitted shard

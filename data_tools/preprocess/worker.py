@@ -16,8 +16,9 @@ import numpy as np
 from data_tools import indexed_dataset as ixd
 from data_tools.io_utils import sha256_file
 
-from . import reading
+from . import dedup, reading
 from .messages import Accounting, ShardDone, ShardTask
+from .shards import SHARD_EXTS
 from .settings import Resolved
 
 _BATCH_BYTES = 1 << 19  # kept tokens' input bytes per builder write
@@ -75,24 +76,25 @@ class Worker:
     """Per-process encoder built from ``Resolved`` (tokenizer and segmenter shared, not reloaded)."""
 
     def __init__(self, job: Resolved, report: Callable[[int, int], None] = lambda nbytes, docs: None):
-        # the C++ tokenizer core loads in the workers, not in the coordinating main process
-        from data_tools.tokenizer import DocumentEncoder
-
         self.job = job
         self.report = report  # (input bytes, documents) read since the last call, every ~_REPORT_BYTES
         self.settings = job.settings
-        self.encoder = DocumentEncoder(job.tok, job.seg, max_sentence_tokens=job.settings.max_sentence_tokens)
+        # the C++ tokenizer core loads here, in the workers, not in the coordinating main process
+        self.encoder = job.tok.document_encoder(job.seg, max_sentence_tokens=job.settings.max_sentence_tokens)
 
     def run(self, task: ShardTask) -> ShardDone:
         builder = ixd.MMapIndexedDatasetBuilder(task.prefix, np.dtype(self.job.dtype), with_wwm=True)
+        self.keys, self.locations = [], []  # per document written, in order (dedup)
         try:
             acct = Accounting()
             lines = [self._segment(k, seg, builder, acct) for k, seg in enumerate(task.segments)]
             builder.finalize()
+            dedup.write_hashes(task.prefix, self.keys, self.locations)
         except BaseException:
             builder.abort()
             raise
-        files = {ext: task.prefix + ext for ext in (".bin", ".idx", ".wwm")}
+        assert len(self.keys) == acct.docs_out
+        files = {ext: task.prefix + ext for ext in SHARD_EXTS}
         return ShardDone(task.index, acct, lines, {ext: os.path.getsize(p) for ext, p in files.items()},
                          {ext: sha256_file(p) for ext, p in files.items()})
 
@@ -127,6 +129,8 @@ class Worker:
                 acct.skip(skip, loc)
             else:
                 batch.add(enc, rec.nbytes)
+                self.keys.append(dedup.key_of(text))
+                self.locations.append(dedup.location(*loc))
         batch.flush()
         self.report(acct.input_bytes - unreported[0], acct.docs_in - unreported[1])
         return reader.lines
@@ -144,7 +148,9 @@ class Worker:
         del text  # the generator holds the only reference
         ids, wwm, lens = [], [], []
         n_chars = n_cjk = 0
+        key = dedup.PieceKey()
         for piece in pieces:
+            key.update(piece)
             enc = self.encoder.encode(piece)
             n_chars += count_chars(piece)
             n_cjk += int(enc.n_cjk_chars)
@@ -158,6 +164,8 @@ class Worker:
             return
         # written part by part: concatenating first would hold the document's ids twice
         builder.add_document_parts(ids, lens, wwm)
+        self.keys.append(key.value())
+        self.locations.append(dedup.location(*loc))
         acct.docs_out += 1
         acct.sentences += sum(int(a.size) for a in lens)
         acct.tokens += n_tokens

@@ -21,9 +21,9 @@ and left out; the caller decides whether that many may be left out
 allows it (the test split: predict only).  A label column that looks like text (more than 20 distinct labels, more
 than half as many as examples, longer than the texts) is an error saying the columns look swapped.
 
-Encoding: each text is tokenized with the project's ``BertTokenizer`` (the init's vocab.txt and lowercasing);
-a pair that does not fit ``max_seq_len`` is truncated longest-first (one token at a time from the end of the
-longer text, of the second on ties, as ``transformers``' ``longest_first``).  Token types: 0 for
+Encoding: each text is tokenized with the init's tokenizer (``data_tools.tokenizers``: its kind, vocab.txt and
+lowercasing); a pair that does not fit ``max_seq_len`` is truncated longest-first (one token at a time from the end
+of the longer text, of the second on ties, as ``transformers``' ``longest_first``).  Token types: 0 for
 ``[CLS] a [SEP]``, 1 for ``b [SEP]``.
 """
 from __future__ import annotations

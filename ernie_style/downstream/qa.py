@@ -24,7 +24,7 @@ Features: ``[CLS] question [SEP] context-window [SEP]``, token types 0 then 1.  
 whose starts are ``doc_stride`` tokens apart (the step between windows, as in the BERT reference; capped at
 the window size; the last window ends at the context's end).  A training window whose context does not
 hold the whole answer has start = end = 0 (the ``[CLS]`` position).  Every context token keeps the span
-of original characters it comes from (:meth:`data_tools.tokenizer.BertTokenizer.encode_with_offsets`), so
+of original characters it comes from (:meth:`data_tools.tokenizers.Tokenizer.encode_with_offsets`), so
 a predicted span is cut out of the original context: ``context[start of first token : end of last token]``.
 """
 from __future__ import annotations

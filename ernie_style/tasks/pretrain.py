@@ -186,8 +186,9 @@ class PretrainTask(Task):
         trainer.evaluate(self.test, "test")
 
 
-def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
-    """Everything a user can get wrong about files and sizes, as one ConfigError, before any training."""
+def check_inputs(cfg: PretrainConfig, world_size: int) -> List[str]:
+    """Everything a user can get wrong about files and sizes, as one ConfigError, before any training; returns the
+    lines to print before launch (e.g. ``vocab extended: ...`` when ``data.vocab_file`` extends the resume source's)."""
     Schedule.from_config(cfg, world_size)  # the batch sizes (of each phase) for this number of ranks
     has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if cfg.dist.sharding_stage == 2 and (not has_gpu or cfg.train.device == "cpu"):
@@ -226,4 +227,4 @@ def check_inputs(cfg: PretrainConfig, world_size: int) -> None:
     if r not in ("auto", "none") and not os.path.isdir(r):
         raise ConfigError(f"train.resume={r!r}: expected auto, none or an existing checkpoint/model directory")
     preflight.check_split(cfg)
-    preflight.check_resume(cfg, world_size)
+    return preflight.check_resume(cfg, world_size)

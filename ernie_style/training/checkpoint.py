@@ -34,8 +34,9 @@ Nothing in a checkpoint executes: ``.pdparams``/``.pdopt`` are read through the 
 
 ``train.resume`` may also name a plain model dir (``model_config.json`` + ``model_state.pdparams``,
 e.g. from ``export``'s Hugging Face -> Paddle converter): that initialises the weights only, with a
-fresh optimizer, step 0, and starts a new lineage.  Its ``checksums.json`` (when present) is verified like a
-checkpoint's.  Plain files are trusted only as far as that: a checksum proves the files are the ones
+fresh optimizer, step 0, and starts a new lineage.  So does a checkpoint or model dir whose vocab the run's vocab
+extends (:func:`starts_lineage`; ``ernie_style.training.vocab_extension``).  Its ``checksums.json`` (when present) is
+verified like a checkpoint's.  Plain files are trusted only as far as that: a checksum proves the files are the ones
 written next to it, not who wrote them.
 """
 from __future__ import annotations
@@ -56,7 +57,7 @@ from data_tools.io_utils import UserError, fsync_file, human_bytes, sha256_file
 from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec
 from ernie_style.config.pretrain import ConfigError
 from ernie_style.constants import (
-    CHECKSUMS, LATEST, MODEL_CONFIG, MODEL_STATE, OPTIMIZER_STATE, READERS_LOCK, TRAINER_STATE,
+    CHECKSUMS, LATEST, MODEL_CONFIG, MODEL_STATE, OPTIMIZER_STATE, READERS_LOCK, TRAINER_STATE, VOCAB,
 )
 from ernie_style.storage.model_dir import (  # noqa: F401  the layout's owner
     CheckpointError, read_trainer_state, replace_dir, verify, write_checksums, write_json, write_model_files,
@@ -184,6 +185,17 @@ def find_resumable(ckpt_root: str, log: Callable[[str], None] = print) -> Option
 def is_plain_model_dir(path: str) -> bool:
     return (os.path.isfile(os.path.join(path, MODEL_CONFIG)) and os.path.isfile(os.path.join(path, MODEL_STATE))
             and not os.path.isfile(os.path.join(path, TRAINER_STATE)))
+
+
+def starts_lineage(path: str, vocab_file: Optional[str] = None) -> bool:
+    """Whether starting from ``path`` loads its weights only (fresh optimizer, step 0, a new lineage): a plain model
+    dir, or a checkpoint whose ``vocab.txt`` is not ``vocab_file`` (the run's; preflight has refused any vocab but
+    an extension: the new rows have no optimizer state to resume)."""
+    if is_plain_model_dir(path):
+        return True
+    saved = os.path.join(path, VOCAB)
+    return (vocab_file is not None and os.path.isfile(saved) and os.path.isfile(vocab_file)
+            and sha256_file(saved) != sha256_file(vocab_file))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,31 +444,35 @@ def optimizer_state_from_structured(state: dict, model) -> dict:
 # Resume: which checkpoint a run starts from (selection and policy), decided by rank 0 for every rank
 
 
-def resume_source(train, info, log: Callable[[str], None] = print) -> Optional[str]:
+def resume_source(train, info, log: Callable[[str], None] = print, vocab_file: Optional[str] = None) -> Optional[str]:
     """The checkpoint or model dir to start from, decided by rank 0 and the same on every rank (None: fresh).
 
     A plain model dir starts a lineage; when ``OUTPUT/checkpoints`` already holds checkpoints of the lineage
     that started from it (the same command run again), the newest of them is resumed instead.  Starting
     fresh (``none``, or a model dir with no lineage here) into a directory that holds other checkpoints is
-    refused unless ``train.overwrite_output=true`` (and even then nothing of them is deleted by pruning)."""
+    refused unless ``train.overwrite_output=true`` (and even then nothing of them is deleted by pruning).
+    ``vocab_file``: the run's vocab (a checkpoint of another vocab starts a lineage too: :func:`starts_lineage`)."""
     root = os.path.join(train.output_dir, "checkpoints")
     chosen, error = None, None
     if info.is_main:
         try:
-            chosen = _choose_resume(train, root, log)
+            chosen = _choose_resume(train, root, log, vocab_file)
         except (ConfigError, CheckpointError) as e:
             error = e
-    chosen = _broadcast_choice(train, info, root, chosen, error)
-    if chosen is not None and not is_plain_model_dir(chosen):
+    chosen = _broadcast_choice(train, info, root, chosen, error, vocab_file)
+    if chosen is not None and not starts_lineage(chosen, vocab_file):
         log(f"resume: from {chosen}")
     return chosen
 
-def _choose_resume(t, root: str, log) -> Optional[str]:
+def _choose_resume(t, root: str, log, vocab_file: Optional[str] = None) -> Optional[str]:
     r = t.resume
     if r == "auto":
         return find_resumable(root, log=log)
-    if r != "none" and is_plain_model_dir(r):
-        verify_model_dir(r)
+    if r != "none" and starts_lineage(r, vocab_file):
+        if is_plain_model_dir(r):
+            verify_model_dir(r)
+        else:
+            verify(r)  # a checkpoint of the vocab this run extends: its weights must be intact as well
         if checkpoints_started_from(root, r):
             found = find_resumable(root, log=log)
             if found and ((lineage_of(found) or {}).get("init") or {}).get("sha256") == \
@@ -479,7 +495,8 @@ def _choose_resume(t, root: str, log) -> Optional[str]:
                   "(train.overwrite_output=true; they are not pruned)")
     return None if r == "none" else r
 
-def _broadcast_choice(train, info, root: str, chosen: Optional[str], error) -> Optional[str]:
+def _broadcast_choice(train, info, root: str, chosen: Optional[str], error,
+                      vocab_file: Optional[str] = None) -> Optional[str]:
     """Rank 0's decision to every rank: -2 = error, -1 = fresh, N = step N under ``root``, -3 = the path
     given as train.resume.  Each rank then checks it sees the files it will read."""
     from ernie_style.training.distributed import all_reduce_sum  # Paddle, as in rng_state
@@ -501,7 +518,7 @@ def _broadcast_choice(train, info, root: str, chosen: Optional[str], error) -> O
         return None
     path = train.resume if code == -3 else os.path.join(root, step_dir_name(code))
     need = [os.path.join(path, MODEL_STATE)]
-    if not is_plain_model_dir(path):
+    if not starts_lineage(path, vocab_file):
         own, first = (os.path.join(path, f"optimizer.rank{r}.pdopt") for r in (info.rank, 0))
         # sharded: this rank's file, or (another world size) the files it merges; else optimizer.pdopt
         need.append(own if os.path.isfile(own) else first if os.path.isfile(first) else

@@ -110,13 +110,14 @@ class VisualDL:
     again by the resumed run.
     """
 
-    def __init__(self, output_dir: str, is_main: bool, keep_until: int = 0):
+    def __init__(self, output_dir: str, is_main: bool, keep_until: int = 0, logdir: Optional[str] = None):
+        """``logdir``: another directory than ``output_dir/visualdl`` (a watcher's ``visualdl/probe_NAME``)."""
         self.writer = None
         if not is_main:
             return
         from visualdl import LogWriter
 
-        logdir = os.path.join(output_dir, "visualdl")
+        logdir = logdir or os.path.join(output_dir, "visualdl")
         old = record_files(logdir) if os.path.isdir(logdir) else []
         numbers = [int(m.group(1)) for m in (_RECORD_RE.match(os.path.basename(p)) for p in old) if m]
         # the newest name sorts last: the server takes the greatest name of a directory

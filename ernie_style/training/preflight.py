@@ -7,8 +7,12 @@ Resuming (``train.resume`` = auto or a path) is checked against the source the r
 
 - a Hugging Face directory or a training output directory given as ``train.resume`` is recognised and the
   message says what to pass instead;
-- the source's ``vocab.txt`` must be ``data.vocab_file`` (sha256): other ids would mean other tokens;
-- the architecture keys (``model_config.json``) must match the config; dropout and init range may change;
+- the source's ``vocab.txt`` must be ``data.vocab_file`` (sha256): other ids would mean other tokens -- unless
+  ``data.vocab_file`` extends it (every old token at its id): then the source initialises the weights only, with
+  rows for the new tokens (``ernie_style.training.vocab_extension``), and :func:`check_resume` returns the line
+  ``vocab extended: OLD -> NEW tokens, N new rows ...`` that ``--check`` prints before launch;
+- the architecture keys (``model_config.json``) must match the config (``vocab_size`` aside for an extended vocab);
+  dropout and init range may change;
 - a checkpoint's data fingerprint (:func:`data_fingerprint`, saved in ``trainer_state.json``) must match:
   other data, split, sequence length, masking settings or seed would not continue the run's sample order;
   ``train.resume_data=reset`` accepts them and starts a new data order (:func:`data_reset`);
@@ -37,7 +41,7 @@ from ernie_style.training import DEFAULT_OPTIMIZER
 from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
 from ernie_style.data.spec import MASKING_KNOBS, SampleSpec, Split
 from ernie_style.storage import model_dir
-from ernie_style.training import checkpoint as ckpt
+from ernie_style.training import checkpoint as ckpt, vocab_extension
 from ernie_style.training.schedule import Schedule
 
 # Keys that change neither the shapes nor the function of saved weights: allowed to differ on resume.
@@ -231,7 +235,7 @@ def resume_sources(cfg: PretrainConfig) -> List[str]:
         target = ckpt.latest_target(root)
         return [target] if target and os.path.isdir(target) else ckpt.list_checkpoints(root)[:1]
     out = [r]
-    if os.path.isdir(r) and ckpt.is_plain_model_dir(r) and os.path.isdir(root):
+    if os.path.isdir(r) and ckpt.starts_lineage(r, cfg.data.vocab_file) and os.path.isdir(root):
         lineage = ckpt.checkpoints_started_from(root, r)
         target = ckpt.latest_target(root)
         out += [target] if target in lineage else lineage[:1]
@@ -254,32 +258,46 @@ def _check_layout(path: str) -> None:
                       f"{ckpt.MODEL_STATE} and {ckpt.MODEL_CONFIG} in it)")
 
 
-def check_resume(cfg: PretrainConfig, world_size: int = 1) -> None:
+def check_resume(cfg: PretrainConfig, world_size: int = 1) -> List[str]:
     """Refuse a resume source whose vocabulary, architecture, data fingerprint, sequence length or optimizer differs
-    from the config (for ``world_size`` ranks)."""
-    for i, path in enumerate(resume_sources(cfg)):
-        if os.path.isdir(path):
-            if i == 0 and cfg.train.resume != "auto":
-                _check_layout(path)
-            _check_source(cfg, path, world_size)
+    from the config (for ``world_size`` ranks); returns the lines to print before launch (a vocab extension)."""
+    sources = [p for p in resume_sources(cfg) if os.path.isdir(p)]
+    notes = []
+    for i, path in enumerate(sources):
+        if i == 0 and cfg.train.resume != "auto":
+            _check_layout(path)
+        note = _check_source(cfg, path, world_size)
+        if note and i == len(sources) - 1:  # (an earlier one is the start of a lineage the run continues)
+            notes.append(note)
+    return notes
 
 
-def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
+def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> Optional[str]:
     kind = model_dir.kind_of(path)
     vocab = os.path.join(path, VOCAB)
+    extended = None
     if os.path.isfile(vocab) and cfg.data.vocab_file and os.path.isfile(cfg.data.vocab_file):
         mine, theirs = ckpt.sha256_file(cfg.data.vocab_file), ckpt.sha256_file(vocab)
-        if mine != theirs:
+        extended = vocab_extension.extension_of_dir(path, cfg.data.vocab_file) if mine != theirs else None
+        if mine != theirs and extended is None:
             raise ConfigError(f"data.vocab_file={cfg.data.vocab_file!r} (sha256 {mine[:12]}) is not the vocabulary "
-                              f"of the {kind} {path} ({vocab}, sha256 {theirs[:12]}): its token ids would mean other "
-                              "tokens; train with that vocab and data preprocessed with it")
+                              f"of the {kind} {path} ({vocab}, sha256 {theirs[:12]}) nor an extension of it "
+                              f"({vocab_extension.why_not(path, cfg.data.vocab_file)}): its token ids would mean "
+                              "other tokens; train with that vocab and data preprocessed with it, or extend it "
+                              "(python -m data_tools.build_vocab --extend)")
     if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
         saved, now = named_arch(model_dir.read_model_config(path)), named_arch(model_config_dict(cfg.model))
-        diff = architecture_diff(saved, now)
+        if extended is not None and saved.get("vocab_size") != extended.old_size:
+            raise ConfigError(f"data.vocab_file={cfg.data.vocab_file!r} extends the vocab of the {kind} {path}, but its "
+                              f"model has {saved.get('vocab_size')!r} rows for the {extended.old_size} tokens of its "
+                              f"vocab.txt ({ckpt.MODEL_CONFIG} vocab_size); extending needs one row per token")
+        diff = [k for k in architecture_diff(saved, now) if not (extended is not None and k == "vocab_size")]
         if diff:
             raise ConfigError("; ".join(f"model.{k}: {now[k]!r} (config) vs {saved[k]!r} ({kind})" for k in diff)
                               + f" -- the {kind} {path} has another architecture; set these model.* keys to "
                               f"its values (its {ckpt.MODEL_CONFIG})")
+    if extended is not None:
+        return vocab_extension.line(extended, path)  # an initialisation: no data position to continue
     if kind == "checkpoint":
         state = model_dir.read_trainer_state(path) or {}
         check_same_optimizer(state.get("config"), cfg.optim.name, path)

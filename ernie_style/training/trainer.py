@@ -33,7 +33,7 @@ from ernie_style.arch import arch_of, model_config_dict, named_arch
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
 from ernie_style.storage.model_dir import read_model_config
 from ernie_style.tasks.base import EvalSplit, StepStats, Task, TermStats, count_items
-from ernie_style.training import checkpoint as ckpt, cpu_runtime, preflight, run_dir
+from ernie_style.training import checkpoint as ckpt, cpu_runtime, preflight, run_dir, vocab_extension
 from ernie_style.training.amp import Amp
 from ernie_style.training.distributed import DistInfo, all_reduce_sum
 from ernie_style.training.interrupt import Interrupts
@@ -174,12 +174,14 @@ class Trainer:
         paddle.seed(t.seed)
         self.model = task.build_model()
         self.step = 0
-        resume_dir = ckpt.resume_source(cfg.train, info, log=self.text)
+        resume_dir = ckpt.resume_source(cfg.train, info, log=self.text, vocab_file=task.vocab_file)
         self.resumed_from: Optional[str] = None  # the checkpoint this run continues (not a plain model dir)
         self.lineage, self.ancestor_lineage = None, None
-        if resume_dir and ckpt.is_plain_model_dir(resume_dir):
-            self._load_weights(resume_dir)
+        if resume_dir and ckpt.starts_lineage(resume_dir, task.vocab_file):
+            extended = self._load_weights(resume_dir)
             self.lineage = ckpt.new_lineage(resume_dir)
+            if extended is not None:
+                self.text(f"resume: {vocab_extension.line(extended, resume_dir)}")
             self.text(f"resume: initialised weights from model dir {resume_dir} (fresh optimizer, step 0; a new "
                       f"lineage, resumed from {t.output_dir}/checkpoints when this command is run again)")
             resume_dir = None
@@ -221,12 +223,18 @@ class Trainer:
         self.logger = TrainLogger(t.logging_steps, self.text, self.vdl, task.losses)
         self._start_phase(self.schedule.phase_at(self.step))
 
-    def _load_weights(self, path: str) -> None:
+    def _load_weights(self, path: str) -> Optional[vocab_extension.Extension]:
+        """Load ``path``'s weights; when the run's vocab extends its vocab, with rows for the new tokens (returned:
+        the extension, else None)."""
         load_state_dict_checked = arch_of(self.task.model_config).load_state_dict_fn()
+        state = ckpt.load_state_file(os.path.join(path, ckpt.MODEL_STATE))
+        shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        state, extended = vocab_extension.extended_state(path, self.task.vocab_file, state, shapes)
         try:
-            load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(path, ckpt.MODEL_STATE)))
+            load_state_dict_checked(self.model, state)
         except ValueError as e:  # names or shapes that do not fit this model: the user's choice of directory
             raise ConfigError(f"train.resume: {path}: {e}") from None
+        return extended
 
     def release(self) -> None:
         """Give up the output directory (the run lock) and put back the signal handlers (a start refused in

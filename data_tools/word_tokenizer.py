@@ -1,0 +1,240 @@
+"""Word-level tokenizer: jieba words plus characters, the ids of ``transformers.RoFormerTokenizer(vocab_file)``.
+
+The reference algorithm (transformers' ``RoFormerTokenizer._tokenize`` under ``PreTrainedTokenizer.tokenize``):
+lowercase the text character by character (``do_lower_case``), cut it with ``rjieba.cut(text, False)`` (jieba's
+dictionary, no HMM), and for every word: a word that is a vocab token is that one token; any other word goes
+through BERT's basic tokenizer + WordPiece on its own (every CJK character its own token, Latin and digits in
+``##`` pieces, ``[UNK]`` for what the vocab cannot spell).  Word-level vocabularies come from
+``python -m data_tools.build_vocab --level word``.
+
+Whole words (``PREFIX.wwm``) are the segmenter's words: the first token of every jieba word starts a word, so a
+word absent from the vocab, split into characters or pieces, is masked whole.  The segmentation *is* the
+tokenization here, so preprocess takes the tokenizer's own segmenter (:meth:`RoFormerWordTokenizer.segmenter`);
+``--segmenter`` other than ``rjieba`` or a ``--user-dict`` would give ids RoFormerTokenizer does not give and is
+refused.
+
+How it is fast: rjieba (Rust) cuts, one ``str.lower`` call lowercases, and ``data_tools._text_core`` looks every
+word up and runs the BERT pipeline of the words that are not tokens, in C++ (``encode_words``); Python sees only
+the word list.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import re
+
+import numpy as np
+
+from data_tools import _text_core
+from data_tools.tokenizer import EncodedDocument, _reference_word, _tables, _utf8, special_ids_of
+from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, read_vocab
+
+HF_MODEL_CARD = """\
+---
+library_name: transformers
+language: zh
+pipeline_tag: fill-mask
+---
+
+# A word-level RoFormer (jieba words + characters)
+
+Its tokenizer is transformers' `RoFormerTokenizer`: text is cut into words by jieba, a word in `vocab.txt` is one
+token, any other word is split into characters and WordPiece pieces.  It needs the `rjieba` package:
+
+    pip install rjieba
+
+Load the tokenizer with `use_fast=False`: `RoFormerTokenizerFast` pre-tokenizes differently (it does not split
+punctuation inside a jieba word, e.g. `c++`, and normalizes before cutting) and so gives ids this model was not
+trained with on mixed Chinese/Latin text.
+
+```python
+from transformers import AutoTokenizer, pipeline
+
+path = "."  # this directory
+tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False)
+fill = pipeline("fill-mask", model=path, tokenizer=tokenizer)
+print(fill("今天[MASK]很好"))  # whole words are predicted, e.g. 天气
+```
+"""
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_SIGMA = "\u03a3"  # the one character whose str.lower() depends on its neighbours (final sigma)
+
+
+def lower_chars(text: str) -> str:
+    """``text`` lowercased character by character, as ``PreTrainedTokenizer.tokenize`` does (``str.lower`` of
+    the whole text differs only for a capital sigma at a word's end)."""
+    return text.lower() if _SIGMA not in text else "".join(ch.lower() for ch in text)
+
+
+class RJiebaWords:
+    """The segmentation of ``RoFormerTokenizer``: ``rjieba.cut(text, False)`` (jieba's dictionary, no HMM) on a
+    private ``rjieba.Jieba``, so no ``add_word`` elsewhere in the process changes it.  The segmenter facts
+    preprocess records (``name``, ``version``, ``dict_sha256``) and ``words(text)``."""
+
+    name = "rjieba"
+
+    def __init__(self):
+        if importlib.util.find_spec("rjieba") is None:
+            raise ValueError("the roformer_word tokenizer needs the rjieba package (pip install rjieba), as "
+                             "transformers' RoFormerTokenizer does")
+        self.version = importlib.metadata.version("rjieba")
+        self.dict_sha256 = hashlib.sha256(
+            f"rjieba {self.version} builtin jieba dictionary, HMM off".encode()).hexdigest()
+        self._jb = None
+
+    def words(self, text: str) -> list:
+        if self._jb is None:
+            import rjieba
+
+            self._jb = rjieba.Jieba()
+        try:
+            return self._jb.cut(text, False)
+        except UnicodeEncodeError:  # lone surrogates (Rust refuses them): same length, removed by the tokenizer
+            return self._jb.cut(_SURROGATES.sub("\ufffd", text), False)
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+
+class RoFormerWordTokenizer:
+    """jieba words + characters over a vocab.txt; ids as ``transformers.RoFormerTokenizer``."""
+
+    kind = "roformer_word"
+
+    def __init__(self, vocab_file, do_lower_case: bool = True, keep_special_tokens: bool = False):
+        self.vocab_file = os.fspath(vocab_file)
+        self.do_lower_case = bool(do_lower_case)
+        self.keep_special_tokens = bool(keep_special_tokens)
+        tokens = read_vocab(self.vocab_file, SPECIAL_TOKENS)
+        self.vocab = {tok: i for i, tok in enumerate(tokens)}
+        with open(self.vocab_file, "rb") as f:
+            self.vocab_sha256 = hashlib.sha256(f.read()).hexdigest()
+        self.ids_to_tokens = tokens
+        self.vocab_size = len(tokens)
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            self.vocab[t] for t in (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN))
+        self.special_ids = special_ids_of(tokens)
+        self._special_re = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
+        self._words = RJiebaWords()
+        self._core_obj = None
+
+    @property
+    def _core(self):
+        """The C++ core (BERT's, in its word-level mode), built on first use as BertTokenizer's."""
+        if self._core_obj is None:
+            flags, map_cps, map_texts = _tables(self.do_lower_case, "transformers")
+            lower = self.do_lower_case
+
+            def fallback(word):
+                return _reference_word(word, lower, "transformers")
+
+            self._core_obj = _text_core.Tokenizer(self.ids_to_tokens, self.unk_id, flags, map_cps, map_texts, fallback)
+        return self._core_obj
+
+    def __getstate__(self):
+        return {"vocab_file": self.vocab_file, "do_lower_case": self.do_lower_case,
+                "keep_special_tokens": self.keep_special_tokens}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def __repr__(self):
+        return (f"RoFormerWordTokenizer({self.vocab_file!r}, do_lower_case={self.do_lower_case}, "
+                f"vocab_size={self.vocab_size})")
+
+    # -- text -> ids ---------------------------------------------------------------------------------------------
+
+    def _prepared(self, text: str):
+        """(the text rjieba cuts, its words): lowercased as the reference does."""
+        t = lower_chars(text) if self.do_lower_case else text
+        return t, self._words.words(t)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids (int32) of `text`, without [CLS]/[SEP]; text is plain text unless keep_special_tokens."""
+        if self.keep_special_tokens and "[" in text:
+            parts = self._special_re.split(text)  # odd indices are the special tokens
+            if len(parts) > 1:
+                return np.concatenate([np.array([self.vocab[p]], np.int32) if k % 2 else self._encode_plain(p)
+                                       for k, p in enumerate(parts)])
+        return self._encode_plain(text)
+
+    def _encode_plain(self, text: str) -> np.ndarray:
+        t, words = self._prepared(text)
+        return self._core.encode_words(_utf8(t), words, False)
+
+    def encode_with_offsets(self, text: str):
+        """(ids, starts, ends): the ids of :meth:`encode` (text always plain) and per token the span
+        ``text[starts[i]:ends[i]]`` of the original text it comes from (code points, int32).  A vocab word's
+        token spans the whole word; the pieces of other words get the BERT tokenizer's spans."""
+        t, words = self._prepared(text)
+        ids, starts, ends = self._core.encode_words(_utf8(t), words, True)
+        if len(t) != len(text):  # lowercasing lengthened a character (U+0130): map back to the original's
+            owner = np.repeat(np.arange(len(text), dtype=np.int32), [len(ch.lower()) for ch in text])
+            owner = np.append(owner, np.int32(len(text)))
+            starts, ends = owner[starts], np.maximum(owner[ends - 1] + 1, owner[starts] + 1).astype(np.int32)
+        return ids, starts, ends
+
+    def tokenize(self, text: str) -> list:
+        return self.convert_ids_to_tokens(self.encode(text))
+
+    def convert_ids_to_tokens(self, ids) -> list:
+        itt = self.ids_to_tokens
+        return [itt[int(i)] for i in ids]
+
+    def decode(self, ids) -> str:
+        """Tokens joined by spaces with ``##`` continuations merged (as RoFormerTokenizer's)."""
+        return " ".join(self.convert_ids_to_tokens(ids)).replace(" ##", "").strip()
+
+    # -- preprocess ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def segmenter(cls, name=None, user_dict=None):
+        """The whole-word segmenter of this kind: its own segmentation (see the module doc); any other request is
+        a ValueError saying why."""
+        if name not in (None, "rjieba"):
+            raise ValueError(f"the roformer_word tokenizer cuts words with rjieba as RoFormerTokenizer does; "
+                             f"segmenter {name!r} would give other ids (leave --segmenter out, or give rjieba)")
+        if user_dict is not None:
+            raise ValueError("the roformer_word tokenizer uses jieba's dictionary as RoFormerTokenizer does; a "
+                             "user dictionary would give ids RoFormerTokenizer does not give (add the words to the "
+                             "vocab instead)")
+        return RJiebaWords()
+
+    def document_encoder(self, segmenter, max_sentence_tokens: int = 510) -> "WordDocumentEncoder":
+        return WordDocumentEncoder(self, max_sentence_tokens)
+
+    # -- export ----------------------------------------------------------------------------------------------
+
+    hf_class = "RoFormerTokenizer"
+    hf_model_card = HF_MODEL_CARD
+
+    @classmethod
+    def hf_tokenizer_config(cls, do_lower_case: bool) -> dict:
+        """The tokenizer fields of an exported ``tokenizer_config.json`` (specials and length are the caller's)."""
+        return {"tokenizer_class": cls.hf_class, "do_lower_case": do_lower_case, "tokenize_chinese_chars": True,
+                "strip_accents": None}
+
+
+class WordDocumentEncoder:
+    """Text of one document -> :class:`~data_tools.tokenizer.EncodedDocument` with word-level tokens: sentences
+    as :class:`~data_tools.tokenizer.DocumentEncoder` cuts them, and a whole-word flag on the first token of every
+    jieba word."""
+
+    def __init__(self, tokenizer: RoFormerWordTokenizer, max_sentence_tokens: int = 510):
+        if int(max_sentence_tokens) < 1:
+            raise ValueError(f"max_sentence_tokens={max_sentence_tokens}: expected an integer >= 1")
+        self.tokenizer = tokenizer
+        self.max_sentence_tokens = int(max_sentence_tokens)
+        # bound once: at ~8 MB/s of segmentation, a few attribute lookups per document are measurable
+        self._lower = lower_chars if tokenizer.do_lower_case else str
+        self._words = tokenizer._words.words
+        self._encode = tokenizer._core.encode_document_words
+
+    def encode(self, text: str) -> EncodedDocument:
+        t = self._lower(text)
+        return EncodedDocument(*self._encode(_utf8(t), self._words(t), self.max_sentence_tokens))
