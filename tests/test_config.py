@@ -38,11 +38,15 @@ def test_reference_recipe_numbers(vocab):
     m = cfg.model
     assert (m.hidden_size, m.num_hidden_layers, m.num_attention_heads, m.intermediate_size) == (768, 12, 12, 3072)
     assert cfg.data.max_seq_len == 512 and cfg.data.binary_head
-    assert cfg.train.micro_batch_size == 64 and cfg.global_batch_size(4) == 256 and cfg.accumulation_steps(4) == 1
+    # the reference run: batch 128 for 300k steps, then 256 (train.phases), 276.48M sequences in all
+    assert cfg.train.micro_batch_size == 32 and cfg.global_batch_size(4) == 128 and cfg.accumulation_steps(4) == 1
     assert cfg.accumulation_steps(2) == 2
+    assert cfg.train.phases == [{"until_step": 300000}, {"until_step": 1230000, "train.global_batch_size": 256,
+                                                         "train.micro_batch_size": 64}]
+    assert 300000 * 128 + (cfg.train.max_steps - 300000) * 256 == 276_480_000
     o = cfg.optim
     assert (o.max_lr, o.min_lr, o.weight_decay, o.grad_clip) == (1e-4, 1e-5, 0.01, 1.0)
-    assert cfg.train.max_steps >= 170000 and o.resolved_warmup_steps() > 0
+    assert cfg.train.max_steps == o.decay_steps == 1230000 and o.resolved_warmup_steps() > 0
     a = cfg.amp
     assert a.enable and a.dtype == "float16" and a.level == "O1" and a.init_loss_scaling == 32768.0
 

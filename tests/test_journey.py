@@ -444,3 +444,42 @@ def test_readme_extend_vocab_journey(tmp_path):
     assert "verify: max |logits(paddle) - logits(transformers)|" in export
     with open(os.path.join(root, "hf", "roformer_domain", "config.json"), encoding="utf-8") as f:
         assert json.load(f)["vocab_size"] == n_old + n_new
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Training schedules: phases and batch changes", executed as written on the tiny corpus of tests/_trainer_util.py
+# laid out as the README's data/; appended: a tiny model, small eval/save intervals, one process (NPROC=1).
+
+SCHEDULE_TINY = ["model.hidden_size=32", "model.num_hidden_layers=1", "model.num_attention_heads=2",
+                 "model.intermediate_size=64", "data.num_workers=0", "data.split=90,8,2", "train.eval_steps=2",
+                 "train.eval_iters=1", "train.logging_steps=1", "train.save_steps=2"]
+
+
+@pytest.mark.multiproc
+def test_readme_schedules_journey(tmp_path):
+    import _trainer_util as U
+
+    root = str(tmp_path)
+    prefix, _ = U.make_data(os.path.join(root, "data"))
+    for path in glob.glob(prefix + ".*"):  # data/tiny.* -> data/clue_corpus.*, the README's prefix
+        os.rename(path, path.replace(prefix, os.path.join(root, "data", "clue_corpus")))
+    os.symlink(os.path.join(REPO, "configs"), os.path.join(root, "configs"))
+    os.symlink(os.path.join(REPO, "run_pretrain.sh"), os.path.join(root, "run_pretrain.sh"))
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Training schedules: phases and batch changes", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(\w*)\n(.*?)```", section, flags=re.S)
+    outs = []
+    for lang, block in blocks:
+        if lang != "bash":
+            continue
+        for env, words in bash_commands(block):
+            assert words[0] == "./run_pretrain.sh", words
+            outs.append(_run(root, words + SCHEDULE_TINY, dict(env, NPROC="1")))
+    assert len(outs) == 3
+    phased, first, resumed = outs
+    assert "schedule: phase 2 of 2, steps 5-6: max_seq_len 128" in phased and "phase: 2" in phased
+    assert "phase 2: sample index for max_seq_len 128" in phased
+    assert "global step 4, loss:" in first and "global step 5" not in first
+    line = [ln for ln in section.splitlines() if ln.startswith("resume: train.global_batch_size")]
+    assert line and line[0] in resumed, resumed[-3000:]
+    assert "global step 6, loss:" in resumed and "global step 4, loss:" not in resumed

@@ -89,8 +89,6 @@ def test_model_dir_of_another_width_one_line_before_launch(data, trained, tmp_pa
                                          ({"data.masked_lm_prob": 0.2}, "data.masked_lm_prob"),
                                          ({"data.max_ngrams": 2}, "data.max_ngrams: 3 (checkpoint) vs 2 (now)"),
                                          ({"train.seed": 7}, "train.seed: 1234 (checkpoint) vs 7 (now)"),
-                                         ({"train.global_batch_size": 16}, "train.global_batch_size: 8 "
-                                                                             "(checkpoint) vs 16 (now)"),
                                          ("other_data", "data.prefixes")])
 def test_data_fingerprint_refused(data, trained, tmp_path, change, key):
     out, _ = trained

@@ -19,7 +19,7 @@ def vocab(tmp_path_factory):
 
 def test_warmup_steps_on_the_command_line_replaces_the_files_ratio(vocab):
     base = load_config(BASE, [f"data.vocab_file={vocab}"])
-    assert base.optim.warmup_ratio == 0.01 and base.optim.resolved_warmup_steps() == 1800
+    assert base.optim.warmup_ratio == 0.01 and base.optim.resolved_warmup_steps() == 12300
     cfg = load_config(BASE, [f"data.vocab_file={vocab}", "optim.warmup_steps=4", "train.max_steps=40"])
     assert (cfg.optim.warmup_steps, cfg.optim.warmup_ratio, cfg.optim.resolved_warmup_steps()) == (4, 0.0, 4)
     # the other way round: a ratio on the command line replaces the file's steps

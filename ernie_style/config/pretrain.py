@@ -32,7 +32,7 @@ import math
 import os
 import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -121,8 +121,12 @@ class TrainConfig:
     overwrite_output: bool = False  # allow a fresh run into an output_dir holding checkpoints (they are kept)
     recompute: bool = False
     device: str = "auto"  # auto | cpu | gpu
+    # [{until_step: N, data.max_seq_len: .., train.global_batch_size: .., ...}, ...] (ernie_style.training.schedule)
+    phases: List[Dict[str, Any]] = field(default_factory=list)
+    resume_data: str = "continue"  # continue | reset: keep weights + optimizer, start a new data order
 
     def __post_init__(self):
+        _check(self.resume_data in ("continue", "reset"), "train.resume_data", self.resume_data, "continue or reset")
         for name in ("micro_batch_size", "max_steps", "logging_steps", "eval_steps", "save_steps", "keep_checkpoints"):
             _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), "an integer >= 1")
         for name in ("global_batch_size", "eval_iters", "test_iters"):
@@ -257,6 +261,7 @@ class PretrainConfig:
     def __post_init__(self):
         _check(self.data.max_seq_len <= self.model.max_position_embeddings, "data.max_seq_len",
                self.data.max_seq_len, f"at most model.max_position_embeddings={self.model.max_position_embeddings}")
+        self.train.phases = check_phases(self)
 
     def to_dict(self) -> dict:
         out = {}
@@ -282,6 +287,72 @@ class PretrainConfig:
 
     def global_batch_size(self, dp_degree: int) -> int:
         return self.train.global_batch_size or self.train.micro_batch_size * dp_degree
+
+
+# The keys a phase of train.phases may set (besides until_step); ernie_style.training.schedule says what they do.
+PHASE_KEYS = ("data.max_seq_len", "train.global_batch_size", "train.micro_batch_size", "optim.max_lr", "optim.min_lr",
+              "optim.warmup_steps")
+
+
+def check_phases(cfg: "PretrainConfig") -> List[Dict[str, Any]]:
+    """``train.phases`` checked and typed: a list of mappings, each with an ``until_step`` after the previous
+    phase's (the last reaching ``train.max_steps``) and any of :data:`PHASE_KEYS`, each value valid where the phase
+    puts it (the sections' own checks run on the phase's values; a sequence length at most
+    ``model.max_position_embeddings``).  Every mistake is a ConfigError naming the phase."""
+    phases = cfg.train.phases
+    if not phases:
+        return []
+    if not isinstance(phases, list):
+        raise ConfigError(f"train.phases={phases!r}: expected a list of phases (mappings with until_step and the "
+                          f"keys a phase sets: {', '.join(PHASE_KEYS)})")
+    sections = {"data": cfg.data, "train": cfg.train, "optim": cfg.optim}
+    hints = {name: typing.get_type_hints(type(sec)) for name, sec in sections.items()}
+    out, prev_until = [], 0
+    for k, raw in enumerate(phases):
+        where = f"train.phases: phase {k + 1}"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}={raw!r}: expected a mapping (until_step: N plus keys such as "
+                              "data.max_seq_len: 512)")
+        phase = {}
+        for key, value in raw.items():
+            key = str(key)
+            if key == "until_step":
+                phase[key] = _coerce(value, int, f"{where}: until_step")
+                continue
+            if key not in PHASE_KEYS:
+                close = difflib.get_close_matches(key, PHASE_KEYS + ("until_step",), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(f"{where}: a phase may not set {key!r}; {hint}expected until_step and any of "
+                                  f"{', '.join(PHASE_KEYS)}")
+            section, name = key.split(".")
+            phase[key] = _coerce(value, hints[section][name], f"{where}: {key}")
+            _check_finite(f"{where}: {key}", value, phase[key])
+        until = phase.get("until_step")
+        if until is None:
+            raise ConfigError(f"{where}: until_step is missing (expected the step the phase ends at)")
+        if until <= prev_until:
+            raise ConfigError(f"{where}: until_step={until}: expected a step after "
+                              + (f"phase {k}'s until_step={prev_until} (phases in order)" if k else "0"))
+        prev_until = until
+        # the phase's values where they go: each section's own checks apply (a phase inherits the earlier ones)
+        for section in ("data", "train", "optim"):
+            changes = {key.split(".")[1]: v for key, v in phase.items() if key.startswith(section + ".")}
+            if section == "optim" and "warmup_steps" in changes:
+                changes["warmup_ratio"] = 0.0
+            if changes:
+                try:
+                    sections[section] = dataclasses.replace(sections[section], **changes)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
+        seq = sections["data"].max_seq_len
+        _check(seq <= cfg.model.max_position_embeddings, f"{where}: data.max_seq_len", seq,
+               f"at most model.max_position_embeddings={cfg.model.max_position_embeddings}")
+        out.append(phase)
+    if prev_until < cfg.train.max_steps:
+        raise ConfigError(f"train.phases: phase {len(out)} ends at until_step={prev_until}, before "
+                          f"train.max_steps={cfg.train.max_steps}: expected the last phase to reach it (raise its "
+                          "until_step or add a phase)")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -506,7 +577,21 @@ def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> P
         given.add(item.split("=", 1)[0].strip().lstrip("-"))
     _warmup_from_command_line(raw, given)
     _size_from_command_line(raw, given)
+    _check_not_shadowed_by_phase(raw, given)
     return config_from_dict(raw)
+
+
+def _check_not_shadowed_by_phase(raw: dict, given: set) -> None:
+    """A command-line key that the first phase of ``train.phases`` sets would never take effect (a phase keeps the
+    earlier phase's values, the first phase the config's): refused, rather than silently ignored."""
+    phases = (raw.get("train") or {}).get("phases") if isinstance(raw.get("train"), dict) else None
+    if "train.phases" in given or not isinstance(phases, list) or not phases or not isinstance(phases[0], dict):
+        return
+    for key in PHASE_KEYS:
+        if key in given and key in phases[0]:
+            raise ConfigError(f"{key} (command line): phase 1 of train.phases sets it ({phases[0][key]!r}), so the "
+                              f"command line's value would never be used; set it in train.phases, or "
+                              f"train.phases=[] to train without phases")
 
 
 def _size_from_command_line(raw: dict, given: set) -> None:

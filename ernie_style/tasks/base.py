@@ -101,6 +101,9 @@ class Task(abc.ABC):
     name: str = ""
     tensor_keys: Tuple[str, ...] = ()
     losses: Tuple[LossSpec, ...] = ()
+    # True: build_data takes the schedule's phase and sample count (train.phases, a resume with another global batch;
+    # ernie_style.training.schedule).  False: one phase, and a resume keeps the global batch.
+    supports_schedule: bool = False
 
     # -- model ---------------------------------------------------------------------------------------------------
 
@@ -144,7 +147,9 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def build_data(self, world_size: int, global_batch: int, max_steps: int) -> TaskData:
-        ...
+        """The training data indexed by global sample index, its collator and the eval splits.  A task with
+        ``supports_schedule`` also takes ``phase`` (an ``ernie_style.training.schedule.Phase``: its sequence length
+        and micro batch) and ``num_samples`` (what the phase's sample stream must hold) as keywords."""
 
     @abc.abstractmethod
     def data_fingerprint(self) -> dict:

@@ -28,6 +28,7 @@ from ernie_style.tasks.base import Batch, EvalAccumulator, EvalSplit, LossSpec, 
 from ernie_style.tasks.losses import masked_cross_entropy
 from ernie_style.training import preflight
 from ernie_style.training.distributed import all_reduce_sum
+from ernie_style.training.schedule import Schedule
 
 
 def pretraining_loss(mlm_logits, sop_logits, masked_labels, sop_labels):
@@ -102,6 +103,7 @@ class PretrainEvalSplit(EvalSplit):
 
 class PretrainTask(Task):
     name = "pretrain"
+    supports_schedule = True
     tensor_keys = ("input_ids", "token_type_ids", "attention_mask", "masked_positions", "masked_labels", "sop_labels")
     losses = (LossSpec("lm_loss", "mlm_acc", "masked_labels"), LossSpec("sop_loss", "sop_acc", "sop_labels"))
 
@@ -144,10 +146,16 @@ class PretrainTask(Task):
         m = pretraining_metrics(*outputs, t["masked_labels"], t["sop_labels"])
         return [m["mlm_correct"], m["sop_correct"]]
 
-    def build_data(self, world_size: int, global_batch: int, max_steps: int) -> TaskData:
+    def build_data(self, world_size: int, global_batch: int, max_steps: int, phase=None,
+                   num_samples: Optional[int] = None) -> TaskData:
+        """``phase``: the schedule's phase (its sequence length and micro batch; default the config's);
+        ``num_samples``: training samples to index (default ``max_steps * global_batch``)."""
         t, d = self.cfg.train, self.cfg.data
+        max_seq_len = phase.max_seq_len if phase is not None else d.max_seq_len
+        mb = phase.micro_batch_size if phase is not None else t.micro_batch_size
+        n_train = num_samples if num_samples is not None else max_steps * global_batch
         split_w = d.splits.weights
-        eval_batch = t.micro_batch_size * world_size
+        eval_batch = mb * world_size
         n_valid = t.eval_iters * eval_batch if split_w[1] > 0 else 0
         test_iters = t.test_iters or t.eval_iters
         n_test = test_iters * eval_batch if split_w[2] > 0 else 0
@@ -157,12 +165,11 @@ class PretrainTask(Task):
             print(note, flush=True)
         try:
             train_ds, valid_ds, test_ds = build_datasets(
-                d.blend, SampleSpec.from_config(self.cfg), num_samples=(max_steps * global_batch, n_valid, n_test),
-                cache_dir=cache_dir)
+                d.blend, SampleSpec.from_config(self.cfg).replace(max_seq_len=max_seq_len),
+                num_samples=(n_train, n_valid, n_test), cache_dir=cache_dir)
         except ValueError as e:  # the dataset's messages name what in the data or its settings cannot work
             raise ConfigError(str(e)) from None
-        collator = Collator(pad_id_of(d.vocab_file), pad_to_multiple_of=8, max_seq_len=d.max_seq_len)
-        mb = t.micro_batch_size
+        collator = Collator(pad_id_of(d.vocab_file), pad_to_multiple_of=8, max_seq_len=max_seq_len)
         if valid_ds is not None and t.eval_iters:
             self.valid = PretrainEvalSplit(valid_ds, collator, t.eval_iters, mb)
         if test_ds is not None and test_iters:
@@ -182,7 +189,7 @@ class PretrainTask(Task):
 def check_inputs(cfg: PretrainConfig, world_size: int) -> List[str]:
     """Everything a user can get wrong about files and sizes, as one ConfigError, before any training; returns the
     lines to print before launch (e.g. ``vocab extended: ...`` when ``data.vocab_file`` extends the resume source's)."""
-    cfg.accumulation_steps(world_size)
+    Schedule.from_config(cfg, world_size)  # the batch sizes (of each phase) for this number of ranks
     has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if cfg.dist.sharding_stage == 2 and (not has_gpu or cfg.train.device == "cpu"):
         raise ConfigError("dist.sharding_stage=2: Paddle's group_sharded_parallel runs only on GPU/XPU "

@@ -3,6 +3,7 @@
   trainer.py           the loop (``Trainer``, ``TrainStep``)
   checkpoint.py        saving, resuming, pruning checkpoints
   optim.py             the optimizers (AdamW, LAMB), the LR schedule, the gradient norm
+  schedule.py          what each step needs (train.phases: sequence length, batches, LR) and the data position
   amp.py               mixed precision (auto_cast, GradScaler, decorate)
   distributed.py       the process group, collectives, process death
   parallelize.py       recompute, data parallel / sharding: applied once, outside the model

@@ -188,7 +188,10 @@ class TrainLogger:
         self.seqs += stats.seqs
         self.steps += 1
 
-    def maybe_log(self, step: int, lr: float, amp_stats: Dict[str, float]) -> Optional[str]:
+    def maybe_log(self, step: int, lr: float, amp_stats: Dict[str, float],
+                  phase: Optional[int] = None) -> Optional[str]:
+        """The log line of ``step`` when it is due; ``phase``: the schedule's phase number (train.phases), shown
+        last as ``phase: N`` and as VisualDL's ``train/phase``."""
         if step % self.logging_steps or not self.steps:
             return None
         dt = max(time.perf_counter() - self.t0, 1e-9)
@@ -211,10 +214,13 @@ class TrainLogger:
                                 loss_scaling=amp_stats["loss_scaling"], **values)
         line += "".join(LOG_TERM.format(name=k, value=v) for k, v in accs.items())
         line += EXTRA.format(**values)
+        if phase is not None:
+            line += f", phase: {phase}"
         self.text(line)
         self.vdl.scalars("train", {
             "loss": values["loss"], **terms, **accs, "learning_rate": lr,
             "grad_norm": values["grad_norm"], "ips": values["ips"], "tokens_per_s": values["tokens_per_s"],
+            **({"phase": float(phase)} if phase is not None else {}),
         }, step)
         self.vdl.scalars("amp", {k: amp_stats[k] for k in ("loss_scaling", "num_good_steps", "num_bad_steps",
                                                           "skipped_steps")}, step)

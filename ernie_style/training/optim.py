@@ -9,33 +9,35 @@ the ``optim`` section, so a recipe switches optimizer with one key.  Both are Pa
 (``optimizer.state_dict()``) treat them alike."""
 from __future__ import annotations
 
+from typing import Optional
+
 import paddle
 import paddle.distributed as dist
 
 from ernie_style.config.pretrain import OptimConfig
 from ernie_style.training import optimizer_builder, paddle_internals
+from ernie_style.training.schedule import LrSegment, Schedule
 
 
 class WarmupLinearDecay(paddle.optimizer.lr.LRScheduler):
-    """Linear warmup to ``max_lr``, linear decay to ``min_lr`` at ``decay_steps``, then constant.
+    """Linear warmup to ``max_lr``, linear decay to ``min_lr`` at ``decay_steps``, then constant; restarted by the
+    phases of ``schedule`` that set a learning-rate key (:mod:`ernie_style.training.schedule`).
 
     The LR of the n-th optimizer update (n = 1, 2, ...) is ``lr_at(n)``; it depends only on these
-    keys, so extending ``train.max_steps`` never changes it.
+    keys, so extending ``train.max_steps`` never changes it.  ``max_lr``, ``min_lr``, ``warmup``, ``decay_steps``:
+    the first segment's (the ``optim`` section's).
     """
 
-    def __init__(self, cfg: OptimConfig):
+    def __init__(self, cfg: OptimConfig, schedule: Optional[Schedule] = None):
         self.max_lr, self.min_lr = cfg.max_lr, cfg.min_lr
         self.warmup = cfg.resolved_warmup_steps()
         self.decay_steps = cfg.decay_steps
+        self.segments = schedule.lr_at if schedule is not None else \
+            LrSegment(0, self.warmup, self.decay_steps, self.max_lr, self.min_lr).lr
         super().__init__(learning_rate=cfg.max_lr)
 
     def lr_at(self, n: int) -> float:
-        if self.warmup and n <= self.warmup:
-            return self.max_lr * n / self.warmup
-        if n >= self.decay_steps:
-            return self.min_lr
-        frac = (n - self.warmup) / (self.decay_steps - self.warmup)
-        return self.max_lr - (self.max_lr - self.min_lr) * frac
+        return self.segments(n)
 
     def get_lr(self) -> float:
         return self.lr_at(self.last_epoch + 1)  # last_epoch = updates done so far

@@ -14,9 +14,11 @@ Resuming (``train.resume`` = auto or a path) is checked against the source the r
 - the architecture keys (``model_config.json``) must match the config (``vocab_size`` aside for an extended vocab);
   dropout and init range may change;
 - a checkpoint's data fingerprint (:func:`data_fingerprint`, saved in ``trainer_state.json``) must match:
-  other data, split, sequence length, masking settings or seed would not continue the run's sample order.
-
-- its ``train.global_batch_size`` (the data position is counted in global batches) must be the config's;
+  other data, split, sequence length, masking settings or seed would not continue the run's sample order;
+  ``train.resume_data=reset`` accepts them and starts a new data order (:func:`data_reset`);
+- the sequence length of the step it resumes at must be the one the checkpoint was training at (the schedule:
+  :mod:`ernie_style.training.schedule`); ``train.global_batch_size`` may change (the data continues from the
+  consumed samples);
 - its optimizer (``optim.name``) must be the config's (:func:`check_same_optimizer`): the optimizer state holds
   the other optimizer's moments, under the same names, so Paddle would load it without a word.
 
@@ -40,6 +42,7 @@ from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
 from ernie_style.data.spec import MASKING_KNOBS, SampleSpec, Split
 from ernie_style.storage import model_dir
 from ernie_style.training import checkpoint as ckpt, vocab_extension
+from ernie_style.training.schedule import Schedule
 
 # Keys that change neither the shapes nor the function of saved weights: allowed to differ on resume.
 MODEL_FREE_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
@@ -183,6 +186,16 @@ def fingerprint_diff(saved: dict, now: dict) -> List[str]:
 RUN_LENGTH_KEYS = ("max_steps", "epochs")
 
 
+def data_reset(requested: bool, state: dict, fingerprint: dict) -> bool:
+    """Whether a resume of the checkpoint with ``state`` (its trainer_state) starts a new data order:
+    ``train.resume_data=reset`` was ``requested``, unless the checkpoint was itself written after such a reset from
+    the same data (``fingerprint`` equals its own): then the same command run again continues its data."""
+    if not requested:
+        return False
+    saved_reset = ((state.get("config") or {}).get("train") or {}).get("resume_data") == "reset"
+    return not (saved_reset and not fingerprint_diff(state.get("data_fingerprint") or {}, fingerprint))
+
+
 def check_same_optimizer(saved_config: Optional[dict], name: str, path: str) -> None:
     """Refuse to resume the checkpoint ``path`` (its saved config ``saved_config``) with another optimizer than
     the one it was trained with (``optim.name``; a checkpoint from before the key was trained with AdamW).  AdamW
@@ -197,12 +210,12 @@ def check_same_optimizer(saved_config: Optional[dict], name: str, path: str) -> 
 
 def resume_changes(saved_config: Optional[dict], cfg: PretrainConfig) -> List[str]:
     """One line per key that may change on resume and differs from the checkpoint's config: every ``optim.*`` key
-    but the optimizer itself (:func:`check_same_optimizer`), and the run's length (``train.max_steps`` /
-    ``train.epochs``)."""
+    but the optimizer itself (:func:`check_same_optimizer`), the run's length (``train.max_steps`` /
+    ``train.epochs``) and ``train.phases`` (a checkpoint from before it had none)."""
     saved, now = saved_config or {}, cfg.to_dict()
     pairs = [(f"optim.{k}", (saved.get("optim") or {}).get(k, v), v) for k, v in now["optim"].items() if k != "name"]
     pairs += [(f"train.{k}", (saved.get("train") or {}).get(k, now["train"][k]), now["train"][k])
-              for k in RUN_LENGTH_KEYS if k in now["train"]]
+              for k in RUN_LENGTH_KEYS + ("phases",) if k in now["train"]]
     return [f"{key}: {old!r} (checkpoint) -> {new!r} (now)" for key, old, new in pairs if old != new]
 
 
@@ -262,7 +275,7 @@ def _check_layout(path: str) -> None:
 
 
 def check_resume(cfg: PretrainConfig, world_size: int = 1) -> List[str]:
-    """Refuse a resume source whose vocabulary, architecture, data fingerprint, global batch or optimizer differs
+    """Refuse a resume source whose vocabulary, architecture, data fingerprint, sequence length or optimizer differs
     from the config (for ``world_size`` ranks); returns the lines to print before launch (a vocab extension)."""
     sources = [p for p in resume_sources(cfg) if os.path.isdir(p)]
     notes = []
@@ -305,14 +318,15 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> Optional[s
         state = model_dir.read_trainer_state(path) or {}
         check_same_optimizer(state.get("config"), cfg.optim.name, path)
         saved_fp = state.get("data_fingerprint")
-        gbs = state.get("global_batch_size")
-        if isinstance(saved_fp, dict) or gbs is not None:
-            now = data_fingerprint(cfg)
-            diff = fingerprint_diff(saved_fp or {}, now)
-            if gbs is not None and gbs != cfg.global_batch_size(world_size):
-                # the data position is counted in global batches: the same rule as the data settings
-                diff.append(f"train.global_batch_size: {gbs!r} (checkpoint) vs {cfg.global_batch_size(world_size)!r} "
-                            "(now)")
+        now = data_fingerprint(cfg)
+        reset = data_reset(cfg.train.resume_data == "reset", state, now)
+        if isinstance(saved_fp, dict) and not reset:
+            diff = fingerprint_diff(saved_fp, now)
             if diff:
                 raise ConfigError("; ".join(diff) + f" -- resuming {path} with other data settings would not "
-                                  f"continue its sample order; use the checkpoint's values (its {ckpt.TRAINER_STATE})")
+                                  f"continue its sample order; use the checkpoint's values (its {ckpt.TRAINER_STATE}), "
+                                  "or train.resume_data=reset to keep its weights and optimizer and start a new "
+                                  "data order")
+        if "step" in state and (isinstance(saved_fp, dict) or "schedule" in state):
+            # the same check the trainer makes: another sequence length at the resumed step is refused
+            Schedule.from_config(cfg, world_size).load_state_dict(state, int(state["step"]), reset=reset)

@@ -3,10 +3,12 @@
 What is task-specific (batch schema, model call, loss terms, metrics, data, eval schedule) comes from a
 :class:`ernie_style.tasks.base.Task`; pretraining (WWM-MLM + SOP) is :class:`ernie_style.tasks.pretrain.PretrainTask`.
 
-Batching.  Global batch g covers the global sample indices ``[g*GB, (g+1)*GB)``; rank r takes the
-contiguous slice ``[g*GB + r*GB/W, g*GB + (r+1)*GB/W)`` in ``accumulation`` micro-batches.  Samples depend only
-on (seed, index), so the data order is independent of the number of ranks for a fixed global batch,
-and resuming from ``consumed_samples = step * GB`` continues exactly.
+Batching.  What each step needs (sequence length, batch sizes, learning rate) and where its samples start comes
+from the schedule (:mod:`ernie_style.training.schedule`, one object saved with every checkpoint).  A global batch
+of GB samples starting at sample c of its sample index covers ``[c, c + GB)``; rank r takes the contiguous slice
+``[c + r*GB/W, c + (r+1)*GB/W)`` in ``accumulation`` micro-batches.  Samples depend only on (seed, index), so the
+data order is independent of the number of ranks for a fixed global batch, and a resume continues exactly from the
+consumed samples (without phases or batch changes c = step * GB, as always).
 
 Loss weighting.  The optimised loss of a step is the sum over the task's loss terms of each term's mean over
 *all* its items in the global batch (pretraining: the MLM loss over all masked tokens plus the SOP loss over all
@@ -21,6 +23,7 @@ import contextlib
 import math
 import os
 import random
+import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -36,23 +39,28 @@ from ernie_style.training.distributed import DistInfo, all_reduce_sum
 from ernie_style.training.interrupt import Interrupts
 from ernie_style.training.metrics import TextLog, TrainLogger, VisualDL
 from ernie_style.training.optim import GradNorm, WarmupLinearDecay, build_optimizer
+from ernie_style.training.schedule import Phase, Schedule
 from ernie_style.training.paddle_internals import grads_synced
 from ernie_style.training.parallelize import apply_recompute, wrap_model
 
 
 class GlobalBatchSampler:
-    """Yields this rank's micro-batches (lists of global sample indices) from global batch ``start_step`` on."""
+    """Yields this rank's micro-batches (lists of global sample indices) of global batches ``start_step`` to
+    ``max_steps - 1``; global batch ``start_step`` begins at sample ``first_sample`` (default
+    ``start_step * global_batch``), each next one ``global_batch`` samples further."""
 
-    def __init__(self, start_step: int, max_steps: int, global_batch: int, micro_batch: int, rank: int, world: int):
+    def __init__(self, start_step: int, max_steps: int, global_batch: int, micro_batch: int, rank: int, world: int,
+                 first_sample: Optional[int] = None):
         assert global_batch % (micro_batch * world) == 0
         self.start_step, self.max_steps = start_step, max_steps
         self.global_batch, self.micro_batch = global_batch, micro_batch
         self.rank, self.world = rank, world
+        self.first_sample = start_step * global_batch if first_sample is None else first_sample
 
     def __iter__(self):
         per_rank = self.global_batch // self.world
-        for g in range(self.start_step, self.max_steps):
-            base = g * self.global_batch + self.rank * per_rank
+        for g in range(self.max_steps - self.start_step):
+            base = self.first_sample + g * self.global_batch + self.rank * per_rank
             for k in range(0, per_rank, self.micro_batch):
                 yield list(range(base + k, base + k + self.micro_batch))
 
@@ -151,10 +159,13 @@ class Trainer:
         t = cfg.train
         self.text = TextLog(t.output_dir, info.is_main)
         self.interrupts = Interrupts(info)
-        self.acc = cfg.accumulation_steps(info.world_size)
-        self.gbs = cfg.global_batch_size(info.world_size)
-        self.text(f"trainer: {info.world_size} rank(s) on {info.device}, micro batch {t.micro_batch_size}, "
-                  f"accumulation {self.acc}, global batch {self.gbs}, max_steps {t.max_steps}")
+        self.schedule = Schedule.from_config(cfg, info.world_size)
+        self.phase: Optional[Phase] = None  # the phase the loaders are built for
+        first = self.schedule.phases[0]
+        self.acc, self.gbs = first.accumulation, first.global_batch_size
+        self.text(f"trainer: {info.world_size} rank(s) on {info.device}, micro batch {first.micro_batch_size}, "
+                  f"accumulation {self.acc}, global batch {self.gbs}, max_steps {t.max_steps}"
+                  + (f", {len(self.schedule.phases)} phases (train.phases)" if self.schedule.explicit else ""))
         if info.runtime:
             self.text.detail(f"trainer: {info.device} process settings: {', '.join(info.runtime)} "
                              f"(ernie_style/training/cpu_runtime.py; {cpu_runtime.ENV_VAR}=0 leaves the defaults)")
@@ -187,7 +198,7 @@ class Trainer:
             self.lineage = self.ancestor_lineage
         if t.recompute:
             self.text(f"recompute: {apply_recompute(self.model)} encoder layers")
-        self.scheduler = WarmupLinearDecay(cfg.optim)
+        self.scheduler = WarmupLinearDecay(cfg.optim, self.schedule)
         optimizer = build_optimizer(self.model, cfg.optim, self.scheduler)
         self.amp = Amp(cfg.amp, info.device, log=self.text)
         self.model, optimizer = self.amp.decorate(self.model, optimizer)
@@ -210,7 +221,7 @@ class Trainer:
         self.vdl = VisualDL(t.output_dir, info.is_main, keep_until=self.step)  # one record file: the whole history
         self.vdl.text("config", "```yaml\n" + cfg.to_yaml() + "```", step=self.step)
         self.logger = TrainLogger(t.logging_steps, self.text, self.vdl, task.losses)
-        self._build_data()
+        self._start_phase(self.schedule.phase_at(self.step))
 
     def _load_weights(self, path: str) -> Optional[vocab_extension.Extension]:
         """Load ``path``'s weights; when the run's vocab extends its vocab, with rows for the new tokens (returned:
@@ -262,9 +273,13 @@ class Trainer:
         for line in changes + ([changed] if changed else []):
             self.text(f"resume: {line}")
         self.amp.load_state_dict(state["amp"])
-        if state.get("global_batch_size") != self.gbs:
-            raise ConfigError(f"train.global_batch_size={self.gbs}: the checkpoint {path} was trained with "
+        now_gbs = self.schedule.phase_at(self.step).global_batch_size
+        if not self.task.supports_schedule and state.get("global_batch_size") != now_gbs:
+            raise ConfigError(f"train.global_batch_size={now_gbs}: the checkpoint {path} was trained with "
                               f"{state.get('global_batch_size')}; the data position would not be exact")
+        reset = preflight.data_reset(self.cfg.train.resume_data == "reset", state, self.task.data_fingerprint())
+        for line in self.schedule.load_state_dict(state, self.step, reset=reset):
+            self.text(f"resume: {line}")
         if state.get("task") is not None:
             self.task.load_state_dict(state["task"])
         rng = ckpt.load_rng_state(path, self.info.rank, log=self.text)
@@ -274,12 +289,35 @@ class Trainer:
         else:
             ckpt.set_rng_state(rng)
 
-    def _build_data(self) -> None:
-        t, w = self.cfg.train, self.info.world_size
-        data = self.task.build_data(w, self.gbs, t.max_steps)
-        self.train_ds, self.collator = data.train, data.collator
-        self.valid, self.test = data.valid, data.test
-        sampler = GlobalBatchSampler(self.step, t.max_steps, self.gbs, t.micro_batch_size, self.info.rank, w)
+    def _start_phase(self, phase: Phase) -> None:
+        """Loaders for ``phase`` from the current step on: its own sample index (built now, for its sequence length)
+        unless the previous phase had the same length (the stream continues)."""
+        t, w, sched = self.cfg.train, self.info.world_size, self.schedule
+        self.acc, self.gbs = phase.accumulation, phase.global_batch_size
+        self.train_step.gbs = self.gbs
+        first = sched.first_sample(phase)
+        where = f"{phase.name}: " if sched.explicit else ""
+        if self.phase is None or self.phase.max_seq_len != phase.max_seq_len:
+            t0 = time.perf_counter()
+            if self.task.supports_schedule:
+                need = max(sched.samples_needed(phase, self.step, t.max_steps), 1)
+                data = self.task.build_data(w, self.gbs, t.max_steps, phase=phase, num_samples=need)
+            else:
+                data = self.task.build_data(w, self.gbs, t.max_steps)
+            self.train_ds, self.collator = data.train, data.collator
+            self.valid, self.test = data.valid, data.test
+            if sched.explicit:
+                self.text(f"{where}sample index for max_seq_len {phase.max_seq_len}: {len(self.train_ds)} samples, "
+                          f"built in {time.perf_counter() - t0:.2f} s; the data starts at its sample {first}")
+        elif sched.explicit:
+            self.text(f"{where}continues the max_seq_len {phase.max_seq_len} sample index at its sample {first}")
+        if sched.explicit:
+            self.text(f"schedule: {sched.describe(phase, w)}")
+            self.vdl.text("phase", sched.describe(phase, w), step=self.step)
+        self.phase = phase
+        end = min(phase.end, t.max_steps)
+        sampler = GlobalBatchSampler(self.step, max(end, self.step), self.gbs, phase.micro_batch_size,
+                                     self.info.rank, w, first_sample=first)
         workers = self.cfg.data.num_workers
         if workers > 0:
             self.train_loader = paddle.io.DataLoader(
@@ -287,6 +325,7 @@ class Trainer:
                 num_workers=workers, return_list=True)
         else:  # the same batches, built in the training process
             self.train_loader = _SyncLoader(self.train_ds, self.collator, sampler)
+        self.batches = iter(self.train_loader)
 
     # -- eval -----------------------------------------------------------------------------------------------
 
@@ -323,14 +362,18 @@ class Trainer:
     def lr_schedule(self) -> dict:
         """The schedule this run follows (saved with each checkpoint: a resume says how its own differs)."""
         s = self.scheduler
-        return {"max_steps": self.cfg.train.max_steps, "warmup_steps": s.warmup, "decay_steps": s.decay_steps,
-                "max_lr": s.max_lr, "min_lr": s.min_lr}
+        out = {"max_steps": self.cfg.train.max_steps, "warmup_steps": s.warmup, "decay_steps": s.decay_steps,
+               "max_lr": s.max_lr, "min_lr": s.min_lr}
+        if self.schedule.explicit:
+            out["segments"] = sorted({tuple(p.lr.__dict__.values()) for p in self.schedule.phases})
+        return out
 
     def save(self) -> None:
         state = {
             "step": self.step,
-            "consumed_samples": self.step * self.gbs,
+            "consumed_samples": self.schedule.consumed_samples,
             "global_batch_size": self.gbs,
+            "schedule": self.schedule.state_dict(),
             "world_size": self.info.world_size,
             "lr_scheduler": self.scheduler.state_dict(),
             "lr_schedule": self.lr_schedule(),
@@ -370,9 +413,12 @@ class Trainer:
             self.text(f"trainer: already at step {self.step} >= train.max_steps={t.max_steps}; nothing to do")
         if self.task.done():
             self.text(f"trainer: the run stopped early at step {self.step}; not training further")
-        batches = iter(self.train_loader)
         while self.step < t.max_steps and not self.task.done():
-            stats = self.train_step([next(batches) for _ in range(self.acc)])
+            phase = self.schedule.phase_at(self.step)
+            if phase is not self.phase:
+                self._start_phase(phase)
+            stats = self.train_step([next(self.batches) for _ in range(self.acc)])
+            self.schedule.advance(phase)
             self.step += 1
             # With an active fp16 loss scaler a non-finite loss only skips the step (counted); otherwise stop.
             if not math.isfinite(stats.loss) and not self.amp.scaler.is_enable():
@@ -382,7 +428,8 @@ class Trainer:
                 self.release()
                 return 1
             self.logger.update(stats)
-            self.logger.maybe_log(self.step, self.scheduler.lr_at(self.step), self.amp.stats())
+            self.logger.maybe_log(self.step, self.scheduler.lr_at(self.step), self.amp.stats(),
+                                  phase=phase.number if self.schedule.explicit else None)
             stop = False
             if self.task.should_evaluate(self.step):
                 stop = self.task.after_evaluate(self, self.step, self.evaluate(self.valid, "eval"))
