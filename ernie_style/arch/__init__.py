@@ -14,6 +14,7 @@ from ernie_style.arch.spec import ArchSpec
 DEFAULT_ARCH = "roformer"
 ARCHS = {
     "roformer": "ernie_style.arch.roformer",
+    "bert": "ernie_style.arch.bert",
 }
 
 

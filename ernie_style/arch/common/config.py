@@ -13,6 +13,16 @@ from typing import Any
 # The names ``hidden_act`` accepts; ``ernie_style.arch.common.kernels.ACTIVATIONS`` implements exactly these.
 ACTIVATION_NAMES = ("gelu", "gelu_new", "relu", "tanh")
 
+# Keys of a PaddleNLP config.json that carry no model math (bookkeeping of its PretrainedConfig).
+PADDLENLP_BOOKKEEPING = frozenset({
+    "architectures", "model_type", "eos_token_id", "bos_token_id", "use_cache", "paddlenlp_version",
+    "dtype", "init_class", "return_dict", "output_hidden_states", "output_attentions", "use_return_dict",
+    "classifier_dropout", "num_labels", "num_choices", "id2label", "label2id", "tensor_parallel_degree",
+    "tensor_parallel_rank", "tensor_parallel_output", "fuse_attention_qkv", "fuse_attention_ffn",
+    "quantization_config", "transformers_version", "torch_dtype", "tokenizer_class", "chunk_size_feed_forward",
+    "_name_or_path", "problem_type",
+})  # fmt: skip
+
 
 def config_error(config, name: str, expected: str) -> ValueError:
     """``ValueError("RoFormerConfig.hidden_size=30: expected ...")`` for the field ``name`` of ``config``."""
@@ -57,6 +67,17 @@ def config_from_dict(cls, d: dict[str, Any]):
     if "vocab_size" not in d:
         raise ValueError(f"{cls.__name__}: missing required key 'vocab_size'")
     return cls(**d)
+
+
+def config_from_paddlenlp(config_class, d: dict[str, Any], ignored: frozenset = frozenset()):
+    """``config_class`` from a PaddleNLP ``config.json`` dict: its bookkeeping keys (and the architecture's
+    ``ignored`` ones) dropped, the pooler activation checked (ours is tanh)."""
+    d = dict(d)
+    pool_act = d.pop("pool_act", "tanh")
+    if pool_act != "tanh":
+        raise ValueError(f"PaddleNLP config: pool_act={pool_act!r}; only 'tanh' is supported")
+    drop = PADDLENLP_BOOKKEEPING | ignored
+    return config_class.from_dict({k: v for k, v in d.items() if k not in drop})
 
 
 def field_types(config_class) -> dict:
