@@ -339,6 +339,27 @@ def test_save_and_from_pretrained_round_trip(tmp_path):
         assert _maxdiff(loaded(ids, types, mask)[0], model(ids, types, mask)[0]) == 0.0
 
 
+def test_bert_config_and_name_map_import_without_paddle_and_model_arch_selects_bert(tmp_path):
+    from test_architecture import _run_without_paddle
+
+    from ernie_style.config.pretrain import load_config
+
+    p = _run_without_paddle("""
+        from ernie_style.arch import get_arch
+        from ernie_style.arch.spec import resolve
+        spec = get_arch("bert")
+        print(spec.config_class()(vocab_size=10, hidden_size=8, num_attention_heads=2).head_dim, len(resolve(spec.name_map)))
+    """)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["4", str(len(NAME_MAP))]
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(t + "\n" for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]))
+    cfg = load_config(None, [f"data.vocab_file={vocab}", "model.arch=bert", "model.hidden_size=32",
+                             "model.num_attention_heads=2", "model.type_vocab_size=3"])
+    assert cfg.model == BertConfig(vocab_size=7, hidden_size=32, num_attention_heads=2, type_vocab_size=3)
+    assert cfg.to_dict()["model"]["arch"] == "bert"
+
+
 def test_config_validation_and_input_length():
     cfg = BertConfig(vocab_size=100)
     assert (cfg.hidden_size, cfg.max_position_embeddings, cfg.type_vocab_size, cfg.layer_norm_eps) == (768, 512, 2, 1e-12)
