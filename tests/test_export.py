@@ -582,13 +582,13 @@ def test_bad_hf_dirs(tiny, tmp_path, capsys):
     _, _, _, hf, _ = tiny
     wrong = _copy_dir(hf, tmp_path / "wrong")
     conf = json.loads((wrong / "config.json").read_text())
-    (wrong / "config.json").write_text(json.dumps({**conf, "model_type": "bert"}))
+    (wrong / "config.json").write_text(json.dumps({**conf, "model_type": "albert"}))
     trunc = _copy_dir(hf, tmp_path / "trunc")
     data = (trunc / "model.safetensors").read_bytes()
     (trunc / "model.safetensors").write_bytes(data[:-1000])
     noweights = _copy_dir(hf, tmp_path / "noweights")
     os.remove(noweights / "model.safetensors")
-    cases = [(wrong, "config.json: model_type is 'bert', expected 'roformer'"),
+    cases = [(wrong, "config.json: model_type is 'albert', expected 'roformer' or 'bert'"),
              (trunc, "model.safetensors: truncated"),
              (noweights, "no model.safetensors, model.safetensors.index.json or pytorch_model.bin"),
              (tmp_path / "absent", "not a directory")]
