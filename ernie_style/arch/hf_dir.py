@@ -91,8 +91,29 @@ def _read_bin(path) -> dict:
     return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in sd.items()}
 
 
+def tf_layer_norm_names(tensors: dict) -> dict:
+    """``tensors`` with the TensorFlow-era LayerNorm names of older BERT files (``...LayerNorm.gamma`` /
+    ``.beta``, e.g. HFL's pytorch_model.bin) renamed to ``.weight`` / ``.bias``, as transformers renames them on
+    load."""
+    def fixed(name):
+        head, _, last = name.rpartition(".")
+        return f"{head}.{ {'gamma': 'weight', 'beta': 'bias'}[last]}" if last in ("gamma", "beta") else name
+
+    return {fixed(k): v for k, v in tensors.items()}
+
+
 def read_hf_weights(hf_dir) -> tuple:
-    """({name: float32 ndarray}, [files read]) from safetensors (single or sharded) or pytorch_model.bin."""
+    """({name: float32 ndarray}, [files read]) from safetensors (single or sharded) or pytorch_model.bin; the
+    TensorFlow-era LayerNorm names renamed (:func:`tf_layer_norm_names`)."""
+    tensors, files = _read_hf_weights(hf_dir)
+    renamed = tf_layer_norm_names(tensors)
+    if len(renamed) != len(tensors):
+        raise ModelDirError(f"{', '.join(files)}: holds a LayerNorm under both its gamma/beta and its weight/bias "
+                            "name; which one the model uses is ambiguous")
+    return renamed, files
+
+
+def _read_hf_weights(hf_dir) -> tuple:
     single = os.path.join(hf_dir, "model.safetensors")
     index = os.path.join(hf_dir, "model.safetensors.index.json")
     binf = os.path.join(hf_dir, "pytorch_model.bin")
