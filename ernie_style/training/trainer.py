@@ -213,9 +213,11 @@ class Trainer:
     def _load_weights(self, path: str) -> None:
         load_state_dict_checked = arch_of(self.task.model_config).load_state_dict_fn()
         try:
-            load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(path, ckpt.MODEL_STATE)))
+            report = load_state_dict_checked(self.model, ckpt.load_state_file(os.path.join(path, ckpt.MODEL_STATE)))
         except ValueError as e:  # names or shapes that do not fit this model: the user's choice of directory
             raise ConfigError(f"train.resume: {path}: {e}") from None
+        for note in report.notes:  # e.g. an MLM-only run from weights with a binary head: the head is dropped
+            self.text(f"resume: {note}")
 
     def release(self) -> None:
         """Give up the output directory (the run lock) and put back the signal handlers (a start refused in
