@@ -29,6 +29,44 @@ LABELS = {"seq_cls": ["neg", "pos", "mid"], "pair_cls": ["same", "different"], "
                                                                                         "I-LOC"], "qa": None}
 HF_CLASS = {"seq_cls": "RoFormerForSequenceClassification", "pair_cls": "RoFormerForSequenceClassification",
             "ner": "RoFormerForTokenClassification", "qa": "RoFormerForQuestionAnswering"}
+BERT_HF_CLASS = {"seq_cls": "BertForSequenceClassification", "pair_cls": "BertForSequenceClassification",
+                 "ner": "BertForTokenClassification", "qa": "BertForQuestionAnswering"}
+
+
+class TaskModelLogits(paddle.nn.Layer):
+    """``ernie_style.tasks.heads``' model of a task with logits as ``Reference`` gives them (qa: [B, T, 2])."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, types, mask):
+        out = self.model(ids, types, mask)
+        return paddle.stack(out, axis=-1) if isinstance(out, (tuple, list)) else out
+
+
+def write_finetuned_bert(path, task, labels=LABELS, seed=0):
+    """A fine-tuned BERT model dir (the task model of ernie_style.tasks.heads, random O(0.1) weights); returns (dir,
+    a Paddle model giving its logits).  The reference is transformers itself (its BertFor* classes)."""
+    from ernie_style.arch.bert.config import BertConfig
+    from ernie_style.storage.pdparams import save_pdparams
+    from ernie_style.tasks.heads import build_task_model
+
+    cfg = U.tiny_bert_config()
+    labels = labels[task] if isinstance(labels, dict) else labels
+    model = build_task_model(BertConfig.from_dict({k: v for k, v in cfg.items() if k != "arch"}), task,
+                             2 if task == "qa" else len(labels))
+    state = _randomize(model, seed)
+    U.write_checkpoint(path, cfg, {})
+    save_pdparams(os.path.join(path, "model_state.pdparams"), state)
+    os.remove(os.path.join(path, "tokenizer_config.json"))
+    task_cfg = {"task": task, "do_lower_case": True, "max_seq_len": 48, "init": "random"}
+    if labels is not None:
+        task_cfg["id2label"] = {str(i): lab for i, lab in enumerate(labels)}
+        task_cfg["label2id"] = {lab: i for i, lab in enumerate(labels)}
+    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(task_cfg, f)
+    return str(path), TaskModelLogits(model)
 
 
 class Reference(paddle.nn.Layer):
