@@ -7,6 +7,7 @@ what differs (BERT: absolute position embeddings; RoFormer: rotary positions in 
                  the weight init and the padding bias
   loading.py     a state dict checked by names and shapes before it is loaded
   persistence.py ``save_pretrained`` / ``from_pretrained`` of a model directory
+  hf_config.py   Paddle-free: the transformers config.json mapping (activations, tied decoder, defaults)
 
-Importing this package imports no Paddle (``config.py`` is read by ``export``).
+Importing this package imports no Paddle (``config.py`` and ``hf_config.py`` are read by ``export``).
 """
