@@ -23,63 +23,16 @@ import argparse
 import json
 import os
 
-import numpy as np
-
-from ernie_style.arch import get_arch, with_arch
-from ernie_style.arch.hf_dir import read_hf_config_arch, read_hf_task, read_hf_weights
-from ernie_style.arch.spec import resolve
+from ernie_style.arch import with_arch
+from ernie_style.arch.hf_dir import hf_state_to_ours, nsp_note, read_hf_config_arch, read_hf_task, read_hf_weights  # noqa: F401  (hf_state_to_ours: its old home)
 from ernie_style.storage.model_dir import CHECKSUMS_FILE, CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE, atomic_output_dir, read_vocab, sha256_file, write_json, write_vocab
 from ernie_style.storage.pdparams import save_pdparams
 from ernie_style.storage.safetensors_io import read_safetensors
 from export.errors import ExportError, run_cli
-from ernie_style.arch.state_dict_adapter import (
-    MLM_PREFIX, SIDE_FILE, SOP_PREFIX, TASKS, add_base_prefix, check_ours, expected_ours, hf_to_ours, pooler_names,
-    word_embeddings,
-)
+from ernie_style.arch.state_dict_adapter import SIDE_FILE, SOP_PREFIX, TASKS, add_base_prefix, word_embeddings
 from ernie_style.constants import HF_CONFIG
 from export.verify import verify_hf_import
 
-
-
-def hf_state_to_ours(tensors: dict, cfg: dict, where: str, task=None, num_labels=None, spec=None) -> tuple:
-    """HF tensors -> (our float32 state dict, list of notes for the user); with ``task`` a fine-tuned model's.
-    ``spec``: the architecture (None: the default).
-
-    What a source may lack is initialised and said in a note: the pooler and the SOP head (an ``<Arch>ForMaskedLM``
-    file), and for a pretraining import the MLM head too (a bare base model: ``<Arch>Model`` keys).  Anything else
-    that does not fit the architecture's expected names and shapes is refused, named (``check_ours``)."""
-    spec = spec or get_arch()
-    tensors = add_base_prefix(tensors, spec)
-    emb = tensors.get(word_embeddings(spec))
-    dec = tensors.get("cls.predictions.decoder.weight")
-    if dec is not None and emb is not None and (dec.shape != emb.shape or not np.array_equal(dec, emb)):
-        raise ExportError(f"{where}: cls.predictions.decoder.weight differs from the word embeddings; "
-                          "an untied MLM decoder has no place in our model")
-    dec_bias, bias = tensors.get("cls.predictions.decoder.bias"), tensors.get("cls.predictions.bias")
-    if dec_bias is not None and bias is not None and (dec_bias.shape != bias.shape or not np.array_equal(dec_bias, bias)):
-        raise ExportError(f"{where}: cls.predictions.decoder.bias differs from cls.predictions.bias; "
-                          "an untied MLM decoder bias has no place in our model")
-    if bias is None and dec_bias is not None:
-        tensors = {**tensors, "cls.predictions.bias": dec_bias}
-    _, notes = resolve(spec.hf_derived).from_hf(tensors, where)  # tensors the architecture computes: checked
-    ours, _ = hf_to_ours(tensors, where, spec)
-    ours = {k: np.ascontiguousarray(v, dtype=np.float32) if v.dtype != np.float32 else v for k, v in ours.items()}
-    fresh = (*pooler_names(spec), SOP_PREFIX)  # what a source may lack: initialised fresh
-    bare = task is None and not any(k.startswith(MLM_PREFIX) for k in ours)
-    if bare:  # a bare base model (<Arch>Model keys): continued pretraining starts the MLM head afresh
-        fresh += (MLM_PREFIX,)
-        notes.append(f"the source is a bare base model (no MLM head): {MLM_PREFIX}* initialised; the MLM head "
-                     "(its decoder tied to the word embeddings) is trained from scratch")
-    rng = np.random.default_rng(0)
-    for name, shape in expected_ours(cfg, task=task, num_labels=num_labels, spec=spec).items():
-        if name not in ours and name.startswith(fresh):
-            # PaddleNLP's init: normal(0, initializer_range) matrices, LayerNorm scales 1, biases 0
-            ours[name] = (rng.normal(0.0, cfg["initializer_range"], size=shape) if len(shape) == 2 else
-                          np.ones(shape) if name.endswith("norm.weight") else np.zeros(shape)).astype(np.float32)
-            if not name.startswith(MLM_PREFIX):  # the MLM head has its one note above
-                notes.append(f"initialised {name} (not in the source)")
-    check_ours(ours, cfg, where, task=task, num_labels=num_labels, spec=spec)
-    return ours, notes
 
 
 def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None:
@@ -103,8 +56,7 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
     where = ", ".join(files)
     state, notes = hf_state_to_ours(tensors, cfg, where, task, num_labels, spec)
     if nsp:
-        notes.append(f"the source's next-sentence head ({SOP_PREFIX}*) becomes our binary head: continued "
-                     "pretraining with SOP trains it on sentence order")
+        notes.append(nsp_note())
     vocab_path = os.path.join(hf_dir, VOCAB_FILE)
     vocab = read_vocab(vocab_path)
     if len(vocab) > cfg["vocab_size"]:  # fewer: padding rows (kept, as our export writes them)
