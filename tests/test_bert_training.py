@@ -137,3 +137,38 @@ def test_finetune_grid_on_bert(task_data, tmp_path):
     for r in runs:
         assert json.load(open(r / "seed_42" / "best_model" / "model_config.json"))["arch"] == "bert"
     assert "Best combination: `optim.max_lr=" in open(tmp_path / "grid" / "grid.md", encoding="utf-8").read()
+
+
+def test_train_resume_takes_a_hugging_face_bert_dir_directly(data, tmp_path):
+    """Issue 18 point 7: train.resume=HF_DIR initialises the weights as export.from_pytorch converts them (every
+    rank reads the directory itself); the same command run again continues the run's own checkpoints."""
+    import shutil
+
+    import _hf_bert_util as B
+    from export import from_pytorch
+
+    prefix, vocab = data
+    n_vocab = sum(1 for _ in open(vocab, encoding="utf-8"))
+    hf = B.write_hf_bert(tmp_path / "hfl", "pretraining", tf_names=True, vocab_size=n_vocab, hidden_size=32,
+                         num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=512)
+    shutil.copy(vocab, os.path.join(hf, "vocab.txt"))  # the vocab the data was tokenized with
+    assert from_pytorch.main([hf, str(tmp_path / "converted")]) == 0
+    from ernie_style.config.pretrain import load_config
+    from ernie_style.tasks.pretrain import PretrainTask
+    from ernie_style.training.distributed import DistInfo
+    from ernie_style.training.trainer import Trainer
+
+    out = tmp_path / "out"
+    cfg = load_config(CONFIG, U.tiny_overrides(prefix, vocab, str(out), **BERT, **{"train.resume": hf}))
+    trainer = Trainer(cfg, DistInfo(0, 1, 0, "cpu"), PretrainTask(cfg))
+    assert trainer.step == 0
+    assert_close(trainer.inner.state_dict(), paddle.load(str(tmp_path / "converted" / "model_state.pdparams")), tol=0)
+    trainer.release()
+    log = open(out / "train.log").read()
+    assert f"resume: initialised weights from model dir {hf}" in log and "becomes our binary head" in log, log
+    over = {"train.resume": hf, "train.max_steps": 2, "train.save_steps": 2}
+    assert run(data, out, **over, **{"train.overwrite_output": True}) == 0
+    assert run(data, out, **{**over, "train.max_steps": 3}) == 0
+    assert "continuing it" in open(out / "train.log").read()
+    assert os.path.isdir(out / "checkpoints" / "step_00000003")

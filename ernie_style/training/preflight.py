@@ -5,8 +5,9 @@ Called by :func:`ernie_style.tasks.pretrain.check_inputs`, i.e. once before ``ru
 
 Resuming (``train.resume`` = auto or a path) is checked against the source the run would load:
 
-- a Hugging Face directory or a training output directory given as ``train.resume`` is recognised and the
-  message says what to pass instead;
+- a Hugging Face directory of a registered architecture given as ``train.resume`` initialises the weights (its
+  config.json gives the architecture compared below); one of another ``model_type``, or a training output
+  directory, is recognised and the message says what to pass instead;
 - the source's ``vocab.txt`` must be ``data.vocab_file`` (sha256): other ids would mean other tokens;
 - the architecture keys (``model_config.json``) must match the config; dropout and init range may change;
 - a checkpoint's data fingerprint (:func:`data_fingerprint`, saved in ``trainer_state.json``) must match:
@@ -29,12 +30,14 @@ from typing import List, Optional
 
 from data_tools.indexed_dataset import MMapIndexedDataset
 from data_tools.meta import find_meta
-from ernie_style.arch import model_config_dict, named_arch
+from ernie_style.arch import model_config_dict, named_arch, with_arch
+from ernie_style.arch.hf_dir import hf_weights_file, read_hf_config_arch
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
 from ernie_style.training import DEFAULT_OPTIMIZER
 from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
 from ernie_style.data.spec import MASKING_KNOBS, SampleSpec, Split
 from ernie_style.storage import model_dir
+from ernie_style.storage.errors import ModelDirError
 from ernie_style.training import checkpoint as ckpt
 
 # Keys that change neither the shapes nor the function of saved weights: allowed to differ on resume.
@@ -230,9 +233,11 @@ def _check_layout(path: str) -> None:
     has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
     if has(ckpt.MODEL_STATE) or has(ckpt.CHECKSUMS) or has(ckpt.TRAINER_STATE):
         return  # a checkpoint or a plain model dir (damage is reported by the checkpoint verifier)
+    if hf_weights_file(path) is not None:
+        return  # a Hugging Face directory of a registered architecture: its weights initialise the run
     if has(HF_CONFIG) and any(has(w) for w in _HF_WEIGHTS):
-        raise ConfigError(f"train.resume={path!r}: a Hugging Face model directory; convert it first with "
-                          f"`python -m export.from_pytorch {path} PADDLE_DIR`, then pass train.resume=PADDLE_DIR")
+        raise ConfigError(f"train.resume={path!r}: a Hugging Face model directory of no registered architecture; "
+                          f"`python -m export.from_pytorch {path} PADDLE_DIR` says why")
     if os.path.isdir(os.path.join(path, "checkpoints")):
         raise ConfigError(f"train.resume={path!r}: a training output directory, not a checkpoint; pass "
                           f"train.resume={os.path.join(path, 'checkpoints', ckpt.LATEST)} (or a step_N inside), "
@@ -260,13 +265,22 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> None:
             raise ConfigError(f"data.vocab_file={cfg.data.vocab_file!r} (sha256 {mine[:12]}) is not the vocabulary "
                               f"of the {kind} {path} ({vocab}, sha256 {theirs[:12]}): its token ids would mean other "
                               "tokens; train with that vocab and data preprocessed with it")
-    if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
-        saved, now = named_arch(model_dir.read_model_config(path)), named_arch(model_config_dict(cfg.model))
+    hf = hf_weights_file(path) is not None
+    if os.path.isfile(os.path.join(path, MODEL_CONFIG)) or hf:
+        if hf:
+            try:
+                fields, spec = read_hf_config_arch(path)
+            except ModelDirError as e:
+                raise ConfigError(f"train.resume={path!r}: {e}") from None
+            kind, saved = "Hugging Face dir", named_arch(with_arch(spec, fields))
+        else:
+            saved = named_arch(model_dir.read_model_config(path))
+        now = named_arch(model_config_dict(cfg.model))
         diff = architecture_diff(saved, now)
         if diff:
             raise ConfigError("; ".join(f"model.{k}: {now[k]!r} (config) vs {saved[k]!r} ({kind})" for k in diff)
                               + f" -- the {kind} {path} has another architecture; set these model.* keys to "
-                              f"its values (its {ckpt.MODEL_CONFIG})")
+                              f"its values (its {HF_CONFIG if hf else ckpt.MODEL_CONFIG})")
     if kind == "checkpoint":
         state = model_dir.read_trainer_state(path) or {}
         check_same_optimizer(state.get("config"), cfg.optim.name, path)
