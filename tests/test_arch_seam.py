@@ -135,7 +135,7 @@ def test_no_module_outside_an_architecture_names_it():
 def _toy_spec() -> ArchSpec:
     m = "toy_pkg.toy"
     return ArchSpec(name="toyarch", prefix="toyenc", hf_model_type="toy", hf_pretraining_class="ToyForMaskedLM",
-                    paddlenlp_pretraining_class="ToyForMaskedLM",
+                    paddlenlp_pretraining_class="ToyForMaskedLM", paddlenlp_tied={},
                     task_heads={"seq_cls": TaskHead("ToyForSequenceClassification", "pooled")},
                     config=f"{m}:ToyConfig", base_model=f"{m}:ToyModel", pretraining_model=f"{m}:ToyForPretraining",
                     name_map=f"{m}:NAME_MAP", expected_shapes=f"{m}:shapes", hf_config_in=f"{m}:a",

@@ -169,3 +169,12 @@ def test_hf_to_ours_to_hf_is_bit_identical_and_to_paddlenlp_verifies(tmp_path, c
     assert to_paddlenlp.main([str(tmp_path / "ours"), str(tmp_path / "pnlp"), "--verify"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "verify: max |logits(paddle) - logits(paddlenlp)|" in out and "PaddleNLP BertForMaskedLM" in out
+    # the file holds exactly PaddleNLP BertForMaskedLM's names (its tied copies included, nothing of RoFormer's)
+    import paddlenlp.transformers as pnlp
+
+    from ernie_style.storage.pdparams import load_pdparams
+
+    conf = json.loads((tmp_path / "pnlp" / "config.json").read_text())
+    want = pnlp.BertForMaskedLM(pnlp.BertConfig(**{k: v for k, v in conf.items() if k not in (
+        "architectures", "ernie_style_source")})).state_dict()
+    assert set(load_pdparams(str(tmp_path / "pnlp" / "model_state.pdparams"))) == set(want)

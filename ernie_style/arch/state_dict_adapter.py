@@ -45,8 +45,6 @@ HEAD_SHAPES = {
 }
 TASKS = ("seq_cls", "pair_cls", "ner", "qa")  # every architecture's task_heads has exactly these
 SIDE_FILE = "pretraining_heads.safetensors"
-# PaddleNLP's <Arch>ForMaskedLM stores the tied decoder weight under its own name.
-PADDLENLP_DECODER_WEIGHT = "cls.predictions.decoder_weight"
 SOP_PREFIX = "cls.seq_relationship."
 MLM_PREFIX = "cls.predictions."
 

@@ -17,6 +17,10 @@ ARCH = ArchSpec(
     hf_model_type="bert",
     hf_pretraining_class="BertForMaskedLM",
     paddlenlp_pretraining_class="BertForMaskedLM",
+    # PaddleNLP's BertLMPredictionHead holds its decoder as a TransposedLinear whose weight is the word embeddings
+    # and whose bias is decoder_bias: both are saved a second time under these names
+    paddlenlp_tied={"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+                    "cls.predictions.decoder.bias": "cls.predictions.decoder_bias"},
     task_heads={
         # transformers' BertForSequenceClassification: dropout + classifier on the pooled output (pooler in its
         # model.safetensors)

@@ -12,6 +12,7 @@ from typing import Any
 
 import paddle.nn as nn
 
+from ernie_style.arch.bert import ARCH
 from ernie_style.arch.bert.config import BertConfig
 from ernie_style.arch.common import config as common
 from ernie_style.arch.common.loading import LoadReport, load_checked
@@ -21,9 +22,8 @@ from ernie_style.arch.common.loading import LoadReport, load_checked
 HEAD_PREFIXES = ("cls.",)
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 DECODER_BIAS = "cls.predictions.decoder_bias"
-# PaddleNLP's BertLMPredictionHead holds its decoder as a TransposedLinear whose weight is tied to the word
-# embeddings and whose bias is ``decoder_bias``: both are saved a second time under these names.
-TIED = {"cls.predictions.decoder.weight": WORD_EMBEDDINGS, "cls.predictions.decoder.bias": DECODER_BIAS}
+# The copies of tied parameters PaddleNLP saves (the ArchSpec's, Paddle-free for export).
+TIED = dict(ARCH.paddlenlp_tied)
 # PaddleNLP BertConfig keys without model math here: ``fuse`` picks its fused encoder layer (the same math).
 _IGNORED = frozenset({"fuse", "use_flash_attention", "pruned_heads"})
 
