@@ -1,9 +1,15 @@
-"""Forward+backward step time: ernie_style RoFormerForPretraining vs what a PaddleNLP user writes.
+"""Forward+backward step time: ernie_style's pretraining model vs what a PaddleNLP user writes.
 
-ours:      RoFormerForPretraining with the gathered MLM head (15% of the positions masked) + SOP head,
-           loss from ernie_style.tasks.pretrain.pretraining_loss.
-reference: paddlenlp.transformers.RoFormerForMaskedLM computing logits at every position (labels -100 elsewhere)
-           + nn.Linear(hidden, 2) SOP classifier on the pooled output, cross-entropy for both.
+--arch roformer (default)
+  ours:      RoFormerForPretraining with the gathered MLM head (15% of the positions masked) + SOP head,
+             loss from ernie_style.tasks.pretrain.pretraining_loss.
+  reference: paddlenlp.transformers.RoFormerForMaskedLM computing logits at every position (labels -100 elsewhere)
+             + nn.Linear(hidden, 2) SOP classifier on the pooled output, cross-entropy for both.
+--arch bert
+  ours:      BertForPretraining, the same gathered MLM head + SOP head and loss.
+  reference: paddlenlp.transformers.BertForPretraining as its pretraining example calls it, twice: with
+             ``masked_positions`` (its own gathered head: "paddlenlp_gathered") and without (logits at every
+             position: "paddlenlp_full_head", the reference of the ratio, as for RoFormer).
 
 Both models hold the same weights, run in training mode (dropout on) in the same process, and their steps are
 interleaved so machine load hits both alike. Prints the median of --steps timed steps after --warmup steps, and
@@ -12,6 +18,7 @@ fixed encoder output, which is where the gathered head saves (the encoder is the
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_model.py                # tiny and base (seq 512)
     .venv/bin/python benchmarks/bench_model.py --configs tiny --steps 20
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_model.py --arch bert    # BERT-base: 12 x 768, seq 512
 """
 
 import argparse
@@ -24,6 +31,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ernie_style.arch.bert.modeling import BertConfig, BertForPretraining
+from ernie_style.arch.bert.paddlenlp import load_state_dict_checked as load_bert
 from ernie_style.arch.roformer.modeling import RoFormerConfig, RoFormerForPretraining
 from ernie_style.arch.roformer.paddlenlp import load_state_dict_checked
 from ernie_style.tasks.pretrain import pretraining_loss
@@ -67,6 +76,34 @@ def build(kw):
     return ours, ref, ref_sop
 
 
+def build_bert(kw):
+    """(ours, PaddleNLP BertForPretraining) with the same weights (PaddleNLP's init loaded into ours)."""
+    import paddlenlp.transformers as pnlp
+
+    kw = dict(vocab_size=VOCAB, max_position_embeddings=512, type_vocab_size=2, **kw)  # PaddleNLP's default: 16 types
+    paddle.seed(0)
+    ref = pnlp.BertForPretraining(pnlp.BertConfig(**kw))
+    ours = BertForPretraining(BertConfig(**kw))
+    load_bert(ours, ref.state_dict())
+    ref.train()
+    ours.train()
+    return ours, ref
+
+
+def step_ref_bert(model, b, gathered):
+    """PaddleNLP BertForPretraining: its gathered head (``masked_positions``) or logits at every position."""
+    if gathered:
+        mlm, sop = model(b["ids"], token_type_ids=b["types"], masked_positions=b["positions"])[:2]
+        lm = F.cross_entropy(mlm, b["labels"].unsqueeze(-1))
+    else:
+        mlm, sop = model(b["ids"], token_type_ids=b["types"])[:2]
+        lm = F.cross_entropy(mlm.reshape([-1, VOCAB]), b["full_labels"].reshape([-1, 1]), ignore_index=-100)
+    loss = lm + F.cross_entropy(sop, b["sop"].unsqueeze(-1))
+    loss.backward()
+    model.clear_gradients()
+    return float(loss)
+
+
 def step_ours(model, b):
     mlm, sop = model(b["ids"], b["types"], masked_positions=b["positions"])
     loss = pretraining_loss(mlm, sop, b["labels"], b["sop"])[0]
@@ -86,12 +123,13 @@ def step_ref(model, sop_head, b):
     return float(loss)
 
 
-def head_runners(ours, ref, b, hidden_size):
+def head_runners(ours, ref, b, hidden_size, encoder="roformer"):
     """MLM head + its loss alone, on a fixed encoder output: where the gathered head saves its time."""
     batch, seq = b["ids"].shape
     h = paddle.randn([batch, seq, hidden_size])
     h.stop_gradient = False
-    words = ours.roformer.embeddings.word_embeddings.weight
+    words = getattr(ours, encoder).embeddings.word_embeddings.weight
+    ref_head_fn = ref.cls.predictions if encoder == "bert" else ref.cls  # PaddleNLP's MLM head: h -> (B, L, V)
 
     def ours_head():
         x = paddle.gather(h.reshape([-1, hidden_size]), b["positions"])  # (K, H)
@@ -99,7 +137,7 @@ def head_runners(ours, ref, b, hidden_size):
         ours.clear_gradients()
 
     def ref_head():
-        logits = ref.cls(h).reshape([-1, VOCAB])  # (B*L, V)
+        logits = ref_head_fn(h).reshape([-1, VOCAB])  # (B*L, V)
         F.cross_entropy(logits, b["full_labels"].reshape([-1, 1]), ignore_index=-100).backward()
         ref.clear_gradients()
 
@@ -112,19 +150,24 @@ def timed(fn):
     return time.perf_counter() - t0
 
 
-def run(name, steps, warmup, impls):
+def run(name, steps, warmup, impls, arch="roformer"):
     kw, batch, seq = CONFIGS[name]
-    ours, ref, ref_sop = build(kw)
     b = make_batch(batch, seq, np.random.default_rng(0))
-    runners = {"paddlenlp_full_head": lambda: step_ref(ref, ref_sop, b)}
+    if arch == "bert":
+        ours, ref = build_bert(kw)
+        runners = {"paddlenlp_full_head": lambda: step_ref_bert(ref, b, gathered=False),
+                   "paddlenlp_gathered": lambda: step_ref_bert(ref, b, gathered=True)}
+    else:
+        ours, ref, ref_sop = build(kw)
+        runners = {"paddlenlp_full_head": lambda: step_ref(ref, ref_sop, b)}
     for impl in impls:
         runners[f"ours_{impl}"] = (lambda impl=impl: (ours.set_attention_impl(impl), step_ours(ours, b)))
-    title = (f"[{name}] batch={batch} seq={seq} vocab={VOCAB} hidden={ours.config.hidden_size} "
+    title = (f"[{arch} {name}] batch={batch} seq={seq} vocab={VOCAB} hidden={ours.config.hidden_size} "
              f"layers={ours.config.num_hidden_layers} masked={b['positions'].shape[0]} steps={steps} "
              f"warmup={warmup} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")  # fmt: skip
     report(title + "\n  full model step (forward + backward):", runners, steps, warmup)
-    report("  MLM head + loss only (forward + backward):", head_runners(ours, ref, b, ours.config.hidden_size),
-           steps, warmup)
+    report("  MLM head + loss only (forward + backward):",
+           head_runners(ours, ref, b, ours.config.hidden_size, arch), steps, warmup)
 
 
 def report(title, runners, steps, warmup):
@@ -139,7 +182,7 @@ def report(title, runners, steps, warmup):
     for key, ts in times.items():
         med = statistics.median(ts)
         print(f"  {key:22s} median {med * 1e3:9.1f} ms/step  (min {min(ts) * 1e3:9.1f})  "
-              f"ratio paddlenlp/this = {ref_med / med:5.2f}")  # fmt: skip
+              f"ratio paddlenlp/this = {ref_med / med:5.2f}  this/paddlenlp = {med / ref_med:5.2f}")  # fmt: skip
 
 
 def main():
@@ -147,7 +190,8 @@ def main():
     ap.add_argument("--configs", default="tiny,base", help="comma list of: " + ", ".join(CONFIGS))
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: tiny 10, base 3)")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--impls", default="plain,sdpa", help="our kernel sets to time (see ernie_style.arch.roformer.ops)")
+    ap.add_argument("--impls", default="plain,sdpa", help="our kernel sets to time (see ernie_style.arch.common.kernels)")
+    ap.add_argument("--arch", default="roformer", choices=["roformer", "bert"], help="the architecture to time")
     args = ap.parse_args()
     paddle.set_device("gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() else "cpu")
     print(f"device={paddle.get_device()} paddle={paddle.__version__}")
@@ -155,7 +199,7 @@ def main():
         if name not in CONFIGS:
             raise SystemExit(f"--configs: unknown config {name!r}; expected one of {', '.join(CONFIGS)}")
         steps = args.steps or (10 if name == "tiny" else 3)
-        run(name, steps, args.warmup, args.impls.split(","))
+        run(name, steps, args.warmup, args.impls.split(","), args.arch)
 
 
 if __name__ == "__main__":

@@ -23,53 +23,17 @@ import argparse
 import json
 import os
 
-import numpy as np
-
-from ernie_style.arch import get_arch, with_arch
-from ernie_style.arch.hf_dir import read_hf_config_arch, read_hf_task, read_hf_weights
-from ernie_style.arch.spec import resolve
+from ernie_style.arch import with_arch
+from ernie_style.arch.hf_dir import hf_state_to_ours, nsp_note, read_hf_config_arch, read_hf_task, read_hf_weights  # noqa: F401  (hf_state_to_ours: its old home)
 from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec, kind_of_hf_class
 from ernie_style.storage.model_dir import CHECKSUMS_FILE, CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE, atomic_output_dir, read_vocab, sha256_file, write_json, write_vocab
 from ernie_style.storage.pdparams import save_pdparams
 from ernie_style.storage.safetensors_io import read_safetensors
 from export.errors import ExportError, run_cli
-from ernie_style.arch.state_dict_adapter import (
-    MLM_PREFIX, SIDE_FILE, SOP_PREFIX, TASKS, add_base_prefix, check_ours, expected_ours, hf_to_ours, pooler_names,
-    word_embeddings,
-)
+from ernie_style.arch.state_dict_adapter import SIDE_FILE, SOP_PREFIX, TASKS, add_base_prefix, word_embeddings
 from ernie_style.constants import HF_CONFIG
 from export.verify import verify_hf_import
 
-
-
-def hf_state_to_ours(tensors: dict, cfg: dict, where: str, task=None, num_labels=None, spec=None) -> tuple:
-    """HF tensors -> (our float32 state dict, list of notes for the user); with ``task`` a fine-tuned model's.
-    ``spec``: the architecture (None: the default)."""
-    spec = spec or get_arch()
-    heads = (*pooler_names(spec), SOP_PREFIX)  # what a source may lack: initialised fresh
-    tensors = add_base_prefix(tensors, spec)
-    emb = tensors.get(word_embeddings(spec))
-    dec = tensors.get("cls.predictions.decoder.weight")
-    if dec is not None and emb is not None and (dec.shape != emb.shape or not np.array_equal(dec, emb)):
-        raise ExportError(f"{where}: cls.predictions.decoder.weight differs from the word embeddings; "
-                          "an untied MLM decoder has no place in our model")
-    if "cls.predictions.bias" not in tensors and "cls.predictions.decoder.bias" in tensors:
-        tensors = {**tensors, "cls.predictions.bias": tensors["cls.predictions.decoder.bias"]}
-    _, notes = resolve(spec.hf_derived).from_hf(tensors, where)  # tensors the architecture computes: checked
-    ours, _ = hf_to_ours(tensors, where, spec)
-    ours = {k: np.ascontiguousarray(v, dtype=np.float32) if v.dtype != np.float32 else v for k, v in ours.items()}
-    # Fresh pooler / SOP head when the source has none (e.g. an <Arch>ForMaskedLM export).
-    rng = np.random.default_rng(0)
-    for name, shape in expected_ours(cfg, task=task, num_labels=num_labels, spec=spec).items():
-        if name not in ours and name.startswith(heads):
-            ours[name] = (rng.normal(0.0, cfg["initializer_range"], size=shape) if name.endswith("weight")
-                          else np.zeros(shape)).astype(np.float32)
-            notes.append(f"initialised {name} (not in the source)")
-    if task is None and not any(k.startswith(MLM_PREFIX) for k in ours):
-        raise ExportError(f"{where}: no MLM head ({MLM_PREFIX}*): a bare base-model checkpoint; "
-                          f"export the {spec.hf_pretraining_class} weights instead")
-    check_ours(ours, cfg, where, task=task, num_labels=num_labels, spec=spec)
-    return ours, notes
 
 
 def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None:
@@ -84,12 +48,16 @@ def import_hf(hf_dir, out_dir, overwrite=False, verify=False, task=None) -> None
     if emb is not None and emb.shape[0] != cfg["vocab_size"]:
         raise ExportError(f"{', '.join(files)}: word embeddings have {emb.shape[0]} rows, "
                           f"{os.path.join(hf_dir, HF_CONFIG)} says vocab_size {cfg['vocab_size']}")
+    # a next-sentence head in the weights themselves (a <Arch>ForPreTraining file, e.g. HFL's), not our side file
+    nsp = task is None and (SOP_PREFIX + "weight") in tensors
     side = os.path.join(hf_dir, SIDE_FILE)
     if os.path.isfile(side):
         tensors.update(read_safetensors(side)[0])
         files.append(side)
     where = ", ".join(files)
     state, notes = hf_state_to_ours(tensors, cfg, where, task, num_labels, spec)
+    if nsp:
+        notes.append(nsp_note())
     vocab_path = os.path.join(hf_dir, VOCAB_FILE)
     vocab = read_vocab(vocab_path)
     if len(vocab) > cfg["vocab_size"]:  # fewer: padding rows (kept, as our export writes them)

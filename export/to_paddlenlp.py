@@ -4,8 +4,8 @@ RoFormerForMaskedLM; the class is the ArchSpec's ``paddlenlp_pretraining_class``
     python -m export.to_paddlenlp CKPT_DIR OUT_DIR [--verify]
 
 Writes config.json (PaddleNLP's config of the architecture with architectures [that class]),
-model_state.pdparams (our names plus ``cls.predictions.decoder_weight``, PaddleNLP's name for
-the decoder tied to the word embeddings), vocab.txt, tokenizer_config.json (BertTokenizer) and
+model_state.pdparams (our names plus the copies PaddleNLP stores of tied parameters, e.g. RoFormer's
+``cls.predictions.decoder_weight`` = the word embeddings; the ArchSpec's ``paddlenlp_tied``), vocab.txt, tokenizer_config.json (BertTokenizer) and
 the SOP head in sop_head.pdparams (PaddleNLP's MaskedLM has no place for it). No Paddle needed; ``--verify``
 (Paddle + PaddleNLP) compares the MLM logits of PaddleNLP's model on OUT_DIR with ours (export/verify.py).
 """
@@ -14,7 +14,8 @@ import os
 
 from data_tools.tokenizers import hf_tokenizer_class
 from ernie_style.arch.model_reader import config_fields, read_checkpoint
-from ernie_style.arch.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, SOP_PREFIX, word_embeddings
+from ernie_style.arch import get_arch
+from ernie_style.arch.state_dict_adapter import SOP_PREFIX
 from ernie_style.constants import HF_CONFIG, MODEL_STATE, TOKENIZER_CONFIG, VOCAB
 from ernie_style.storage.model_dir import atomic_output_dir, write_json, write_vocab
 from ernie_style.storage.pdparams import save_pdparams
@@ -25,9 +26,11 @@ SOP_FILE = "sop_head.pdparams"
 
 
 def paddlenlp_state(state: dict, spec=None) -> tuple:
-    """(state for PaddleNLP's MLM class of the architecture ``spec`` (None: the default), SOP head state)."""
+    """(state for PaddleNLP's MLM class of the architecture ``spec`` (None: the default), SOP head state): the
+    copies PaddleNLP stores of tied parameters added (``spec.paddlenlp_tied``)."""
     main = {k: v for k, v in state.items() if not k.startswith(SOP_PREFIX)}
-    main[PADDLENLP_DECODER_WEIGHT] = state[word_embeddings(spec)]
+    for alias, source in (spec or get_arch()).paddlenlp_tied.items():
+        main[alias] = state[source]
     sop = {k: v for k, v in state.items() if k.startswith(SOP_PREFIX)}
     return main, sop
 

@@ -26,16 +26,26 @@ def tiny_config(**overrides) -> dict:
     return cfg
 
 
+def tiny_bert_config(**overrides) -> dict:
+    """``tiny_config``'s sizes for ``model.arch: bert`` (no factorised embeddings, no rotary keys); the
+    model_config.json form, with its ``arch``."""
+    cfg = {k: v for k, v in tiny_config(**overrides).items() if k not in ("embedding_size", "rotary_value")}
+    return {"arch": "bert", **cfg}
+
+
 def random_state(config: dict, seed: int = 0) -> dict:
-    """Our state dict with O(0.1) random values everywhere (LayerNorm weights around 1), float32.
+    """Our state dict with O(0.1) random values everywhere (LayerNorm weights around 1), float32, for the
+    architecture ``config`` names (its ``arch``; absent: the default).
 
     Non-trivial LayerNorms and biases make a swapped or untransposed tensor visible in logits.
     """
+    from ernie_style.arch import split_model_config
     from ernie_style.arch.state_dict_adapter import expected_ours
 
+    spec, fields = split_model_config(config)
     rng = np.random.default_rng(seed)
     state = {}
-    for name, shape in expected_ours(config).items():
+    for name, shape in expected_ours(fields, spec=spec).items():
         a = rng.normal(0.0, 0.1, size=shape)
         if ("norm" in name) and name.endswith(".weight"):
             a += 1.0

@@ -72,7 +72,7 @@ def test_arch_registry_selects_the_model_and_its_parts():
     from ernie_style.arch.roformer import paddlenlp, state_dict_adapter
     from ernie_style.arch.spec import resolve
 
-    assert list(ARCHS) == ["roformer"]
+    assert list(ARCHS) == ["roformer", "bert"]
     spec = get_arch("roformer")
     assert spec.config_class() is RoFormerConfig is modeling.RoFormerConfig  # the old import path still works
     assert spec.pretraining_model_class() is modeling.RoFormerForPretraining
@@ -81,8 +81,8 @@ def test_arch_registry_selects_the_model_and_its_parts():
     assert resolve(spec.load_state_dict) is paddlenlp.load_state_dict_checked
     assert resolve(spec.paddlenlp_config)({"vocab_size": 9, "hidden_size": 8, "num_attention_heads": 2,
                                            "model_type": "roformer", "pool_act": "tanh"}).vocab_size == 9
-    with pytest.raises(ValueError, match=r"model.arch='bert': expected one of roformer"):
-        get_arch("bert")
+    with pytest.raises(ValueError, match=r"model.arch='gpt': expected one of bert, roformer"):
+        get_arch("gpt")
 
 
 def test_model_arch_in_the_config(tmp_path):
@@ -97,8 +97,8 @@ def test_model_arch_in_the_config(tmp_path):
     assert default.model_arch == explicit.model_arch == "roformer"
     # The default is not written: trainer_state.json's config (and so checkpoints) stay as they were.
     assert "arch" not in default.to_dict()["model"] and default.to_dict() == explicit.to_dict()
-    with pytest.raises(ConfigError, match=r"^model.arch='bert': expected one of roformer$"):
-        load_config(None, base + ["model.arch=bert"])
+    with pytest.raises(ConfigError, match=r"^model.arch='gpt': expected one of bert, roformer$"):
+        load_config(None, base + ["model.arch=gpt"])
     with pytest.raises(ConfigError, match=r"model.hiden_size"):
         load_config(None, base + ["model.hiden_size=3"])
 

@@ -25,8 +25,10 @@ def test_there_are_configs():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_every_shipped_config_loads(path, vocab):
+    from ernie_style.arch import get_arch
+
     cfg = load_config(path, [f"data.vocab_file={vocab}"])
-    assert isinstance(cfg.model, RoFormerConfig)
+    assert isinstance(cfg.model, get_arch(cfg.model_arch or "roformer").config_class())  # the file's model.arch
     assert cfg.model.vocab_size == 100  # from the vocab file
     assert cfg.data.max_seq_len <= cfg.model.max_position_embeddings
     assert "model:" in cfg.to_yaml() and "optim:" in cfg.to_yaml()
@@ -282,3 +284,17 @@ def test_every_finetune_float_setting_must_be_finite(key, value, vocab):
         load_finetune_config(FINETUNE_CONFIGS[0], ["model.init=random", f"data.vocab_file={vocab}",
                                                    f"{key}={value}"])
     assert str(e.value).startswith(f"{key}={value.lstrip('.')}: expected a finite number")
+
+
+def test_hfl_recipe_numbers(vocab):
+    """Issue 18 point 10: the numbers of HFL's BERT-wwm-ext (stage 1) and RoBERTa-wwm-ext
+    (docs/reference_recipe.md) as the two configs give them."""
+    bert = load_config(os.path.join(REPO, "configs", "bert_wwm_ext_base.yaml"), [f"data.vocab_file={vocab}"])
+    assert (bert.model_arch, bert.optim.name, bert.data.max_seq_len, bert.train.global_batch_size,
+            bert.train.max_steps, bert.data.binary_head) == ("bert", "lamb", 128, 2560, 1_000_000, True)
+    rob = load_config(os.path.join(REPO, "configs", "roberta_wwm_ext_base.yaml"), [f"data.vocab_file={vocab}"])
+    assert (rob.model_arch, rob.optim.name, rob.data.max_seq_len, rob.train.global_batch_size,
+            rob.train.max_steps, rob.data.binary_head) == ("bert", "adamw", 512, 384, 1_000_000, False)
+    for cfg in (bert, rob):
+        assert (cfg.model.hidden_size, cfg.model.num_hidden_layers, cfg.model.max_position_embeddings) == (768, 12, 512)
+        assert cfg.data.masking == "wwm_ngram" and cfg.data.max_ngrams == 1  # whole words, as HFL's WWM

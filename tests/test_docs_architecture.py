@@ -17,7 +17,7 @@ DOC = os.path.join(T.REPO, "docs", "architecture.md")
 SEQ = os.path.join(T.REPO, "configs", "finetune", "seq_cls.yaml")
 PRETRAIN = os.path.join(T.REPO, "configs", "roformer_tiny_demo.yaml")
 TODAY = {"task": {"pretrain", "seq_cls", "pair_cls", "ner", "qa"}, "masker": {"wwm_ngram", "char", "span"},
-         "tokenizer": {"bert_wordpiece", "roformer_word"}, "architecture": {"roformer"}}
+         "tokenizer": {"bert_wordpiece", "roformer_word"}, "architecture": {"roformer", "bert"}}
 
 
 def _seams() -> dict:

@@ -582,13 +582,13 @@ def test_bad_hf_dirs(tiny, tmp_path, capsys):
     _, _, _, hf, _ = tiny
     wrong = _copy_dir(hf, tmp_path / "wrong")
     conf = json.loads((wrong / "config.json").read_text())
-    (wrong / "config.json").write_text(json.dumps({**conf, "model_type": "bert"}))
+    (wrong / "config.json").write_text(json.dumps({**conf, "model_type": "albert"}))
     trunc = _copy_dir(hf, tmp_path / "trunc")
     data = (trunc / "model.safetensors").read_bytes()
     (trunc / "model.safetensors").write_bytes(data[:-1000])
     noweights = _copy_dir(hf, tmp_path / "noweights")
     os.remove(noweights / "model.safetensors")
-    cases = [(wrong, "config.json: model_type is 'bert', expected 'roformer'"),
+    cases = [(wrong, "config.json: model_type is 'albert', expected 'roformer' or 'bert'"),
              (trunc, "model.safetensors: truncated"),
              (noweights, "no model.safetensors, model.safetensors.index.json or pytorch_model.bin"),
              (tmp_path / "absent", "not a directory")]
@@ -649,16 +649,22 @@ def test_bad_hf_dir_clear_error_exit_2_no_output(tiny, tmp_path, capsys, breaker
     assert sorted(os.listdir(tmp_path)) == ["bad"]  # no output, no temp dir left behind
 
 
-def test_bare_roformer_model_is_refused_clearly(tmp_path, capsys):
+def test_bare_roformer_model_imports_with_a_fresh_mlm_head_said_in_a_note(tmp_path, capsys):
+    """Issue 18 point 6 (bare base-model keys are taken, for every architecture): the MLM head is initialised
+    (LayerNorm scale 1, biases 0) and a note says so; the encoder is the source's."""
     from transformers import RoFormerModel
+
+    from ernie_style.storage.pdparams import load_pdparams
 
     d = tmp_path / "base"
     RoFormerModel(HFConfig(**U.tiny_config())).save_pretrained(d)
     with open(d / "vocab.txt", "w", encoding="utf-8") as f:
         f.write("".join(t + "\n" for t in U.VOCAB))
-    assert from_pytorch.main([str(d), str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "no MLM head (cls.predictions.*)" in err and "Traceback" not in err
+    assert from_pytorch.main([str(d), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "note: the source is a bare base model (no MLM head): cls.predictions.* initialised" in out
+    state = load_pdparams(str(tmp_path / "out" / "model_state.pdparams"))
+    assert (state["cls.predictions.layer_norm.weight"] == 1).all() and (state["cls.predictions.decoder_bias"] == 0).all()
 
 
 def test_activation_without_transformers_equivalent(tiny, tmp_path, capsys):

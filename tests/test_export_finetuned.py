@@ -29,6 +29,44 @@ LABELS = {"seq_cls": ["neg", "pos", "mid"], "pair_cls": ["same", "different"], "
                                                                                         "I-LOC"], "qa": None}
 HF_CLASS = {"seq_cls": "RoFormerForSequenceClassification", "pair_cls": "RoFormerForSequenceClassification",
             "ner": "RoFormerForTokenClassification", "qa": "RoFormerForQuestionAnswering"}
+BERT_HF_CLASS = {"seq_cls": "BertForSequenceClassification", "pair_cls": "BertForSequenceClassification",
+                 "ner": "BertForTokenClassification", "qa": "BertForQuestionAnswering"}
+
+
+class TaskModelLogits(paddle.nn.Layer):
+    """``ernie_style.tasks.heads``' model of a task with logits as ``Reference`` gives them (qa: [B, T, 2])."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, types, mask):
+        out = self.model(ids, types, mask)
+        return paddle.stack(out, axis=-1) if isinstance(out, (tuple, list)) else out
+
+
+def write_finetuned_bert(path, task, labels=LABELS, seed=0):
+    """A fine-tuned BERT model dir (the task model of ernie_style.tasks.heads, random O(0.1) weights); returns (dir,
+    a Paddle model giving its logits).  The reference is transformers itself (its BertFor* classes)."""
+    from ernie_style.arch.bert.config import BertConfig
+    from ernie_style.storage.pdparams import save_pdparams
+    from ernie_style.tasks.heads import build_task_model
+
+    cfg = U.tiny_bert_config()
+    labels = labels[task] if isinstance(labels, dict) else labels
+    model = build_task_model(BertConfig.from_dict({k: v for k, v in cfg.items() if k != "arch"}), task,
+                             2 if task == "qa" else len(labels))
+    state = _randomize(model, seed)
+    U.write_checkpoint(path, cfg, {})
+    save_pdparams(os.path.join(path, "model_state.pdparams"), state)
+    os.remove(os.path.join(path, "tokenizer_config.json"))
+    task_cfg = {"task": task, "do_lower_case": True, "max_seq_len": 48, "init": "random"}
+    if labels is not None:
+        task_cfg["id2label"] = {str(i): lab for i, lab in enumerate(labels)}
+        task_cfg["label2id"] = {lab: i for i, lab in enumerate(labels)}
+    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(task_cfg, f)
+    return str(path), TaskModelLogits(model)
 
 
 class Reference(paddle.nn.Layer):
@@ -357,9 +395,9 @@ def test_finetune_report_out_creates_missing_directories(ft_run, tmp_path, capsy
     assert err.count("\n") == 1 and f"--out {tmp_path / 'reports'}: a directory; give the table's file name" in err
 
 
-def test_a_bert_dir_is_named_as_bert_with_what_is_supported(tmp_path, capsys):
-    """Issue 16 point 4: a Hugging Face BERT dir given as model.init (or to from_pytorch) names model_type 'bert'
-    and what is supported, instead of "neither ... nor model_type roformer"."""
+def test_an_unsupported_model_type_is_named_with_what_is_supported(tmp_path, capsys):
+    """Issue 16 point 4: a Hugging Face dir of an unregistered architecture given as model.init (or to
+    from_pytorch) names its model_type and what is supported (since issue 18, 'bert' is one of them)."""
     from ernie_style.config.pretrain import ConfigError
     from ernie_style.config.finetune import load_finetune_config
     from ernie_style.tasks.finetuning import resolve_init
@@ -369,13 +407,15 @@ def test_a_bert_dir_is_named_as_bert_with_what_is_supported(tmp_path, capsys):
     arch = {k: cfg[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                                 "intermediate_size")}
     transformers.BertForMaskedLM(transformers.BertConfig(**arch)).save_pretrained(bert)
+    conf = json.loads((bert / "config.json").read_text())
+    (bert / "config.json").write_text(json.dumps({**conf, "model_type": "albert"}))
     (bert / "vocab.txt").write_text("".join(t + "\n" for t in U.VOCAB), encoding="utf-8")
     config = load_finetune_config(os.path.join(REPO, "configs", "finetune", "seq_cls.yaml"),
                                   [f"model.init={bert}", f"data.vocab_file={bert / 'vocab.txt'}"])
     with pytest.raises(ConfigError) as e:
         resolve_init(config)
     assert str(e.value) == (f"model.init={str(bert)!r}: {bert} holds a Hugging Face config.json with model_type "
-                            "'bert'; supported: our checkpoint or model dir (model_config.json) or a Hugging Face "
-                            "dir (config.json with model_type 'roformer')")
+                            "'albert'; supported: our checkpoint or model dir (model_config.json) or a Hugging Face "
+                            "dir (config.json with model_type 'roformer' or 'bert')")
     assert from_pytorch.main([str(bert), str(tmp_path / "out")]) == 2
-    assert "config.json: model_type is 'bert', expected 'roformer'" in capsys.readouterr().err
+    assert "config.json: model_type is 'albert', expected 'roformer' or 'bert'" in capsys.readouterr().err

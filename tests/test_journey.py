@@ -483,3 +483,62 @@ def test_readme_schedules_journey(tmp_path):
     line = [ln for ln in section.splitlines() if ln.startswith("resume: train.global_batch_size")]
     assert line and line[0] in resumed, resumed[-3000:]
     assert "global step 6, loss:" in resumed and "global step 4, loss:" not in resumed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Continue from a BERT checkpoint (HFL, UER)", executed as written (issue 18's "Done when"): a BERT directory in
+# HFL's layout made by transformers (BertForPreTraining keys in pytorch_model.bin, gamma/beta names, position_ids,
+# the 21,128-line vocab; tiny sizes, matching TINY), continued through run_pretrain.sh with 2 processes, exported
+# back and loaded by transformers 4.x and 5.x; a fine-tune from that directory exported as
+# BertForSequenceClassification.
+
+def bert_blocks():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Continue from a BERT checkpoint", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.multiproc
+def test_readme_bert_journey(tmp_path):
+    import _hf5_util as H
+    import _hf_bert_util as B
+
+    root = str(tmp_path)
+    for name in ("configs", "run_pretrain.sh", "run_finetune.sh"):
+        os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "data"))
+    _write_corpus(root)
+    _write_task_files(root)
+    hfl = B.write_hf_bert(os.path.join(root, "hfl", "chinese-roberta-wwm-ext"), "pretraining", tf_names=True,
+                          hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                          max_position_embeddings=512)
+    ran = []
+    for lang, block in bert_blocks():
+        assert lang == "bash", lang
+        for env, words in bash_commands(block):
+            extra, run_env = [], dict(env)
+            if words[0] == "./run_pretrain.sh":
+                extra = TINY + ["amp.enable=false"]  # 2 processes: run_pretrain.sh's default on CPU
+            elif words[0] == "./run_finetune.sh":
+                extra, run_env = FT_TINY, dict(env, NPROC="1")
+            out = _run(root, words + extra, run_env)
+            ran.append(" ".join(words[:3]))
+            if words[0] == "./run_pretrain.sh":
+                assert "global step 4, loss:" in out and "resume: initialised weights from model dir" in out, out
+                assert "dropped cls.seq_relationship.* (this model is MLM-only: no SOP head)" in out, out[-3000:]
+            if words[:3] == ["python", "-m", "export.from_pytorch"]:
+                assert "becomes our binary head" in out and "verify: max |logits(transformers)" in out, out
+    assert len(ran) == 6, ran
+    with open(os.path.join(root, "hf", "roberta_chnsenticorp", "config.json"), encoding="utf-8") as f:
+        ft = json.load(f)
+    assert ft["architectures"] == ["BertForSequenceClassification"] and len(ft["id2label"]) == 8, ft
+    reports = H.load_everywhere([{"dir": os.path.join(root, "hf", "roberta_wwm_ext"), "texts": ["我是中国人"],
+                                  "fill": "我是中[MASK]人"},
+                                 {"dir": os.path.join(root, "hf", "roberta_chnsenticorp"), "texts": ["很好吃"]}],
+                                tmp_path)
+    for major, (mlm, cls) in reports.items():
+        H.assert_clean_load(mlm)
+        H.assert_clean_load(cls)
+        assert (mlm["class"], cls["class"]) == ("BertForMaskedLM", "BertForSequenceClassification"), major
+        assert mlm["ids"] == reports["4"][0]["ids"] and len(mlm["fill"]) == 5, mlm
+    assert os.path.isfile(hfl + "/pytorch_model.bin")

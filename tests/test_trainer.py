@@ -209,7 +209,8 @@ def test_resume_from_plain_model_dir_loads_weights_only(data, ref_run, tmp_path)
     assert not interrupt._active and signal.getsignal(signal.SIGINT) is before
 
 
-def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("arch", ["roformer", "bert"])  # architecture-independent (issue 18 point 5)
+def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch, arch):
     calls = {"auto_cast": [], "decorate": [], "scaler": [], "load": []}
     real_auto_cast, real_decorate, real_scaler = paddle.amp.auto_cast, paddle.amp.decorate, paddle.amp.GradScaler
 
@@ -237,7 +238,8 @@ def test_amp_is_wired_through_paddle(data, tmp_path, monkeypatch):
     monkeypatch.setattr(paddle.amp, "decorate", decorate)
     monkeypatch.setattr(paddle.amp, "GradScaler", spy_scaler)
     amp = {"amp.enable": True, "amp.level": "O2", "amp.dtype": "float16", "amp.init_loss_scaling": 4096,
-           "amp.custom_white_list": "[softmax]", "amp.custom_black_list": "[reduce_sum]", "train.max_steps": 2}
+           "amp.custom_white_list": "[softmax]", "amp.custom_black_list": "[reduce_sum]", "train.max_steps": 2,
+           "model.arch": arch}
     assert run(data, tmp_path, **amp) == 0
     assert calls["decorate"] and calls["decorate"][0]["level"] == "O2" and calls["decorate"][0]["dtype"] == "float16"
     assert calls["decorate"][0]["master_weight"] is True

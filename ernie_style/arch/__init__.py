@@ -18,6 +18,7 @@ from ernie_style.arch.spec import ArchSpec
 DEFAULT_ARCH = "roformer"
 ARCHS = {
     "roformer": "ernie_style.arch.roformer",
+    "bert": "ernie_style.arch.bert",
 }
 ARCH_KEY = "arch"  # model_config.json's key naming the architecture (absent: DEFAULT_ARCH)
 

@@ -17,7 +17,7 @@ from data_tools.io_utils import read_json_dict, sha256_file
 from data_tools.tokenizers import DEFAULT_KIND, KINDS, TokenizerSpec
 from ernie_style.arch import get_arch, split_model_config
 from ernie_style.arch.spec import ArchSpec, field_types
-from ernie_style.arch.state_dict_adapter import PADDLENLP_DECODER_WEIGHT, TASKS, check_ours, word_embeddings
+from ernie_style.arch.state_dict_adapter import TASKS, check_ours
 from ernie_style.constants import BEST_MODEL, FINETUNE_RESULTS, LATEST, READERS_LOCK, TRAINER_STATE
 from ernie_style.storage.errors import ModelDirError
 from ernie_style.storage.model_dir import CONFIG_FILE, STATE_FILE, TASK_FILE, TOKENIZER_FILE, VOCAB_FILE, kind_of, read_json, read_vocab, verify
@@ -223,12 +223,13 @@ def _read_checkpoint(ckpt_dir) -> Checkpoint:
 
 
 def _untie_check(state, path, spec):
-    """Drop a stored copy of the tied decoder weight (PaddleNLP layout) after checking it is tied."""
-    dec = state.pop(PADDLENLP_DECODER_WEIGHT, None)
-    emb = state.get(word_embeddings(spec))
-    if dec is not None and emb is not None and (dec.shape != emb.shape or not (dec == emb).all()):
-        raise ModelDirError(f"{path}: {PADDLENLP_DECODER_WEIGHT} differs from the word embeddings; an untied MLM "
-                          f"decoder cannot be represented in {spec.hf_pretraining_class}")
+    """Drop the stored copies of tied parameters (PaddleNLP layout, ``spec.paddlenlp_tied``) after checking each
+    equals the parameter it is tied to."""
+    for alias, source in spec.paddlenlp_tied.items():
+        dec, ours = state.pop(alias, None), state.get(source)
+        if dec is not None and ours is not None and (dec.shape != ours.shape or not (dec == ours).all()):
+            raise ModelDirError(f"{path}: {alias} differs from {source}; an untied MLM decoder cannot be "
+                                f"represented in {spec.hf_pretraining_class}")
     return state
 
 

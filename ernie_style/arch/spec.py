@@ -61,6 +61,7 @@ class ArchSpec:
     hf_model_type: str      # transformers' config.json "model_type"
     hf_pretraining_class: str         # transformers class a pretraining checkpoint exports to (MLM head)
     paddlenlp_pretraining_class: str  # PaddleNLP class export.to_paddlenlp writes for
+    paddlenlp_tied: Mapping[str, str]  # {name PaddleNLP stores a tied parameter's copy under: our parameter}
     task_heads: Mapping[str, TaskHead]  # fine-tuning task -> its head and transformers class
     # -- code, resolved on use
     config: str             # Paddle-free config dataclass with to_dict/from_dict (model_config.json)

@@ -45,8 +45,6 @@ HEAD_SHAPES = {
 }
 TASKS = ("seq_cls", "pair_cls", "ner", "qa")  # every architecture's task_heads has exactly these
 SIDE_FILE = "pretraining_heads.safetensors"
-# PaddleNLP's <Arch>ForMaskedLM stores the tied decoder weight under its own name.
-PADDLENLP_DECODER_WEIGHT = "cls.predictions.decoder_weight"
 SOP_PREFIX = "cls.seq_relationship."
 MLM_PREFIX = "cls.predictions."
 
@@ -117,6 +115,18 @@ def expected_ours(config: dict, with_heads=True, task=None, num_labels=None, spe
     return shapes
 
 
+def summarise_names(names, limit: int = 20) -> str:
+    """``names`` grouped by layer (the index written ``{i}``), e.g. ``roformer.encoder.layers.{i}.linear1.bias
+    (2 layers)``: what differs, readable for a whole family of tensors at once."""
+    groups = {}
+    for n in names:
+        key = re.sub(r"\.\d+\.", ".{i}.", n)
+        groups[key] = groups.get(key, 0) + 1
+    parts = [f"{k} ({c} layers)" if "{i}" in k else k for k, c in groups.items()]
+    more = f", and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
 def check_ours(state: dict, config: dict, where: str, task=None, num_labels=None, spec=None) -> None:
     """Raise ModelDirError naming ``where`` unless ``state`` holds exactly the expected names and shapes
     (of a pretraining checkpoint, or with ``task`` of a fine-tuned model with ``num_labels`` labels)."""
@@ -129,9 +139,11 @@ def check_ours(state: dict, config: dict, where: str, task=None, num_labels=None
     unexpected = sorted(set(state) - set(expected))
     what = "this model_config" if task is None else f"task {task!r} with this model_config"
     if missing:
-        raise ModelDirError(f"{where}: missing {len(missing)} parameter(s) for {what}, e.g. {missing[:3]}")
+        raise ModelDirError(f"{where}: missing {len(missing)} parameter(s) for {what} of a {spec.name} model: "
+                            f"{summarise_names(missing)}")
     if unexpected:
-        raise ModelDirError(f"{where}: {len(unexpected)} unexpected parameter(s) for {what}, e.g. {unexpected[:3]}")
+        raise ModelDirError(f"{where}: {len(unexpected)} unexpected parameter(s) for {what} of a {spec.name} "
+                            f"model: {summarise_names(unexpected)}")
     for name, shape in expected.items():
         if tuple(state[name].shape) != shape:
             got = list(state[name].shape)

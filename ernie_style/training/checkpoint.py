@@ -33,10 +33,11 @@ Nothing in a checkpoint executes: ``.pdparams``/``.pdopt`` are read through the 
 ``data_tools.safe_pickle`` (numpy arrays and plain containers only) and RNG states are JSON.
 
 ``train.resume`` may also name a plain model dir (``model_config.json`` + ``model_state.pdparams``,
-e.g. from ``export``'s Hugging Face -> Paddle converter): that initialises the weights only, with a
-fresh optimizer, step 0, and starts a new lineage.  So does a checkpoint or model dir whose vocab the run's vocab
-extends (:func:`starts_lineage`; ``ernie_style.training.vocab_extension``).  Its ``checksums.json`` (when present) is
-verified like a checkpoint's.  Plain files are trusted only as far as that: a checksum proves the files are the ones
+e.g. from ``export``'s Hugging Face -> Paddle converter, or a Hugging Face directory itself, converted in memory
+by ``ernie_style.arch.hf_dir``): that initialises the weights only, with a fresh optimizer, step 0, and starts a
+new lineage (identified by the sha256 of its weights file).  So does a checkpoint or model dir whose vocab the run's
+vocab extends (:func:`starts_lineage`; ``ernie_style.training.vocab_extension``).  Its ``checksums.json`` (when
+present) is verified like a checkpoint's.  Plain files are trusted only as far as that: a checksum proves the files are the ones
 written next to it, not who wrote them.
 """
 from __future__ import annotations
@@ -55,6 +56,7 @@ import numpy as np
 from data_tools import locking, safe_pickle
 from data_tools.io_utils import UserError, fsync_file, human_bytes, sha256_file
 from data_tools.tokenizers import DEFAULT_KIND, TokenizerSpec
+from ernie_style.arch.hf_dir import hf_weights_file
 from ernie_style.config.pretrain import ConfigError
 from ernie_style.constants import (
     CHECKSUMS, LATEST, MODEL_CONFIG, MODEL_STATE, OPTIMIZER_STATE, READERS_LOCK, TRAINER_STATE, VOCAB,
@@ -183,8 +185,16 @@ def find_resumable(ckpt_root: str, log: Callable[[str], None] = print) -> Option
 
 
 def is_plain_model_dir(path: str) -> bool:
-    return (os.path.isfile(os.path.join(path, MODEL_CONFIG)) and os.path.isfile(os.path.join(path, MODEL_STATE))
+    """Weights without training state: our model dir (``model_config.json`` + ``model_state.pdparams``), or a
+    Hugging Face directory of a registered architecture (read as ``export.from_pytorch`` would convert it)."""
+    ours = (os.path.isfile(os.path.join(path, MODEL_CONFIG)) and os.path.isfile(os.path.join(path, MODEL_STATE))
             and not os.path.isfile(os.path.join(path, TRAINER_STATE)))
+    return ours or hf_weights_file(path) is not None
+
+
+def weights_file(model_dir: str) -> str:
+    """The file holding a plain model dir's weights (what identifies the lineage that starts from it)."""
+    return hf_weights_file(model_dir) or os.path.join(model_dir, MODEL_STATE)
 
 
 def starts_lineage(path: str, vocab_file: Optional[str] = None) -> bool:
@@ -206,7 +216,7 @@ def new_lineage(init_dir: Optional[str] = None) -> dict:
     """A fresh lineage; ``init_dir`` is the plain model dir it starts from (identified by its weights' sha256)."""
     init = None
     if init_dir is not None:
-        init = {"path": os.path.abspath(init_dir), "sha256": sha256_file(os.path.join(init_dir, MODEL_STATE))}
+        init = {"path": os.path.abspath(init_dir), "sha256": sha256_file(weights_file(init_dir))}
     return {"id": uuid.uuid4().hex, "init": init}
 
 
@@ -219,7 +229,7 @@ def lineage_of(path: str) -> Optional[dict]:
 def checkpoints_started_from(ckpt_root: str, model_dir: str) -> List[str]:
     """The checkpoints under ``ckpt_root`` whose lineage began at the plain model dir ``model_dir`` (same
     weights, wherever the dir now lives), newest first."""
-    want = sha256_file(os.path.join(model_dir, MODEL_STATE))
+    want = sha256_file(weights_file(model_dir))
     out = []
     for c in list_checkpoints(ckpt_root):
         init = (lineage_of(c) or {}).get("init")
@@ -476,7 +486,7 @@ def _choose_resume(t, root: str, log, vocab_file: Optional[str] = None) -> Optio
         if checkpoints_started_from(root, r):
             found = find_resumable(root, log=log)
             if found and ((lineage_of(found) or {}).get("init") or {}).get("sha256") == \
-                    sha256_file(os.path.join(r, MODEL_STATE)):
+                    sha256_file(weights_file(r)):
                 log(f"resume: {root} holds {os.path.basename(found)} of the run that started from model "
                           f"dir {r}; continuing it (the model dir only starts a new lineage; to start over, "
                           "use another train.output_dir)")
@@ -517,7 +527,7 @@ def _broadcast_choice(train, info, root: str, chosen: Optional[str], error,
     if code == -1:
         return None
     path = train.resume if code == -3 else os.path.join(root, step_dir_name(code))
-    need = [os.path.join(path, MODEL_STATE)]
+    need = [weights_file(path) if is_plain_model_dir(path) else os.path.join(path, MODEL_STATE)]
     if not starts_lineage(path, vocab_file):
         own, first = (os.path.join(path, f"optimizer.rank{r}.pdopt") for r in (info.rank, 0))
         # sharded: this rank's file, or (another world size) the files it merges; else optimizer.pdopt

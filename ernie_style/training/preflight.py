@@ -5,8 +5,9 @@ Called by :func:`ernie_style.tasks.pretrain.check_inputs`, i.e. once before ``ru
 
 Resuming (``train.resume`` = auto or a path) is checked against the source the run would load:
 
-- a Hugging Face directory or a training output directory given as ``train.resume`` is recognised and the
-  message says what to pass instead;
+- a Hugging Face directory of a registered architecture given as ``train.resume`` initialises the weights (its
+  config.json gives the architecture compared below); one of another ``model_type``, or a training output
+  directory, is recognised and the message says what to pass instead;
 - the source's ``vocab.txt`` must be ``data.vocab_file`` (sha256): other ids would mean other tokens -- unless
   ``data.vocab_file`` extends it (every old token at its id): then the source initialises the weights only, with
   rows for the new tokens (``ernie_style.training.vocab_extension``), and :func:`check_resume` returns the line
@@ -35,12 +36,14 @@ from typing import List, Optional
 
 from data_tools.indexed_dataset import MMapIndexedDataset
 from data_tools.meta import find_meta
-from ernie_style.arch import model_config_dict, named_arch
+from ernie_style.arch import model_config_dict, named_arch, with_arch
+from ernie_style.arch.hf_dir import hf_weights_file, read_hf_config_arch
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
 from ernie_style.training import DEFAULT_OPTIMIZER
 from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
 from ernie_style.data.spec import MASKING_KNOBS, SampleSpec, Split
 from ernie_style.storage import model_dir
+from ernie_style.storage.errors import ModelDirError
 from ernie_style.training import checkpoint as ckpt, vocab_extension
 from ernie_style.training.schedule import Schedule
 
@@ -263,9 +266,11 @@ def _check_layout(path: str) -> None:
     has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
     if has(ckpt.MODEL_STATE) or has(ckpt.CHECKSUMS) or has(ckpt.TRAINER_STATE):
         return  # a checkpoint or a plain model dir (damage is reported by the checkpoint verifier)
+    if hf_weights_file(path) is not None:
+        return  # a Hugging Face directory of a registered architecture: its weights initialise the run
     if has(HF_CONFIG) and any(has(w) for w in _HF_WEIGHTS):
-        raise ConfigError(f"train.resume={path!r}: a Hugging Face model directory; convert it first with "
-                          f"`python -m export.from_pytorch {path} PADDLE_DIR`, then pass train.resume=PADDLE_DIR")
+        raise ConfigError(f"train.resume={path!r}: a Hugging Face model directory of no registered architecture; "
+                          f"`python -m export.from_pytorch {path} PADDLE_DIR` says why")
     if os.path.isdir(os.path.join(path, "checkpoints")):
         raise ConfigError(f"train.resume={path!r}: a training output directory, not a checkpoint; pass "
                           f"train.resume={os.path.join(path, 'checkpoints', ckpt.LATEST)} (or a step_N inside), "
@@ -301,17 +306,26 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> Optional[s
                               f"({vocab_extension.why_not(path, cfg.data.vocab_file)}): its token ids would mean "
                               "other tokens; train with that vocab and data preprocessed with it, or extend it "
                               "(python -m data_tools.build_vocab --extend)")
-    if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
-        saved, now = named_arch(model_dir.read_model_config(path)), named_arch(model_config_dict(cfg.model))
+    hf = hf_weights_file(path) is not None
+    if os.path.isfile(os.path.join(path, MODEL_CONFIG)) or hf:
+        if hf:
+            try:
+                fields, spec = read_hf_config_arch(path)
+            except ModelDirError as e:
+                raise ConfigError(f"train.resume={path!r}: {e}") from None
+            kind, saved = "Hugging Face dir", named_arch(with_arch(spec, fields))
+        else:
+            saved = named_arch(model_dir.read_model_config(path))
+        now = named_arch(model_config_dict(cfg.model))
         if extended is not None and saved.get("vocab_size") != extended.old_size:
             raise ConfigError(f"data.vocab_file={cfg.data.vocab_file!r} extends the vocab of the {kind} {path}, but its "
                               f"model has {saved.get('vocab_size')!r} rows for the {extended.old_size} tokens of its "
-                              f"vocab.txt ({ckpt.MODEL_CONFIG} vocab_size); extending needs one row per token")
+                              f"vocab.txt (vocab_size); extending needs one row per token")
         diff = [k for k in architecture_diff(saved, now) if not (extended is not None and k == "vocab_size")]
         if diff:
             raise ConfigError("; ".join(f"model.{k}: {now[k]!r} (config) vs {saved[k]!r} ({kind})" for k in diff)
                               + f" -- the {kind} {path} has another architecture; set these model.* keys to "
-                              f"its values (its {ckpt.MODEL_CONFIG})")
+                              f"its values (its {HF_CONFIG if hf else ckpt.MODEL_CONFIG})")
     if extended is not None:
         return vocab_extension.line(extended, path)  # an initialisation: no data position to continue
     if kind == "checkpoint":

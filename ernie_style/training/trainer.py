@@ -30,7 +30,9 @@ import numpy as np
 import paddle
 
 from ernie_style.arch import arch_of, model_config_dict, named_arch
+from ernie_style.arch.hf_dir import hf_weights_file, read_hf_pretraining
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
+from ernie_style.storage.errors import ModelDirError
 from ernie_style.storage.model_dir import read_model_config
 from ernie_style.tasks.base import EvalSplit, StepStats, Task, TermStats, count_items
 from ernie_style.training import checkpoint as ckpt, cpu_runtime, preflight, run_dir, vocab_extension
@@ -227,13 +229,20 @@ class Trainer:
         """Load ``path``'s weights; when the run's vocab extends its vocab, with rows for the new tokens (returned:
         the extension, else None)."""
         load_state_dict_checked = arch_of(self.task.model_config).load_state_dict_fn()
-        state = ckpt.load_state_file(os.path.join(path, ckpt.MODEL_STATE))
-        shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
-        state, extended = vocab_extension.extended_state(path, self.task.vocab_file, state, shapes)
+        notes = []
         try:
-            load_state_dict_checked(self.model, state)
-        except ValueError as e:  # names or shapes that do not fit this model: the user's choice of directory
+            if hf_weights_file(path) is not None:  # a Hugging Face directory, converted in memory on every rank
+                _, state, notes, _ = read_hf_pretraining(path)
+            else:
+                state = ckpt.load_state_file(os.path.join(path, ckpt.MODEL_STATE))
+            shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+            state, extended = vocab_extension.extended_state(path, self.task.vocab_file, state, shapes)
+            report = load_state_dict_checked(self.model, state)
+        except (ValueError, ModelDirError) as e:  # names or shapes that do not fit: the user's choice of directory
             raise ConfigError(f"train.resume: {path}: {e}") from None
+        report.notes[:0] = notes
+        for note in report.notes:  # e.g. an MLM-only run from weights with a binary head: the head is dropped
+            self.text(f"resume: {note}")
         return extended
 
     def release(self) -> None:

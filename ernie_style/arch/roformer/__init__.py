@@ -16,6 +16,8 @@ ARCH = ArchSpec(
     hf_model_type="roformer",
     hf_pretraining_class="RoFormerForMaskedLM",
     paddlenlp_pretraining_class="RoFormerForMaskedLM",
+    # PaddleNLP's RoFormerForMaskedLM saves its decoder (tied to the word embeddings) once more
+    paddlenlp_tied={"cls.predictions.decoder_weight": "roformer.embeddings.word_embeddings.weight"},
     task_heads={
         # transformers' RoFormerClassificationHead on h[CLS]; its RoFormerModel has no pooler (ours: the side file)
         "seq_cls": TaskHead("RoFormerForSequenceClassification", "cls_mlp"),

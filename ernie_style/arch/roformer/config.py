@@ -6,14 +6,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ernie_style.arch.common import config as common
+from ernie_style.arch.common.config import ACTIVATION_NAMES  # noqa: F401  (its old home)
 from ernie_style.arch.spec import field_types  # noqa: F401  (its old home; generic, used for every architecture)
-
-# The names ``hidden_act`` accepts; ``ernie_style.arch.roformer.ops.ACTIVATIONS`` implements exactly these.
-ACTIVATION_NAMES = ("gelu", "gelu_new", "relu", "tanh")
 
 
 @dataclass
@@ -40,30 +38,12 @@ class RoFormerConfig:
         if self.embedding_size is None:
             self.embedding_size = self.hidden_size
 
-        def bad(name, expected):
-            raise ValueError(f"RoFormerConfig.{name}={getattr(self, name)!r}: expected {expected}")
-
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                bad(name, "a positive integer")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
-                bad(name, "a probability in [0, 1)")
-        for name in ("initializer_range", "layer_norm_eps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                bad(name, "a positive number")
-        if self.hidden_act not in ACTIVATION_NAMES:
-            bad("hidden_act", f"one of {', '.join(sorted(ACTIVATION_NAMES))}")
+        common.check_encoder_fields(self, ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                                           "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                                           "type_vocab_size"))  # fmt: skip
         if not isinstance(self.rotary_value, bool):
-            bad("rotary_value", "true or false")
-        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
-            bad("pad_token_id", f"an integer in [0, vocab_size={self.vocab_size})")
-        if self.hidden_size % self.num_attention_heads:
-            bad("hidden_size", f"a multiple of num_attention_heads={self.num_attention_heads}")
+            raise common.config_error(self, "rotary_value", "true or false")
+        common.check_pad_and_heads(self)
         if self.head_dim % 2:
             raise ValueError(
                 f"RoFormerConfig: head size hidden_size/num_attention_heads = {self.hidden_size}/"
@@ -81,12 +61,5 @@ class RoFormerConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RoFormerConfig":
         """Build from a dict; an unknown key is a ValueError that suggests the closest valid name."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
-                raise ValueError(f"RoFormerConfig: unknown key {key!r}{hint}")
-        if "vocab_size" not in d:
-            raise ValueError("RoFormerConfig: missing required key 'vocab_size'")
-        return cls(**d)
+        return common.config_from_dict(cls, d)
+

@@ -6,6 +6,9 @@ post-LN encoder layers whose self-attention rotates q and k (and v when ``rotary
 position embeddings; exact (erf) GELU; LayerNorm eps 1e-12; MLM decoder tied to the word embeddings.
 Parameter names are PaddleNLP's, so its RoFormer state dicts load directly.
 
+The encoder layers, pooler and heads are the ones BERT uses too (``ernie_style.arch.common.layers``); what is
+RoFormer's own is here: the embeddings without positions and the attention's rotary hook.
+
 Outside code relies on:
   - ``model.roformer.encoder.layers`` is a plain ``nn.LayerList``; each layer's ``forward(hidden, attn_bias,
     sin, cos)`` is a pure function of its inputs, so a trainer can wrap it with fleet's ``recompute``;
@@ -13,7 +16,8 @@ Outside code relies on:
 What is not math lives with the architecture (``ernie_style/arch/roformer/``): the Paddle-free config
 (``config.py``), PaddleNLP compatibility and checked loading (``paddlenlp.py``), ``save_pretrained`` /
 ``from_pretrained`` (``persistence.py``).  The losses belong to the task (``ernie_style/tasks/pretrain.py``).
-Kernel selection (plain / sdpa / flash / auto) lives in ``ernie_style.arch.roformer.ops``.
+Kernel selection (plain / sdpa / flash / auto) lives in ``ernie_style.arch.common.kernels``, rotary in
+``ernie_style.arch.roformer.ops``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
+from ernie_style.arch.common.layers import (
+    Encoder,
+    LMPredictionHead,
+    Pooler,
+    PretrainingHeads,
+    SelfAttention,
+    TransformerLayer,
+    attention_bias,
+    init_weights,
+)
 from ernie_style.arch.roformer import ops
 from ernie_style.arch.roformer.config import RoFormerConfig  # noqa: F401  (Paddle-free; re-exported: its old home)
 from ernie_style.arch.roformer.persistence import from_pretrained, save_pretrained
@@ -46,28 +60,16 @@ class RoFormerEmbeddings(nn.Layer):
         return self.dropout(self.layer_norm(x))
 
 
-class RoFormerSelfAttention(nn.Layer):
-    def __init__(self, config: RoFormerConfig):
-        super().__init__()
-        h = config.hidden_size
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.head_dim
-        self.rotary_value = config.rotary_value
-        self.dropout_p = config.attention_probs_dropout_prob
-        self.q_proj = nn.Linear(h, h)
-        self.k_proj = nn.Linear(h, h)
-        self.v_proj = nn.Linear(h, h)
-        self.out_proj = nn.Linear(h, h)
-        self.kernel_set = "auto"
+class RoFormerSelfAttention(SelfAttention):
+    """The shared self-attention with RoFormer's positions: q and k (and v when ``rotary_value``) rotated."""
 
-    def forward(self, x, attn_bias, sin, cos):
-        b, l, h = x.shape
-        shape = [b, l, self.num_heads, self.head_dim]
-        q = self.q_proj(x).reshape(shape)  # (B, L, nH, D)
-        k = self.k_proj(x).reshape(shape)
-        v = self.v_proj(x).reshape(shape)
-        attn_impl, fused_rotary, _ = ops.resolve(self.kernel_set, q)
-        if fused_rotary:
+    def __init__(self, config: RoFormerConfig):
+        super().__init__(config)
+        self.rotary_value = config.rotary_value
+
+    def apply_positions(self, q, k, v, fused, sin, cos):
+        """q, k, v [B, L, nH, D]; sin/cos [L, D/2]."""
+        if fused:
             q, k, v_rot = ops.apply_rotary_fused(q, k, v if self.rotary_value else None, sin, cos)
             if self.rotary_value:
                 v = v_rot
@@ -76,69 +78,21 @@ class RoFormerSelfAttention(nn.Layer):
             k = ops.apply_rotary(k, sin, cos)
             if self.rotary_value:
                 v = ops.apply_rotary(v, sin, cos)
-        out = ops.attention(q, k, v, attn_bias.astype(q.dtype), self.dropout_p, self.training, attn_impl)
-        return self.out_proj(out.reshape([b, l, h]))
+        return q, k, v
 
 
-class RoFormerLayer(nn.Layer):
-    """Post-LN transformer layer: x = norm1(x + drop(attn(x))); x = norm2(x + drop(ffn(x)))."""
+class RoFormerLayer(TransformerLayer):
+    """The shared post-LN layer (``ernie_style.arch.common.layers``) with rotary attention:
+    ``forward(hidden [B, L, H], attn_bias [B, 1, 1, L], sin, cos [L, D/2]) -> [B, L, H]``."""
 
-    def __init__(self, config: RoFormerConfig):
-        super().__init__()
-        h = config.hidden_size
-        self.self_attn = RoFormerSelfAttention(config)
-        self.linear1 = nn.Linear(h, config.intermediate_size)
-        self.linear2 = nn.Linear(config.intermediate_size, h)
-        self.norm1 = nn.LayerNorm(h, epsilon=config.layer_norm_eps)
-        self.norm2 = nn.LayerNorm(h, epsilon=config.layer_norm_eps)
-        self.dropout1 = nn.Dropout(config.hidden_dropout_prob)
-        self.dropout2 = nn.Dropout(config.hidden_dropout_prob)
-        self.act = config.hidden_act
-
-    def forward(self, x, attn_bias, sin, cos):
-        """x [B, L, H], attn_bias [B, 1, 1, L] additive, sin/cos [L, D/2] -> [B, L, H]."""
-        x = self.norm1(x + self.dropout1(self.self_attn(x, attn_bias, sin, cos)))
-        _, _, fused_gelu = ops.resolve(self.self_attn.kernel_set, x)
-        ffn = self.linear2(ops.linear_act(x, self.linear1, self.act, fused_gelu))
-        return self.norm2(x + self.dropout2(ffn))
+    attention_class = RoFormerSelfAttention
 
 
-class RoFormerEncoder(nn.Layer):
-    def __init__(self, config: RoFormerConfig):
-        super().__init__()
-        self.layers = nn.LayerList([RoFormerLayer(config) for _ in range(config.num_hidden_layers)])
-
-    def forward(self, x, attn_bias, sin, cos):
-        for layer in self.layers:
-            x = layer(x, attn_bias, sin, cos)
-        return x
-
-
-class RoFormerPooler(nn.Layer):
-    """tanh(dense(h[CLS]))."""
-
-    def __init__(self, config: RoFormerConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, sequence_output):
-        return paddle.tanh(self.dense(sequence_output[:, 0]))  # (B, H)
-
-
-def _init_weights(root: nn.Layer, std: float) -> None:
-    """normal(0, std) for Linear/Embedding weights, zero biases, LayerNorm ones/zeros (PaddleNLP's init;
-    the pad row of the word embeddings is not zeroed, as in PaddleNLP)."""
-    normal = nn.initializer.Normal(mean=0.0, std=std)
-    zeros = nn.initializer.Constant(0.0)
-    ones = nn.initializer.Constant(1.0)
-    for layer in root.sublayers(include_self=True):
-        if isinstance(layer, (nn.Linear, nn.Embedding)):
-            normal(layer.weight)
-            if getattr(layer, "bias", None) is not None:
-                zeros(layer.bias)
-        elif isinstance(layer, nn.LayerNorm):
-            ones(layer.weight)
-            zeros(layer.bias)
+# Shared with BERT; the old names stay importable.
+RoFormerPooler = Pooler
+RoFormerLMPredictionHead = LMPredictionHead
+RoFormerPretrainingHeads = PretrainingHeads
+_init_weights = init_weights
 
 
 class RoFormerModel(nn.Layer):
@@ -150,24 +104,21 @@ class RoFormerModel(nn.Layer):
         self.embeddings = RoFormerEmbeddings(config)
         if config.embedding_size != config.hidden_size:
             self.embeddings_project = nn.Linear(config.embedding_size, config.hidden_size)
-        self.encoder = RoFormerEncoder(config)
-        self.pooler = RoFormerPooler(config)
+        self.encoder = Encoder(config, RoFormerLayer)
+        self.pooler = Pooler(config)
         sin, cos = ops.rotary_table(config.head_dim, config.max_position_embeddings)
         self.register_buffer("rotary_sin", paddle.to_tensor(sin), persistable=False)
         self.register_buffer("rotary_cos", paddle.to_tensor(cos), persistable=False)
-        _init_weights(self, config.initializer_range)
+        init_weights(self, config.initializer_range)
         self.set_attention_impl(ops.default_kernel_set())
 
     def set_attention_impl(self, name: str) -> None:
         """Choose the kernel set: "auto" | "plain" | "sdpa" | "flash" (see ``ernie_style.arch.roformer.ops``)."""
-        ops.check_kernel_set(name)
-        for layer in self.encoder.layers:
-            layer.self_attn.kernel_set = name
+        self.encoder.set_attention_impl(name)
 
     def attention_bias(self, input_ids, attention_mask, dtype):
         """Additive bias [B, 1, 1, L]: 0 where attention_mask is 1 (absent: token != pad), MASK_VALUE where 0."""
-        keep = (input_ids != self.config.pad_token_id) if attention_mask is None else (attention_mask != 0)
-        return ((1.0 - keep.astype(dtype)) * ops.MASK_VALUE).unsqueeze([1, 2])
+        return attention_bias(input_ids, attention_mask, self.config.pad_token_id, dtype)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """input_ids [B, L] int64; token_type_ids [B, L] (absent: zeros); attention_mask [B, L] 1/0 (absent:
@@ -188,46 +139,6 @@ class RoFormerModel(nn.Layer):
         return sequence_output, self.pooler(sequence_output)
 
 
-class RoFormerLMPredictionHead(nn.Layer):
-    """dense(H->E) -> act -> LayerNorm -> x @ word_embeddings^T + decoder_bias."""
-
-    def __init__(self, config: RoFormerConfig):
-        super().__init__()
-        self.transform = nn.Linear(config.hidden_size, config.embedding_size)
-        self.layer_norm = nn.LayerNorm(config.embedding_size, epsilon=config.layer_norm_eps)
-        self.decoder_bias = self.create_parameter(
-            [config.vocab_size], is_bias=True, default_initializer=nn.initializer.Constant(0.0)
-        )
-        self.act = config.hidden_act
-
-    def forward(self, hidden, decoder_weight):
-        """hidden [..., H], decoder_weight [V, E] (the tied word embeddings) -> logits [..., V]."""
-        x = self.layer_norm(ops.ACTIVATIONS[self.act](self.transform(hidden)))
-        return paddle.matmul(x, decoder_weight.astype(x.dtype), transpose_y=True) + self.decoder_bias.astype(x.dtype)
-
-
-class RoFormerPretrainingHeads(nn.Layer):
-    """MLM head (``predictions``) and SOP classifier (``seq_relationship``) on the pooled [CLS]; without
-    ``sop_head`` (MLM-only runs) no SOP classifier and ``sop_logits`` is None."""
-
-    def __init__(self, config: RoFormerConfig, sop_head: bool = True):
-        super().__init__()
-        self.predictions = RoFormerLMPredictionHead(config)
-        self.seq_relationship = nn.Linear(config.hidden_size, 2) if sop_head else None
-
-    def forward(self, sequence_output, pooled_output, decoder_weight, masked_positions=None):
-        """sequence_output [B, L, H], pooled_output [B, H], masked_positions flat int64 [K] of row * L + pos.
-
-        Returns mlm_logits ([K, V] with masked_positions, else [B, L, V]) and sop_logits [B, 2].
-        """
-        if masked_positions is not None:
-            hidden = sequence_output.reshape([-1, sequence_output.shape[-1]])  # (B*L, H)
-            # Gather first: the vocab projection then runs on K rows instead of B*L (~15%).
-            sequence_output = paddle.gather(hidden, masked_positions.astype("int64"), axis=0)  # (K, H)
-        sop_logits = None if self.seq_relationship is None else self.seq_relationship(pooled_output)
-        return self.predictions(sequence_output, decoder_weight), sop_logits
-
-
 class RoFormerForPretraining(nn.Layer):
     """RoFormer + WWM-MLM head + SOP head. ``forward`` -> (mlm_logits, sop_logits).  ``sop_head=False`` (MLM-only
     runs, ``data.binary_head: false``) builds no SOP head: ``sop_logits`` is None and the state dict has no
@@ -237,8 +148,8 @@ class RoFormerForPretraining(nn.Layer):
         super().__init__()
         self.config = config
         self.roformer = RoFormerModel(config)
-        self.cls = RoFormerPretrainingHeads(config, sop_head)
-        _init_weights(self.cls, config.initializer_range)
+        self.cls = PretrainingHeads(config, sop_head)
+        init_weights(self.cls, config.initializer_range)
 
     def set_attention_impl(self, name: str) -> None:
         """Choose the kernel set: "auto" | "plain" | "sdpa" | "flash" (see ``ernie_style.arch.roformer.ops``)."""

@@ -1,25 +1,12 @@
 """A model directory: ``model_config.json`` + ``model_state.pdparams`` (or PaddleNLP's ``config.json`` +
-``model_state.pdparams``), written and read for the RoFormer models of ``ernie_style.arch.roformer.modeling``."""
+``model_state.pdparams``), written and read for the RoFormer models of ``ernie_style.arch.roformer.modeling``
+(through :mod:`ernie_style.arch.common.persistence`)."""
 from __future__ import annotations
 
-import os
-
-import paddle
-
-from data_tools.io_utils import atomic_write_path
-from ernie_style.arch import model_config_dict
+from ernie_style.arch.common import persistence
+from ernie_style.arch.common.persistence import save_pretrained  # noqa: F401  (the same for every architecture)
 from ernie_style.arch.roformer.config import RoFormerConfig
 from ernie_style.arch.roformer.paddlenlp import config_from_paddlenlp, load_state_dict_checked
-from ernie_style.constants import MODEL_CONFIG, MODEL_STATE, TASK_CONFIG
-from ernie_style.storage import model_dir
-from ernie_style.storage.pdparams import load_pdparams
-
-
-def save_pretrained(model, directory: str) -> None:
-    """Write ``model_config.json`` and ``model_state.pdparams`` into ``directory`` (each atomically)."""
-    os.makedirs(directory, exist_ok=True)
-    model_dir.write_model_files(directory, model_config_dict(model.config))
-    atomic_write_path(os.path.join(directory, MODEL_STATE), lambda path: paddle.save(model.state_dict(), path))
 
 
 def from_pretrained(cls, directory: str, allow_missing_heads: bool = False):
@@ -27,20 +14,6 @@ def from_pretrained(cls, directory: str, allow_missing_heads: bool = False):
     ``model_state.pdparams``) into a new ``cls(config)``. With ``allow_missing_heads`` a state dict without the
     pretraining heads (e.g. PaddleNLP RoFormerModel/RoFormerForMaskedLM) loads and those heads keep their fresh
     init; the report is at ``model.load_report``."""
-    cfg_path = os.path.join(directory, MODEL_CONFIG)
-    pnlp_path = os.path.join(directory, TASK_CONFIG)
-    if os.path.isfile(cfg_path):
-        config = RoFormerConfig.from_dict(model_dir.read_model_config(directory))
-    elif os.path.isfile(pnlp_path):
-        config = config_from_paddlenlp(model_dir.read_json(pnlp_path))
-    else:
-        raise FileNotFoundError(f"{directory}: no {MODEL_CONFIG} (or PaddleNLP config.json) found")
-    weights = os.path.join(directory, MODEL_STATE)
-    if not os.path.isfile(weights):
-        raise FileNotFoundError(f"{directory}: no {MODEL_STATE} found")
-    model = cls(config)
-    # The restricted unpickler (numpy arrays and plain containers only): a downloaded file cannot run code.
-    state = load_pdparams(weights)
-    model.load_report = load_state_dict_checked(model, state, allow_missing_heads)
-    return model
-
+    return persistence.from_pretrained(cls, directory, allow_missing_heads, config_class=RoFormerConfig,
+                                       config_from_paddlenlp=config_from_paddlenlp,
+                                       load_state_dict_checked=load_state_dict_checked)

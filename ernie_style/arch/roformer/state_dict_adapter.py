@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from ernie_style.arch.common import hf_config
 from ernie_style.storage.errors import ModelDirError
 from ernie_style.storage.safetensors_io import round_to
 
@@ -102,34 +103,19 @@ HF_DEFAULTS = {
     "max_position_embeddings": 1536, "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
     "pad_token_id": 0, "rotary_value": False,
 }
-PADDLE_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "relu": "relu",
-                      "tanh": "tanh"}  # transformers name -> ours (same function)
-# Our activation name (ernie_style.arch.roformer.ops.ACTIVATIONS) -> transformers ACT2FN name of the same function:
-# "gelu" is the exact erf form in both; "gelu_new" the tanh approximation in both.
-HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh"}
 
 
 def config_from_hf(raw: dict, path: str, fields) -> dict:
     """Our model_config fields (``fields``: their names) from a transformers RoFormer config.json dict
     (transformers' defaults for absent ones); ModelDirError naming ``path``."""
-    cfg = {**HF_DEFAULTS, **{k: raw[k] for k in fields if raw.get(k) is not None}}
+    cfg = hf_config.config_from_hf(raw, path, fields, HF_DEFAULTS)
     cfg.setdefault("embedding_size", raw.get("hidden_size"))
-    act = cfg["hidden_act"]
-    if act not in PADDLE_ACTIVATIONS:
-        raise ModelDirError(f"{path}: hidden_act {act!r} has no exact Paddle equivalent (supported: {sorted(PADDLE_ACTIVATIONS)})")
-    cfg["hidden_act"] = PADDLE_ACTIVATIONS[act]
-    if raw.get("tie_word_embeddings") is False:
-        raise ModelDirError(f"{path}: tie_word_embeddings is false; our model ties the MLM decoder to the word embeddings")
     return cfg
 
 
 def config_to_hf(config: dict, path: str) -> dict:
     """transformers' RoFormerConfig keys for our ``config`` dict (ModelDirError naming ``path``)."""
-    act = config["hidden_act"]
-    if act not in HF_ACTIVATIONS:
-        raise ModelDirError(f"{path}: hidden_act {act!r} has no exact transformers equivalent "
-                            f"(supported: {sorted(HF_ACTIVATIONS)})")
-    return {**config, "hidden_act": HF_ACTIVATIONS[act], "tie_word_embeddings": True, "is_decoder": False}
+    return hf_config.config_to_hf(config, path)
 
 
 # ---------------------------------------------------------------------------------------------- derived tensors
