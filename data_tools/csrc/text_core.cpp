@@ -139,6 +139,14 @@ inline uint64_t long_key(const uint32_t* c, size_t n) {
     return (h ^ (h >> 31)) | kLongKey;
 }
 
+// short_key for 1 <= n <= 3 without a loop: reads c[0..2] (the caller's buffer has two spare slots) and masks
+// the characters past n off.
+inline uint64_t short_key3(const uint32_t* c, Py_ssize_t n) {
+    const uint64_t k = static_cast<uint64_t>(c[0] + 1) | static_cast<uint64_t>(c[1] + 1) << 21 |
+                       static_cast<uint64_t>(c[2] + 1) << 42;
+    return k & ((1ull << (21 * n)) - 1);
+}
+
 inline uint64_t word_key(const uint32_t* c, size_t n) { return n <= 3 ? short_key(c, n) : long_key(c, n); }
 
 
@@ -408,8 +416,42 @@ private:
         bool after_terminal = false;
     };
 
+    // Copies one word's characters to `cps` and does run()'s per-character work on them: sentence breaks (with
+    // `scan`) and the CJK count.  Returns whether every character is a plain CJK one (flag kCjk alone).
+    template <typename Char>
+    bool read_chars(const Char* data, Py_ssize_t len, uint32_t* cps, int64_t off, Scan* scan, bool& after_terminal,
+                    int64_t& cjk) const {
+        const uint8_t* flags = flags_.data();
+        bool plain_cjk = true;
+        for (Py_ssize_t j = 0; j < len; ++j) {
+            uint32_t c = data[j];
+            if (sizeof(Char) == 4 && c >= kNumCodePoints) c = 0xFFFD;
+            cps[j] = c;
+            const uint8_t f = flags[c];
+            plain_cjk = plain_cjk && f == kCjk && c < kDirectTable;
+            if (scan == nullptr || (f & kRemove)) continue;
+            cjk += (f & kCjk) ? 1 : 0;
+            if (!(f & kSentence)) {  // the common case: one test
+                if (after_terminal) {
+                    scan->breaks.push_back(static_cast<int32_t>(off + j));
+                    after_terminal = false;
+                }
+            } else {
+                if (is_newline(c)) {
+                    scan->breaks.push_back(static_cast<int32_t>(off + j));
+                    after_terminal = false;
+                } else if (after_terminal && !is_terminal(c) && !is_closer(c)) {
+                    scan->breaks.push_back(static_cast<int32_t>(off + j));
+                    after_terminal = false;
+                }
+                if (is_terminal(c)) after_terminal = true;
+            }
+        }
+        return plain_cjk;
+    }
+
     // One word of the document being walked: its span (code points; its characters are doc_cps_[off, off+len)),
-    // its key (0: a one-character word looked up in first_id_) and whether it is all plain CJK characters.
+    // its key in the word table and whether it is all plain CJK characters.
     struct WordRec {
         uint64_t key;
         int32_t off, len;
@@ -429,7 +471,7 @@ private:
         // Filled by index, not push_back: both sizes are known (every word a record, every character a slot), and
         // a record built on the stack and copied in costs a store-forwarding stall per word.
         if (recs.size() < static_cast<size_t>(nw)) recs.resize(static_cast<size_t>(nw));
-        if (doc_cps_.size() < static_cast<size_t>(n_chars)) doc_cps_.resize(static_cast<size_t>(n_chars));
+        if (doc_cps_.size() < static_cast<size_t>(n_chars) + 2) doc_cps_.resize(static_cast<size_t>(n_chars) + 2);
         WordRec* rec = recs.data();
         uint32_t* cps_out = doc_cps_.data();
         bool after_terminal = scan != nullptr && scan->after_terminal;
@@ -443,45 +485,23 @@ private:
             if (off + len > n_chars)
                 throw std::runtime_error("segmenter words cover more than the text's " + std::to_string(n_chars) +
                                          " characters");
-            const int kind = PyUnicode_KIND(w);
-            const void* data = PyUnicode_DATA(w);
             uint32_t* cps = cps_out + off;
-            uint64_t packed = 0;
-            bool plain_cjk = true;  // every character a CJK one that maps to itself: its own token, or [UNK]
-            for (Py_ssize_t j = 0; j < len; ++j) {
-                uint32_t c = PyUnicode_READ(kind, data, j);
-                if (c >= kNumCodePoints) c = 0xFFFD;
-                cps[j] = c;
-                if (j < 3) packed |= static_cast<uint64_t>(c + 1) << (21 * j);
-                const uint8_t f = flags_[c];
-                plain_cjk = plain_cjk && f == kCjk && c < kDirectTable;
-                if (scan != nullptr && !(f & kRemove)) {
-                    const int32_t at = static_cast<int32_t>(off + j);
-                    if (!(f & kSentence)) {  // the common case: one test
-                        if (after_terminal) {
-                            scan->breaks.push_back(at);
-                            after_terminal = false;
-                        }
-                    } else {
-                        if (is_newline(c)) {
-                            scan->breaks.push_back(at);
-                            after_terminal = false;
-                        } else if (after_terminal && !is_terminal(c) && !is_closer(c)) {
-                            scan->breaks.push_back(at);
-                            after_terminal = false;
-                        }
-                        if (is_terminal(c)) after_terminal = true;
-                    }
-                    cjk += (f & kCjk) ? 1 : 0;
-                }
+            const void* data = PyUnicode_DATA(w);
+            bool plain_cjk;  // every character a CJK one that maps to itself: its own token, or [UNK]
+            switch (PyUnicode_KIND(w)) {  // one loop per character width, no per-character switch
+                case PyUnicode_1BYTE_KIND:
+                    plain_cjk = read_chars(static_cast<const Py_UCS1*>(data), len, cps, off, scan, after_terminal, cjk);
+                    break;
+                case PyUnicode_2BYTE_KIND:
+                    plain_cjk = read_chars(static_cast<const Py_UCS2*>(data), len, cps, off, scan, after_terminal, cjk);
+                    break;
+                default:
+                    plain_cjk = read_chars(static_cast<const Py_UCS4*>(data), len, cps, off, scan, after_terminal, cjk);
             }
-            uint64_t key = 0;
-            if (len == 1 && cps[0] < kDirectTable) {
-                __builtin_prefetch(&first_id_[cps[0]]);  // the one-character tokens, without hashing
-            } else {
-                key = len <= 3 ? packed : long_key(cps, static_cast<size_t>(len));
-                __builtin_prefetch(&word_slots_[slot_of(key)]);
-            }
+            // every word through the table (one-character tokens are in it too): no branch on the word's length
+            // in the common case, which a mix of one- and two-character words would mispredict half the time
+            const uint64_t key = len <= 3 ? short_key3(cps, len) : long_key(cps, static_cast<size_t>(len));
+            __builtin_prefetch(&word_slots_[slot_of(key)]);
             rec->key = key;
             rec->off = static_cast<int32_t>(off);
             rec->len = static_cast<int32_t>(len);
@@ -500,7 +520,7 @@ private:
         for (const WordRec* r_ = recs.data(); r_ != rec; ++r_) {
             const WordRec& r = *r_;
             const uint32_t* cps = cps_out + r.off;
-            const int32_t id = r.key == 0 ? first_id_[cps[0]] : find_word(r.key, cps, static_cast<size_t>(r.len));
+            const int32_t id = find_word(r.key, cps, static_cast<size_t>(r.len));
             if (id >= 0) {
                 emit(Token{id, r.off, r.off + r.len, false, r.len == 1 && is_clause(cps[0])}, true);
             } else if (r.plain_cjk) {  // what run() would do, without its per-word setup (the common case)
