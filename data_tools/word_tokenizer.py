@@ -97,8 +97,14 @@ class RJiebaWords:
     def words(self, text: str) -> list:
         try:
             return self.jieba.cut(text, False)
-        except UnicodeEncodeError:  # lone surrogates (Rust refuses them): same length, removed by the tokenizer
-            return self.jieba.cut(_SURROGATES.sub("\ufffd", text), False)
+        except UnicodeEncodeError:  # lone surrogates (Rust refuses them): cut with U+FFFD in their place
+            words, start = [], 0
+            for w in self.jieba.cut(_SURROGATES.sub("\ufffd", text), False):
+                # the words as slices of `text`: the tokenizer removes a surrogate, and a vocab's U+FFFD token is
+                # not one
+                words.append(text[start:start + len(w)])
+                start += len(w)
+            return words
 
     def __getstate__(self):
         return {}
