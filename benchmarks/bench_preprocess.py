@@ -22,6 +22,11 @@ is timed alone over the corpus's documents against the preprocessing CPU time; a
 driven at CLUECorpus scale (15M documents in 256 shards of random keys): its seconds and its bytes.  Goal: a few
 hundred MB at most, under 10% of the preprocessing time.  ``--only-dedup`` runs just this part.
 
+Word level (issue 20 point 3): ``--tokenizer roformer_word`` (a word vocab from ``build_vocab --level word`` on the
+sample corpus), 1 worker, input MB per CPU-second with start-up subtracted, against ``rjieba.cut(text.lower(), False)``
+alone on the same lines in one process, runs interleaved, medians.  Goal: >= 80% (segmenter-bound).
+``--only-word`` runs just this part.
+
 ``--vs-paddlenlp``: PaddleNLP's ``create_pretraining_data.py`` (v2.4, ernie-1.0: ``--split_sentences --chinese
 --cn_whole_word_segment --cn_seg_func jieba --data_impl mmap --workers 2``) against our rjieba and jieba paths with
 2 workers, on the same ``.jsonl`` (the corpus's documents, one sentence per line inside ``text``, as that script's
@@ -117,6 +122,43 @@ def run_preprocess(corpus, vocab, prefix, segmenter, workers, extra=()):
     with open(prefix + ".meta.json", encoding="utf-8") as f:
         res["meta"] = json.load(f)
     return res
+
+
+_RJIEBA_ALONE = r"""
+import json, sys, time
+import rjieba
+jb = rjieba.Jieba()
+jb.cut("warm up", False)
+c0 = time.process_time()
+with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
+    for line in f:
+        jb.cut(line.rstrip("\n").lower(), False)
+print(json.dumps({"cpu": time.process_time() - c0}))
+"""
+
+
+def word_level_figures(corpus, tmp, runs):
+    """roformer_word preprocessing (1 worker) vs rjieba alone on the same lines, MB per CPU-second."""
+    from data_tools.build_vocab import build_word_vocab
+
+    vocab = os.path.join(tmp, "word_vocab.txt")
+    build_word_vocab([SAMPLE], vocab)
+    tiny = os.path.join(tmp, "tiny_word.txt")
+    with open(corpus, encoding="utf-8") as f, open(tiny, "w", encoding="utf-8") as g:
+        for _, line in zip(range(20), f):
+            g.write(line)
+    size_mb = os.path.getsize(corpus) / 1e6
+    extra = ("--tokenizer", "roformer_word")
+    fixed, alone, full = [], [], []
+    for _ in range(runs):  # interleaved, so that both see the same machine load
+        fixed.append(run_preprocess(tiny, vocab, os.path.join(tmp, "tiny_w"), "rjieba", 1, extra)["cpu"])
+        r = subprocess.run([sys.executable, "-c", _RJIEBA_ALONE, corpus], capture_output=True, text=True, check=True)
+        alone.append(json.loads(r.stdout)["cpu"])
+        full.append(run_preprocess(corpus, vocab, os.path.join(tmp, "word"), "rjieba", 1, extra)["cpu"])
+    alone_mbs = size_mb / statistics.median(alone)
+    per = size_mb / max(statistics.median(full) - statistics.median(fixed), 1e-9)
+    print(f"\nword level (roformer_word, 1 worker): {per:.2f} MB per CPU-second (start-up subtracted); "
+          f"rjieba.cut(text.lower(), False) alone {alone_mbs:.2f}: {per / alone_mbs:.1%} of rjieba alone (goal >= 80%)")
 
 
 # A RE-STATEMENT (not a copy) of PaddleNLP v2.4 model_zoo/ernie-1.0/preprocess/create_pretraining_data.py, the path
@@ -421,6 +463,7 @@ def main(argv=None) -> int:
     p.add_argument("--ref-mb", type=float, default=0.0,
                    help="with --vs-paddlenlp: give every side only the first MB of the corpus (0: all of it)")
     p.add_argument("--only-dedup", action="store_true", help="only the duplicate-document figures")
+    p.add_argument("--only-word", action="store_true", help="only the word-level (roformer_word) figures")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
@@ -436,6 +479,9 @@ def main(argv=None) -> int:
               f"{os.cpu_count()} cores (figures taken on a shared, loaded machine unless stated otherwise)")
         if args.only_dedup:
             dedup_figures(corpus, vocab, tmp, args.runs, args.segmenters.split(","))
+            return 0
+        if args.only_word:
+            word_level_figures(corpus, tmp, args.runs)
             return 0
 
         def jieba_alone():
@@ -520,6 +566,8 @@ def main(argv=None) -> int:
             print(f"  {seg} {w} workers: {share * 100:.1f}% ({steady_share * 100:.1f}% steady) -> {verdict} the 10% goal")
 
         dedup_figures(corpus, vocab, tmp, args.runs, args.segmenters.split(","))
+        if "rjieba" in args.segmenters.split(","):
+            word_level_figures(corpus, tmp, args.runs)
 
         if args.vs_paddlenlp:
             compare_with_paddlenlp(corpus, vocab, tmp, args.runs, args.ref_mb, args.paddlenlp_script)

@@ -28,7 +28,7 @@ import re
 import numpy as np
 
 from data_tools import _text_core
-from data_tools.tokenizer import EncodedDocument, _reference_word, _tables, _utf8, special_ids_of
+from data_tools.tokenizer import EncodedDocument, _reference_word, _tables, special_ids_of
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, read_vocab
 
 HF_MODEL_CARD = """\
@@ -59,6 +59,7 @@ print(fill("今天[MASK]很好"))  # whole words are predicted, e.g. 天气
 ```
 """
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_new_tuple = tuple.__new__  # EncodedDocument from the C++ tuple without the namedtuple's Python-level __new__
 _SIGMA = "\u03a3"  # the one character whose str.lower() depends on its neighbours (final sigma)
 
 
@@ -84,15 +85,26 @@ class RJiebaWords:
             f"rjieba {self.version} builtin jieba dictionary, HMM off".encode()).hexdigest()
         self._jb = None
 
-    def words(self, text: str) -> list:
+    @property
+    def jieba(self):
+        """The private ``rjieba.Jieba`` (made on first use)."""
         if self._jb is None:
             import rjieba
 
             self._jb = rjieba.Jieba()
+        return self._jb
+
+    def words(self, text: str) -> list:
         try:
-            return self._jb.cut(text, False)
-        except UnicodeEncodeError:  # lone surrogates (Rust refuses them): same length, removed by the tokenizer
-            return self._jb.cut(_SURROGATES.sub("\ufffd", text), False)
+            return self.jieba.cut(text, False)
+        except UnicodeEncodeError:  # lone surrogates (Rust refuses them): cut with U+FFFD in their place
+            words, start = [], 0
+            for w in self.jieba.cut(_SURROGATES.sub("\ufffd", text), False):
+                # the words as slices of `text`: the tokenizer removes a surrogate, and a vocab's U+FFFD token is
+                # not one
+                words.append(text[start:start + len(w)])
+                start += len(w)
+            return words
 
     def __getstate__(self):
         return {}
@@ -165,14 +177,14 @@ class RoFormerWordTokenizer:
 
     def _encode_plain(self, text: str) -> np.ndarray:
         t, words = self._prepared(text)
-        return self._core.encode_words(_utf8(t), words, False)
+        return self._core.encode_words(t, words, False)
 
     def encode_with_offsets(self, text: str):
         """(ids, starts, ends): the ids of :meth:`encode` (text always plain) and per token the span
         ``text[starts[i]:ends[i]]`` of the original text it comes from (code points, int32).  A vocab word's
         token spans the whole word; the pieces of other words get the BERT tokenizer's spans."""
         t, words = self._prepared(text)
-        ids, starts, ends = self._core.encode_words(_utf8(t), words, True)
+        ids, starts, ends = self._core.encode_words(t, words, True)
         if len(t) != len(text):  # lowercasing lengthened a character (U+0130): map back to the original's
             owner = np.repeat(np.arange(len(text), dtype=np.int32), [len(ch.lower()) for ch in text])
             owner = np.append(owner, np.int32(len(text)))
@@ -230,11 +242,17 @@ class WordDocumentEncoder:
             raise ValueError(f"max_sentence_tokens={max_sentence_tokens}: expected an integer >= 1")
         self.tokenizer = tokenizer
         self.max_sentence_tokens = int(max_sentence_tokens)
-        # bound once: at ~8 MB/s of segmentation, a few attribute lookups per document are measurable
-        self._lower = lower_chars if tokenizer.do_lower_case else str
-        self._words = tokenizer._words.words
+        # bound once, and RoFormerWordTokenizer._prepared inlined below: per document, each Python call or
+        # attribute lookup is measurable next to rjieba's few tens of microseconds
+        self._lower = tokenizer.do_lower_case
+        self._cut = tokenizer._words.jieba.cut
+        self._words = tokenizer._words.words  # what rjieba refuses (lone surrogates)
         self._encode = tokenizer._core.encode_document_words
 
     def encode(self, text: str) -> EncodedDocument:
-        t = self._lower(text)
-        return EncodedDocument(*self._encode(_utf8(t), self._words(t), self.max_sentence_tokens))
+        t = text if not self._lower else text.lower() if _SIGMA not in text else lower_chars(text)
+        try:
+            words = self._cut(t, False)
+        except UnicodeEncodeError:
+            words = self._words(t)
+        return _new_tuple(EncodedDocument, self._encode(t, words, self.max_sentence_tokens))

@@ -210,3 +210,20 @@ def test_build_vocab_level_word(corpus, vocab, tmp_path, capsys):
     # the vocab is what the tokenizer needs: no [UNK] on the corpus it was built from
     tok = RoFormerWordTokenizer(out)
     assert tok.unk_id not in tok.encode(text)
+
+
+def test_a_lone_surrogate_is_removed_even_when_the_vocab_has_a_replacement_character_token(tmp_path):
+    """rjieba refuses lone surrogates, so they are cut as U+FFFD; the tokenizer must still remove them (category Cs)
+    and not give a vocab's U+FFFD token in their place (the C++ core reads the characters from the words)."""
+    from data_tools.tokenizers import TokenizerSpec, load_tokenizer
+    from data_tools.vocab import SPECIAL_TOKENS
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(list(SPECIAL_TOKENS) + ["\ufffd", "今", "天", "好", "今天"]) + "\n", encoding="utf-8")
+    tok = load_tokenizer(str(vocab), TokenizerSpec(True, "roformer_word"))
+    clean = tok.encode("今天好")
+    assert tok.encode("今天\ud800好").tolist() == clean.tolist()
+    doc = tok.document_encoder(tok.segmenter()).encode("今天\ud800好")
+    assert doc.ids.tolist() == clean.tolist() and doc.wwm.tolist() == [1, 1]
+    ids, starts, ends = tok.encode_with_offsets("今天\ud800好")
+    assert ids.tolist() == clean.tolist() and starts.tolist() == [0, 3] and ends.tolist() == [2, 4]

@@ -121,22 +121,34 @@ inline void append_utf8(std::string& out, uint32_t cp) {
     }
 }
 
-// A fast 64-bit hash of a short byte string (words are a few UTF-8 characters): 8 bytes at a time.
-inline uint64_t hash_bytes(const char* p, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
-    while (n >= 8) {
-        uint64_t x;
-        std::memcpy(&x, p, 8);
-        h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-        p += 8;
-        n -= 8;
-    }
-    uint64_t x = 0;
-    std::memcpy(&x, p, n);
-    h = (h ^ x) * 0x94d049bb133111ebull;
-    return h ^ (h >> 29);
+// The key of a word (its code points c_0..c_{n-1}) in the word table.  A word of at most three characters is
+// packed exactly, 21 bits per character as c+1 (0 marks "no character"), so its key is the word itself and a
+// matching key needs no comparison; a longer word's key is a 64-bit hash of its characters with the top bit set,
+// confirmed against the token's characters.
+constexpr uint64_t kLongKey = 1ull << 63;
+
+inline uint64_t short_key(const uint32_t* c, size_t n) {
+    uint64_t k = 0;
+    for (size_t j = 0; j < n; ++j) k |= static_cast<uint64_t>(c[j] + 1) << (21 * j);
+    return k;
 }
+
+inline uint64_t long_key(const uint32_t* c, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (size_t j = 0; j < n; ++j) h = (h ^ c[j]) * 0xbf58476d1ce4e5b9ull;
+    return (h ^ (h >> 31)) | kLongKey;
+}
+
+// short_key for 1 <= n <= 3 without a loop: reads c[0..2] (the caller's buffer has two spare slots) and masks
+// the characters past n off.
+inline uint64_t short_key3(const uint32_t* c, Py_ssize_t n) {
+    const uint64_t k = static_cast<uint64_t>(c[0] + 1) | static_cast<uint64_t>(c[1] + 1) << 21 |
+                       static_cast<uint64_t>(c[2] + 1) << 42;
+    return k & ((1ull << (21 * n)) - 1);
+}
+
+inline uint64_t word_key(const uint32_t* c, size_t n) { return n <= 3 ? short_key(c, n) : long_key(c, n); }
+
 
 struct Token {
     int32_t id;
@@ -183,24 +195,33 @@ public:
                 (cont ? cont_id_[cp] : first_id_[cp]) = static_cast<int32_t>(id);
             }
         }
-        // The word table of the word-level mode: open addressing, power-of-two size, at most half full; a slot holds
-        // a short token's bytes itself, so a lookup touches one cache line.
+        // The word table of the word-level mode: open addressing on WordKey, power-of-two size, at most half full,
+        // 16-byte slots.  A lookup touches one slot in the common case (a word of up to three characters needs no
+        // comparison beyond the key); longer tokens' characters are kept in token_cps_ for the confirmation.
         size_t cap = 16;
         while (cap < 2 * tokens_.size()) cap <<= 1;
         word_mask_ = cap - 1;
+        word_shift_ = 64;
+        for (size_t c = cap; c > 1; c >>= 1) --word_shift_;
         word_slots_.assign(cap, WordSlot{});
+        token_cp_start_.assign(tokens_.size() + 1, 0);
         for (size_t id = 0; id < tokens_.size(); ++id) {
             const std::string& t = tokens_[id];
-            const uint64_t h = hash_bytes(t.data(), t.size());
-            size_t k = h & word_mask_;
-            while (word_slots_[k].id >= 0 && !(word_slots_[k].hash == h &&
-                                               tokens_[static_cast<size_t>(word_slots_[k].id)] == t))
-                k = (k + 1) & word_mask_;
-            WordSlot& slot = word_slots_[k];
-            slot.hash = h;
-            slot.id = static_cast<int32_t>(id);  // last occurrence wins, as in transformers
-            slot.len = static_cast<uint32_t>(t.size());
-            if (t.size() <= sizeof(slot.text)) std::memcpy(slot.text, t.data(), t.size());
+            const auto* s = reinterpret_cast<const unsigned char*>(t.data());
+            const size_t first = token_cps_.size();
+            size_t i = 0;
+            while (i < t.size()) token_cps_.push_back(decode_utf8(s, t.size(), i));
+            const size_t n = token_cps_.size() - first;
+            const uint64_t k = word_key(token_cps_.data() + first, n);
+            if (n <= 3) token_cps_.resize(first);  // the key is the token
+            token_cp_start_[id + 1] = static_cast<uint32_t>(token_cps_.size());
+            if (n == 0) continue;
+            size_t slot = slot_of(k);
+            while (word_slots_[slot].id >= 0 &&
+                   !(word_slots_[slot].key == k && same_token(word_slots_[slot].id, token_cps_.data() + first, n)))
+                slot = (slot + 1) & word_mask_;
+            word_slots_[slot].key = k;
+            word_slots_[slot].id = static_cast<int32_t>(id);  // last occurrence wins, as in transformers
         }
     }
 
@@ -305,14 +326,13 @@ public:
                               counts.cjk, counts.chars);
     }
 
-    // Word-level tokens of `text` (UTF-8) given `words` (a list of str, the segmenter's words, which must cover
-    // the text exactly): a word that is a vocab token is that token, any other is tokenized on its own as
-    // `encode` does.  With offsets: (ids, starts, ends) as encode_offsets; else the ids alone.
-    py::object encode_words(py::bytes text, py::list words, bool with_offsets) {
-        std::string_view sv = view(text);
+    // Word-level tokens of `text` (str) given `words` (a list of str, the segmenter's words, which must cover the
+    // text exactly): a word that is a vocab token is that token, any other is tokenized on its own as `encode`
+    // does.  With offsets: (ids, starts, ends) as encode_offsets; else the ids alone.
+    py::object encode_words(py::str text, py::list words, bool with_offsets) {
         std::vector<int32_t> ids, starts, ends;
-        ids.reserve(sv.size() / 3 + 8);
-        run_words(sv, words.ptr(), [&](const Token& t, bool) {
+        ids.reserve(static_cast<size_t>(PyUnicode_GET_LENGTH(text.ptr())) + 8);
+        run_words(PyUnicode_GET_LENGTH(text.ptr()), words.ptr(), [&](const Token& t, bool) {
             ids.push_back(t.id);
             if (with_offsets) {
                 starts.push_back(t.offset);
@@ -325,19 +345,22 @@ public:
 
     // The document encoder of the word-level mode: as encode_document, with the tokens of encode_words and a
     // word-start flag on the first token of every word (so a word that fell back to pieces is masked whole).
-    py::tuple encode_document_words(py::bytes text, py::list words, int64_t max_sentence_tokens) {
+    py::tuple encode_document_words(py::str text, py::list words, int64_t max_sentence_tokens) {
         if (max_sentence_tokens < 1) throw std::invalid_argument("max_sentence_tokens must be >= 1");
-        std::string_view sv = view(text);
-        Scan scan;
-        const std::vector<int32_t>& breaks = scan.breaks;  // filled as the words are walked, ahead of their tokens
-        std::vector<int32_t> ids;
-        std::vector<uint8_t> wwm, clause;
-        std::vector<int64_t> sent_starts;
-        ids.reserve(sv.size() / 3 + 8);
-        wwm.reserve(sv.size() / 3 + 8);
-        clause.reserve(sv.size() / 3 + 8);
+        Scan& scan = scan_;
+        scan.breaks.clear();
+        scan.counts = Counts{};
+        scan.after_terminal = false;
+        std::vector<int32_t>& ids = doc_ids_;
+        std::vector<uint8_t>&wwm = doc_wwm_, &clause = doc_clause_;
+        std::vector<int64_t>& sent_starts = doc_sent_starts_;
+        ids.clear();
+        wwm.clear();
+        clause.clear();
+        sent_starts.clear();
+        const std::vector<int32_t>& breaks = scan.breaks;  // all found before the first token is emitted
         size_t bi = 0;
-        run_words(sv, words.ptr(), [&](const Token& t, bool word_start) {
+        run_words(PyUnicode_GET_LENGTH(text.ptr()), words.ptr(), [&](const Token& t, bool word_start) {
             bool cut = ids.empty();
             while (bi < breaks.size() && t.offset >= breaks[bi]) {
                 cut = true;
@@ -348,8 +371,8 @@ public:
             wwm.push_back(word_start ? 1 : 0);
             clause.push_back(t.clause ? 1 : 0);
         }, &scan);
-        return py::make_tuple(to_array(ids), to_array(wwm),
-                              to_array(sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens)),
+        return py::make_tuple(new_array(ids), new_array(wwm),
+                              new_array(sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens)),
                               scan.counts.cjk, scan.counts.chars);
     }
 
@@ -393,93 +416,128 @@ private:
         bool after_terminal = false;
     };
 
-    // Walks `words` (str objects covering `text`, by code-point length) and emits each word's tokens with
-    // `emit(token, is_the_word's_first_token)`: one token when the word is in the vocab, else the BERT pipeline's.
-    // With `scan`, also finds the sentence breaks and counts on the way.  The characters are read from the word
-    // objects (no UTF-8 decoding); their UTF-8 lengths locate each word's bytes in `text`, which must add up to it.
+    // Copies one word's characters to `cps` and does run()'s per-character work on them: sentence breaks (with
+    // `scan`) and the CJK count.  Returns whether every character is a plain CJK one (flag kCjk alone).
+    template <typename Char>
+    bool read_chars(const Char* data, Py_ssize_t len, uint32_t* cps, int64_t off, Scan* scan, bool& after_terminal,
+                    int64_t& cjk) const {
+        const uint8_t* flags = flags_.data();
+        bool plain_cjk = true;
+        for (Py_ssize_t j = 0; j < len; ++j) {
+            uint32_t c = data[j];
+            if (sizeof(Char) == 4 && c >= kNumCodePoints) c = 0xFFFD;
+            cps[j] = c;
+            const uint8_t f = flags[c];
+            plain_cjk = plain_cjk && f == kCjk && c < kDirectTable;
+            if (scan == nullptr || (f & kRemove)) continue;
+            cjk += (f & kCjk) ? 1 : 0;
+            if (!(f & kSentence)) {  // the common case: one test
+                if (after_terminal) {
+                    scan->breaks.push_back(static_cast<int32_t>(off + j));
+                    after_terminal = false;
+                }
+            } else {
+                if (is_newline(c)) {
+                    scan->breaks.push_back(static_cast<int32_t>(off + j));
+                    after_terminal = false;
+                } else if (after_terminal && !is_terminal(c) && !is_closer(c)) {
+                    scan->breaks.push_back(static_cast<int32_t>(off + j));
+                    after_terminal = false;
+                }
+                if (is_terminal(c)) after_terminal = true;
+            }
+        }
+        return plain_cjk;
+    }
+
+    // One word of the document being walked: its span (code points; its characters are doc_cps_[off, off+len)),
+    // its key in the word table and whether it is all plain CJK characters.
+    struct WordRec {
+        uint64_t key;
+        int32_t off, len;
+        bool plain_cjk;
+    };
+
+    // Walks `words` (str objects whose lengths must add up to `n_chars`, the text's) and emits each word's tokens
+    // with `emit(token, is_the_word's_first_token)`: one token when the word is in the vocab, else the BERT
+    // pipeline's.  With `scan`, also finds the sentence breaks and counts on the way.  Two passes: the first reads
+    // every word's characters (flags, sentence breaks, key) and prefetches its table slot, the second looks the
+    // words up and emits; so the table's cache misses (rjieba's dictionary evicts it between documents) overlap
+    // instead of stalling word after word.
     template <typename Emit>
-    void run_words(std::string_view text, PyObject* words, Emit emit, Scan* scan = nullptr) {
-        const size_t n = text.size();
-        if (n > static_cast<size_t>(INT32_MAX)) throw std::invalid_argument("text longer than 2 GiB");
+    void run_words(Py_ssize_t n_chars, PyObject* words, Emit emit, Scan* scan = nullptr) {
         const Py_ssize_t nw = PyList_GET_SIZE(words);
-        size_t i = 0;
-        int32_t off = 0;
+        std::vector<WordRec>& recs = word_recs_;
+        // Filled by index, not push_back: both sizes are known (every word a record, every character a slot), and
+        // a record built on the stack and copied in costs a store-forwarding stall per word.
+        if (recs.size() < static_cast<size_t>(nw)) recs.resize(static_cast<size_t>(nw));
+        if (doc_cps_.size() < static_cast<size_t>(n_chars) + 2) doc_cps_.resize(static_cast<size_t>(n_chars) + 2);
+        WordRec* rec = recs.data();
+        uint32_t* cps_out = doc_cps_.data();
+        bool after_terminal = scan != nullptr && scan->after_terminal;
+        int64_t cjk = 0;
+        int64_t off = 0;
         for (Py_ssize_t k = 0; k < nw; ++k) {
             PyObject* w = PyList_GET_ITEM(words, k);
             if (!PyUnicode_Check(w)) throw std::invalid_argument("word list must hold str");
             const Py_ssize_t len = PyUnicode_GET_LENGTH(w);
             if (len == 0) continue;
-            const int kind = PyUnicode_KIND(w);
+            if (off + len > n_chars)
+                throw std::runtime_error("segmenter words cover more than the text's " + std::to_string(n_chars) +
+                                         " characters");
+            uint32_t* cps = cps_out + off;
             const void* data = PyUnicode_DATA(w);
-            const size_t b = i;
-            uint32_t first_cp = 0;
-            bool plain_cjk = true;  // every character a CJK one that maps to itself: its own token, or [UNK]
-            word_cps_.clear();
-            for (Py_ssize_t j = 0; j < len; ++j) {
-                uint32_t c = PyUnicode_READ(kind, data, j);
-                i += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
-                if (c >= kNumCodePoints) c = 0xFFFD;
-                if (j == 0) first_cp = c;
-                word_cps_.push_back(c);
-                plain_cjk = plain_cjk && flags_[c] == kCjk && c < kDirectTable;
-                if (scan != nullptr) {
-                    const uint8_t f = flags_[c];
-                    if (f & kRemove) continue;
-                    if (!(f & kSentence)) {  // the common case: one test
-                        if (scan->after_terminal) {
-                            scan->breaks.push_back(off + static_cast<int32_t>(j));
-                            scan->after_terminal = false;
-                        }
-                    } else {
-                        if (is_newline(c)) {
-                            scan->breaks.push_back(off + static_cast<int32_t>(j));
-                            scan->after_terminal = false;
-                        } else if (scan->after_terminal && !is_terminal(c) && !is_closer(c)) {
-                            scan->breaks.push_back(off + static_cast<int32_t>(j));
-                            scan->after_terminal = false;
-                        }
-                        if (is_terminal(c)) scan->after_terminal = true;
-                    }
-                    if (f & kCjk) ++scan->counts.cjk;
-                }
+            bool plain_cjk;  // every character a CJK one that maps to itself: its own token, or [UNK]
+            switch (PyUnicode_KIND(w)) {  // one loop per character width, no per-character switch
+                case PyUnicode_1BYTE_KIND:
+                    plain_cjk = read_chars(static_cast<const Py_UCS1*>(data), len, cps, off, scan, after_terminal, cjk);
+                    break;
+                case PyUnicode_2BYTE_KIND:
+                    plain_cjk = read_chars(static_cast<const Py_UCS2*>(data), len, cps, off, scan, after_terminal, cjk);
+                    break;
+                default:
+                    plain_cjk = read_chars(static_cast<const Py_UCS4*>(data), len, cps, off, scan, after_terminal, cjk);
             }
-            if (i > n)
-                throw std::runtime_error("segmenter words cover more than the text (" + std::to_string(i) + " of " +
-                                         std::to_string(n) + " UTF-8 bytes)");
-            int32_t id = -1;
-            if (len == 1 && first_cp < kDirectTable) {
-                id = first_id_[first_cp];  // the one-character tokens, without hashing
-            } else {
-                id = word_lookup(text.data() + b, i - b);
-            }
-            if (id >= 0) {
-                emit(Token{id, off, off + static_cast<int32_t>(len), false, len == 1 && is_clause(first_cp)}, true);
-            } else if (plain_cjk) {  // what run() would do, without its per-word setup (the common case)
-                for (Py_ssize_t j = 0; j < len; ++j) {
-                    const int32_t cid = first_id_[word_cps_[static_cast<size_t>(j)]];
-                    const int32_t o = off + static_cast<int32_t>(j);
-                    emit(Token{cid < 0 ? unk_id_ : cid, o, o + 1, false, false}, j == 0);
-                }
-            } else {
-                bool first = true;
-                run(text.substr(b, i - b), [&](const Token& t) {
-                    emit(t, first);
-                    first = false;
-                }, nullptr, nullptr, off);
-            }
-            off += static_cast<int32_t>(len);
+            // every word through the table (one-character tokens are in it too): no branch on the word's length
+            // in the common case, which a mix of one- and two-character words would mispredict half the time
+            const uint64_t key = len <= 3 ? short_key3(cps, len) : long_key(cps, static_cast<size_t>(len));
+            __builtin_prefetch(&word_slots_[slot_of(key)]);
+            rec->key = key;
+            rec->off = static_cast<int32_t>(off);
+            rec->len = static_cast<int32_t>(len);
+            rec->plain_cjk = plain_cjk;
+            ++rec;
+            off += len;
         }
-        if (i != n) {
-            const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-            int32_t total = off;
-            while (i < n) {
-                decode_utf8(s, n, i);
-                ++total;
-            }
-            throw std::runtime_error("segmenter words cover " + std::to_string(off) + " of " + std::to_string(total) +
-                                     " characters");
+        if (scan != nullptr) {
+            scan->after_terminal = after_terminal;
+            scan->counts.cjk = cjk;
         }
+        if (off != n_chars)
+            throw std::runtime_error("segmenter words cover " + std::to_string(off) + " of " +
+                                     std::to_string(n_chars) + " characters");
         if (scan != nullptr) scan->counts.chars = off;
+        for (const WordRec* r_ = recs.data(); r_ != rec; ++r_) {
+            const WordRec& r = *r_;
+            const uint32_t* cps = cps_out + r.off;
+            const int32_t id = find_word(r.key, cps, static_cast<size_t>(r.len));
+            if (id >= 0) {
+                emit(Token{id, r.off, r.off + r.len, false, r.len == 1 && is_clause(cps[0])}, true);
+            } else if (r.plain_cjk) {  // what run() would do, without its per-word setup (the common case)
+                for (int32_t j = 0; j < r.len; ++j) {
+                    const int32_t cid = first_id_[cps[j]];
+                    emit(Token{cid < 0 ? unk_id_ : cid, r.off + j, r.off + j + 1, false, false}, j == 0);
+                }
+            } else {
+                word_utf8_.clear();
+                for (int32_t j = 0; j < r.len; ++j) append_utf8(word_utf8_, cps[j]);
+                bool first_token = true;
+                run(word_utf8_, [&](const Token& t) {
+                    emit(t, first_token);
+                    first_token = false;
+                }, nullptr, nullptr, r.off);
+            }
+        }
     }
 
     static std::string_view view(const py::bytes& b) {
@@ -487,6 +545,20 @@ private:
         Py_ssize_t len = 0;
         if (PyBytes_AsStringAndSize(b.ptr(), &data, &len) != 0) throw py::error_already_set();
         return std::string_view(data, static_cast<size_t>(len));
+    }
+
+    // A 1-D array copied from `v` through numpy's C API directly: py::array_t's constructor (dtype lookup, shape
+    // and stride vectors) costs a few percent of the word-level document encoder, which makes three per document.
+    template <typename T>
+    static py::object new_array(const std::vector<T>& v) {
+        static PyObject* const descr = py::dtype::of<T>().release().ptr();  // one reference kept for the process
+        auto& api = py::detail::npy_api::get();
+        Py_intptr_t n = static_cast<Py_intptr_t>(v.size());
+        Py_INCREF(descr);  // PyArray_NewFromDescr steals it
+        PyObject* a = api.PyArray_NewFromDescr_(api.PyArray_Type_, descr, 1, &n, nullptr, nullptr, 0, nullptr);
+        if (a == nullptr) throw py::error_already_set();
+        if (n > 0) std::memcpy(py::detail::array_proxy(a)->data, v.data(), v.size() * sizeof(T));
+        return py::reinterpret_steal<py::object>(a);
     }
 
     template <typename T>
@@ -731,16 +803,22 @@ private:
         }
     }
 
-    // The id of the token spelled by bytes [p, p+n), or -1.
-    int32_t word_lookup(const char* p, size_t n) const {
-        const uint64_t h = hash_bytes(p, n);
-        for (size_t k = h & word_mask_;; k = (k + 1) & word_mask_) {
+    size_t slot_of(uint64_t key) const { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> word_shift_); }
+
+    // Whether token `id`, whose key equals that of the word `cps` (n characters), is that word: always for a
+    // short key (it is the word), else compared.
+    bool same_token(int32_t id, const uint32_t* cps, size_t n) const {
+        if (n <= 3) return true;
+        const uint32_t b = token_cp_start_[static_cast<size_t>(id)], e = token_cp_start_[static_cast<size_t>(id) + 1];
+        return e - b == n && std::memcmp(token_cps_.data() + b, cps, n * sizeof(uint32_t)) == 0;
+    }
+
+    // The id of the token whose characters are `cps` (n of them, key `key`), or -1.
+    int32_t find_word(uint64_t key, const uint32_t* cps, size_t n) const {
+        for (size_t k = slot_of(key);; k = (k + 1) & word_mask_) {
             const WordSlot& slot = word_slots_[k];
             if (slot.id < 0) return -1;
-            if (slot.hash == h && slot.len == n) {
-                const char* t = n <= sizeof(slot.text) ? slot.text : tokens_[static_cast<size_t>(slot.id)].data();
-                if (std::memcmp(t, p, n) == 0) return slot.id;
-            }
+            if (slot.key == key && ((key & kLongKey) == 0 || same_token(slot.id, cps, n))) return slot.id;
         }
     }
 
@@ -757,14 +835,23 @@ private:
     std::unordered_map<uint32_t, std::vector<uint32_t>> mapping_;
     std::unordered_map<std::string_view, int32_t> index_;
     std::vector<int32_t> first_id_, cont_id_;
-    struct WordSlot {  // 32 bytes: two per cache line
-        uint64_t hash = 0;
+    struct WordSlot {  // 16 bytes: four per cache line
+        uint64_t key = 0;
         int32_t id = -1;
-        uint32_t len = 0;
-        char text[16] = {};  // the token's bytes when it has at most 16 (CJK words of up to 5 characters)
+        int32_t unused = 0;
     };
-    std::vector<WordSlot> word_slots_;  // the word table (word_lookup)
+    std::vector<WordSlot> word_slots_;  // the word table (find_word)
     size_t word_mask_ = 0;
+    int word_shift_ = 64;
+    std::vector<uint32_t> token_cps_, token_cp_start_;  // the characters of tokens longer than three (same_token)
+    // per-document state of the word-level mode, reused across calls
+    std::vector<WordRec> word_recs_;
+    std::vector<uint32_t> doc_cps_;
+    std::string word_utf8_;
+    Scan scan_;
+    std::vector<int32_t> doc_ids_;
+    std::vector<uint8_t> doc_wwm_, doc_clause_;
+    std::vector<int64_t> doc_sent_starts_;
     size_t max_token_bytes_ = 0;
     // scratch buffers reused across calls
     std::string scratch_, piece_;
