@@ -15,13 +15,13 @@ import os
 
 import numpy as np
 import pytest
+import torch  # the test extra: a missing one is an install error, never a skip
+import transformers
 
 import _hf_bert_util as B
 from ernie_style.storage.safetensors_io import read_safetensors
 from export import from_pytorch, to_paddlenlp, to_pytorch
 
-transformers = pytest.importorskip("transformers")  # the test extra; its absence is reported by test_export.py
-torch = pytest.importorskip("torch")
 
 
 def _import(src, out, capsys, *extra):
