@@ -17,13 +17,12 @@ Kernel selection (plain / sdpa / flash / auto) is ``ernie_style.arch.common.kern
 
 from __future__ import annotations
 
-import paddle
 import paddle.nn as nn
 
 from ernie_style.arch.bert.config import BertConfig
 from ernie_style.arch.bert.persistence import from_pretrained, save_pretrained
 from ernie_style.arch.common import kernels
-from ernie_style.arch.common.layers import Encoder, Pooler, PretrainingHeads, attention_bias, init_weights
+from ernie_style.arch.common.layers import Encoder, EncoderModel, ForPretraining, Pooler, init_weights
 
 
 class BertEmbeddings(nn.Layer):
@@ -44,7 +43,7 @@ class BertEmbeddings(nn.Layer):
         return self.dropout(self.layer_norm(x))
 
 
-class BertModel(nn.Layer):
+class BertModel(EncoderModel):
     """The encoder. ``forward`` returns (sequence_output [B, L, H], pooled_output [B, H])."""
 
     def __init__(self, config: BertConfig):
@@ -56,50 +55,22 @@ class BertModel(nn.Layer):
         init_weights(self, config.initializer_range)
         self.set_attention_impl(kernels.default_kernel_set())
 
-    def set_attention_impl(self, name: str) -> None:
-        """Choose the kernel set: "auto" | "plain" | "sdpa" | "flash" (see ``ernie_style.arch.common.kernels``)."""
-        self.encoder.set_attention_impl(name)
-
-    def attention_bias(self, input_ids, attention_mask, dtype):
-        """Additive bias [B, 1, 1, L]: 0 where attention_mask is 1 (absent: token != pad), MASK_VALUE where 0."""
-        return attention_bias(input_ids, attention_mask, self.config.pad_token_id, dtype)
-
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """input_ids [B, L] int64; token_type_ids [B, L] (absent: zeros); attention_mask [B, L] 1/0 (absent:
         built from pad_token_id)."""
-        seq_len = input_ids.shape[1]
-        if seq_len > self.config.max_position_embeddings:
-            raise ValueError(
-                f"input length {seq_len} exceeds max_position_embeddings={self.config.max_position_embeddings}"
-            )
-        if token_type_ids is None:
-            token_type_ids = paddle.zeros_like(input_ids)
+        _, token_type_ids = self.checked_inputs(input_ids, token_type_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, L, H)
         sequence_output = self.encoder(x, self.attention_bias(input_ids, attention_mask, x.dtype))
         return sequence_output, self.pooler(sequence_output)
 
 
-class BertForPretraining(nn.Layer):
-    """BERT + WWM-MLM head + SOP/NSP head. ``forward`` -> (mlm_logits, sop_logits).  ``sop_head=False`` (MLM-only
-    runs, ``data.binary_head: false``) builds no SOP head: ``sop_logits`` is None and the state dict has no
-    ``cls.seq_relationship.*``."""
+class BertForPretraining(ForPretraining):
+    """BERT + WWM-MLM head + SOP/NSP head (``ernie_style.arch.common.layers.ForPretraining``), encoder at ``.bert``."""
+
+    prefix = "bert"
 
     def __init__(self, config: BertConfig, sop_head: bool = True):
-        super().__init__()
-        self.config = config
-        self.bert = BertModel(config)
-        self.cls = PretrainingHeads(config, sop_head)
-        init_weights(self.cls, config.initializer_range)
-
-    def set_attention_impl(self, name: str) -> None:
-        """Choose the kernel set: "auto" | "plain" | "sdpa" | "flash" (see ``ernie_style.arch.common.kernels``)."""
-        self.bert.set_attention_impl(name)
-
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_positions=None):
-        """As ``BertModel.forward``; ``masked_positions`` flat int64 [K] of row * L + pos: MLM logits for those
-        positions only ([K, V]; else [B, L, V]).  Returns (mlm_logits, sop_logits [B, 2])."""
-        sequence_output, pooled_output = self.bert(input_ids, token_type_ids, attention_mask)
-        return self.cls(sequence_output, pooled_output, self.bert.embeddings.word_embeddings.weight, masked_positions)
+        super().__init__(config, BertModel(config), sop_head)
 
     # -- persistence (ernie_style/arch/bert/persistence.py) --------------------------------------------------------
 

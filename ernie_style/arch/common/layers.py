@@ -175,3 +175,52 @@ class PretrainingHeads(nn.Layer):
             sequence_output = paddle.gather(hidden, masked_positions.astype("int64"), axis=0)  # (K, H)
         sop_logits = None if self.seq_relationship is None else self.seq_relationship(pooled_output)
         return self.predictions(sequence_output, decoder_weight), sop_logits
+
+
+class EncoderModel(nn.Layer):
+    """What every architecture's encoder model shares; a subclass builds ``embeddings``, ``encoder`` and ``pooler``
+    and writes ``forward`` (where positions enter is the architecture's)."""
+
+    def set_attention_impl(self, name: str) -> None:
+        """Choose the kernel set: "auto" | "plain" | "sdpa" | "flash" (see ``ernie_style.arch.common.kernels``)."""
+        self.encoder.set_attention_impl(name)
+
+    def attention_bias(self, input_ids, attention_mask, dtype):
+        """Additive bias [B, 1, 1, L]: 0 where attention_mask is 1 (absent: token != pad), MASK_VALUE where 0."""
+        return attention_bias(input_ids, attention_mask, self.config.pad_token_id, dtype)
+
+    def checked_inputs(self, input_ids, token_type_ids):
+        """(L, token_type_ids): the length checked against max_position_embeddings; absent token types are zeros."""
+        seq_len = input_ids.shape[1]
+        if seq_len > self.config.max_position_embeddings:
+            raise ValueError(
+                f"input length {seq_len} exceeds max_position_embeddings={self.config.max_position_embeddings}"
+            )
+        return seq_len, paddle.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+
+
+class ForPretraining(nn.Layer):
+    """An encoder model at attribute ``prefix`` (the state-dict prefix) + the MLM head tied to its word embeddings +
+    the SOP head.  ``forward`` -> (mlm_logits, sop_logits).  ``sop_head=False`` (MLM-only runs,
+    ``data.binary_head: false``) builds no SOP head: ``sop_logits`` is None and the state dict has no
+    ``cls.seq_relationship.*``."""
+
+    prefix: str  # set by the architecture's subclass
+
+    def __init__(self, config, encoder_model, sop_head: bool = True):
+        super().__init__()
+        self.config = config
+        setattr(self, self.prefix, encoder_model)  # created before the heads: the init draws in creation order
+        self.cls = PretrainingHeads(config, sop_head)
+        init_weights(self.cls, config.initializer_range)
+
+    def set_attention_impl(self, name: str) -> None:
+        """Choose the kernel set: "auto" | "plain" | "sdpa" | "flash" (see ``ernie_style.arch.common.kernels``)."""
+        getattr(self, self.prefix).set_attention_impl(name)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_positions=None):
+        """As the encoder model's ``forward``; ``masked_positions`` flat int64 [K] of row * L + pos: MLM logits for
+        those positions only ([K, V]; else [B, L, V]).  Returns (mlm_logits, sop_logits [B, 2] or None)."""
+        encoder = getattr(self, self.prefix)
+        sequence_output, pooled_output = encoder(input_ids, token_type_ids, attention_mask)
+        return self.cls(sequence_output, pooled_output, encoder.embeddings.word_embeddings.weight, masked_positions)

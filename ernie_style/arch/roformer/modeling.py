@@ -27,12 +27,13 @@ import paddle.nn as nn
 
 from ernie_style.arch.common.layers import (
     Encoder,
+    EncoderModel,
+    ForPretraining,
     LMPredictionHead,
     Pooler,
     PretrainingHeads,
     SelfAttention,
     TransformerLayer,
-    attention_bias,
     init_weights,
 )
 from ernie_style.arch.roformer import ops
@@ -95,7 +96,7 @@ RoFormerPretrainingHeads = PretrainingHeads
 _init_weights = init_weights
 
 
-class RoFormerModel(nn.Layer):
+class RoFormerModel(EncoderModel):
     """The encoder. ``forward`` returns (sequence_output [B, L, H], pooled_output [B, H])."""
 
     def __init__(self, config: RoFormerConfig):
@@ -112,24 +113,10 @@ class RoFormerModel(nn.Layer):
         init_weights(self, config.initializer_range)
         self.set_attention_impl(ops.default_kernel_set())
 
-    def set_attention_impl(self, name: str) -> None:
-        """Choose the kernel set: "auto" | "plain" | "sdpa" | "flash" (see ``ernie_style.arch.roformer.ops``)."""
-        self.encoder.set_attention_impl(name)
-
-    def attention_bias(self, input_ids, attention_mask, dtype):
-        """Additive bias [B, 1, 1, L]: 0 where attention_mask is 1 (absent: token != pad), MASK_VALUE where 0."""
-        return attention_bias(input_ids, attention_mask, self.config.pad_token_id, dtype)
-
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """input_ids [B, L] int64; token_type_ids [B, L] (absent: zeros); attention_mask [B, L] 1/0 (absent:
         built from pad_token_id)."""
-        seq_len = input_ids.shape[1]
-        if seq_len > self.config.max_position_embeddings:
-            raise ValueError(
-                f"input length {seq_len} exceeds max_position_embeddings={self.config.max_position_embeddings}"
-            )
-        if token_type_ids is None:
-            token_type_ids = paddle.zeros_like(input_ids)
+        seq_len, token_type_ids = self.checked_inputs(input_ids, token_type_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, L, E)
         if self.config.embedding_size != self.config.hidden_size:
             x = self.embeddings_project(x)  # (B, L, H)
@@ -139,27 +126,14 @@ class RoFormerModel(nn.Layer):
         return sequence_output, self.pooler(sequence_output)
 
 
-class RoFormerForPretraining(nn.Layer):
-    """RoFormer + WWM-MLM head + SOP head. ``forward`` -> (mlm_logits, sop_logits).  ``sop_head=False`` (MLM-only
-    runs, ``data.binary_head: false``) builds no SOP head: ``sop_logits`` is None and the state dict has no
-    ``cls.seq_relationship.*``."""
+class RoFormerForPretraining(ForPretraining):
+    """RoFormer + WWM-MLM head + SOP head (``ernie_style.arch.common.layers.ForPretraining``), encoder at
+    ``.roformer``."""
+
+    prefix = "roformer"
 
     def __init__(self, config: RoFormerConfig, sop_head: bool = True):
-        super().__init__()
-        self.config = config
-        self.roformer = RoFormerModel(config)
-        self.cls = PretrainingHeads(config, sop_head)
-        init_weights(self.cls, config.initializer_range)
-
-    def set_attention_impl(self, name: str) -> None:
-        """Choose the kernel set: "auto" | "plain" | "sdpa" | "flash" (see ``ernie_style.arch.roformer.ops``)."""
-        self.roformer.set_attention_impl(name)
-
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_positions=None):
-        sequence_output, pooled_output = self.roformer(input_ids, token_type_ids, attention_mask)
-        return self.cls(
-            sequence_output, pooled_output, self.roformer.embeddings.word_embeddings.weight, masked_positions
-        )
+        super().__init__(config, RoFormerModel(config), sop_head)
 
     # -- persistence (ernie_style/arch/roformer/persistence.py) ---------------------------------------------------
 
