@@ -14,6 +14,7 @@ buffer older transformers versions saved (``HF_DERIVED``, arange(max_position_em
 import numpy as np
 
 from ernie_style.arch.common import hf_config
+from ernie_style.arch.common.shapes import encoder_layer_shapes
 from ernie_style.storage.errors import ModelDirError
 
 L = "{i}"  # layer index placeholder
@@ -71,7 +72,7 @@ HF_DERIVED = (POSITION_IDS,)
 def expected_shapes(config: dict) -> dict:
     """``{our name: shape}`` of the encoder (without its pooler) and the MLM head for a ``model_config`` dict; the
     pooler, SOP and task heads are added by ``ernie_style.arch.state_dict_adapter.expected_ours``."""
-    V, H, F = config["vocab_size"], config["hidden_size"], config["intermediate_size"]
+    V, H = config["vocab_size"], config["hidden_size"]
     P, T = config["max_position_embeddings"], config["type_vocab_size"]
     shapes = {
         "bert.embeddings.word_embeddings.weight": (V, H),
@@ -85,15 +86,7 @@ def expected_shapes(config: dict) -> dict:
         "cls.predictions.layer_norm.bias": (H,),
         "cls.predictions.decoder_bias": (V,),
     }
-    for i in range(config["num_hidden_layers"]):
-        p = f"bert.encoder.layers.{i}."
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            shapes[p + f"self_attn.{proj}.weight"] = (H, H)
-            shapes[p + f"self_attn.{proj}.bias"] = (H,)
-        shapes[p + "linear1.weight"], shapes[p + "linear1.bias"] = (H, F), (F,)
-        shapes[p + "linear2.weight"], shapes[p + "linear2.bias"] = (F, H), (H,)
-        for n in ("norm1", "norm2"):
-            shapes[p + f"{n}.weight"], shapes[p + f"{n}.bias"] = (H,), (H,)
+    shapes.update(encoder_layer_shapes("bert", config))
     return shapes
 
 

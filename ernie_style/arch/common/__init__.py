@@ -8,6 +8,7 @@ what differs (BERT: absolute position embeddings; RoFormer: rotary positions in 
   loading.py     a state dict checked by names and shapes before it is loaded
   persistence.py ``save_pretrained`` / ``from_pretrained`` of a model directory
   hf_config.py   Paddle-free: the transformers config.json mapping (activations, tied decoder, defaults)
+  shapes.py      Paddle-free: the parameter shapes of the shared encoder layers (the architectures' expected_shapes)
 
-Importing this package imports no Paddle (``config.py`` and ``hf_config.py`` are read by ``export``).
+Importing this package imports no Paddle (``config.py``, ``hf_config.py`` and ``shapes.py`` are read by ``export``).
 """

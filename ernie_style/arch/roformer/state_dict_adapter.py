@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ernie_style.arch.common import hf_config
+from ernie_style.arch.common.shapes import encoder_layer_shapes
 from ernie_style.storage.errors import ModelDirError
 from ernie_style.storage.safetensors_io import round_to
 
@@ -68,7 +69,7 @@ def expected_shapes(config: dict) -> dict:
     """``{our name: shape}`` of the encoder (without its pooler) and the MLM head for a ``model_config`` dict; the
     pooler, SOP and task heads are added by ``ernie_style.arch.state_dict_adapter.expected_ours``."""
     V, E, H = config["vocab_size"], config["embedding_size"], config["hidden_size"]
-    F, T = config["intermediate_size"], config["type_vocab_size"]
+    T = config["type_vocab_size"]
     shapes = {
         "roformer.embeddings.word_embeddings.weight": (V, E),
         "roformer.embeddings.token_type_embeddings.weight": (T, E),
@@ -83,15 +84,7 @@ def expected_shapes(config: dict) -> dict:
     if E != H:
         shapes["roformer.embeddings_project.weight"] = (E, H)
         shapes["roformer.embeddings_project.bias"] = (H,)
-    for i in range(config["num_hidden_layers"]):
-        p = f"roformer.encoder.layers.{i}."
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            shapes[p + f"self_attn.{proj}.weight"] = (H, H)
-            shapes[p + f"self_attn.{proj}.bias"] = (H,)
-        shapes[p + "linear1.weight"], shapes[p + "linear1.bias"] = (H, F), (F,)
-        shapes[p + "linear2.weight"], shapes[p + "linear2.bias"] = (F, H), (H,)
-        for n in ("norm1", "norm2"):
-            shapes[p + f"{n}.weight"], shapes[p + f"{n}.bias"] = (H,), (H,)
+    shapes.update(encoder_layer_shapes("roformer", config))
     return shapes
 
 
