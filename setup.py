@@ -1,7 +1,8 @@
 """Build and install ernie_style.
 
 Every ``data_tools/csrc/<name>.cpp`` is compiled with pybind11 into the
-extension module ``data_tools._<name>`` at install time.  A compiler error
+extension module ``data_tools._<name>`` at install time (with the sources
+``PARTS`` lists for it).  A compiler error
 fails the install: there is no fallback that builds at run time.
 
 Paddle is not a hard requirement of the wheel because the CPU and GPU builds
@@ -20,14 +21,22 @@ from setuptools import find_packages, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# Sources compiled into an extension beside its own <name>.cpp; they make no module of their own.
+PARTS = {"text_core": [os.path.join("data_tools", "csrc", "jieba_dag.cpp")]}
+
+
 def _extensions():
     exts = []
+    parts = {src for srcs in PARTS.values() for src in srcs}
     for src in sorted(glob.glob(os.path.join("data_tools", "csrc", "*.cpp"))):
+        if src in parts:
+            continue
         name = os.path.splitext(os.path.basename(src))[0]
         exts.append(
             Pybind11Extension(
                 f"data_tools._{name}",
-                [src],
+                [src, *PARTS.get(name, [])],
+                depends=sorted(glob.glob(os.path.join("data_tools", "csrc", "*.h"))),
                 cxx_std=17,
                 extra_compile_args=["-O3", "-Wall", "-Wextra", "-Werror=return-type"],
             )

@@ -15,6 +15,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "jieba_dag.h"
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -908,6 +910,7 @@ PYBIND11_MODULE(_text_core, m) {
         .def("encode_document_words", &Tokenizer::encode_document_words, py::arg("text"), py::arg("words"),
              py::arg("max_sentence_tokens"))
         .def_property_readonly("vocab_size", &Tokenizer::vocab_size);
+    jieba_dag::bind(m);
     m.def("word_starts", &word_starts, py::arg("words"), py::arg("n_chars"),
           "Start offsets (int32) of the non-empty words, which must cover n_chars characters");
 }
