@@ -37,7 +37,7 @@ from data_tools.corpus import iter_documents
 from data_tools.io_utils import UserError, atomic_write_path, run_cli
 from data_tools.tokenizer import CJK_RANGES, REQUIRED_SPECIALS, _is_punct
 from data_tools.vocab import UNK_TOKEN, read_vocab
-from data_tools.word_tokenizer import RJiebaWords, lower_chars
+from data_tools.word_tokenizer import JiebaWords, lower_chars
 
 _CJK_RE = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES) + "]")
 FULLWIDTH_PUNCT = "，。！？；：、“”‘’（）【】《》「」『』〈〉〔〕…—–·～￥％＃＆＊＋－／＜＝＞＠＼＾＿｀｜"
@@ -153,8 +153,8 @@ PIECE_SHARE = 10  # with --max-size, WordPiece pieces take at most 1/PIECE_SHARE
 
 def count_words(files, json_key: str = "text", max_word_chars: int = DEFAULT_MAX_WORD_CHARS) -> collections.Counter:
     """The corpus's jieba words of 2..max_word_chars characters, all CJK, cut as the roformer_word tokenizer
-    cuts them (``rjieba.cut(text, False)`` on the lowercased text)."""
-    words = RJiebaWords()
+    cuts them (the words of ``rjieba.cut(text, False)`` on the lowercased text)."""
+    words = JiebaWords()
     counts: collections.Counter = collections.Counter()
     for doc in iter_documents(files, json_key):
         counts.update(w for w in words.words(lower_chars(doc))

@@ -2,7 +2,7 @@
 
 The reference algorithm (transformers' ``RoFormerTokenizer._tokenize`` under ``PreTrainedTokenizer.tokenize``):
 lowercase the text character by character (``do_lower_case``), cut it with ``rjieba.cut(text, False)`` (jieba's
-dictionary, no HMM), and for every word: a word that is a vocab token is that one token; any other word goes
+dictionary, no HMM; our C++ :class:`JiebaWords` gives the same words), and for every word: a word that is a vocab token is that one token; any other word goes
 through BERT's basic tokenizer + WordPiece on its own (every CJK character its own token, Latin and digits in
 ``##`` pieces, ``[UNK]`` for what the vocab cannot spell).  Word-level vocabularies come from
 ``python -m data_tools.build_vocab --level word``.
@@ -13,9 +13,12 @@ tokenization here, so preprocess takes the tokenizer's own segmenter (:meth:`RoF
 ``--segmenter`` other than ``rjieba`` or a ``--user-dict`` would give ids RoFormerTokenizer does not give and is
 refused.
 
-How it is fast: rjieba (Rust) cuts, one ``str.lower`` call lowercases, and ``data_tools._text_core`` looks every
-word up and runs the BERT pipeline of the words that are not tokens, in C++ (``encode_words``); Python sees only
-the word list.
+How it is fast: one ``str.lower`` call lowercases, and one call into ``data_tools._text_core`` per text
+(``encode_text``, ``encode_document_text``) cuts it with our own jieba segmenter (data_tools/csrc/jieba_dag.h:
+jieba's accurate mode without HMM on jieba's ``dict.txt``, the words of ``rjieba.cut(text, False)``), looks every
+word up and runs the BERT pipeline of the words that are not tokens, all in C++; Python sees no word.  So neither
+this tokenizer nor preprocess needs rjieba at run time; rjieba stays the reference the tests compare with
+(:class:`RJiebaWords`), and transformers' RoFormerTokenizer, hence an exported model, needs it.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import re
 import numpy as np
 
 from data_tools import _text_core
+from data_tools.io_utils import sha256_file
 from data_tools.tokenizer import EncodedDocument, _reference_word, _tables, special_ids_of
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, read_vocab
 
@@ -69,20 +73,70 @@ def lower_chars(text: str) -> str:
     return text.lower() if _SIGMA not in text else "".join(ch.lower() for ch in text)
 
 
+# jieba 0.42.1's jieba/dict.txt.  rjieba (jieba-rs) embeds the same lines, sorted (jieba-rs's src/data/dict.txt was
+# jieba's file until its commit "Sort the dictionary", 2019; it has not changed since), so cutting with this file
+# gives rjieba's words.  Another file would give other words, hence other ids than RoFormerTokenizer's: refused.
+JIEBA_DICT_SHA256 = "7197c3211ddd98962b036cdf40324d1ea2bfaa12bd028e68faa70111a88e12a8"
+_DAGS: dict = {}  # dictionary path -> its loaded _text_core.JiebaDag: one per process (~0.1 s, ~20 MB)
+
+
+def jieba_dict_path() -> str:
+    """The ``dict.txt`` of the installed jieba package (found without importing jieba)."""
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the roformer_word tokenizer reads jieba's dictionary from the jieba package, which is not "
+                         "installed (pip install jieba)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "dict.txt")
+
+
+class JiebaWords:
+    """The segmentation of ``RoFormerTokenizer`` (``rjieba.cut(text, False)``: jieba's dictionary, no HMM), in C++
+    (``data_tools._text_core.JiebaDag``, data_tools/csrc/jieba_dag.h) on jieba's ``dict.txt``.  The segmenter facts
+    preprocess records (``name``, ``version``, ``dict_sha256`` of that file) and ``words(text)``; the dictionary is
+    loaded on first use, once per process."""
+
+    name = "jieba_dag"
+    version = "1"  # of the rules in jieba_dag.h (those of rjieba 0.2.2 = jieba-rs 0.11.0, HMM off)
+
+    def __init__(self):
+        self.dict_path = jieba_dict_path()
+        if not os.path.isfile(self.dict_path):
+            raise ValueError(f"jieba's dictionary {self.dict_path}: no such file (reinstall jieba)")
+        self.dict_sha256 = sha256_file(self.dict_path)
+        if self.dict_sha256 != JIEBA_DICT_SHA256:
+            raise ValueError(f"jieba's dictionary {self.dict_path} has sha256 {self.dict_sha256}, expected "
+                             f"{JIEBA_DICT_SHA256} (jieba 0.42.1's, the one rjieba embeds): another dictionary "
+                             "would give words, hence ids, RoFormerTokenizer does not give")
+
+    @property
+    def dag(self):
+        """The loaded ``_text_core.JiebaDag``, shared by every object of the process."""
+        dag = _DAGS.get(self.dict_path)
+        if dag is None:
+            dag = _DAGS[self.dict_path] = _text_core.JiebaDag(self.dict_path)
+        return dag
+
+    def words(self, text: str) -> list:
+        return self.dag.cut(text)
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+
 class RJiebaWords:
-    """The segmentation of ``RoFormerTokenizer``: ``rjieba.cut(text, False)`` (jieba's dictionary, no HMM) on a
-    private ``rjieba.Jieba``, so no ``add_word`` elsewhere in the process changes it.  The segmenter facts
-    preprocess records (``name``, ``version``, ``dict_sha256``) and ``words(text)``."""
+    """``rjieba.cut(text, False)`` (jieba's dictionary, no HMM) on a private ``rjieba.Jieba``, so no ``add_word``
+    elsewhere in the process changes it: the reference :class:`JiebaWords` is tested against (and what
+    RoFormerTokenizer runs).  ``words(text)``."""
 
     name = "rjieba"
 
     def __init__(self):
         if importlib.util.find_spec("rjieba") is None:
-            raise ValueError("the roformer_word tokenizer needs the rjieba package (pip install rjieba), as "
-                             "transformers' RoFormerTokenizer does")
+            raise ValueError("rjieba is not installed (pip install rjieba); transformers' RoFormerTokenizer needs it")
         self.version = importlib.metadata.version("rjieba")
-        self.dict_sha256 = hashlib.sha256(
-            f"rjieba {self.version} builtin jieba dictionary, HMM off".encode()).hexdigest()
         self._jb = None
 
     @property
@@ -132,7 +186,7 @@ class RoFormerWordTokenizer:
             self.vocab[t] for t in (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN))
         self.special_ids = special_ids_of(tokens)
         self._special_re = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
-        self._words = RJiebaWords()
+        self._words = JiebaWords()
         self._core_obj = None
 
     @property
@@ -145,7 +199,9 @@ class RoFormerWordTokenizer:
             def fallback(word):
                 return _reference_word(word, lower, "transformers")
 
-            self._core_obj = _text_core.Tokenizer(self.ids_to_tokens, self.unk_id, flags, map_cps, map_texts, fallback)
+            core = _text_core.Tokenizer(self.ids_to_tokens, self.unk_id, flags, map_cps, map_texts, fallback)
+            core.set_segmenter(self._words.dag)
+            self._core_obj = core
         return self._core_obj
 
     def __getstate__(self):
@@ -161,10 +217,9 @@ class RoFormerWordTokenizer:
 
     # -- text -> ids ---------------------------------------------------------------------------------------------
 
-    def _prepared(self, text: str):
-        """(the text rjieba cuts, its words): lowercased as the reference does."""
-        t = lower_chars(text) if self.do_lower_case else text
-        return t, self._words.words(t)
+    def _prepared(self, text: str) -> str:
+        """The text the segmenter cuts: lowercased as the reference does."""
+        return lower_chars(text) if self.do_lower_case else text
 
     def encode(self, text: str) -> np.ndarray:
         """Token ids (int32) of `text`, without [CLS]/[SEP]; text is plain text unless keep_special_tokens."""
@@ -176,15 +231,14 @@ class RoFormerWordTokenizer:
         return self._encode_plain(text)
 
     def _encode_plain(self, text: str) -> np.ndarray:
-        t, words = self._prepared(text)
-        return self._core.encode_words(t, words, False)
+        return self._core.encode_text(self._prepared(text), False)
 
     def encode_with_offsets(self, text: str):
         """(ids, starts, ends): the ids of :meth:`encode` (text always plain) and per token the span
         ``text[starts[i]:ends[i]]`` of the original text it comes from (code points, int32).  A vocab word's
         token spans the whole word; the pieces of other words get the BERT tokenizer's spans."""
-        t, words = self._prepared(text)
-        ids, starts, ends = self._core.encode_words(t, words, True)
+        t = self._prepared(text)
+        ids, starts, ends = self._core.encode_text(t, True)
         if len(t) != len(text):  # lowercasing lengthened a character (U+0130): map back to the original's
             owner = np.repeat(np.arange(len(text), dtype=np.int32), [len(ch.lower()) for ch in text])
             owner = np.append(owner, np.int32(len(text)))
@@ -209,13 +263,14 @@ class RoFormerWordTokenizer:
         """The whole-word segmenter of this kind: its own segmentation (see the module doc); any other request is
         a ValueError saying why."""
         if name not in (None, "rjieba"):
-            raise ValueError(f"the roformer_word tokenizer cuts words with rjieba as RoFormerTokenizer does; "
-                             f"segmenter {name!r} would give other ids (leave --segmenter out, or give rjieba)")
+            raise ValueError(f"the roformer_word tokenizer cuts the words of rjieba.cut(text, False) as "
+                             f"RoFormerTokenizer does; segmenter {name!r} would give other ids (leave --segmenter "
+                             f"out, or give rjieba)")
         if user_dict is not None:
             raise ValueError("the roformer_word tokenizer uses jieba's dictionary as RoFormerTokenizer does; a "
                              "user dictionary would give ids RoFormerTokenizer does not give (add the words to the "
                              "vocab instead)")
-        return RJiebaWords()
+        return JiebaWords()
 
     def document_encoder(self, segmenter, max_sentence_tokens: int = 510) -> "WordDocumentEncoder":
         return WordDocumentEncoder(self, max_sentence_tokens)
@@ -243,16 +298,10 @@ class WordDocumentEncoder:
         self.tokenizer = tokenizer
         self.max_sentence_tokens = int(max_sentence_tokens)
         # bound once, and RoFormerWordTokenizer._prepared inlined below: per document, each Python call or
-        # attribute lookup is measurable next to rjieba's few tens of microseconds
+        # attribute lookup is measurable next to the segmenter's few tens of microseconds
         self._lower = tokenizer.do_lower_case
-        self._cut = tokenizer._words.jieba.cut
-        self._words = tokenizer._words.words  # what rjieba refuses (lone surrogates)
-        self._encode = tokenizer._core.encode_document_words
+        self._encode = tokenizer._core.encode_document_text  # cut + encode in one call
 
     def encode(self, text: str) -> EncodedDocument:
         t = text if not self._lower else text.lower() if _SIGMA not in text else lower_chars(text)
-        try:
-            words = self._cut(t, False)
-        except UnicodeEncodeError:
-            words = self._words(t)
-        return _new_tuple(EncodedDocument, self._encode(t, words, self.max_sentence_tokens))
+        return _new_tuple(EncodedDocument, self._encode(t, self.max_sentence_tokens))

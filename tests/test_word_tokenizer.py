@@ -16,7 +16,7 @@ from data_tools import meta as dmeta
 from data_tools.build_vocab import build_word_vocab, count_words
 from data_tools.indexed_dataset import MMapIndexedDataset
 from data_tools.tokenizers import TokenizerSpec, load_tokenizer
-from data_tools.word_tokenizer import RoFormerWordTokenizer, lower_chars
+from data_tools.word_tokenizer import JIEBA_DICT_SHA256, RoFormerWordTokenizer, lower_chars
 
 WORD = TokenizerSpec(True, "roformer_word")
 
@@ -156,7 +156,8 @@ def test_preprocess_writes_the_reference_ids_and_word_starts(corpus, vocab, tmp_
     assert preprocess(["--input", corpus, "--vocab", vocab, "--output-prefix", prefix, "--tokenizer",
                        "roformer_word", "--workers", "2", "--shard-size-mb", "0.05", "--quiet"]) == 0
     meta = dmeta.read_meta(prefix)
-    assert meta.tokenizer == WORD and meta.segmenter.name == "rjieba" and meta.counts.docs_out == 600
+    assert meta.tokenizer == WORD and meta.counts.docs_out == 600
+    assert (meta.segmenter.name, meta.segmenter.dict_sha256) == ("jieba_dag", JIEBA_DICT_SHA256)  # jieba's dict.txt
     ds = MMapIndexedDataset(prefix)
     wwm = np.fromfile(prefix + ".wwm", np.uint8)
     hf = _hf(vocab)

@@ -2,7 +2,8 @@
 // splitting, whole-word flags) used by data_tools.preprocess.  The word-level
 // mode (`encode_words`, `encode_document_words`: data_tools/word_tokenizer.py)
 // takes a segmenter's words: a word that is a vocab token is that one token,
-// any other goes through the BERT pipeline on its own (RoFormerTokenizer).
+// any other goes through the BERT pipeline on its own (RoFormerTokenizer);
+// `encode_text`, `encode_document_text` cut the words here (jieba_dag.h).
 //
 // Unicode properties come from Python (data_tools/tokenizer.py builds them from
 // `unicodedata` once per process): one flag byte per code point plus the
@@ -20,6 +21,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <memory>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -332,9 +334,42 @@ public:
     // text exactly): a word that is a vocab token is that token, any other is tokenized on its own as `encode`
     // does.  With offsets: (ids, starts, ends) as encode_offsets; else the ids alone.
     py::object encode_words(py::str text, py::list words, bool with_offsets) {
+        return words_with([&](auto emit) { run_words(PyUnicode_GET_LENGTH(text.ptr()), words.ptr(), emit); },
+                          PyUnicode_GET_LENGTH(text.ptr()), with_offsets);
+    }
+
+    // encode_words with the words of the segmenter (set_segmenter) cut from `text` here: no word list.
+    py::object encode_text(py::str text, bool with_offsets) {
+        return words_with([&](auto emit) { run_text(text.ptr(), emit); }, PyUnicode_GET_LENGTH(text.ptr()),
+                          with_offsets);
+    }
+
+    // The segmenter encode_text and encode_document_text cut with (a data_tools._text_core.JiebaDag).
+    void set_segmenter(std::shared_ptr<jieba_dag::Segmenter> seg) { seg_ = std::move(seg); }
+
+    // The document encoder of the word-level mode: as encode_document, with the tokens of encode_words and a
+    // word-start flag on the first token of every word (so a word that fell back to pieces is masked whole).
+    py::tuple encode_document_words(py::str text, py::list words, int64_t max_sentence_tokens) {
+        return document_with([&](auto emit, Scan* scan) {
+            run_words(PyUnicode_GET_LENGTH(text.ptr()), words.ptr(), emit, scan);
+        }, max_sentence_tokens);
+    }
+
+    // encode_document_words with the segmenter's words (set_segmenter), cut from `text` here: one call per
+    // document, no Python object per word.
+    py::tuple encode_document_text(py::str text, int64_t max_sentence_tokens) {
+        return document_with([&](auto emit, Scan* scan) { run_text(text.ptr(), emit, scan); }, max_sentence_tokens);
+    }
+
+    size_t vocab_size() const { return tokens_.size(); }
+
+private:
+    // encode_words / encode_text: `fill(emit)` walks the words.
+    template <typename Fill>
+    py::object words_with(Fill fill, Py_ssize_t n_chars, bool with_offsets) {
         std::vector<int32_t> ids, starts, ends;
-        ids.reserve(static_cast<size_t>(PyUnicode_GET_LENGTH(text.ptr())) + 8);
-        run_words(PyUnicode_GET_LENGTH(text.ptr()), words.ptr(), [&](const Token& t, bool) {
+        ids.reserve(static_cast<size_t>(n_chars) + 8);
+        fill([&](const Token& t, bool) {
             ids.push_back(t.id);
             if (with_offsets) {
                 starts.push_back(t.offset);
@@ -345,9 +380,9 @@ public:
         return py::make_tuple(to_array(ids), to_array(starts), to_array(ends));
     }
 
-    // The document encoder of the word-level mode: as encode_document, with the tokens of encode_words and a
-    // word-start flag on the first token of every word (so a word that fell back to pieces is masked whole).
-    py::tuple encode_document_words(py::str text, py::list words, int64_t max_sentence_tokens) {
+    // encode_document_words / encode_document_text: `fill(emit, scan)` walks the words.
+    template <typename Fill>
+    py::tuple document_with(Fill fill, int64_t max_sentence_tokens) {
         if (max_sentence_tokens < 1) throw std::invalid_argument("max_sentence_tokens must be >= 1");
         Scan& scan = scan_;
         scan.breaks.clear();
@@ -362,7 +397,7 @@ public:
         sent_starts.clear();
         const std::vector<int32_t>& breaks = scan.breaks;  // all found before the first token is emitted
         size_t bi = 0;
-        run_words(PyUnicode_GET_LENGTH(text.ptr()), words.ptr(), [&](const Token& t, bool word_start) {
+        fill([&](const Token& t, bool word_start) {
             bool cut = ids.empty();
             while (bi < breaks.size() && t.offset >= breaks[bi]) {
                 cut = true;
@@ -378,9 +413,6 @@ public:
                               scan.counts.cjk, scan.counts.chars);
     }
 
-    size_t vocab_size() const { return tokens_.size(); }
-
-private:
     struct Counts {
         int64_t cjk = 0;
         int64_t chars = 0;
@@ -500,15 +532,7 @@ private:
                 default:
                     plain_cjk = read_chars(static_cast<const Py_UCS4*>(data), len, cps, off, scan, after_terminal, cjk);
             }
-            // every word through the table (one-character tokens are in it too): no branch on the word's length
-            // in the common case, which a mix of one- and two-character words would mispredict half the time
-            const uint64_t key = len <= 3 ? short_key3(cps, len) : long_key(cps, static_cast<size_t>(len));
-            __builtin_prefetch(&word_slots_[slot_of(key)]);
-            rec->key = key;
-            rec->off = static_cast<int32_t>(off);
-            rec->len = static_cast<int32_t>(len);
-            rec->plain_cjk = plain_cjk;
-            ++rec;
+            add_word(rec++, cps, off, len, plain_cjk);
             off += len;
         }
         if (scan != nullptr) {
@@ -519,7 +543,56 @@ private:
             throw std::runtime_error("segmenter words cover " + std::to_string(off) + " of " +
                                      std::to_string(n_chars) + " characters");
         if (scan != nullptr) scan->counts.chars = off;
-        for (const WordRec* r_ = recs.data(); r_ != rec; ++r_) {
+        emit_words(rec, emit);
+    }
+
+    // The words of `text` (a str) as the segmenter cuts them, through run_words's two passes.
+    template <typename Emit>
+    void run_text(PyObject* text, Emit emit, Scan* scan = nullptr) {
+        if (!seg_) throw std::runtime_error("no segmenter: call Tokenizer.set_segmenter first");
+        const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+        if (n > INT32_MAX) throw std::invalid_argument("text longer than 2^31 characters");
+        if (doc_cps_.size() < static_cast<size_t>(n) + 2) doc_cps_.resize(static_cast<size_t>(n) + 2);
+        uint32_t* cps = doc_cps_.data();
+        jieba_dag::copy_str(text, cps);
+        seg_ends_.clear();
+        seg_->cut(cps, static_cast<size_t>(n), seg_ends_, seg_scratch_);
+        if (word_recs_.size() < seg_ends_.size()) word_recs_.resize(seg_ends_.size());
+        WordRec* rec = word_recs_.data();
+        bool after_terminal = scan != nullptr && scan->after_terminal;
+        int64_t cjk = 0;
+        int32_t off = 0;
+        for (const int32_t end : seg_ends_) {
+            const Py_ssize_t len = end - off;
+            uint32_t* w = cps + off;
+            add_word(rec++, w, off, len, read_chars(w, len, w, off, scan, after_terminal, cjk));  // in place
+            off = end;
+        }
+        if (scan != nullptr) {
+            scan->after_terminal = after_terminal;
+            scan->counts.cjk = cjk;
+            scan->counts.chars = n;
+        }
+        emit_words(rec, emit);
+    }
+
+    // The record of one word (characters cps[0, len), at `off` of the document), its table slot prefetched.
+    void add_word(WordRec* rec, const uint32_t* cps, int64_t off, Py_ssize_t len, bool plain_cjk) {
+        // every word through the table (one-character tokens are in it too): no branch on the word's length
+        // in the common case, which a mix of one- and two-character words would mispredict half the time
+        const uint64_t key = len <= 3 ? short_key3(cps, len) : long_key(cps, static_cast<size_t>(len));
+        __builtin_prefetch(&word_slots_[slot_of(key)]);
+        rec->key = key;
+        rec->off = static_cast<int32_t>(off);
+        rec->len = static_cast<int32_t>(len);
+        rec->plain_cjk = plain_cjk;
+    }
+
+    // The second pass of run_words / run_text: the tokens of the records word_recs_[0, end).
+    template <typename Emit>
+    void emit_words(const WordRec* end, Emit& emit) {
+        const uint32_t* cps_out = doc_cps_.data();
+        for (const WordRec* r_ = word_recs_.data(); r_ != end; ++r_) {
             const WordRec& r = *r_;
             const uint32_t* cps = cps_out + r.off;
             const int32_t id = find_word(r.key, cps, static_cast<size_t>(r.len));
@@ -851,6 +924,9 @@ private:
     std::vector<uint32_t> doc_cps_;
     std::string word_utf8_;
     Scan scan_;
+    std::shared_ptr<jieba_dag::Segmenter> seg_;  // the word-level mode's segmenter (set_segmenter)
+    jieba_dag::Segmenter::Scratch seg_scratch_;
+    std::vector<int32_t> seg_ends_;
     std::vector<int32_t> doc_ids_;
     std::vector<uint8_t> doc_wwm_, doc_clause_;
     std::vector<int64_t> doc_sent_starts_;
@@ -908,6 +984,10 @@ PYBIND11_MODULE(_text_core, m) {
              py::arg("max_sentence_tokens"))
         .def("encode_words", &Tokenizer::encode_words, py::arg("text"), py::arg("words"), py::arg("with_offsets"))
         .def("encode_document_words", &Tokenizer::encode_document_words, py::arg("text"), py::arg("words"),
+             py::arg("max_sentence_tokens"))
+        .def("set_segmenter", &Tokenizer::set_segmenter, py::arg("segmenter"))
+        .def("encode_text", &Tokenizer::encode_text, py::arg("text"), py::arg("with_offsets"))
+        .def("encode_document_text", &Tokenizer::encode_document_text, py::arg("text"),
              py::arg("max_sentence_tokens"))
         .def_property_readonly("vocab_size", &Tokenizer::vocab_size);
     jieba_dag::bind(m);
