@@ -118,14 +118,14 @@ def test_the_word_level_kind_flows_from_the_data_to_the_checkpoint_and_export(tm
     assert preprocess(["--input", corpus, "--vocab", vocab, "--output-prefix", prefix, "--tokenizer", WORD,
                        "--quiet"]) == 0
     meta = dmeta.read_meta(prefix)
-    assert meta.tokenizer == TokenizerSpec(True, WORD) and meta.segmenter.name == "rjieba"
+    assert meta.tokenizer == TokenizerSpec(True, WORD) and meta.segmenter.name == "jieba_dag"
     with open(dmeta.meta_path(prefix)) as f:
         assert json.load(f)["tokenizer"] == {"do_lower_case": True, "kind": WORD}
     # the word segmentation is the tokenization: another segmenter is refused in one line
     assert preprocess(["--input", corpus, "--vocab", vocab, "--output-prefix", str(tmp_path / "x"), "--tokenizer",
                        WORD, "--segmenter", "jieba", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "cuts words with rjieba as RoFormerTokenizer does" in err and len(err.splitlines()) == 1, err
+    assert "cuts the words of rjieba.cut(text, False) as RoFormerTokenizer does" in err and len(err.splitlines()) == 1, err
     default = str(tmp_path / "default")  # other text of today's kind: merge refuses to mix the two kinds
     assert preprocess(["--input", P.write_lines(str(tmp_path / "d.txt"), P.sample_docs(50)), "--vocab", vocab,
                        "--output-prefix", default, "--quiet"]) == 0
