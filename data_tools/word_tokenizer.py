@@ -2,10 +2,10 @@
 
 The reference algorithm (transformers' ``RoFormerTokenizer._tokenize`` under ``PreTrainedTokenizer.tokenize``):
 lowercase the text character by character (``do_lower_case``), cut it with ``rjieba.cut(text, False)`` (jieba's
-dictionary, no HMM; our C++ :class:`JiebaWords` gives the same words), and for every word: a word that is a vocab token is that one token; any other word goes
-through BERT's basic tokenizer + WordPiece on its own (every CJK character its own token, Latin and digits in
-``##`` pieces, ``[UNK]`` for what the vocab cannot spell).  Word-level vocabularies come from
-``python -m data_tools.build_vocab --level word``.
+dictionary, no HMM; our C++ :class:`JiebaWords` gives the same words), and for every word: a word that is a vocab
+token is that one token; any other word goes through BERT's basic tokenizer + WordPiece on its own (every CJK
+character its own token, Latin and digits in ``##`` pieces, ``[UNK]`` for what the vocab cannot spell).
+Word-level vocabularies come from ``python -m data_tools.build_vocab --level word``.
 
 Whole words (``PREFIX.wwm``) are the segmenter's words: the first token of every jieba word starts a word, so a
 word absent from the vocab, split into characters or pieces, is masked whole.  The segmentation *is* the
@@ -73,11 +73,13 @@ def lower_chars(text: str) -> str:
     return text.lower() if _SIGMA not in text else "".join(ch.lower() for ch in text)
 
 
-# jieba 0.42.1's jieba/dict.txt.  rjieba (jieba-rs) embeds the same lines, sorted (jieba-rs's src/data/dict.txt was
-# jieba's file until its commit "Sort the dictionary", 2019; it has not changed since), so cutting with this file
-# gives rjieba's words.  Another file would give other words, hence other ids than RoFormerTokenizer's: refused.
+# jieba 0.42.1's jieba/dict.txt.  rjieba (jieba-rs) embeds the same lines, sorted: jieba-rs's src/data/dict.txt was
+# this very file (same git blob) until its commit "Sort the dictionary" (2019) and is unchanged since, through
+# jieba-rs 0.10.1; tests/test_word_segmenter.py cuts every line as rjieba 0.2.2 (jieba-rs 0.11.0) does.  So cutting
+# with this file gives rjieba's words; another file would give other words, hence other ids than
+# RoFormerTokenizer's: refused.
 JIEBA_DICT_SHA256 = "7197c3211ddd98962b036cdf40324d1ea2bfaa12bd028e68faa70111a88e12a8"
-_DAGS: dict = {}  # dictionary path -> its loaded _text_core.JiebaDag: one per process (~0.1 s, ~20 MB)
+_DAGS: dict = {}  # dictionary path -> its loaded _text_core.JiebaDag: one per process (~0.06 s, ~10 MB)
 
 
 def jieba_dict_path() -> str:
