@@ -28,7 +28,7 @@ import re
 import numpy as np
 
 from data_tools import _text_core
-from data_tools.tokenizer import EncodedDocument, _reference_word, _tables, special_ids_of
+from data_tools.tokenizer import EncodedBatch, EncodedDocument, _reference_word, _tables, encode_each, special_ids_of
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, read_vocab
 
 HF_MODEL_CARD = """\
@@ -256,3 +256,7 @@ class WordDocumentEncoder:
         except UnicodeEncodeError:
             words = self._words(t)
         return _new_tuple(EncodedDocument, self._encode(t, words, self.max_sentence_tokens))
+
+    def encode_many(self, texts) -> EncodedBatch:
+        """The documents of ``texts`` (a list of str) encoded in order, concatenated."""
+        return encode_each(self.encode, texts)
