@@ -401,7 +401,8 @@ def dedup_figures(corpus, vocab, tmp, runs, segmenters):
 
     import numpy as np
 
-    from data_tools.preprocess import dedup
+    from data_tools import _doc_stats
+    from data_tools.preprocess import dedup, worker
 
     size_mb = os.path.getsize(corpus) / 1e6
     print(f"\nduplicate documents ({size_mb:.1f} MB corpus, 1 worker, median of {runs}, interleaved):")
@@ -417,14 +418,16 @@ def dedup_figures(corpus, vocab, tmp, runs, segmenters):
         print(f"  {seg:<7} counted only {sec[False]:6.2f} s ({cpu[False]:6.2f} CPU-s), --dedup {sec[True]:6.2f} s "
               f"({cpu[True]:6.2f} CPU-s): {sec[True] / sec[False]:.3f}x wall, {cpu[True] / cpu[False]:.3f}x CPU; "
               f"{dup['docs']:,} duplicates ({100 * dup['share']:.1f}%) dropped")
-        # keying alone (normalise + BLAKE2b-64 of every document), against the whole preprocessing CPU time
+        # keying alone (normalise + BLAKE2b-64 of every document, with the character counts: the worker's C++
+        # statistics call, in its batches), against the whole preprocessing CPU time
         with open(corpus, encoding="utf-8") as f:
             docs = [line.rstrip("\n") for line in f if line.strip()]
+        stats = _doc_stats.DocStats(worker.WHITESPACE)
         times = []
         for _ in range(runs):
             c0 = time.process_time()
-            for d in docs:
-                dedup.key_of(d)
+            for i in range(0, len(docs), 2048):
+                stats.run(docs[i:i + 2048])
             times.append(time.process_time() - c0)
         key_s = statistics.median(times)
         print(f"  {seg:<7} keying alone: {key_s:.3f} CPU-s = {100 * key_s / cpu[False]:.2f}% of the preprocessing CPU "

@@ -302,6 +302,31 @@ class EncodedDocument(NamedTuple):
     n_chars: int
 
 
+class EncodedBatch(NamedTuple):
+    """Several documents' :class:`EncodedDocument` s, concatenated in order: what preprocess writes in one call."""
+
+    ids: np.ndarray  # int32 [T]
+    wwm: np.ndarray  # uint8 [T]
+    sentence_lengths: np.ndarray  # int32 [S]
+    doc_sentences: np.ndarray  # int64 [D], sentences per document (sums to S)
+    doc_tokens: np.ndarray  # int64 [D], tokens per document (sums to T)
+    n_cjk_chars: np.ndarray  # int64 [D]
+
+
+def encode_each(encode, texts) -> EncodedBatch:
+    """The :class:`EncodedBatch` of ``texts``, one ``encode(text)`` (an :class:`EncodedDocument`) per document: the
+    batch of an encoder whose work is per document anyway (a Python segmenter)."""
+    docs = [encode(t) for t in texts]
+    if not docs:
+        return EncodedBatch(np.empty(0, np.int32), np.empty(0, np.uint8), np.empty(0, np.int32),
+                            *(np.empty(0, np.int64) for _ in range(3)))
+    return EncodedBatch(np.concatenate([d.ids for d in docs]), np.concatenate([d.wwm for d in docs]),
+                        np.concatenate([d.sentence_lengths for d in docs]),
+                        np.array([d.sentence_lengths.size for d in docs], np.int64),
+                        np.array([d.ids.size for d in docs], np.int64),
+                        np.array([d.n_cjk_chars for d in docs], np.int64))
+
+
 class DocumentEncoder:
     """Text of one document -> token ids, whole-word flags and sentence lengths.
 
@@ -342,3 +367,7 @@ class DocumentEncoder:
         except UnicodeEncodeError:  # lone surrogates (Rust segmenters refuse them): same length, same offsets
             starts = self._segment(_SURROGATES.sub("\ufffd", text))
         return EncodedDocument(*self._core.encode_document(_utf8(text), starts, self.max_sentence_tokens))
+
+    def encode_many(self, texts) -> EncodedBatch:
+        """The documents of ``texts`` (a list of str) encoded in order, concatenated."""
+        return encode_each(self.encode, texts)

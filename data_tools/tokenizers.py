@@ -64,7 +64,9 @@ class Tokenizer(Protocol):
 
     def document_encoder(self, segmenter, max_sentence_tokens: int = 510):
         """An object whose ``encode(text)`` gives a document's ``data_tools.tokenizer.EncodedDocument`` (ids,
-        whole-word flags, sentence lengths, counts): what preprocess writes."""
+        whole-word flags, sentence lengths, counts) and ``encode_many(texts)`` those of a list of documents,
+        concatenated, as one ``data_tools.tokenizer.EncodedBatch`` (``data_tools.tokenizer.encode_each`` makes it
+        from ``encode`` when the kind has no faster way): what preprocess writes."""
 
     @classmethod
     def hf_tokenizer_config(cls, do_lower_case: bool) -> dict:

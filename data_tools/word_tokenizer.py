@@ -32,7 +32,7 @@ import numpy as np
 
 from data_tools import _text_core
 from data_tools.io_utils import sha256_file
-from data_tools.tokenizer import EncodedDocument, _reference_word, _tables, special_ids_of
+from data_tools.tokenizer import EncodedBatch, EncodedDocument, _reference_word, _tables, encode_each, special_ids_of
 from data_tools.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, read_vocab
 
 HF_MODEL_CARD = """\
@@ -307,3 +307,7 @@ class WordDocumentEncoder:
     def encode(self, text: str) -> EncodedDocument:
         t = text if not self._lower else text.lower() if _SIGMA not in text else lower_chars(text)
         return _new_tuple(EncodedDocument, self._encode(t, self.max_sentence_tokens))
+
+    def encode_many(self, texts) -> EncodedBatch:
+        """The documents of ``texts`` (a list of str) encoded in order, concatenated."""
+        return encode_each(self.encode, texts)

@@ -36,6 +36,8 @@ def normalised(text: str) -> bytes:
 
 
 def key_of(text: str) -> int:
+    """The key of one document (the definition; preprocess computes it in C++, ``data_tools._doc_stats``, tested
+    equal)."""
     return int.from_bytes(hashlib.blake2b(normalised(text), digest_size=8).digest(), "little")
 
 
@@ -52,16 +54,16 @@ class PieceKey:
         return int.from_bytes(self.h.digest(), "little")
 
 
-def location(segment: int, line: int) -> int:
+def location(segment: int, line):
+    """The location of input line ``line`` (an int, or a uint64 array of them) of segment ``segment``."""
     return (segment << 32) | line
 
 
-def write_hashes(prefix: str, keys: list, locations: list) -> None:
+def write_hashes(prefix: str, keys: np.ndarray, locations: np.ndarray) -> None:
     """``PREFIX.hashes`` (atomic): one (key, location) uint64 pair per document."""
     pairs = np.empty((len(keys), 2), dtype="<u8")
-    if keys:
-        pairs[:, 0] = np.asarray(keys, dtype=np.uint64)
-        pairs[:, 1] = np.asarray(locations, dtype=np.uint64)
+    pairs[:, 0] = keys
+    pairs[:, 1] = locations
     atomic_write(prefix + HASHES, lambda f: f.write(pairs.tobytes()))
 
 

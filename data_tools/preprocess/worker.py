@@ -14,6 +14,7 @@ from typing import Callable, Iterator, List, Optional
 import numpy as np
 
 from data_tools import indexed_dataset as ixd
+from data_tools import _doc_stats
 from data_tools.io_utils import sha256_file
 
 from . import dedup, reading
@@ -21,55 +22,44 @@ from .messages import Accounting, ShardDone, ShardTask
 from .shards import SHARD_EXTS
 from .settings import Resolved
 
-_BATCH_BYTES = 1 << 19  # kept tokens' input bytes per builder write
+_BATCH_BYTES = 1 << 19  # input bytes of the documents encoded and written together
 _BATCH_DOCS = 2048
 _REPORT_BYTES = 1 << 18  # progress granularity
 
+# Python's whitespace (str.isspace): what separates the characters --min-doc-chars counts and what the duplicate key
+# collapses.  None lies beyond U+3000 (tests check every code point), so the scan stops there.
+WHITESPACE = [c for c in range(0x3001) if chr(c).isspace()]
 
-def judge(settings, n_tokens: int, n_chars: int, n_cjk: int) -> Optional[str]:
-    if n_tokens == 0:
-        return "no_tokens"
-    if n_chars < settings.min_doc_chars:
-        return "too_short"
-    if settings.min_cjk_ratio > 0 and n_cjk < settings.min_cjk_ratio * n_chars:
-        return "non_chinese"
-    return None
+REASONS = (None, "no_tokens", "too_short", "non_chinese")  # judge's codes; 0: kept
 
 
-def count_chars(text: str) -> int:
-    """Non-whitespace characters (the unit of --min-doc-chars and --min-cjk-ratio)."""
-    return sum(map(len, text.split()))
+def judge(settings, n_tokens, n_chars, n_cjk) -> np.ndarray:
+    """Per document (arrays of counts; non-whitespace characters for ``n_chars``), the index into ``REASONS`` of
+    why it is skipped, 0 when it is kept.  The first reason that applies wins, in ``REASONS`` order."""
+    n_tokens, n_chars, n_cjk = (np.asarray(a, np.int64) for a in (n_tokens, n_chars, n_cjk))
+    code = np.zeros(n_tokens.shape, np.int8)
+    if settings.min_cjk_ratio > 0:
+        code[n_cjk < settings.min_cjk_ratio * n_chars] = 3
+    code[n_chars < settings.min_doc_chars] = 2
+    code[n_tokens == 0] = 1
+    return code
 
 
-class _Batch:
-    """Kept documents waiting for one ``add_documents`` call (one write per file instead of one per document)."""
+class _Pending:
+    """Documents read and decoded, waiting to be encoded, judged and written together (one encoder call, one
+    statistics call and one write per file for up to ``_BATCH_DOCS`` documents)."""
 
-    def __init__(self, builder: ixd.MMapIndexedDatasetBuilder, acct: Accounting):
-        self.builder, self.acct = builder, acct
-        self.ids: List[np.ndarray] = []
-        self.wwm: List[np.ndarray] = []
-        self.lens: List[np.ndarray] = []
+    def __init__(self):
+        self.texts: List[str] = []
+        self.lines: List[int] = []
         self.bytes = 0
 
-    def add(self, enc, nbytes: int) -> None:
-        self.ids.append(enc.ids)
-        self.wwm.append(enc.wwm)
-        self.lens.append(enc.sentence_lengths)
+    def add(self, text: str, line: int, nbytes: int) -> bool:
+        """Queue one document; True when the batch is full."""
+        self.texts.append(text)
+        self.lines.append(line)
         self.bytes += nbytes
-        if self.bytes >= _BATCH_BYTES or len(self.ids) >= _BATCH_DOCS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.ids:
-            return
-        ids = np.concatenate(self.ids).astype(self.builder.dtype, copy=False)
-        lens = np.concatenate(self.lens).astype(np.int32, copy=False)
-        doc_sentences = np.asarray([a.size for a in self.lens], dtype=np.int64)
-        self.builder.add_documents(ids, lens, doc_sentences, np.concatenate(self.wwm).astype(np.uint8, copy=False))
-        self.acct.docs_out += doc_sentences.size
-        self.acct.sentences += int(lens.size)
-        self.acct.tokens += int(ids.size)
-        self.ids, self.wwm, self.lens, self.bytes = [], [], [], 0
+        return self.bytes >= _BATCH_BYTES or len(self.texts) >= _BATCH_DOCS
 
 
 class Worker:
@@ -81,59 +71,82 @@ class Worker:
         self.settings = job.settings
         # the C++ tokenizer core loads here, in the workers, not in the coordinating main process
         self.encoder = job.tok.document_encoder(job.seg, max_sentence_tokens=job.settings.max_sentence_tokens)
+        self.stats = _doc_stats.DocStats(WHITESPACE)
 
     def run(self, task: ShardTask) -> ShardDone:
         builder = ixd.MMapIndexedDatasetBuilder(task.prefix, np.dtype(self.job.dtype), with_wwm=True)
-        self.keys, self.locations = [], []  # per document written, in order (dedup)
+        self.keys, self.locations = [], []  # uint64 arrays per batch written, in order (dedup)
         try:
             acct = Accounting()
             lines = [self._segment(k, seg, builder, acct) for k, seg in enumerate(task.segments)]
             builder.finalize()
-            dedup.write_hashes(task.prefix, self.keys, self.locations)
+            keys = np.concatenate(self.keys) if self.keys else np.empty(0, np.uint64)
+            locations = np.concatenate(self.locations) if self.locations else np.empty(0, np.uint64)
+            dedup.write_hashes(task.prefix, keys, locations)
         except BaseException:
             builder.abort()
             raise
-        assert len(self.keys) == acct.docs_out
+        assert keys.size == acct.docs_out
         files = {ext: task.prefix + ext for ext in SHARD_EXTS}
         return ShardDone(task.index, acct, lines, {ext: os.path.getsize(p) for ext, p in files.items()},
                          {ext: sha256_file(p) for ext, p in files.items()})
 
     def _segment(self, k: int, seg, builder, acct: Accounting) -> int:
+        """Read, decode and queue the documents of one segment; skips known at reading are counted at once (each
+        reason's locations stay in input order: the encoder's reasons are others)."""
         s = self.settings
         path = s.inputs[seg.file]
         is_json = reading.is_json_input(path)
         reader = reading.SegmentReader(path, seg.start, seg.end, s.doc_separator == "blank", s.max_doc_bytes)
-        batch = _Batch(builder, acct)
+        pending = _Pending()
         unreported = (acct.input_bytes, acct.docs_in)
         for rec in reader:
             if acct.input_bytes - unreported[0] >= _REPORT_BYTES:
                 self.report(acct.input_bytes - unreported[0], acct.docs_in - unreported[1])
                 unreported = (acct.input_bytes, acct.docs_in)
-            loc = (k, rec.line)
             acct.docs_in += 1
             acct.input_bytes += rec.nbytes
             if rec.raw is None:
-                acct.skip(rec.skip, loc)
+                acct.skip(rec.skip, (k, rec.line))
                 continue
             if len(rec.raw) > reading._GIANT_BYTES:
-                batch.flush()  # documents stay in input order
-                self._giant(rec, is_json, loc, builder, acct)
+                pending = self._write(k, pending, builder, acct)  # documents stay in input order
+                self._giant(rec, is_json, (k, rec.line), builder, acct)
                 continue
             text, skip, notes = reading.prepare(rec.raw, is_json, s.json_key)
-            if skip is None:
-                enc = self.encoder.encode(text)
-                skip = judge(s, int(enc.ids.size), count_chars(text), int(enc.n_cjk_chars))
             if notes:
-                acct.repair(notes, loc)
+                acct.repair(notes, (k, rec.line))
             if skip is not None:
-                acct.skip(skip, loc)
-            else:
-                batch.add(enc, rec.nbytes)
-                self.keys.append(dedup.key_of(text))
-                self.locations.append(dedup.location(*loc))
-        batch.flush()
+                acct.skip(skip, (k, rec.line))
+            elif pending.add(text, rec.line, rec.nbytes):
+                pending = self._write(k, pending, builder, acct)
+        self._write(k, pending, builder, acct)
         self.report(acct.input_bytes - unreported[0], acct.docs_in - unreported[1])
         return reader.lines
+
+    def _write(self, k: int, pending: _Pending, builder, acct: Accounting) -> _Pending:
+        """Encode, judge and write the queued documents of segment ``k``; an empty queue for the next ones."""
+        if not pending.texts:
+            return pending
+        enc = self.encoder.encode_many(pending.texts)
+        n_chars, keys = self.stats.run(pending.texts)
+        code = judge(self.settings, enc.doc_tokens, n_chars, enc.n_cjk_chars)
+        for i in np.flatnonzero(code):
+            acct.skip(REASONS[code[i]], (k, pending.lines[i]))
+        keep = code == 0
+        if keep.all():
+            ids, wwm, lens, doc_sentences = enc.ids, enc.wwm, enc.sentence_lengths, enc.doc_sentences
+        else:
+            token_keep = np.repeat(keep, enc.doc_tokens)
+            ids, wwm = enc.ids[token_keep], enc.wwm[token_keep]
+            lens, doc_sentences = enc.sentence_lengths[np.repeat(keep, enc.doc_sentences)], enc.doc_sentences[keep]
+        builder.add_documents(ids.astype(builder.dtype, copy=False), lens, doc_sentences, wwm)
+        acct.docs_out += int(doc_sentences.size)
+        acct.sentences += int(lens.size)
+        acct.tokens += int(ids.size)
+        self.keys.append(keys[keep])
+        self.locations.append(dedup.location(k, np.asarray(pending.lines, np.uint64)[keep]))
+        return _Pending()
 
     def _giant(self, rec: reading.Record, is_json: bool, loc, builder, acct: Accounting) -> None:
         """Decode, cut into pieces, encode piece by piece, judge the whole and write it part by part."""
@@ -152,20 +165,20 @@ class Worker:
         for piece in pieces:
             key.update(piece)
             enc = self.encoder.encode(piece)
-            n_chars += count_chars(piece)
+            n_chars += int(self.stats.run([piece])[0][0])
             n_cjk += int(enc.n_cjk_chars)
             ids.append(enc.ids.astype(builder.dtype, copy=False))
             wwm.append(enc.wwm)
             lens.append(enc.sentence_lengths)
         n_tokens = sum(int(a.size) for a in ids)
-        skip = judge(self.settings, n_tokens, n_chars, n_cjk)
-        if skip is not None:
-            acct.skip(skip, loc)
+        code = int(judge(self.settings, [n_tokens], [n_chars], [n_cjk])[0])
+        if code:
+            acct.skip(REASONS[code], loc)
             return
         # written part by part: concatenating first would hold the document's ids twice
         builder.add_document_parts(ids, lens, wwm)
-        self.keys.append(key.value())
-        self.locations.append(dedup.location(*loc))
+        self.keys.append(np.array([key.value()], np.uint64))
+        self.locations.append(np.array([dedup.location(*loc)], np.uint64))
         acct.docs_out += 1
         acct.sentences += sum(int(a.size) for a in lens)
         acct.tokens += n_tokens
