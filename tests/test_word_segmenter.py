@@ -182,3 +182,19 @@ def test_document_encoder_cuts_in_cpp_as_from_rjieba_words(vocab, dict_words):
         a = core.encode_document_text(d, 64)
         b = core.encode_document_words(d, reference.words(d), 64)
         assert all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3])) and a[3:] == b[3:], repr(d[:80])
+
+
+def test_encode_many_is_encode_of_each_document_concatenated(vocab, dict_words):
+    """The word-level document encoder's batch (one C++ call, what preprocess uses) == its per-document encode,
+    concatenated by the generic data_tools.tokenizer.encode_each."""
+    from data_tools.tokenizer import encode_each
+
+    tok = RoFormerWordTokenizer(vocab)
+    enc = tok.document_encoder(tok.segmenter(), max_sentence_tokens=48)
+    text = stress_text(dict_words, seed=5, n=600)
+    docs = P.sample_docs(100) + [text[k:k + 900] for k in range(0, len(text), 900)] + ["", "\r\n", "ΣΑΣ", "\ud800中"]
+    many, each = enc.encode_many(docs), encode_each(enc.encode, docs)
+    for name, a, b in zip(many._fields, many, each):
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert many.doc_tokens.sum() == many.ids.size and many.doc_sentences.sum() == many.sentence_lengths.size
+    assert all(x.size == 0 for x in enc.encode_many([]))

@@ -361,6 +361,33 @@ public:
         return document_with([&](auto emit, Scan* scan) { run_text(text.ptr(), emit, scan); }, max_sentence_tokens);
     }
 
+    // encode_document_text of every str of `texts`, concatenated in order (data_tools.tokenizer.EncodedBatch's
+    // fields): one call for a batch of documents, so preprocess makes no Python object per document.
+    py::tuple encode_documents_text(py::list texts, int64_t max_sentence_tokens) {
+        if (max_sentence_tokens < 1) throw std::invalid_argument("max_sentence_tokens must be >= 1");
+        std::vector<int32_t> ids, lens;
+        std::vector<uint8_t> wwm;
+        const Py_ssize_t n = PyList_GET_SIZE(texts.ptr());
+        std::vector<int64_t> doc_sentences, doc_tokens, cjk;
+        doc_sentences.reserve(static_cast<size_t>(n));
+        doc_tokens.reserve(static_cast<size_t>(n));
+        cjk.reserve(static_cast<size_t>(n));
+        for (Py_ssize_t k = 0; k < n; ++k) {
+            PyObject* text = PyList_GET_ITEM(texts.ptr(), k);
+            if (!PyUnicode_Check(text)) throw py::type_error("encode_documents_text: texts must be str");
+            const std::vector<int32_t> doc_lens =
+                document_into([&](auto emit, Scan* scan) { run_text(text, emit, scan); }, max_sentence_tokens);
+            ids.insert(ids.end(), doc_ids_.begin(), doc_ids_.end());
+            wwm.insert(wwm.end(), doc_wwm_.begin(), doc_wwm_.end());
+            lens.insert(lens.end(), doc_lens.begin(), doc_lens.end());
+            doc_sentences.push_back(static_cast<int64_t>(doc_lens.size()));
+            doc_tokens.push_back(static_cast<int64_t>(doc_ids_.size()));
+            cjk.push_back(scan_.counts.cjk);
+        }
+        return py::make_tuple(new_array(ids), new_array(wwm), new_array(lens), new_array(doc_sentences),
+                              new_array(doc_tokens), new_array(cjk));
+    }
+
     size_t vocab_size() const { return tokens_.size(); }
 
 private:
@@ -384,6 +411,14 @@ private:
     template <typename Fill>
     py::tuple document_with(Fill fill, int64_t max_sentence_tokens) {
         if (max_sentence_tokens < 1) throw std::invalid_argument("max_sentence_tokens must be >= 1");
+        const std::vector<int32_t> lens = document_into(fill, max_sentence_tokens);
+        return py::make_tuple(new_array(doc_ids_), new_array(doc_wwm_), new_array(lens), scan_.counts.cjk,
+                              scan_.counts.chars);
+    }
+
+    // One document's tokens into doc_ids_ / doc_wwm_ and its counts into scan_.counts; its sentence lengths returned.
+    template <typename Fill>
+    std::vector<int32_t> document_into(Fill fill, int64_t max_sentence_tokens) {
         Scan& scan = scan_;
         scan.breaks.clear();
         scan.counts = Counts{};
@@ -408,9 +443,7 @@ private:
             wwm.push_back(word_start ? 1 : 0);
             clause.push_back(t.clause ? 1 : 0);
         }, &scan);
-        return py::make_tuple(new_array(ids), new_array(wwm),
-                              new_array(sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens)),
-                              scan.counts.cjk, scan.counts.chars);
+        return sentence_lengths(sent_starts, ids.size(), wwm, clause, max_sentence_tokens);
     }
 
     struct Counts {
@@ -987,6 +1020,8 @@ PYBIND11_MODULE(_text_core, m) {
              py::arg("max_sentence_tokens"))
         .def("set_segmenter", &Tokenizer::set_segmenter, py::arg("segmenter"))
         .def("encode_text", &Tokenizer::encode_text, py::arg("text"), py::arg("with_offsets"))
+        .def("encode_documents_text", &Tokenizer::encode_documents_text, py::arg("texts"),
+             py::arg("max_sentence_tokens"))
         .def("encode_document_text", &Tokenizer::encode_document_text, py::arg("text"),
              py::arg("max_sentence_tokens"))
         .def_property_readonly("vocab_size", &Tokenizer::vocab_size);
