@@ -76,7 +76,8 @@ JOINED=$(mktemp)
 RESULT=$(mktemp)
 ECHOED=$(mktemp)
 FAILED=$(mktemp)
-trap 'rm -f "$JOINED" "$RESULT" "$ECHOED" "$FAILED"' EXIT
+EXITS=$(mktemp -d)  # each rank's exit: code, time, log (ernie_style/training/rank_exit.py)
+trap 'rm -f "$JOINED" "$RESULT" "$ECHOED" "$FAILED"; rm -rf "$EXITS"' EXIT
 
 # Several machines (NNODES=N with MASTER, or IPS): after its own check, every machine joins the others at MASTER
 # (ernie_style.training.rendezvous): a line every 30 s while machines are missing, one error line after
@@ -143,8 +144,11 @@ pass_on() {
     echo "$n" > "$ECHOED"
 }
 # A rank that fails: the launcher says so in a LAUNCH ERROR block on stderr (with the rank's whole command line),
-# then prints the end of the rank's log on stdout and stops the others. The block is left out; the rank, its exit
-# code and its log (FAILED) make one line at the end.
+# then prints the end of the rank's log on stdout and stops the others. The block is left out; one line at the end
+# names the rank that failed first, its exit code and its log. The launcher's choice (FAILED) is the first failed
+# rank in rank order at its once-a-second look, which may be one whose collective broke because another rank died;
+# so every rank runs under ernie_style.training.rank_exit, which records when it ended (EXITS), and the line names
+# the earliest failure recorded.
 FAILED_RANK='^Container rank ([0-9]+) status failed cmd .* code (-?[0-9]+) log (.*)$'
 launcher_errors() {
     local line
@@ -176,8 +180,8 @@ set -m
 if [ -n "$CHECK_CLUSTER" ]; then
     MODE+=(--check-cluster-result "$RESULT")
 fi
-"${PARENT_DEATH[@]}" "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" \
-    ${MODE[@]+"${MODE[@]}"} "$@" >&$OUT 2>&$ERR &
+"${PARENT_DEATH[@]}" "${LAUNCH[@]}" "$(command -v "$PYTHON")" -m ernie_style.training.rank_exit "$EXITS" \
+    "$(command -v "$PYTHON")" -m "$ENTRY" --config "$CONFIG" ${MODE[@]+"${MODE[@]}"} "$@" >&$OUT 2>&$ERR &
 LAUNCHER=$!
 set +m
 on_signal() {
@@ -224,7 +228,18 @@ if [ -n "$CHECK_CLUSTER" ] && [ "$rc" = 0 ]; then
     exit "$verdict"
 fi
 if [ "$rc" != 0 ] && [ -s "$FAILED" ]; then
-    read -r f_rank f_code f_log < "$FAILED"
+    read -r l_rank f_code f_log < "$FAILED"
+    f_rank=$l_rank
+    first=$("$PYTHON" -m ernie_style.training.rank_exit --first "$EXITS" 2>/dev/null || true)
+    if [ -n "$first" ]; then
+        read -r f_rank f_code r_log <<< "$first"
+        f_log="${r_log:-$LOG_DIR}"
+    fi
+    if [ "$f_rank" != "$l_rank" ] && [ -f "$f_log" ]; then
+        # the launcher showed the end of the log of a rank that failed after it: show this one's
+        echo "rank $l_rank failed after rank $f_rank; the last lines of rank $f_rank's log:" >&2
+        tail -n 20 "$f_log" | grep -v -E "$NOISE" >&2 || true
+    fi
     echo "error: rank $f_rank failed (exit code $f_code); the lines above end with the last lines of its log" \
          "$f_log; the launcher stopped the other ranks" >&2
 fi

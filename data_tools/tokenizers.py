@@ -99,8 +99,19 @@ class TokenizerSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TokenizerSpec":
-        """From meta.json's ``tokenizer`` or a tokenizer_config.json (absent keys: lowercasing, today's kind)."""
-        return cls(do_lower_case=d.get("do_lower_case", True), kind=d.get("kind", DEFAULT_KIND))
+        """From meta.json's ``tokenizer``, one of our tokenizer_config.json, or a Hugging Face directory's
+        tokenizer_config.json / config.json (absent keys: lowercasing, today's kind)."""
+        return cls(do_lower_case=d.get("do_lower_case", True), kind=kind_stated(d) or DEFAULT_KIND)
+
+
+def kind_stated(d: dict) -> Optional[str]:
+    """The kind a tokenizer_config.json (or a Hugging Face config.json) states: its ``kind`` (ours), else the kind
+    whose transformers class its ``tokenizer_class`` names (a Hugging Face directory: ours exported, or anyone's);
+    None when it states neither, or names a class no kind exports."""
+    if "kind" in d:
+        return d["kind"]
+    hf_class = d.get("tokenizer_class")
+    return kind_of_hf_class(hf_class) if isinstance(hf_class, str) else None
 
 
 def check_kind(kind: str, where: str = "tokenizer kind") -> str:

@@ -287,14 +287,37 @@ def test_every_finetune_float_setting_must_be_finite(key, value, vocab):
 
 
 def test_hfl_recipe_numbers(vocab):
-    """Issue 18 point 10: the numbers of HFL's BERT-wwm-ext (stage 1) and RoBERTa-wwm-ext
+    """Issue 18 point 10: the numbers of HFL's BERT-wwm-ext (both stages: train.phases) and RoBERTa-wwm-ext
     (docs/reference_recipe.md) as the two configs give them."""
     bert = load_config(os.path.join(REPO, "configs", "bert_wwm_ext_base.yaml"), [f"data.vocab_file={vocab}"])
     assert (bert.model_arch, bert.optim.name, bert.data.max_seq_len, bert.train.global_batch_size,
-            bert.train.max_steps, bert.data.binary_head) == ("bert", "lamb", 128, 2560, 1_000_000, True)
+            bert.train.max_steps, bert.data.binary_head) == ("bert", "lamb", 128, 2560, 1_400_000, True)
+    # stage 1: 1M steps at seq 128, batch 2,560; stage 2: 400k steps at seq 512, batch 384, from stage 1's weights
+    assert bert.train.phases == [{"until_step": 1_000_000},
+                                 {"until_step": 1_400_000, "data.max_seq_len": 512, "train.global_batch_size": 384,
+                                  "train.micro_batch_size": 24, "optim.max_lr": 1e-4, "optim.warmup_steps": 4000}]
+    assert bert.optim.decay_steps == 1_400_000 and bert.optim.resolved_warmup_steps() == 10_000
+    assert bert.global_batch_size(4) == 2560 and bert.accumulation_steps(4) == 4  # 160 x 4 GPUs x 4
     rob = load_config(os.path.join(REPO, "configs", "roberta_wwm_ext_base.yaml"), [f"data.vocab_file={vocab}"])
     assert (rob.model_arch, rob.optim.name, rob.data.max_seq_len, rob.train.global_batch_size,
             rob.train.max_steps, rob.data.binary_head) == ("bert", "adamw", 512, 384, 1_000_000, False)
     for cfg in (bert, rob):
         assert (cfg.model.hidden_size, cfg.model.num_hidden_layers, cfg.model.max_position_embeddings) == (768, 12, 512)
         assert cfg.data.masking == "wwm_ngram" and cfg.data.max_ngrams == 1  # whole words, as HFL's WWM
+
+
+def test_hfl_bert_wwm_ext_passes_the_launch_check_with_its_two_stages(tmp_path, capsys):
+    """``run_pretrain.sh``'s check of configs/bert_wwm_ext_base.yaml as shipped (only data and output given) for the
+    4 GPUs it is written for: both stages' batches divide over them, stage 2's 512 fits the positions; 3 GPUs are
+    refused, naming the phase."""
+    import _trainer_util as U
+    from ernie_style import run_pretrain
+
+    prefix, vocab = U.make_data(str(tmp_path / "d"))
+    args = ["--config", os.path.join(REPO, "configs", "bert_wwm_ext_base.yaml"), f"data.prefixes=[{prefix}]",
+            f"data.vocab_file={vocab}", "data.split=90,5,5", f"train.output_dir={tmp_path / 'out'}",
+            "train.resume=none", "--check"]
+    assert run_pretrain.main([*args, "--world-size", "4"]) == 0
+    capsys.readouterr()
+    assert run_pretrain.main([*args, "--world-size", "3"]) == 2
+    assert "train.phases: phase 1: train.global_batch_size=2560: expected a multiple" in capsys.readouterr().err

@@ -349,7 +349,8 @@ def scaled_overrides(recipe, data, out):
     return U.tiny_overrides(*data, str(out), **extra), items
 
 
-@pytest.mark.parametrize("name", ["roformer_base_wwm_cluecorpussmall.yaml", "roberta_char_tiny.yaml"])
+@pytest.mark.parametrize("name", ["roformer_base_wwm_cluecorpussmall.yaml", "roberta_char_tiny.yaml",
+                                  "bert_wwm_ext_base.yaml"])
 def test_recipe_phases_run_scaled_down(data, tmp_path, name):
     recipe = os.path.join(U.REPO, "configs", name)
     over, items = scaled_overrides(recipe, data, tmp_path / "out")
@@ -369,6 +370,9 @@ def test_recipe_phases_run_scaled_down(data, tmp_path, name):
         assert sorted(c["params"]["max_seq_len"] for c in cache) == [16, 64]
         assert fields[3]["learning rate"] == pytest.approx(5e-5) and fields[2]["learning rate"] == 0.0
         assert fields[1]["sop_loss"] == 0.0  # MLM only
+    elif name.startswith("bert"):  # HFL's stage 2: seq 512 / 8 on its own sample index, batch 384 / 32, LAMB re-warmed
+        assert "phase 2: sample index for max_seq_len 64" in log and "global batch 12 (micro 1" in log
+        assert fields[3]["learning rate"] == pytest.approx(1e-4) and fields[2]["learning rate"] == 0.0
     else:  # the batch doubles, the data continues where batch 128 / 32 left it
         assert "phase 2: continues the max_seq_len 64 sample index at its sample 8" in log
         assert fields[3]["ips"] > 0 and "global batch 8 (micro 4" in log

@@ -2,11 +2,13 @@
 ``configs/roberta_word_tiny.yaml`` (scaled down) trained until it knows its sentences, exported with
 ``tokenizer_class: RoFormerTokenizer``, loaded by transformers' ``AutoTokenizer`` (same ids as ours) and
 ``pipeline("fill-mask")``, which fills a masked word with the whole word; then fine-tuned for pair
-classification, NER and QA (sequence classification: tests/test_tokenizer_seam.py), keeping its kind.
+classification, NER and QA (sequence classification: tests/test_tokenizer_seam.py), keeping its kind: from our
+checkpoint, from the exported directory itself (``model.init=HF_DIR``) and from it imported back, and through each
+fine-tuned model's export (``RoFormerFor<Task>``) and import back.  ``train.resume=HF_DIR`` reads the kind too.
 The same chain through ``run_pretrain.sh`` and ``run_finetune.sh``: tests/test_journey.py (README "Word-level
 vocabularies"); here training runs in-process, to spare a launch.
 
-Budget: ~30 s (150 tiny steps, three 1-epoch fine-tunes).
+Budget: ~30 s (150 tiny steps, four 1-epoch fine-tunes, a 2-step resume from the exported directory).
 """
 import json
 import os
@@ -59,7 +61,18 @@ def word_model(tmp_path_factory):
     return vocab, str(out / "checkpoints" / "latest"), hf
 
 
-def test_exported_word_model_loads_with_auto_tokenizer_and_fills_a_masked_word(word_model):
+@pytest.fixture(scope="module")
+def word_imported(word_model):
+    """The exported HF directory imported back by ``export.from_pytorch``."""
+    from export import from_pytorch
+
+    hf = word_model[2]
+    back = os.path.join(os.path.dirname(hf), "back")
+    assert from_pytorch.main([hf, back]) == 0
+    return back
+
+
+def test_exported_word_model_loads_with_auto_tokenizer_and_fills_a_masked_word(word_model, word_imported):
     from transformers import AutoTokenizer, RoFormerTokenizer, pipeline
 
     vocab, _, hf = word_model
@@ -77,10 +90,8 @@ def test_exported_word_model_loads_with_auto_tokenizer_and_fills_a_masked_word(w
         assert tok(text)["input_ids"] == [ours.cls_id, *ours.encode(text).tolist(), ours.sep_id], text
     # back from transformers, the directory is a word-level model again (RoFormerTokenizer names the kind)
     from ernie_style.arch.model_reader import read_checkpoint
-    from export import from_pytorch
 
-    back = os.path.join(os.path.dirname(hf), "back")
-    assert from_pytorch.main([hf, back]) == 0
+    back = word_imported
     with open(os.path.join(back, "tokenizer_config.json")) as f:
         assert json.load(f) == {"do_lower_case": True, "kind": "roformer_word"}
     assert read_checkpoint(back).tokenizer_kind == "roformer_word"
@@ -119,12 +130,33 @@ def _ner_file(path, rng, n):
     return str(path)
 
 
-@pytest.mark.parametrize("task", ["pair_cls", "ner", "qa"])
-def test_word_model_fine_tunes_and_keeps_its_kind(word_model, task, tmp_path):
+# Where each task's fine-tune starts: our checkpoint, the exported Hugging Face directory itself (model.init=HF_DIR:
+# its tokenizer_class names the kind), and that directory imported back by export.from_pytorch.
+INITS = {"pair_cls": "checkpoint", "ner": "hf", "qa": "imported"}
+
+
+def _fine_tune(task, init, vocab, files, out):
     from ernie_style import finetune
     from ernie_style.arch.model_reader import read_checkpoint
 
-    vocab, ckpt, _ = word_model
+    extra = {"qa": {"data.max_query_len": 8, "data.doc_stride": 16}, "ner": {"data.doc_stride": 16}}.get(task, {})
+    items = {"model.init": init, "data.vocab_file": vocab, "data.train_file": files[0], "data.dev_file": files[1],
+             "data.test_file": "", "data.max_seq_len": 48, "train.output_dir": str(out), "train.epochs": 1,
+             "train.micro_batch_size": 16, "train.resume": "none", **extra}
+    config = os.path.join(U.REPO, "configs", "finetune", f"{task}.yaml")
+    assert finetune.main([config, *[f"{k}={v}" for k, v in items.items()]]) == 0
+    best = read_checkpoint(str(out / "best_model"))
+    assert best.task == task and best.tokenizer_kind == "roformer_word", (init, best.tokenizer_kind)
+    return str(out / "best_model")
+
+
+@pytest.mark.parametrize("task", ["pair_cls", "ner", "qa"])
+def test_word_model_fine_tunes_and_keeps_its_kind(word_model, word_imported, task, tmp_path):
+    from ernie_style.arch.model_reader import read_checkpoint
+    from ernie_style.storage import model_dir
+    from export import from_pytorch, to_pytorch
+
+    vocab, ckpt, hf_pretrained = word_model
     rng = random.Random(1)
     if task == "pair_cls":
         files = [F.write_tsv(str(tmp_path / f"{n}.tsv"), [(lab, rng.choice(SENTENCES), rng.choice(SENTENCES))
@@ -133,17 +165,51 @@ def test_word_model_fine_tunes_and_keeps_its_kind(word_model, task, tmp_path):
         files = [_ner_file(tmp_path / f"{n}.txt", rng, 32) for n in ("train", "dev")]
     else:
         files = [_qa_file(tmp_path / f"{n}.json", rng, 32) for n in ("train", "dev")]
-    extra = {"qa": {"data.max_query_len": 8, "data.doc_stride": 16}, "ner": {"data.doc_stride": 16}}.get(task, {})
-    out = tmp_path / "out"
-    items = {"model.init": ckpt, "data.vocab_file": vocab, "data.train_file": files[0], "data.dev_file": files[1],
-             "data.test_file": "", "data.max_seq_len": 48, "train.output_dir": str(out), "train.epochs": 1,
-             "train.micro_batch_size": 16, "train.resume": "none", **extra}
-    config = os.path.join(U.REPO, "configs", "finetune", f"{task}.yaml")
-    assert finetune.main([config, *[f"{k}={v}" for k, v in items.items()]]) == 0
-    best = read_checkpoint(str(out / "best_model"))
-    assert best.task == task and best.tokenizer_kind == "roformer_word"
+    init = {"checkpoint": ckpt, "hf": hf_pretrained, "imported": word_imported}[INITS[task]]
+    best = _fine_tune(task, init, vocab, files, tmp_path / "out")
+    # to transformers (RoFormerFor<Task>, tokenizer_class RoFormerTokenizer) and back: still word-level
+    hf, back = str(tmp_path / "hf"), str(tmp_path / "back")
+    assert to_pytorch.main([best, hf]) == 0
+    with open(os.path.join(hf, "tokenizer_config.json")) as f:
+        assert json.load(f)["tokenizer_class"] == "RoFormerTokenizer"
+    assert from_pytorch.main([hf, back]) == 0
+    imported = read_checkpoint(back)
+    assert imported.task == task and imported.tokenizer_kind == "roformer_word"
+    assert model_dir.read_tokenizer(hf) == model_dir.read_tokenizer(back) == WORD  # the HF dir itself too
+    if task == "pair_cls":  # a fine-tune from the re-imported fine-tuned model tokenizes word-level too
+        _fine_tune(task, back, vocab, files, tmp_path / "again")
     if task == "qa":  # predictions are cut out of the contexts through the word tokens' offsets
-        with open(out / "predictions_dev.jsonl", encoding="utf-8") as f:
+        with open(tmp_path / "out" / "predictions_dev.jsonl", encoding="utf-8") as f:
             preds = [json.loads(line)["prediction"] for line in f]
         contexts = [p["context"] for p in json.load(open(files[1], encoding="utf-8"))["data"][0]["paragraphs"]]
         assert len(preds) == 32 and all(p in c for p, c in zip(preds, contexts))
+
+
+def test_pretraining_resumes_from_the_word_level_hf_dir_and_refuses_other_tokens(word_model, tmp_path, capsys):
+    """``train.resume=HF_DIR`` of a word-level export: the directory's tokenizer_class names its kind, which must be
+    the data's -- the same vocab.txt preprocessed character-level (it holds every character) is refused before
+    launch; on the word-level data the run initialises from it and its checkpoints stay word-level."""
+    from data_tools.preprocess import main as preprocess
+    from ernie_style.arch.model_reader import read_checkpoint
+
+    vocab, _, hf = word_model
+    root = os.path.dirname(hf)
+    config = os.path.join(U.REPO, "configs", "roberta_word_tiny.yaml")
+    chars = str(tmp_path / "chars")
+    assert preprocess(["--input", os.path.join(root, "corpus.txt"), "--vocab", vocab, "--output-prefix", chars,
+                       "--quiet"]) == 0
+
+    def args(prefix, out, *extra):
+        items = {**SMALL, "data.prefixes": f"[{prefix}]", "data.vocab_file": vocab, "train.output_dir": str(out),
+                 "train.resume": hf, "train.max_steps": 2, "train.save_steps": 2, "train.eval_steps": 2,
+                 "train.logging_steps": 1, "optim.decay_steps": 2, "optim.warmup_steps": 0}
+        return ["--config", config, *[f"{k}={v}" for k, v in items.items()], *extra]
+
+    capsys.readouterr()
+    assert run_pretrain.main(args(chars, tmp_path / "refused", "--check")) == 2
+    err = capsys.readouterr().err
+    assert f"train.resume={hf!r}: the Hugging Face dir {hf} was trained on 'roformer_word' tokens" in err, err
+    assert "tokenized by 'bert_wordpiece'" in err, err
+    out = tmp_path / "resumed"
+    assert run_pretrain.main(args(os.path.join(root, "data", "w"), out)) == 0
+    assert read_checkpoint(str(out / "checkpoints" / "latest")).tokenizer_kind == "roformer_word"

@@ -28,7 +28,7 @@ import tempfile
 from typing import Dict, Optional, Sequence
 
 from data_tools.io_utils import atomic_write_text, fsync_dir, fsync_file, read_json_dict, sha256_file
-from data_tools.tokenizers import TokenizerSpec
+from data_tools.tokenizers import TokenizerSpec, kind_stated
 from data_tools.vocab import SPECIAL_TOKENS, VocabError, read_vocab as _read_vocab
 from ernie_style.constants import (
     CHECKSUMS, MODEL_CONFIG, MODEL_STATE, TASK_CONFIG, TOKENIZER_CONFIG, TRAINER_STATE, VOCAB,
@@ -211,18 +211,20 @@ def read_model_config(directory: str) -> dict:
 
 
 def read_tokenizer(directory: str) -> TokenizerSpec:
-    """The tokenizer a model directory was trained with: its ``tokenizer_config.json`` (lowercasing and kind); a
-    fine-tuned model's task file may carry the lowercasing instead; absent: lowercasing and today's kind."""
-    spec = None
+    """The tokenizer a model directory was trained with: lowercasing and kind from its ``tokenizer_config.json``,
+    else from its ``config.json`` (a fine-tuned model's task file carries the lowercasing; a Hugging Face
+    directory's names its ``tokenizer_class``, from which the registry derives the kind); absent: lowercasing and
+    today's kind."""
+    lower, kind = None, None
     for name in (TOKENIZER_CONFIG, TASK_CONFIG):
         raw = read_json_dict(os.path.join(directory, name))
         if raw is None:
             continue
-        if spec is None and name == TOKENIZER_CONFIG:
-            spec = TokenizerSpec.from_dict(raw)
-        if isinstance(raw.get("do_lower_case"), bool):
-            return TokenizerSpec(raw["do_lower_case"], (spec or TokenizerSpec()).kind)
-    return spec or TokenizerSpec()
+        if lower is None and isinstance(raw.get("do_lower_case"), bool):
+            lower = raw["do_lower_case"]
+        kind = kind or kind_stated(raw)
+    default = TokenizerSpec()
+    return TokenizerSpec(default.do_lower_case if lower is None else lower, kind or default.kind)
 
 
 def read_trainer_state(directory: str) -> Optional[dict]:

@@ -8,6 +8,7 @@
   distributed.py       the process group, collectives, process death
   parallelize.py       recompute, data parallel / sharding: applied once, outside the model
   interrupt.py         SIGINT / SIGTERM: a coordinated checkpoint
+  rank_exit.py         each rank's exit recorded: a failed launch names the rank that failed first
   run_dir.py           one run per output directory (the lock)
   preflight.py         checks before launch
   cpu_runtime.py       process settings for CPU training

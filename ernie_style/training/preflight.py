@@ -12,6 +12,8 @@ Resuming (``train.resume`` = auto or a path) is checked against the source the r
   ``data.vocab_file`` extends it (every old token at its id): then the source initialises the weights only, with
   rows for the new tokens (``ernie_style.training.vocab_extension``), and :func:`check_resume` returns the line
   ``vocab extended: OLD -> NEW tokens, N new rows ...`` that ``--check`` prints before launch;
+- the source's tokenizer kind (its ``tokenizer_config.json``; a Hugging Face dir's ``tokenizer_class``) must be the
+  data's (``PREFIX.meta.json``);
 - the architecture keys (``model_config.json``) must match the config (``vocab_size`` aside for an extended vocab);
   dropout and init range may change;
 - a checkpoint's data fingerprint (:func:`data_fingerprint`, saved in ``trainer_state.json``) must match:
@@ -35,12 +37,12 @@ import os
 from typing import List, Optional
 
 from data_tools.indexed_dataset import MMapIndexedDataset
-from data_tools.meta import find_meta
+from data_tools.meta import data_tokenizer, find_meta, meta_path
 from ernie_style.arch import model_config_dict, named_arch, with_arch
 from ernie_style.arch.hf_dir import hf_weights_file, read_hf_config_arch
 from ernie_style.config.pretrain import ConfigError, PretrainConfig
 from ernie_style.training import DEFAULT_OPTIMIZER
-from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, VOCAB
+from ernie_style.constants import HF_CONFIG, MODEL_CONFIG, TOKENIZER_CONFIG, VOCAB
 from ernie_style.data.spec import MASKING_KNOBS, SampleSpec, Split
 from ernie_style.storage import model_dir
 from ernie_style.storage.errors import ModelDirError
@@ -293,6 +295,21 @@ def check_resume(cfg: PretrainConfig, world_size: int = 1) -> List[str]:
     return notes
 
 
+def _check_tokenizer_kind(cfg: PretrainConfig, path: str, what: str) -> None:
+    """Refuse a source trained on another tokenizer kind than the data's: the same vocab.txt (a word-level vocab
+    holds every character) would pass the sha256 check while its ids mean other segmentations.  The source's kind
+    is what its tokenizer_config.json records, or, for a Hugging Face dir, what its ``tokenizer_class`` names."""
+    if not cfg.data.blend:
+        return
+    prefix = cfg.data.blend[0].prefix
+    theirs, mine = model_dir.read_tokenizer(path).kind, data_tokenizer(prefix).kind
+    if theirs != mine:
+        raise ConfigError(f"train.resume={path!r}: the {what} {path} was trained on {theirs!r} tokens (its "
+                          f"{TOKENIZER_CONFIG}), but data.prefixes {prefix} were tokenized by {mine!r} (see "
+                          f"{meta_path(prefix)}); preprocess the corpus with --tokenizer {theirs}, or start from a "
+                          f"{mine!r} model")
+
+
 def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> Optional[str]:
     kind = model_dir.kind_of(path)
     vocab = os.path.join(path, VOCAB)
@@ -307,6 +324,7 @@ def _check_source(cfg: PretrainConfig, path: str, world_size: int) -> Optional[s
                               "other tokens; train with that vocab and data preprocessed with it, or extend it "
                               "(python -m data_tools.build_vocab --extend)")
     hf = hf_weights_file(path) is not None
+    _check_tokenizer_kind(cfg, path, "Hugging Face dir" if hf else kind)
     if os.path.isfile(os.path.join(path, MODEL_CONFIG)) or hf:
         if hf:
             try:
