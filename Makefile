@@ -29,8 +29,10 @@ $(HF5_STAMP): $(HF5_REQ)
 	$(HF5)/bin/python -m pip install -q -r $(HF5_REQ)
 	@touch $(HF5_STAMP)
 
+# On 2 processes (pytest-xdist; CI has 2 cores): each test goes to the process that is free; tests/conftest.py
+# collects the long ones first.
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 demo: venv
 	$(PY) -m ernie_style.demo

@@ -62,6 +62,8 @@ EXTRAS = {
     "rjieba": ["rjieba"],
     "test": [
         "pytest>=7",
+        # `make test` runs the suite on 2 processes (-n 2): the suite is mostly one process at a time, CI has 2 cores
+        "pytest-xdist>=3.5",
         *PADDLENLP_PINS,
         # exact pin: a looser torch pin pulls a multi-GB CUDA build.
         "torch==2.13.0",

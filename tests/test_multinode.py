@@ -106,10 +106,16 @@ def test_ctrl_c_while_waiting_is_one_line():
     port = _free_port()
     settings = Settings(f"127.0.0.1:{port}", 2, 30.0, 100.0, f"NNODES=2 MASTER=127.0.0.1:{port}")
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    # Python's own Ctrl-C handler, as in a fresh `run_pretrain.sh` process: a test run before this one in the same
+    # pytest(-xdist) process may have left another (a Trainer built in-process and never trained keeps its own)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer.start()
-    with pytest.raises(ClusterError, match=f"interrupted while waiting for machines at 127.0.0.1:{port}"):
-        rendezvous.join(settings, Hello(host="a", pid=1, job=_job()))
-    timer.join()
+    try:
+        with pytest.raises(ClusterError, match=f"interrupted while waiting for machines at 127.0.0.1:{port}"):
+            rendezvous.join(settings, Hello(host="a", pid=1, job=_job()))
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, old)
 
 
 def test_another_program_at_the_port_is_named():
