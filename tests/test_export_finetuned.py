@@ -49,23 +49,13 @@ def write_finetuned_bert(path, task, labels=LABELS, seed=0):
     """A fine-tuned BERT model dir (the task model of ernie_style.tasks.heads, random O(0.1) weights); returns (dir,
     a Paddle model giving its logits).  The reference is transformers itself (its BertFor* classes)."""
     from ernie_style.arch.bert.config import BertConfig
-    from ernie_style.storage.pdparams import save_pdparams
     from ernie_style.tasks.heads import build_task_model
 
     cfg = U.tiny_bert_config()
     labels = labels[task] if isinstance(labels, dict) else labels
     model = build_task_model(BertConfig.from_dict({k: v for k, v in cfg.items() if k != "arch"}), task,
                              2 if task == "qa" else len(labels))
-    state = _randomize(model, seed)
-    U.write_checkpoint(path, cfg, {})
-    save_pdparams(os.path.join(path, "model_state.pdparams"), state)
-    os.remove(os.path.join(path, "tokenizer_config.json"))
-    task_cfg = {"task": task, "do_lower_case": True, "max_seq_len": 48, "init": "random"}
-    if labels is not None:
-        task_cfg["id2label"] = {str(i): lab for i, lab in enumerate(labels)}
-        task_cfg["label2id"] = {lab: i for i, lab in enumerate(labels)}
-    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(task_cfg, f)
+    _write_task_dir(path, cfg, task, labels, _randomize(model, seed))
     return str(path), TaskModelLogits(model)
 
 
@@ -112,12 +102,17 @@ def _randomize(model: paddle.nn.Layer, seed: int) -> dict:
 
 def write_finetuned(path, task, labels=LABELS, seed=0, **cfg_overrides):
     """A fine-tuned model dir in the contract's layout; returns (dir, reference Paddle model)."""
-    from ernie_style.storage.pdparams import save_pdparams
-
     cfg = U.tiny_config(**cfg_overrides)
     labels = labels[task] if isinstance(labels, dict) else labels
     model = Reference(cfg, task, 2 if task == "qa" else len(labels))
-    state = _randomize(model, seed)
+    _write_task_dir(path, cfg, task, labels, _randomize(model, seed))
+    return str(path), model
+
+
+def _write_task_dir(path, cfg: dict, task: str, labels, state: dict) -> None:
+    """The files of a fine-tuned model dir (best_model's layout) around the weights ``state``."""
+    from ernie_style.storage.pdparams import save_pdparams
+
     U.write_checkpoint(path, cfg, {})  # model_config.json, vocab.txt, tokenizer_config.json
     save_pdparams(os.path.join(path, "model_state.pdparams"), state)
     os.remove(os.path.join(path, "tokenizer_config.json"))  # a best_model dir keeps do_lower_case in config.json
@@ -127,7 +122,6 @@ def write_finetuned(path, task, labels=LABELS, seed=0, **cfg_overrides):
         task_cfg["label2id"] = {lab: i for i, lab in enumerate(labels)}
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
         json.dump(task_cfg, f)
-    return str(path), model
 
 
 def probe(cfg, seed=1):
