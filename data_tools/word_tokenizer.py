@@ -18,12 +18,11 @@ How it is fast: one ``str.lower`` call lowercases, and one call into ``data_tool
 jieba's accurate mode without HMM on jieba's ``dict.txt``, the words of ``rjieba.cut(text, False)``), looks every
 word up and runs the BERT pipeline of the words that are not tokens, all in C++; Python sees no word.  So neither
 this tokenizer nor preprocess needs rjieba at run time; rjieba stays the reference the tests compare with
-(:class:`RJiebaWords`), and transformers' RoFormerTokenizer, hence an exported model, needs it.
+(tests/test_word_segmenter.py), and transformers' RoFormerTokenizer, hence an exported model, needs it.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.util
 import os
 import re
@@ -62,7 +61,6 @@ fill = pipeline("fill-mask", model=path, tokenizer=tokenizer)
 print(fill("今天[MASK]很好"))  # whole words are predicted, e.g. 天气
 ```
 """
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _new_tuple = tuple.__new__  # EncodedDocument from the C++ tuple without the namedtuple's Python-level __new__
 _SIGMA = "\u03a3"  # the one character whose str.lower() depends on its neighbours (final sigma)
 
@@ -120,47 +118,6 @@ class JiebaWords:
 
     def words(self, text: str) -> list:
         return self.dag.cut(text)
-
-    def __getstate__(self):
-        return {}
-
-    def __setstate__(self, state):
-        self.__init__()
-
-
-class RJiebaWords:
-    """``rjieba.cut(text, False)`` (jieba's dictionary, no HMM) on a private ``rjieba.Jieba``, so no ``add_word``
-    elsewhere in the process changes it: the reference :class:`JiebaWords` is tested against (and what
-    RoFormerTokenizer runs).  ``words(text)``."""
-
-    name = "rjieba"
-
-    def __init__(self):
-        if importlib.util.find_spec("rjieba") is None:
-            raise ValueError("rjieba is not installed (pip install rjieba); transformers' RoFormerTokenizer needs it")
-        self.version = importlib.metadata.version("rjieba")
-        self._jb = None
-
-    @property
-    def jieba(self):
-        """The private ``rjieba.Jieba`` (made on first use)."""
-        if self._jb is None:
-            import rjieba
-
-            self._jb = rjieba.Jieba()
-        return self._jb
-
-    def words(self, text: str) -> list:
-        try:
-            return self.jieba.cut(text, False)
-        except UnicodeEncodeError:  # lone surrogates (Rust refuses them): cut with U+FFFD in their place
-            words, start = [], 0
-            for w in self.jieba.cut(_SURROGATES.sub("\ufffd", text), False):
-                # the words as slices of `text`: the tokenizer removes a surrogate, and a vocab's U+FFFD token is
-                # not one
-                words.append(text[start:start + len(w)])
-                start += len(w)
-            return words
 
     def __getstate__(self):
         return {}

@@ -6,6 +6,7 @@ cutting with it (one C++ call per text) giving the ids of the real ``transformer
 Budget: ~10 s.
 """
 import random
+import re
 
 import numpy as np
 import pytest
@@ -14,8 +15,30 @@ import rjieba
 import _pipeline_util as P
 from data_tools import _text_core
 from data_tools.build_vocab import build_word_vocab
-from data_tools.word_tokenizer import (JIEBA_DICT_SHA256, JiebaWords, RJiebaWords, RoFormerWordTokenizer,
+from data_tools.word_tokenizer import (JIEBA_DICT_SHA256, JiebaWords, RoFormerWordTokenizer,
                                        jieba_dict_path, lower_chars)
+
+
+class RJiebaWords:
+    """The reference JiebaWords is tested against (what RoFormerTokenizer runs): ``rjieba.cut(text, False)``
+    (jieba's dictionary, no HMM) on a private ``rjieba.Jieba``, so no ``add_word`` elsewhere changes it."""
+
+    name = "rjieba"
+
+    def __init__(self):
+        self.jieba = rjieba.Jieba()
+
+    def words(self, text: str) -> list:
+        try:
+            return self.jieba.cut(text, False)
+        except UnicodeEncodeError:  # lone surrogates (Rust refuses them): cut with U+FFFD in their place
+            words, start = [], 0
+            for w in self.jieba.cut(re.sub("[\ud800-\udfff]", "\ufffd", text), False):
+                # the words as slices of `text`: the tokenizer removes a surrogate, and a vocab's U+FFFD token is
+                # not one
+                words.append(text[start:start + len(w)])
+                start += len(w)
+            return words
 
 
 @pytest.fixture(scope="module")
